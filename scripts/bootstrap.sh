@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent installer used by every make target that needs the testbed.
+#   1. Debian packages (only the missing ones; apt-get runs only when something is missing)
+#   2. the project's virtual environment .venv with the pins from pyproject.toml
+#   3. the ns-3 wheel's helper-path fix (done by testbed.ns3setup)
+# Each step prints what it does and stops with the step's name when it fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(openvswitch-switch mininet tcpdump tshark iperf3 iputils-ping fping ethtool
+              iproute2 procps psmisc python3-venv)
+
+step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+fail() { printf '\033[31m[setup] FAILED: %s\033[0m\n' "$*" >&2; exit 1; }
+
+if [ "$(id -u)" != 0 ]; then
+  fail "run as root: the testbed creates network namespaces and installs Debian packages"
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/tmp/sagin-apt.log 2>&1 || fail "apt-get update (log: /tmp/sagin-apt.log)"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/sagin-apt.log 2>&1 \
+    || fail "apt-get install ${missing[*]} (log: /tmp/sagin-apt.log)"
+fi
+
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  if [ ! -x .venv/bin/python ]; then
+    step "creating .venv with $($PYTHON --version 2>&1)"
+    "$PYTHON" -m venv .venv || fail "python3 -m venv .venv"
+  fi
+  step "installing pinned Python packages into .venv (first time only)"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >/tmp/sagin-pip.log 2>&1 \
+    || fail "pip install -e .[dev] (log: /tmp/sagin-pip.log)"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+.venv/bin/python -m testbed.ns3setup || fail "ns-3 helper-path fix"

@@ -1,0 +1,266 @@
+"""From a validated Scenario to a NetworkPlan: names, addresses, switch ports and routes.
+
+The plan is pure data, computed without touching the host, so it can be inspected
+(`python -m testbed check --plan`), unit-tested, written to the run folder, and later split
+across hosts.  Naming scheme (every Linux interface name fits IFNAMSIZ, 15 characters):
+
+    namespace of node N        sh<tag>-<N>          e.g. sh3fa9-uav1   (ip netns name)
+    interfaces inside a node   eth0, eth1, ...      in the order of the scenario's links
+    ns-3 tap (before the move) s<tag>t<k>           e.g. s3fa9t12
+    veth end on a switch       s<tag>v<k>
+    Open vSwitch bridge        s<tag>b<k>
+
+<tag> is 4 hex digits unique to the run, so two runs never collide and leftovers of a killed
+run are recognisable.  Subnets are /24s taken in order from the scenario's address pool
+(default 198.18.0.0/15, the RFC 2544 benchmarking range).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+
+import networkx as nx
+
+from testbed.scenario.model import Medium, NodeKind, Scenario
+
+IFNAMSIZ = 15
+
+
+@dataclass
+class Endpoint:
+    node: str
+    link: str
+    ifname: str  # inside the node's namespace
+    root_name: str  # tap or veth name at creation time in the root namespace
+    ip: str
+    prefixlen: int
+    mac: str | None = None  # fixed for veths; ns-3 devices report theirs at start
+
+
+@dataclass
+class Segment:
+    """One IP subnet: a Wi-Fi channel, a point-to-point link, or a switched Ethernet LAN."""
+
+    name: str
+    medium: Medium
+    subnet: str
+    links: list[str]
+    members: list[Endpoint] = field(default_factory=list)
+    switches: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SwitchPort:
+    port_no: int
+    root_name: str
+    peer: str  # host node or switch on the other side
+    peer_mac: str | None = None  # host MAC behind this port
+
+
+@dataclass
+class Switch:
+    name: str
+    bridge: str
+    dpid: str
+    ports: list[SwitchPort] = field(default_factory=list)
+
+
+@dataclass
+class Trunk:
+    """A switch-to-switch wired link: a veth pair with both ends in the root namespace."""
+
+    link: str
+    a: str
+    b: str
+    a_name: str
+    b_name: str
+    rate_mbps: float | None = None
+
+
+@dataclass
+class Route:
+    subnet: str
+    via: str
+    dev: str
+
+
+@dataclass
+class NetworkPlan:
+    tag: str
+    scenario: str
+    namespaces: dict[str, str]
+    segments: list[Segment]
+    switches: dict[str, Switch]
+    trunks: list[Trunk]
+    routes: dict[str, list[Route]]
+    primary_ip: dict[str, str]
+
+    def endpoints(self, node: str | None = None) -> list[Endpoint]:
+        return [m for s in self.segments for m in s.members if node is None or m.node == node]
+
+    def segment_of(self, link: str) -> Segment:
+        return next(s for s in self.segments if link in s.links)
+
+    def endpoint(self, link: str, node: str) -> Endpoint:
+        return next(m for m in self.segment_of(link).members if m.node == node and m.link == link)
+
+    def hosts_file(self) -> str:
+        lines = ["127.0.0.1 localhost"]
+        lines += [f"{ip} {node}" for node, ip in self.primary_ip.items()]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _segments_layout(sc: Scenario) -> list[tuple[str, Medium, list[str], list[str]]]:
+    """(name, medium, link names, switches) of every subnet, in a stable order."""
+    out: list[tuple[str, Medium, list[str], list[str]]] = []
+    switches = set(sc.switches())
+    lan = nx.Graph()
+    lan.add_nodes_from(switches)
+    for link in sc.links:
+        medium = link.carried_by
+        if medium is Medium.ETHERNET and (switches & set(link.endpoints)):
+            a, b = link.endpoints
+            if a in switches and b in switches:
+                lan.add_edge(a, b)
+            continue
+        out.append((link.name, medium, [link.name], []))
+    order = {n: i for i, n in enumerate(sc.nodes)}
+    for comp in sorted(nx.connected_components(lan), key=lambda c: min(order[n] for n in c)):
+        comp_sw = sorted(comp, key=order.__getitem__)
+        links = [
+            link.name for link in sc.links
+            if link.carried_by is Medium.ETHERNET and set(link.endpoints) & comp
+        ]
+        if any(set(sc.link(n).endpoints) - switches for n in links):
+            out.append((f"lan-{comp_sw[0]}", Medium.ETHERNET, links, comp_sw))
+    return out
+
+
+def count_segments(sc: Scenario) -> int:
+    return len(_segments_layout(sc))
+
+
+def _mac(tag: str, k: int) -> str:
+    return f"02:{tag[0:2]}:{tag[2:4]}:00:{k >> 8 & 0xFF:02x}:{k & 0xFF:02x}"
+
+
+def build(sc: Scenario, tag: str) -> NetworkPlan:
+    if len(tag) != 4 or any(c not in "0123456789abcdef" for c in tag):
+        raise ValueError("tag must be 4 lower-case hex digits")
+    pool = ipaddress.ip_network(sc.addressing.pool)
+    subnets = pool.subnets(new_prefix=24)
+    next(subnets)  # keep x.x.0.0/24 unused: it reads like a network address to people
+    namespaces = {n: f"sh{tag}-{n}" for n in sc.hosts()}
+    if_count = dict.fromkeys(sc.hosts(), 0)
+    counter = iter(range(1, 1 << 16))
+    switch_names = sc.switches()
+    switches = {
+        s: Switch(name=s, bridge=f"s{tag}b{i}", dpid=f"{i + 1:016x}")
+        for i, s in enumerate(switch_names)
+    }
+    segments: list[Segment] = []
+    trunks: list[Trunk] = []
+    for name, medium, links, sws in _segments_layout(sc):
+        net = next(subnets)
+        seg = Segment(name=name, medium=medium, subnet=str(net), links=links, switches=sws)
+        host_ips = net.hosts()
+        for link_name in links:
+            link = sc.link(link_name)
+            if medium is Medium.ETHERNET and sws:
+                a, b = link.endpoints
+                if a in switches and b in switches:
+                    k = next(counter)
+                    trunks.append(Trunk(link_name, a, b, f"s{tag}v{k}a", f"s{tag}v{k}b",
+                                        link.rate_mbps))
+                    for sw, nm, peer in ((a, f"s{tag}v{k}a", b), (b, f"s{tag}v{k}b", a)):
+                        ports = switches[sw].ports
+                        ports.append(SwitchPort(len(ports) + 1, nm, peer))
+                    continue
+            for ep in link.endpoints:
+                if ep in switches:
+                    continue
+                k = next(counter)
+                ifname = f"eth{if_count[ep]}"
+                if_count[ep] += 1
+                kind = "t" if medium in (Medium.WIFI, Medium.P2P) else "v"
+                endpoint = Endpoint(
+                    node=ep, link=link_name, ifname=ifname, root_name=f"s{tag}{kind}{k}",
+                    ip=str(next(host_ips)), prefixlen=24,
+                    mac=_mac(tag, k) if medium is Medium.ETHERNET else None,
+                )
+                seg.members.append(endpoint)
+                for sw in link.endpoints:
+                    if sw in switches:
+                        ports = switches[sw].ports
+                        ports.append(SwitchPort(len(ports) + 1, endpoint.root_name, ep,
+                                                endpoint.mac))
+        segments.append(seg)
+    for seg in segments:
+        for m in seg.members:
+            assert len(m.root_name) <= IFNAMSIZ and len(m.ifname) <= IFNAMSIZ
+    primary = {}
+    for seg in segments:
+        for m in seg.members:
+            primary.setdefault(m.node, m.ip)
+    plan = NetworkPlan(tag=tag, scenario=sc.name, namespaces=namespaces, segments=segments,
+                       switches=switches, trunks=trunks, routes={}, primary_ip=primary)
+    plan.routes = compute_routes(sc, plan)
+    return plan
+
+
+def _segment_cost(sc: Scenario, seg: Segment) -> float:
+    """Route metric in milliseconds: configured one-way delay plus a per-hop cost."""
+    delays = [sc.link(n).delay_ms or 0.0 for n in seg.links]
+    per_hop = {Medium.WIFI: 1.0, Medium.P2P: 0.2, Medium.ETHERNET: 0.1}[seg.medium]
+    return max(delays, default=0.0) + per_hop
+
+
+def host_graph(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset()) -> nx.Graph:
+    """Hosts joined by the cheapest segment they share; segments in `down` are left out."""
+    g = nx.Graph()
+    g.add_nodes_from(plan.namespaces)
+    for seg in plan.segments:
+        if seg.name in down:
+            continue
+        cost = _segment_cost(sc, seg)
+        for i, a in enumerate(seg.members):
+            for b in seg.members[i + 1:]:
+                if a.node == b.node:
+                    continue
+                if not g.has_edge(a.node, b.node) or g[a.node][b.node]["weight"] > cost:
+                    g.add_edge(a.node, b.node, weight=cost, segment=seg.name)
+    return g
+
+
+def compute_routes(sc: Scenario, plan: NetworkPlan,
+                   down: frozenset[str] = frozenset()) -> dict[str, list[Route]]:
+    """Static shortest-path (by configured delay) routes to every subnet, per host."""
+    g = host_graph(sc, plan, down)
+    by_name = {s.name: s for s in plan.segments}
+    routes: dict[str, list[Route]] = {}
+    for u in plan.namespaces:
+        dist, paths = nx.single_source_dijkstra(g, u, weight="weight")
+        mine = {m.link for m in plan.endpoints(u)}
+        table = []
+        for seg in plan.segments:
+            if set(seg.links) & mine or not seg.members:
+                continue
+            reachable = [m.node for m in seg.members if m.node in dist]
+            if not reachable:
+                continue
+            target = min(reachable, key=lambda n: (dist[n], n))
+            v = paths[target][1]
+            via_seg = by_name[g[u][v]["segment"]]
+            via = next(m for m in via_seg.members if m.node == v)
+            dev = next(m for m in via_seg.members if m.node == u)
+            table.append(Route(subnet=seg.subnet, via=via.ip, dev=dev.ifname))
+        routes[u] = table
+    return routes
+
+
+def kinds(sc: Scenario) -> dict[str, NodeKind]:
+    return {n: node.kind for n, node in sc.nodes.items()}

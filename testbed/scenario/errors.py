@@ -1,0 +1,31 @@
+"""Scenario errors as values a person can act on: file, field path, reason, fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # e.g. "links[2].delay_ms"; "" for the whole file
+    message: str
+    fix: str = ""
+
+    def render(self) -> str:
+        where = self.path or "(file)"
+        text = f"  {where}: {self.message}"
+        if self.fix:
+            text += f"\n      fix: {self.fix}"
+        return text
+
+
+@dataclass
+class ScenarioError(Exception):
+    file: Path | str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = f"{self.file}: {n} problem{'s' if n != 1 else ''}"
+        return "\n".join([head, *(p.render() for p in self.problems)])

@@ -1,0 +1,175 @@
+"""Reading scenario files: YAML, `include:` of other files, validation, readable errors.
+
+`include: base.yaml` (or a list) loads the named files first (paths relative to the including
+file) and lays this file over them: mappings merge key by key, lists of named entries
+(links, traffic) merge by `name` (same name replaces, new names append), other lists
+(timeline) append.  This lets a scenario extend another without copying it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from testbed.scenario import references
+from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.model import Scenario
+
+TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def available(directory: Path = TOPOLOGY_DIR) -> dict[str, Path]:
+    """Runnable scenarios: every YAML file in topologies/ except include-only fragments."""
+    return {p.stem: p for p in sorted(directory.glob("*.yaml")) if not p.stem.startswith("_")}
+
+
+def resolve(name: str | None = None, file: str | Path | None = None) -> Path:
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise ScenarioError(path, [Problem("", "no such file", "give an existing YAML path")])
+        return path
+    scenarios = available()
+    if name not in scenarios:
+        listing = ", ".join(scenarios) or "(none)"
+        close = difflib.get_close_matches(name or "", list(scenarios), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ScenarioError(f"topologies/{name}.yaml", [
+            Problem("", f"no scenario named '{name}'",
+                    f"{hint}available: {listing} (or run a file with FILE=<path>)")])
+    return scenarios[name]
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base[k], v) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(over, list):
+        named = all(isinstance(x, dict) and "name" in x for x in base + over)
+        if not named:
+            return base + over
+        out = list(base)
+        index = {x["name"]: i for i, x in enumerate(out)}
+        for x in over:
+            if x["name"] in index:
+                out[index[x["name"]]] = x
+            else:
+                out.append(x)
+        return out
+    return over
+
+
+def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in stack:
+        chain = " -> ".join(p.name for p in (*stack, path))
+        raise ScenarioError(stack[0], [Problem("include", f"include cycle: {chain}",
+                                               "remove one of the includes")])
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ScenarioError(stack[-1] if stack else path, [
+            Problem("include", f"included file {path} does not exist",
+                    "paths are relative to the including file")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(path, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                                           "check indentation and quoting")]) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(path, [Problem("", "the file must be a mapping (name:, nodes:, ...)",
+                                           "see topologies/quickstart.yaml")])
+    includes = data.pop("include", [])
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        merged = _merge(merged, _read(path.parent / inc, (*stack, path)))
+    return _merge(merged, data)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last field of `loc` (for typo suggestions)."""
+    model: Any = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part in fields:
+            ann = fields[part].annotation
+            model = _inner_model(ann)
+        # dict keys (node names) keep the value model
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem(err: dict[str, Any]) -> Problem:
+    loc = tuple(err["loc"])
+    path = _loc(loc)
+    kind = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    fix = ""
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        fields = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        msg = f"unknown field '{loc[-1]}'"
+        fix = (f"did you mean '{close[0]}'? " if close else "") + (
+            f"allowed: {', '.join(fields)}" if fields else "remove it")
+    elif kind == "missing":
+        msg = "required field is missing"
+        fix = f"add {loc[-1]}:"
+    elif kind == "string_pattern_mismatch":
+        fix = "names are lower-case letters, digits, '-' or '_', start with a letter, max 32"
+    elif kind == "enum" or kind == "literal_error":
+        fix = "use one of the listed values"
+    return Problem(path, msg, fix)
+
+
+def parse(data: dict[str, Any], source: Path | str) -> Scenario:
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, [_problem(e) for e in exc.errors()]) from None
+    problems = references.check(sc)
+    if problems:
+        raise ScenarioError(source, problems)
+    return sc
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Load, merge includes, apply overrides (e.g. duration_s from the command line), validate."""
+    path = Path(path)
+    data = _read(path, ())
+    if overrides:
+        data = _merge(data, overrides)
+    return parse(data, path)
+
+
+def dump(sc: Scenario) -> str:
+    return yaml.safe_dump(sc.model_dump(mode="json", exclude_none=True), sort_keys=False)

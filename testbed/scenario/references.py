@@ -1,0 +1,151 @@
+"""Checks that need the whole scenario: names that refer to other parts, and reachability.
+
+pydantic validates each section on its own; these checks report every dangling reference
+with the exact field path so the user can fix the file in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+
+import networkx as nx
+
+from testbed.scenario.errors import Problem
+from testbed.scenario.model import EventAction, Medium, NodeKind, Scenario
+
+
+def _suggest(name: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    listed = ", ".join(sorted(known)[:12]) + (" ..." if len(known) > 12 else "")
+    return f"{hint}known {what}: {listed or '(none)'}"
+
+
+def check(sc: Scenario) -> list[Problem]:
+    problems: list[Problem] = []
+    nodes = list(sc.nodes)
+    link_names = [link.name for link in sc.links]
+    flow_names = [f.name for f in sc.traffic]
+
+    def unknown(path: str, name: str, pool: list[str], what: str) -> None:
+        problems.append(Problem(path, f"unknown {what[:-1]} '{name}'", _suggest(name, pool, what)))
+
+    for names, section in ((link_names, "links"), (flow_names, "traffic")):
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                problems.append(Problem(f"{section}[{i}].name", f"duplicate name '{n}'",
+                                        "give every entry a unique name"))
+            seen.add(n)
+
+    wifi_nodes: set[str] = set()
+    for i, link in enumerate(sc.links):
+        medium = link.carried_by
+        for j, ep in enumerate(link.endpoints):
+            path = f"links[{i}].endpoints[{j}]"
+            if ep not in sc.nodes:
+                unknown(path, ep, nodes, "nodes")
+                continue
+            node = sc.nodes[ep]
+            if node.kind is NodeKind.SWITCH and medium is not Medium.ETHERNET:
+                problems.append(Problem(path, f"switch '{ep}' can only join wired links",
+                                        "use kind: wired for links to a switch"))
+            if medium is Medium.WIFI:
+                wifi_nodes.add(ep)
+                if node.position is None:
+                    problems.append(Problem(
+                        f"nodes.{ep}.position", f"node '{ep}' is on Wi-Fi link '{link.name}' "
+                        "but has no position", "add position: [x, y, z] in metres"))
+        if medium is Medium.ETHERNET and link.delay_ms:
+            # Delay on a veth needs sch_netem; checked against the host in preflight.
+            pass
+
+    for i, flow in enumerate(sc.traffic):
+        for fld in ("src", "dst"):
+            name = getattr(flow, fld)
+            if name not in sc.nodes:
+                unknown(f"traffic[{i}].{fld}", name, sc.hosts(), "nodes")
+            elif sc.nodes[name].kind is NodeKind.SWITCH:
+                problems.append(Problem(f"traffic[{i}].{fld}", f"'{name}' is a switch",
+                                        "traffic runs between hosts, not switches"))
+        end = flow.start_s + flow.duration_s
+        if end > sc.duration_s + 1e-9:
+            problems.append(Problem(f"traffic[{i}].duration_s",
+                                    f"flow ends at {end:g} s, after the run ends "
+                                    f"(duration_s: {sc.duration_s:g})",
+                                    "shorten the flow or raise duration_s"))
+
+    for i, ev in enumerate(sc.timeline):
+        path = f"timeline[{i}]"
+        if ev.at_s > sc.duration_s:
+            problems.append(Problem(f"{path}.at_s", f"event at {ev.at_s:g} s is after the run "
+                                    f"ends ({sc.duration_s:g} s)", "move it or raise duration_s"))
+        if ev.link is not None and ev.link not in link_names:
+            unknown(f"{path}.link", ev.link, link_names, "links")
+        if ev.flow is not None and ev.flow not in flow_names:
+            unknown(f"{path}.flow", ev.flow, flow_names, "flows")
+        if ev.node is not None and ev.node not in sc.nodes:
+            unknown(f"{path}.node", ev.node, nodes, "nodes")
+        if ev.link in link_names:
+            link = sc.link(ev.link)
+            if ev.action is EventAction.SET_LINK and link.carried_by is Medium.WIFI:
+                problems.append(Problem(path, f"set_link on Wi-Fi link '{link.name}'",
+                                        "Wi-Fi links change by moving nodes (action: move)"))
+            if ev.node is not None and ev.node not in link.endpoints:
+                problems.append(Problem(f"{path}.node", f"'{ev.node}' is not an endpoint of "
+                                        f"'{link.name}'", f"use one of {link.endpoints}"))
+        if ev.action is EventAction.MOVE and ev.node in sc.nodes and ev.node not in wifi_nodes:
+            problems.append(Problem(f"{path}.node", f"'{ev.node}' is on no Wi-Fi link, so moving "
+                                    "it changes nothing", "move a node that has a Wi-Fi link"))
+        if ev.action in (EventAction.NODE_CRASH, EventAction.NODE_RESTART, EventAction.EXEC) and (
+            ev.node in sc.nodes and sc.nodes[ev.node].kind is NodeKind.SWITCH
+        ):
+            problems.append(Problem(f"{path}.node", f"'{ev.node}' is a switch",
+                                    "crash, restart and exec act on hosts"))
+
+    if isinstance(sc.capture.links, list):
+        for i, name in enumerate(sc.capture.links):
+            if name not in link_names:
+                unknown(f"capture.links[{i}]", name, link_names, "links")
+
+    if problems:
+        return problems
+    problems += _reachability(sc)
+    problems += _address_space(sc)
+    return problems
+
+
+def _reachability(sc: Scenario) -> list[Problem]:
+    g = nx.Graph()
+    g.add_nodes_from(sc.nodes)
+    for link in sc.links:
+        hub = f"link:{link.name}"
+        g.add_edges_from((hub, ep) for ep in link.endpoints)
+    hosts = sc.hosts()
+    problems = []
+    for h in hosts:
+        if g.degree(h) == 0:
+            problems.append(Problem(f"nodes.{h}", f"node '{h}' has no link",
+                                    "add a link to it or remove the node"))
+    if problems or len(hosts) < 2:
+        return problems
+    comps = [c for c in nx.connected_components(g) if any(h in c for h in hosts)]
+    if len(comps) > 1:
+        groups = ["{" + ", ".join(sorted(h for h in c if h in sc.nodes)) + "}" for c in comps]
+        problems.append(Problem("links", "the network is split into islands that cannot reach "
+                                "each other: " + " | ".join(groups),
+                                "add links so every host can reach every other"))
+    return problems
+
+
+def _address_space(sc: Scenario) -> list[Problem]:
+    from testbed.plan import count_segments  # local: plan imports this package
+
+    pool = ipaddress.ip_network(sc.addressing.pool)
+    available = 2 ** (24 - pool.prefixlen) - 1
+    needed = count_segments(sc)
+    if needed > available:
+        return [Problem("addressing.pool", f"{needed} subnets needed but {pool} holds "
+                        f"{available} /24 subnets", "use a larger pool, e.g. 198.18.0.0/15")]
+    return []

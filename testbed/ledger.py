@@ -18,12 +18,16 @@ LEDGER_DIR = Path(os.environ.get("SAGIN_STATE_DIR", "/run/sagin-hil"))
 
 
 def proc_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot: tells a reused pid from ours."""
+    """Start time of a process in clock ticks since boot: tells a reused pid from ours.
+    A zombie (exited, not yet reaped) counts as gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 @dataclass

@@ -162,12 +162,35 @@ def parse(data: dict[str, Any], source: Path | str) -> Scenario:
     return sc
 
 
-def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Load, merge includes, apply overrides (e.g. duration_s from the command line), validate."""
+def _cut(data: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """Shorten a run: flows are clipped to the new end, later timeline events dropped."""
+    out = dict(data, duration_s=duration_s)
+    flows = []
+    for f in data.get("traffic", []) or []:
+        if not isinstance(f, dict):
+            flows.append(f)
+            continue
+        start = float(f.get("start_s", 0) or 0)
+        if start >= duration_s:
+            continue
+        if "duration_s" in f and start + float(f["duration_s"]) > duration_s:
+            f = dict(f, duration_s=max(1.0, duration_s - start - 1.0))
+        flows.append(f)
+    out["traffic"] = flows
+    out["timeline"] = [e for e in data.get("timeline", []) or []
+                       if not isinstance(e, dict) or float(e.get("at_s", 0)) <= duration_s]
+    return out
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None,
+         cut_to_s: float | None = None) -> Scenario:
+    """Load, merge includes, apply overrides, optionally shorten the run, validate."""
     path = Path(path)
     data = _read(path, ())
     if overrides:
         data = _merge(data, overrides)
+    if cut_to_s is not None:
+        data = _cut(data, cut_to_s)
     return parse(data, path)
 
 

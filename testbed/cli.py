@@ -1,0 +1,196 @@
+"""`python -m testbed <verb>`: the same verbs as the Makefile, for people who don't use make.
+
+    scenarios                      list the scenarios in topologies/
+    check  NAME | --file F         validate a scenario (and print its plan) without running it
+    run    NAME | --file F         run it: build, health-check, experiment, measure, tear down
+    shell  NODE [--run ID]         a shell inside a node of a running scenario
+    exec   NODE CMD...             run one command inside a node of a running scenario
+    status                         running scenarios
+    clean  [--all]                 remove what crashed or killed runs left behind
+    bench  [fidelity|scale|lifecycle ...]   benchmarks -> results/bench/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from testbed import plan as planner
+from testbed.scenario import ScenarioError, available, load, resolve
+
+
+def _load(args: argparse.Namespace) -> tuple[object, Path]:
+    path = resolve(args.name, args.file)
+    return load(path, cut_to_s=getattr(args, "duration", None)), path
+
+
+def cmd_scenarios(args: argparse.Namespace, con: Console) -> int:
+    table = Table(title="Scenarios (make scenario NAME=...)")
+    table.add_column("name")
+    table.add_column("description")
+    for name, path in available().items():
+        try:
+            desc = " ".join(load(path).description.split()) or "-"
+        except ScenarioError as exc:
+            desc = f"[red]invalid: {exc.problems[0].path}: {exc.problems[0].message}[/]"
+        table.add_row(name, desc)
+    con.print(table)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, con: Console) -> int:
+    from testbed.network import preflight
+
+    sc, path = _load(args)
+    preflight(sc, str(path))  # type: ignore[arg-type]
+    plan = planner.build(sc, "0000")  # type: ignore[arg-type]
+    con.print(f"[green]OK[/] {path}: {len(sc.nodes)} nodes, {len(sc.links)} links, "  # type: ignore[attr-defined]
+              f"{len(plan.segments)} subnets, {len(sc.traffic)} flows, "  # type: ignore[attr-defined]
+              f"{len(sc.timeline)} timeline events")  # type: ignore[attr-defined]
+    if args.plan:
+        table = Table(title="Plan")
+        for col in ("subnet", "segment", "medium", "members"):
+            table.add_column(col)
+        for seg in plan.segments:
+            table.add_row(seg.subnet, seg.name, seg.medium.value,
+                          ", ".join(f"{m.node}:{m.ifname}={m.ip}" for m in seg.members))
+        con.print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, con: Console) -> int:
+    from testbed.runner import Run, RunOptions
+    from testbed.summary import render
+
+    sc, path = _load(args)
+    result = Run(sc, str(path), RunOptions(hold=args.hold, console=con)).execute()  # type: ignore[arg-type]
+    if result.metrics:
+        text = render(result.metrics, con)
+        (result.run_dir / "summary.txt").write_text(text)
+    con.print(f"results: {result.run_dir}  (status: {result.status})")
+    if result.error:
+        con.print(f"[red]{result.error}[/]")
+    return {"done": 0, "interrupted": 130}.get(result.status, 1)
+
+
+def _find_run(run: str | None) -> object:
+    from testbed.ledger import active_ledgers
+
+    runs = active_ledgers()
+    if run:
+        runs = [r for r in runs if run in (r.run_id, r.scenario)]
+    if not runs:
+        raise SystemExit("no running scenario" + (f" matching {run}" if run else "") +
+                         ": start one with make scenario NAME=... (HOLD=1 keeps it up)")
+    return max(runs, key=lambda r: r.created)
+
+
+def _netns(args: argparse.Namespace) -> tuple[str, str]:
+    ledger = _find_run(args.run)
+    ns = f"sh{ledger.tag}-{args.node}"  # type: ignore[attr-defined]
+    if ns not in ledger.namespaces:  # type: ignore[attr-defined]
+        nodes = sorted(n.split("-", 1)[1] for n in ledger.namespaces)  # type: ignore[attr-defined]
+        raise SystemExit(f"no node '{args.node}' in run {ledger.run_id}; "  # type: ignore[attr-defined]
+                         f"nodes: {', '.join(nodes)}")
+    return ns, ledger.run_id  # type: ignore[attr-defined]
+
+
+def cmd_shell(args: argparse.Namespace, con: Console) -> int:
+    ns, run_id = _netns(args)
+    con.print(f"shell in {args.node} (namespace {ns}, run {run_id}); exit to leave")
+    env = {**os.environ, "PS1": f"[{args.node}] \\w# "}
+    os.execvpe("ip", ["ip", "netns", "exec", ns, "bash", "--norc", "-i"], env)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace, con: Console) -> int:
+    ns, _ = _netns(args)
+    os.execvp("ip", ["ip", "netns", "exec", ns, *args.command])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, con: Console) -> int:
+    from testbed.ledger import all_ledgers
+
+    table = Table(title="Runs on this host")
+    for col in ("run", "scenario", "state", "nodes", "results"):
+        table.add_column(col)
+    for lg in all_ledgers():
+        table.add_row(lg.run_id, lg.scenario, "running" if lg.runner_alive() else
+                      "dead: make clean", str(len(lg.namespaces)), lg.results_dir)
+    con.print(table)
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, con: Console) -> int:
+    from testbed.cleanup import clean
+
+    done = clean(include_active=args.all)
+    for run_id, counts in done:
+        con.print(f"cleaned {run_id}: {counts}")
+    if not done:
+        con.print("nothing to clean")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, con: Console) -> int:
+    from testbed.bench import main as bench_main
+
+    return bench_main(args.which, con)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m testbed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("scenarios").set_defaults(fn=cmd_scenarios)
+    for verb, fn in (("check", cmd_check), ("run", cmd_run)):
+        sp = sub.add_parser(verb)
+        sp.add_argument("name", nargs="?")
+        sp.add_argument("--file")
+        sp.add_argument("--duration", type=float, help="shorten the run to this many seconds (flows clipped, later events dropped)")
+        if verb == "check":
+            sp.add_argument("--plan", action="store_true", help="print subnets and addresses")
+        else:
+            sp.add_argument("--hold", action="store_true",
+                            help="keep the network up after the timeline until Ctrl-C")
+        sp.set_defaults(fn=fn)
+    sp = sub.add_parser("shell")
+    sp.add_argument("node")
+    sp.add_argument("--run")
+    sp.set_defaults(fn=cmd_shell)
+    sp = sub.add_parser("exec")
+    sp.add_argument("node")
+    sp.add_argument("command", nargs=argparse.REMAINDER)
+    sp.add_argument("--run")
+    sp.set_defaults(fn=cmd_exec)
+    sub.add_parser("status").set_defaults(fn=cmd_status)
+    sp = sub.add_parser("clean")
+    sp.add_argument("--all", action="store_true", help="also runs whose runner is alive")
+    sp.set_defaults(fn=cmd_clean)
+    sp = sub.add_parser("bench")
+    sp.add_argument("which", nargs="*", default=[])
+    sp.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    con = Console()
+    if args.verb in ("check", "run") and not (args.name or args.file):
+        con.print("give a scenario NAME or --file PATH; `python -m testbed scenarios` lists them")
+        return 2
+    try:
+        return int(args.fn(args, con))
+    except ScenarioError as exc:
+        con.print(f"[red]scenario error[/]\n{exc}", markup=True, highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Ns3Engine: the default LinkEngine here, one ns-3 real-time process per run.
+
+Host side of testbed.engines.ns3_sim: starts that process early (its import takes ~10 s and
+overlaps namespace creation), hands it the link spec once namespaces exist, waits until every
+tap sits in its namespace, and then talks to it over a loopback JSON-lines channel.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from testbed.engines.base import Change, EngineLink
+from testbed.ns3setup import ns3_dir
+from testbed.scenario.model import Medium
+from testbed.supervisor import Managed, ServiceDied, Supervisor
+
+
+class Ns3Engine:
+    name = "ns3"
+
+    def __init__(self, supervisor: Supervisor, attach_timeout: float = 180.0) -> None:
+        self.sup = supervisor
+        self.attach_timeout = attach_timeout
+        self.proc: Managed | None = None
+        self.state_dir: Path | None = None
+        self.sock: socket.socket | None = None
+        self.reader: Any = None
+        self.lock = threading.Lock()
+        self.timings: dict[str, float] = {}
+
+    def carries(self) -> set[Medium]:
+        return {Medium.WIFI, Medium.P2P}
+
+    def static_neighbours(self) -> bool:
+        return True  # ns-3 point-to-point devices carry no ARP
+
+    def configured(self) -> None:
+        return None
+
+    def start(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.spec_path = state_dir / "ns3-spec.json"
+        self.tap_map = state_dir / "ns3-tapmap.txt"
+        self.t_start = time.monotonic()
+        self.proc = self.sup.start(
+            "ns3", [sys.executable, "-m", "testbed.engines.ns3_sim", str(self.spec_path)],
+            critical=True,
+            env={"SAGIN_TAP_MAP": str(self.tap_map), "SAGIN_NS3_DIR": str(ns3_dir()),
+                 "PYTHONUNBUFFERED": "1"},
+        )
+
+    def _spec(self, links: list[EngineLink], seed: int) -> dict[str, Any]:
+        assert self.state_dir is not None
+        log_dir = self.sup.log_dir
+        spec: dict[str, Any] = {
+            "seed": seed, "state_dir": str(self.state_dir),
+            "changes_log": str(log_dir / "link-changes.jsonl"),
+            "lag_log": str(log_dir / "ns3-lag.jsonl"), "p2p": [], "wifi": [],
+        }
+        for link in links:
+            ends = [{"node": e.node, "tap": e.root_name,
+                     "position": list(e.position) if e.position else [0.0, 0.0, 0.0]}
+                    for e in link.ends]
+            if link.medium is Medium.P2P:
+                spec["p2p"].append({"name": link.name, "delay_ms": link.delay_ms,
+                                    "rate_mbps": link.rate_mbps, "loss_pct": link.loss_pct,
+                                    "queue_packets": link.queue_packets, "ends": ends})
+            else:
+                spec["wifi"].append({"name": link.name, **link.wifi, "ends": ends})
+        return spec
+
+    def attach(self, links: list[EngineLink], seed: int) -> dict[str, str]:
+        assert self.proc is not None and self.state_dir is not None
+        self.tap_map.write_text("".join(f"{e.root_name} {e.netns}\n" for link in links
+                                        for e in link.ends))
+        tmp = self.spec_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._spec(links, seed), indent=1))
+        tmp.replace(self.spec_path)
+        macs_file = self.state_dir / "ns3-macs.json"
+        ready_file = self.state_dir / "ns3-ready.json"
+        deadline = time.monotonic() + self.attach_timeout
+        while not ready_file.exists():
+            self.sup.check()
+            if time.monotonic() > deadline:
+                raise ServiceDied(f"ns-3 did not attach its taps within {self.attach_timeout:.0f}"
+                                  f" s; see {self.proc.log}")
+            time.sleep(0.05)
+        info = json.loads(macs_file.read_text())
+        ready = json.loads(ready_file.read_text())
+        self.timings = {"ns3_ready_s": round(time.monotonic() - self.t_start, 3),
+                        "ns3_tap_attach_s": round(float(ready["attach_s"]), 3)}
+        self.sock = socket.create_connection(("127.0.0.1", int(info["port"])), timeout=10)
+        self.reader = self.sock.makefile("rb")
+        return dict(info["macs"])
+
+    def request(self, op: dict[str, Any]) -> dict[str, Any]:
+        if self.sock is None:
+            raise RuntimeError("ns-3 engine is not attached")
+        with self.lock:
+            self.sock.sendall(json.dumps(op).encode() + b"\n")
+            line = self.reader.readline()
+        if not line:
+            self.sup.check()
+            raise ServiceDied("ns-3 closed its control channel")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise RuntimeError(f"ns-3 refused {op}: {reply.get('error')}")
+        return reply
+
+    def apply(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        ops = [c.as_op() for c in changes]
+        self.request(ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops})
+
+    def check(self) -> None:
+        self.sup.check()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.timings)
+        if self.sock is not None:
+            try:
+                st = self.request({"op": "status"})
+                out.update(sim_time_s=st.get("sim"), max_lag_ms=st.get("max_lag_ms"))
+            except (OSError, RuntimeError, ValueError):
+                pass
+        return out
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.settimeout(2)
+                self.sock.sendall(b'{"op": "stop"}\n')
+            except OSError:
+                pass
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.popen.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - fall through to a hard stop
+                pass
+            self.sup.stop(self.proc)
+            self.proc = None

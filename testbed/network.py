@@ -1,0 +1,331 @@
+"""The live network, built on this host from a NetworkPlan.
+
+Order matters and is chosen for speed and safety:
+  1. link engines start first (ns-3's ~10 s import overlaps everything below);
+  2. namespaces, veths, Open vSwitch bridges and the os-ken controller come up;
+  3. engines attach their endpoints (ns-3 taps land directly in their namespaces);
+  4. each namespace is configured in one `ip -batch` (names, MACs, addresses, static
+     neighbours for point-to-point links, routes).
+Every resource is written to the ledger before it is created.  Teardown is
+testbed.cleanup.teardown(ledger), the same code `make clean` uses.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from testbed import features
+from testbed.engines import mnwifi
+from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
+from testbed.engines.netem import NetemEngine
+from testbed.engines.ns3 import Ns3Engine
+from testbed.ledger import Ledger
+from testbed.plan import Endpoint, NetworkPlan, compute_routes
+from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.model import Medium, Scenario
+from testbed.sdn import SdnController
+from testbed.sh import ip_batch, run
+from testbed.supervisor import Supervisor
+from testbed.switching import OvsSwitches
+
+NS_SYSCTLS = (
+    "net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1 "
+    "net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 "
+    "net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0 "
+    "net.ipv4.conf.default.send_redirects=0"
+)
+
+
+def preflight(sc: Scenario, source: str) -> None:
+    """Host-dependent checks, before anything is created."""
+    problems = []
+    if not features.has_netem():
+        for i, link in enumerate(sc.links):
+            if link.carried_by is Medium.ETHERNET and (link.delay_ms or link.loss_pct):
+                field = "delay_ms" if link.delay_ms else "loss_pct"
+                problems.append(Problem(
+                    f"links[{i}].{field}", "a wired link through Open vSwitch needs tc netem "
+                    "for delay or loss, and this kernel has no sch_netem",
+                    "use medium: p2p on this link (ns-3 emulates it) or run on a host with "
+                    "sch_netem"))
+    if sc.engines.wifi == "mininet-wifi" and any(
+            link.carried_by is Medium.WIFI for link in sc.links):
+        try:
+            mnwifi.require()
+        except RuntimeError as exc:
+            problems.append(Problem("engines.wifi", str(exc)))
+    if sc.engines.p2p == "netem" and not features.has_netem():
+        problems.append(Problem("engines.p2p", "netem requested but this kernel has no "
+                                "sch_netem", "use p2p: auto or ns3"))
+    if problems:
+        raise ScenarioError(source, problems)
+
+
+class Network:
+    def __init__(self, sc: Scenario, plan: NetworkPlan, ledger: Ledger, sup: Supervisor,
+                 state_dir: Path) -> None:
+        self.sc, self.plan, self.ledger, self.sup = sc, plan, ledger, sup
+        self.state_dir = state_dir
+        self.timings: dict[str, float] = {}
+        self.engines: dict[Medium, LinkEngine] = {}
+        self.link_engine: dict[str, LinkEngine] = {}
+        self.ovs: OvsSwitches | None = None
+        self.sdn: SdnController | None = None
+        self.macs: dict[str, str] = {}
+        self.down_links: set[str] = set()
+
+    # ---- engines --------------------------------------------------------------------------
+    def _choose_engines(self) -> None:
+        media = {link.carried_by for link in self.sc.links}
+        ns3: Ns3Engine | None = None
+        if Medium.P2P in media:
+            want = self.sc.engines.p2p
+            if want == "netem" or (want == "auto" and features.has_netem()):
+                self.engines[Medium.P2P] = NetemEngine()
+            else:
+                ns3 = Ns3Engine(self.sup)
+                self.engines[Medium.P2P] = ns3
+        if Medium.WIFI in media:
+            if self.sc.engines.wifi == "mininet-wifi":
+                mnwifi.require()
+            self.engines[Medium.WIFI] = ns3 or Ns3Engine(self.sup)
+        for link in self.sc.links:
+            if link.carried_by in self.engines:
+                self.link_engine[link.name] = self.engines[link.carried_by]
+
+    def engine_names(self) -> dict[str, str]:
+        return {m.value: e.name for m, e in self.engines.items()}
+
+    def _unique_engines(self) -> list[LinkEngine]:
+        out: list[LinkEngine] = []
+        for e in self.engines.values():
+            if all(e is not x for x in out):
+                out.append(e)
+        return out
+
+    # ---- build ----------------------------------------------------------------------------
+    def build(self) -> None:
+        t0 = time.monotonic()
+        self._choose_engines()
+        for engine in self._unique_engines():
+            engine.start(self.state_dir)
+        self._namespaces()
+        self._veths()
+        self.timings["namespaces_and_veths_s"] = round(time.monotonic() - t0, 3)
+        if self.plan.switches:
+            self.ovs = OvsSwitches(self.sup, self.state_dir)
+            self.ovs.start()
+            self.sdn = SdnController(self.sup, self.state_dir)
+            self.sdn.start(self.plan, self.sc.services.sdn.app)
+            self.ovs.build(self.plan, self.sdn.port)
+        t1 = time.monotonic()
+        for engine in self._unique_engines():
+            links = [self._engine_link(n) for n, e in self.link_engine.items() if e is engine]
+            self.macs.update(engine.attach(links, self.sc.seed))
+        self.timings["engine_attach_wait_s"] = round(time.monotonic() - t1, 3)
+        for engine in self._unique_engines():
+            self.timings.update(getattr(engine, "timings", {}))
+        self._configure()
+        for engine in self._unique_engines():
+            engine.configured()
+        if self.sdn is not None:
+            self.timings["sdn_ready_s"] = round(self.sdn.wait_ready(self.plan), 3)
+        self.timings["build_s"] = round(time.monotonic() - t0, 3)
+
+    def _namespaces(self) -> None:
+        hosts = self.plan.hosts_file()
+        for node, ns in self.plan.namespaces.items():
+            self.ledger.add("namespaces", ns)
+            run(["ip", "netns", "add", ns])
+            etc = Path("/etc/netns") / ns
+            self.ledger.add("etc_netns", str(etc))
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(hosts)
+            (etc / "hostname").write_text(node + "\n")
+        # one process per namespace for all its sysctls and loopback
+        for ns in self.plan.namespaces.values():
+            run(["ip", "netns", "exec", ns, "sh", "-c",
+                 f"sysctl -qw {NS_SYSCTLS} && ip link set lo up"])
+
+    def _veths(self) -> None:
+        lines: list[str] = []
+        root_side: list[str] = []
+        for seg in self.plan.segments:
+            if seg.medium is not Medium.ETHERNET:
+                continue
+            if seg.switches:
+                for m in seg.members:
+                    self.ledger.add("root_links", m.root_name)
+                    lines.append(f"link add {m.root_name} type veth peer name {m.root_name}p "
+                                 f"netns {self.plan.namespaces[m.node]}")
+                    root_side.append(m.root_name)
+            else:
+                a, b = seg.members
+                lines.append(f"link add {a.root_name} netns {self.plan.namespaces[a.node]} "
+                             f"type veth peer name {b.root_name} "
+                             f"netns {self.plan.namespaces[b.node]}")
+        for tr in self.plan.trunks:
+            self.ledger.add("root_links", tr.a_name)
+            self.ledger.add("root_links", tr.b_name)
+            lines.append(f"link add {tr.a_name} type veth peer name {tr.b_name}")
+            root_side += [tr.a_name, tr.b_name]
+        ip_batch(lines)
+        if root_side:
+            # No IPv6 (no stray router solicitations), no checksum offload (the userspace
+            # datapath would forward unfinished checksums), then up.
+            run(["sh", "-c", "; ".join(
+                f"echo 1 > /proc/sys/net/ipv6/conf/{n}/disable_ipv6; "
+                f"ethtool -K {n} tx off >/dev/null 2>&1" for n in root_side)])
+            ip_batch([f"link set dev {n} up" for n in root_side])
+            self._shape_root(root_side)
+
+    def _shape_root(self, names: list[str]) -> None:
+        """Rate limits of wired links: tbf on the switch side (toward the host) here, on the
+        host side in _configure."""
+        for seg in self.plan.segments:
+            if seg.medium is Medium.ETHERNET and seg.switches:
+                for m in seg.members:
+                    rate = self.sc.link(m.link).rate_mbps
+                    if rate:
+                        run(["tc", "qdisc", "replace", "dev", m.root_name, "root",
+                             *tbf_args(rate)])
+        for tr in self.plan.trunks:
+            if tr.rate_mbps:
+                for n in (tr.a_name, tr.b_name):
+                    run(["tc", "qdisc", "replace", "dev", n, "root", *tbf_args(tr.rate_mbps)])
+
+    def _engine_link(self, name: str) -> EngineLink:
+        link = self.sc.link(name)
+        seg = self.plan.segment_of(name)
+        ends = [EngineEnd(node=m.node, netns=self.plan.namespaces[m.node],
+                          root_name=m.root_name, ifname=m.ifname,
+                          position=self.sc.nodes[m.node].position) for m in seg.members]
+        wifi = (link.wifi.model_dump() if link.wifi else {}) if link.carried_by is Medium.WIFI \
+            else {}
+        if link.carried_by is Medium.WIFI and not wifi:
+            from testbed.scenario.model import WifiSettings
+            wifi = WifiSettings().model_dump()
+        queue = link.queue_packets or default_queue(link.rate_mbps or 0, link.delay_ms or 0)
+        return EngineLink(name=name, medium=link.carried_by, ends=ends,
+                          delay_ms=link.delay_ms or 0.0, rate_mbps=link.rate_mbps or 0.0,
+                          loss_pct=link.loss_pct or 0.0, queue_packets=queue, wifi=wifi)
+
+    def _configure(self) -> None:
+        static = {m: e.static_neighbours() for m, e in self.engines.items()}
+        for node, ns in self.plan.namespaces.items():
+            lines: list[str] = []
+            offload: list[str] = []
+            for m in self.plan.endpoints(node):
+                seg = self.plan.segment_of(m.link)
+                src = m.root_name if seg.medium is not Medium.ETHERNET or not seg.switches \
+                    else f"{m.root_name}p"
+                lines.append(f"link set dev {src} name {m.ifname}")
+                mac = m.mac or self.macs.get(m.root_name)
+                if mac:
+                    lines.append(f"link set dev {m.ifname} address {mac}")
+                lines.append(f"addr add {m.ip}/{m.prefixlen} dev {m.ifname}")
+                lines.append(f"link set dev {m.ifname} up")
+                if seg.medium is Medium.P2P and static.get(Medium.P2P):
+                    peer = next(p for p in seg.members if p is not m)
+                    lines.append(f"neigh replace {peer.ip} lladdr {self.macs[peer.root_name]} "
+                                 f"dev {m.ifname} nud permanent")
+                if seg.medium is Medium.ETHERNET:
+                    offload.append(m.ifname)
+            for r in self.plan.routes[node]:
+                lines.append(f"route replace {r.subnet} via {r.via} dev {r.dev}")
+            ip_batch(lines, ns)
+            shaping = [f"tc qdisc replace dev {m.ifname} root {' '.join(tbf_args(rate))}"
+                       for m in self.plan.endpoints(node)
+                       if self.plan.segment_of(m.link).medium is Medium.ETHERNET
+                       and (rate := self.sc.link(m.link).rate_mbps)]
+            cmds = [f"ethtool -K {n} tx off >/dev/null 2>&1" for n in offload] + shaping
+            if cmds:
+                run(["ip", "netns", "exec", ns, "sh", "-c", " && ".join(cmds)])
+
+    # ---- runtime --------------------------------------------------------------------------
+    def apply(self, changes: list[Change]) -> None:
+        """Route each change to the engine (or veth) that carries the link, as batches."""
+        by_engine: dict[int, tuple[LinkEngine, list[Change]]] = {}
+        for ch in changes:
+            if ch.kind == "position":
+                engine = self.engines.get(Medium.WIFI)
+                if engine is None:
+                    raise ValueError(f"{ch.node} moves but no Wi-Fi engine is running")
+            else:
+                assert ch.link is not None
+                if ch.link not in self.link_engine:
+                    self._apply_ethernet(ch)
+                    continue
+                engine = self.link_engine[ch.link]
+            by_engine.setdefault(id(engine), (engine, []))[1].append(ch)
+        for engine, batch in by_engine.values():
+            engine.apply(batch)
+
+    def _apply_ethernet(self, ch: Change) -> None:
+        assert ch.link is not None
+        link = self.sc.link(ch.link)
+        if ch.delay_ms is not None or ch.loss_pct is not None:
+            raise ValueError(f"wired link {ch.link}: delay/loss need tc netem (absent here)")
+        ends = self._ethernet_ends(ch.link)
+        if ch.up is not None:
+            for ns, dev in ends:
+                run(["ip", *(["-n", ns] if ns else []), "link", "set", "dev", dev,
+                     "up" if ch.up else "down"])
+        if ch.rate_mbps is not None:
+            for ns, dev in ends:
+                run(["tc", *(["-n", ns] if ns else []), "qdisc", "replace", "dev", dev, "root",
+                     *tbf_args(ch.rate_mbps)])
+        del link
+
+    def _ethernet_ends(self, link: str) -> list[tuple[str | None, str]]:
+        trunk = next((t for t in self.plan.trunks if t.link == link), None)
+        if trunk is not None:
+            return [(None, trunk.a_name), (None, trunk.b_name)]
+        seg = self.plan.segment_of(link)
+        out: list[tuple[str | None, str]] = []
+        for m in seg.members:
+            if m.link == link:
+                out.append((self.plan.namespaces[m.node], m.ifname))
+                if seg.switches:
+                    out.append((None, m.root_name))
+        return out
+
+    def reroute(self) -> None:
+        """Recompute static routes without the links that are down and install them."""
+        down = frozenset(self.plan.segment_of(n).name for n in self.down_links)
+        routes = compute_routes(self.sc, self.plan, down)
+        for node, ns in self.plan.namespaces.items():
+            lines = [f"route replace {r.subnet} via {r.via} dev {r.dev}" for r in routes[node]]
+            ip_batch(lines, ns, force=True)
+
+    def check(self) -> None:
+        for engine in self._unique_engines():
+            engine.check()
+        self.sup.check()
+
+    def stats(self) -> dict[str, Any]:
+        return {e.name: e.stats() for e in self._unique_engines()}
+
+    def stop_engines(self) -> None:
+        for engine in self._unique_engines():
+            try:
+                engine.stop()
+            except Exception:  # noqa: BLE001 - teardown continues whatever happens
+                pass
+
+    def endpoint_of(self, node: str) -> Endpoint:
+        return self.plan.endpoints(node)[0]
+
+
+def tbf_args(rate_mbps: float) -> list[str]:
+    burst = max(1600, int(rate_mbps * 1e6 / 8 / 250))  # 4 ms worth of bytes
+    return ["tbf", "rate", f"{rate_mbps * 1000:.0f}kbit", "burst", str(burst), "latency", "50ms"]
+
+
+def default_queue(rate_mbps: float, delay_ms: float) -> int:
+    """Drop-tail queue of at least one bandwidth-delay product (and never under 100 packets),
+    so TCP can fill a long satellite pipe."""
+    bdp_packets = rate_mbps * 1e6 / 8 * (2 * delay_ms / 1000) / 1500
+    return max(100, int(bdp_packets * 1.5))

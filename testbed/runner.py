@@ -1,0 +1,226 @@
+"""One run of a scenario, start to finish:
+
+    plan -> build network -> health checks -> captures/probes -> time zero -> timeline
+         -> metrics -> teardown
+
+Teardown happens whatever happens (normal end, failure, Ctrl-C, SIGTERM), with further
+interrupts ignored while it runs; the run folder is written as the run goes, and metrics.json
+and manifest.json are rewritten at the end with the final status (done / failed /
+interrupted) and whatever was measured up to then.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from testbed import plan as planner
+from testbed.capture import Captures
+from testbed.cleanup import teardown
+from testbed.health import reachability, services
+from testbed.ledger import Ledger
+from testbed.metrics import collect
+from testbed.network import Network, preflight
+from testbed.probes import Probes
+from testbed.results import RESULTS, manifest, new_run, write_json
+from testbed.scenario import Scenario, dump
+from testbed.supervisor import Supervisor
+from testbed.timeline import Timeline
+from testbed.traffic import Flows
+
+
+class Interrupted(Exception):
+    pass
+
+
+@dataclass
+class RunOptions:
+    hold: bool = False
+    results_base: Path = RESULTS
+    console: Console = field(default_factory=Console)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    metrics: dict[str, Any]
+    error: str | None = None
+
+
+def _counters(net: Network) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for node, ns in net.plan.namespaces.items():
+        proc = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show"], capture_output=True,
+                              text=True)
+        try:
+            links = json.loads(proc.stdout or "[]")
+        except json.JSONDecodeError:
+            continue
+        for link in links:
+            st = link.get("stats64", {})
+            out[f"{node}/{link['ifname']}"] = {"tx_bytes": st.get("tx", {}).get("bytes", 0),
+                                               "rx_bytes": st.get("rx", {}).get("bytes", 0)}
+    return out
+
+
+def _diff(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {k: {f: v[f] - a.get(k, {}).get(f, 0) for f in v} for k, v in b.items()}
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class Run:
+    def __init__(self, sc: Scenario, source: str, options: RunOptions | None = None) -> None:
+        self.sc, self.source = sc, source
+        self.opt = options or RunOptions()
+        self.console = self.opt.console
+        self.timings: dict[str, float] = {}
+        self.net: Network | None = None
+        self.flows: Flows | None = None
+        self.probes: Probes | None = None
+        self.captures: Captures | None = None
+        self.counters0: dict[str, dict[str, int]] | None = None
+        self.t_zero: float | None = None
+
+    def _phase(self, name: str, t0: float) -> None:
+        self.timings[name] = round(time.monotonic() - t0, 3)
+
+    def execute(self) -> RunResult:
+        preflight(self.sc, self.source)
+        t_cmd = time.monotonic()
+        run_id, tag, run_dir = new_run(self.sc.name, self.opt.results_base)
+        self.run_dir = run_dir
+        state_dir = Path("/run/sagin-hil") / run_id
+        ledger = Ledger.create(run_id, tag, self.sc.name, run_dir)
+        ledger.add("state_dirs", str(state_dir))
+        state_dir.mkdir(parents=True, exist_ok=True)
+        sup = Supervisor(ledger, run_dir / "logs")
+        man = manifest(self.sc.name, run_id, self.sc.seed, self.source)
+        write_json(run_dir / "manifest.json", man)
+        (run_dir / "scenario.resolved.yaml").write_text(dump(self.sc))
+        plan = planner.build(self.sc, tag)
+        write_json(run_dir / "network.json", plan.to_dict())
+        old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        status, error = "failed", None
+        metrics: dict[str, Any] = {}
+        try:
+            self.console.print(f"[bold]run[/] {self.sc.name} -> {run_dir}")
+            self._bring_up(plan, ledger, sup, state_dir, t_cmd, man)
+            self._experiment(sup)
+            status = "done"
+        except Interrupted as exc:
+            status, error = "interrupted", f"interrupted by {exc}"
+            self.console.print(f"[yellow]interrupted ({exc}): tearing down[/]")
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.console.print(f"[red]run failed:[/] {error}")
+        finally:
+            for s in old:
+                signal.signal(s, signal.SIG_IGN)
+            try:
+                metrics = self._finish(sup, ledger, status, error, man)
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+        return RunResult(run_dir, status, metrics, error)
+
+    def _bring_up(self, plan: planner.NetworkPlan, ledger: Ledger, sup: Supervisor,
+                  state_dir: Path, t_cmd: float, man: dict[str, Any]) -> None:
+        with self.console.status("building the emulated network (ns-3 import ~10 s)..."):
+            net = Network(self.sc, plan, ledger, sup, state_dir)
+            self.net = net
+            net.build()
+        self.timings.update(net.timings)
+        man["engines"] = net.engine_names()
+        write_json(self.run_dir / "manifest.json", man)
+        t = time.monotonic()
+        with self.console.status("health checks: services and reachability of every node..."):
+            services(net)
+            self.timings.update(reachability(net))
+        self._phase("health_s", t)
+        self.flows = Flows(net, sup, self.run_dir / "flows")
+        self.flows.prepare()
+        self.captures = Captures(net, sup, self.run_dir / "pcaps")
+        self.captures.start()
+        if self.sc.probes.link_rtt:
+            self.probes = Probes(net, sup, self.run_dir / "probes", self.sc.probes.interval_s)
+            self.probes.start()
+        self._wait_captures(sup)
+        self.counters0 = _counters(net)
+        self.t_zero = time.monotonic()
+        self.timings["command_to_time_zero_s"] = round(self.t_zero - t_cmd, 3)
+        man["status"] = "running"
+        man["time_zero_wall"] = time.time()
+        write_json(self.run_dir / "manifest.json", man)
+        self.console.print(f"[green]time zero[/] after {self.timings['command_to_time_zero_s']:.1f}"
+                           f" s; running {self.sc.duration_s:g} s "
+                           f"(shell into a node: make shell NODE=<name>)")
+
+    def _wait_captures(self, sup: Supervisor, timeout: float = 10.0) -> None:
+        if self.captures is None:
+            return
+        deadline = time.monotonic() + timeout
+        for p in self.captures.procs:
+            while "listening on" not in p.log.read_text(errors="replace") if p.log.exists() \
+                    else True:
+                sup.check()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"tcpdump did not start: {p.log}")
+                time.sleep(0.02)
+
+    def _experiment(self, sup: Supervisor) -> None:
+        assert self.net is not None and self.flows is not None and self.t_zero is not None
+        timeline = Timeline(self.net, self.flows, sup, self.run_dir / "events.jsonl")
+        self.timeline = timeline
+        with self.console.status(f"experiment running ({self.sc.duration_s:g} s)..."):
+            timeline.run(self.t_zero, self.sc.duration_s, self.net.check)
+        self.timings["timeline_errors"] = timeline.errors
+        if self.opt.hold:
+            self.console.print("[bold]holding the network[/]: press Ctrl-C to tear down")
+            while True:
+                self.net.check()
+                time.sleep(0.5)
+
+    def _finish(self, sup: Supervisor, ledger: Ledger, status: str, error: str | None,
+                man: dict[str, Any]) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        net = self.net
+        duration = time.monotonic() - self.t_zero if self.t_zero else 0.0
+        try:
+            if net is not None:
+                counters = None
+                if self.counters0 is not None:
+                    counters = _diff(self.counters0, _counters(net))
+                if self.probes:
+                    self.probes.stop()
+                if self.captures:
+                    self.captures.stop()
+                metrics = collect(net, self.flows, self.probes, counters, duration,
+                                  self.timings, self.run_dir / "logs")
+                metrics["engine_stats"] = {}
+        except Exception as exc:  # noqa: BLE001 - metrics must not block teardown
+            metrics["metrics_error"] = f"{type(exc).__name__}: {exc}"
+        t = time.monotonic()
+        if net is not None:
+            net.stop_engines()
+        sup.stop_all()
+        counts = teardown(ledger)
+        self.timings["teardown_s"] = round(time.monotonic() - t, 3)
+        metrics.setdefault("timings_s", self.timings)
+        metrics["status"] = status
+        metrics["measured_duration_s"] = round(duration, 3)
+        write_json(self.run_dir / "metrics.json", metrics)
+        man.update(status=status, error=error, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   teardown=counts)
+        write_json(self.run_dir / "manifest.json", man)
+        return metrics

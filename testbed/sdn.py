@@ -1,0 +1,63 @@
+"""The SDN controller service: os-ken with the testbed's OpenFlow 1.3 app, on loopback.
+
+The app (controllers/sdn/l2_proactive.py) gets the switch topology from the plan as a JSON
+file and installs every flow proactively when a switch connects; it reports each switch's
+readiness on a line of the ready file, which is what the health check waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+from testbed.plan import NetworkPlan
+from testbed.supervisor import ServiceDied, Supervisor
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def topology_json(plan: NetworkPlan) -> dict:
+    return {"switches": [
+        {"name": sw.name, "dpid": sw.dpid,
+         "ports": [{"port_no": p.port_no, "peer": p.peer, "peer_mac": p.peer_mac}
+                   for p in sw.ports]}
+        for sw in plan.switches.values()]}
+
+
+class SdnController:
+    def __init__(self, supervisor: Supervisor, state_dir: Path) -> None:
+        self.sup = supervisor
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.ready_file = state_dir / "osken-ready.txt"
+
+    def start(self, plan: NetworkPlan, app: str = "l2-proactive") -> None:
+        topo = self.state_dir / "sdn-topology.json"
+        topo.write_text(json.dumps(topology_json(plan), indent=1))
+        self.ready_file.unlink(missing_ok=True)
+        self.sup.start("osken", [
+            sys.executable, "-m", "controllers.sdn.launch", "--topology", str(topo),
+            "--port", str(self.port), "--ready-file", str(self.ready_file),
+            "--log-file", str(self.sup.log_dir / "osken.log")], critical=True)
+
+    def wait_ready(self, plan: NetworkPlan, timeout: float = 30.0) -> float:
+        want = {sw.dpid for sw in plan.switches.values()}
+        t0 = time.monotonic()
+        while True:
+            self.sup.check()
+            text = self.ready_file.read_text() if self.ready_file.exists() else ""
+            done = {d for d in want if f"dpid {d} ready" in text}
+            if done == want:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                missing = sorted(want - done)
+                raise ServiceDied(f"os-ken did not program switches {missing} within "
+                                  f"{timeout:.0f} s; see {self.sup.log_dir / 'osken.log'}")
+            time.sleep(0.05)

@@ -36,7 +36,8 @@ def _root_links() -> list[str]:
 def leftovers(tag: str) -> dict[str, list[str]]:
     """What still exists on the host with this run's tag (used by tests, too)."""
     return {
-        "namespaces": [n for n in _netns_list() if n.startswith(f"sh{tag}-")],
+        "namespaces": [n for n in _netns_list()
+                       if n.startswith((f"sh{tag}-", f"sh{tag}."))],
         "links": [n for n in _root_links() if n.startswith(f"s{tag}")],
         "etc_netns": [str(p) for p in Path("/etc/netns").glob(f"sh{tag}-*")]
         if Path("/etc/netns").is_dir() else [],

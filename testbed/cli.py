@@ -153,7 +153,9 @@ def parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb)
         sp.add_argument("name", nargs="?")
         sp.add_argument("--file")
-        sp.add_argument("--duration", type=float, help="shorten the run to this many seconds (flows clipped, later events dropped)")
+        sp.add_argument("--duration", type=float,
+                        help="shorten the run to this many seconds (flows clipped, later "
+                        "events dropped)")
         if verb == "check":
             sp.add_argument("--plan", action="store_true", help="print subnets and addresses")
         else:

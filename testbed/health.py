@@ -55,7 +55,7 @@ def reachability(net: Network, timeout: float = 30.0) -> dict[str, float | int]:
         if time.monotonic() - t0 > timeout:
             lines = [f"  {node} -> {want[node][ip]} ({ip})"
                      for node, ips in sorted(pending.items()) for ip in sorted(ips)]
-            raise HealthError("unreachable after %.0f s:\n%s" % (timeout, "\n".join(lines[:40])))
+            raise HealthError(f"unreachable after {timeout:.0f} s:\n" + "\n".join(lines[:40]))
         time.sleep(0.5)
 
 

@@ -115,10 +115,12 @@ class Network:
         self._veths()
         self.timings["namespaces_and_veths_s"] = round(time.monotonic() - t0, 3)
         if self.plan.switches:
-            self.ovs = OvsSwitches(self.sup, self.state_dir)
+            assert self.plan.switch_netns is not None
+            self.ovs = OvsSwitches(self.sup, self.state_dir, self.plan.switch_netns)
             self.ovs.start()
-            self.sdn = SdnController(self.sup, self.state_dir)
+            self.sdn = SdnController(self.sup, self.state_dir, self.plan.switch_netns)
             self.sdn.start(self.plan, self.sc.services.sdn.app)
+            self.sdn.wait_listening()
             self.ovs.build(self.plan, self.sdn.port)
         t1 = time.monotonic()
         for engine in self._unique_engines():
@@ -135,6 +137,12 @@ class Network:
         self.timings["build_s"] = round(time.monotonic() - t0, 3)
 
     def _namespaces(self) -> None:
+        swns = self.plan.switch_netns
+        if swns:
+            self.ledger.add("namespaces", swns)
+            run(["ip", "netns", "add", swns])
+            run(["ip", "netns", "exec", swns, "sh", "-c",
+                 f"sysctl -qw {NS_SYSCTLS} && ip link set lo up"])
         hosts = self.plan.hosts_file()
         for node, ns in self.plan.namespaces.items():
             self.ledger.add("namespaces", ns)
@@ -150,6 +158,8 @@ class Network:
                  f"sysctl -qw {NS_SYSCTLS} && ip link set lo up"])
 
     def _veths(self) -> None:
+        """Host ends go into the nodes, switch ends into the run's switch namespace."""
+        swns = self.plan.switch_netns
         lines: list[str] = []
         root_side: list[str] = []
         for seg in self.plan.segments:
@@ -157,9 +167,8 @@ class Network:
                 continue
             if seg.switches:
                 for m in seg.members:
-                    self.ledger.add("root_links", m.root_name)
-                    lines.append(f"link add {m.root_name} type veth peer name {m.root_name}p "
-                                 f"netns {self.plan.namespaces[m.node]}")
+                    lines.append(f"link add {m.root_name} netns {swns} type veth peer name "
+                                 f"{m.root_name}p netns {self.plan.namespaces[m.node]}")
                     root_side.append(m.root_name)
             else:
                 a, b = seg.members
@@ -167,21 +176,20 @@ class Network:
                              f"type veth peer name {b.root_name} "
                              f"netns {self.plan.namespaces[b.node]}")
         for tr in self.plan.trunks:
-            self.ledger.add("root_links", tr.a_name)
-            self.ledger.add("root_links", tr.b_name)
-            lines.append(f"link add {tr.a_name} type veth peer name {tr.b_name}")
+            lines.append(f"link add {tr.a_name} netns {swns} type veth peer name {tr.b_name} "
+                         f"netns {swns}")
             root_side += [tr.a_name, tr.b_name]
         ip_batch(lines)
         if root_side:
             # No IPv6 (no stray router solicitations), no checksum offload (the userspace
             # datapath would forward unfinished checksums), then up.
-            run(["sh", "-c", "; ".join(
-                f"echo 1 > /proc/sys/net/ipv6/conf/{n}/disable_ipv6; "
+            assert swns is not None
+            run(["ip", "netns", "exec", swns, "sh", "-c", "; ".join(
                 f"ethtool -K {n} tx off >/dev/null 2>&1" for n in root_side)])
-            ip_batch([f"link set dev {n} up" for n in root_side])
-            self._shape_root(root_side)
+            ip_batch([f"link set dev {n} up" for n in root_side], swns)
+            self._shape_switch_side(swns)
 
-    def _shape_root(self, names: list[str]) -> None:
+    def _shape_switch_side(self, swns: str) -> None:
         """Rate limits of wired links: tbf on the switch side (toward the host) here, on the
         host side in _configure."""
         for seg in self.plan.segments:
@@ -189,12 +197,13 @@ class Network:
                 for m in seg.members:
                     rate = self.sc.link(m.link).rate_mbps
                     if rate:
-                        run(["tc", "qdisc", "replace", "dev", m.root_name, "root",
-                             *tbf_args(rate)])
+                        run(["tc", "-n", swns, "qdisc", "replace", "dev", m.root_name,
+                             "root", *tbf_args(rate)])
         for tr in self.plan.trunks:
             if tr.rate_mbps:
                 for n in (tr.a_name, tr.b_name):
-                    run(["tc", "qdisc", "replace", "dev", n, "root", *tbf_args(tr.rate_mbps)])
+                    run(["tc", "-n", swns, "qdisc", "replace", "dev", n, "root",
+                         *tbf_args(tr.rate_mbps)])
 
     def _engine_link(self, name: str) -> EngineLink:
         link = self.sc.link(name)
@@ -282,14 +291,14 @@ class Network:
     def _ethernet_ends(self, link: str) -> list[tuple[str | None, str]]:
         trunk = next((t for t in self.plan.trunks if t.link == link), None)
         if trunk is not None:
-            return [(None, trunk.a_name), (None, trunk.b_name)]
+            return [(self.plan.switch_netns, trunk.a_name), (self.plan.switch_netns, trunk.b_name)]
         seg = self.plan.segment_of(link)
         out: list[tuple[str | None, str]] = []
         for m in seg.members:
             if m.link == link:
                 out.append((self.plan.namespaces[m.node], m.ifname))
                 if seg.switches:
-                    out.append((None, m.root_name))
+                    out.append((self.plan.switch_netns, m.root_name))
         return out
 
     def reroute(self) -> None:

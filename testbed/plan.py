@@ -4,15 +4,18 @@ The plan is pure data, computed without touching the host, so it can be inspecte
 (`python -m testbed check --plan`), unit-tested, written to the run folder, and later split
 across hosts.  Naming scheme (every Linux interface name fits IFNAMSIZ, 15 characters):
 
-    namespace of node N        sh<tag>-<N>          e.g. sh3fa9-uav1   (ip netns name)
+    namespace of node N        sh<tag>-<N>          e.g. sh3fa9-uav1   (ip netns)
     interfaces inside a node   eth0, eth1, ...      in the order of the scenario's links
     ns-3 tap (before the move) s<tag>t<k>           e.g. s3fa9t12
+    switch namespace           sh<tag>.switch       Open vSwitch + os-ken of the run
     veth end on a switch       s<tag>v<k>
     Open vSwitch bridge        s<tag>b<k>
 
-<tag> is 4 hex digits unique to the run, so two runs never collide and leftovers of a killed
-run are recognisable.  Subnets are /24s taken in order from the scenario's address pool
-(default 198.18.0.0/15, the RFC 2544 benchmarking range).
+Open vSwitch's userspace datapath holds one `ovs-netdev` tap per namespace, so each run's
+switches live in their own namespace (which also keeps the root namespace free of any
+emulated interface).  <tag> is 4 hex digits unique to the run, so two runs never collide
+and leftovers of a killed run are recognisable.  Subnets are /24s taken in order from the
+scenario's address pool (default 198.18.0.0/15, the RFC 2544 benchmarking range).
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class NetworkPlan:
     trunks: list[Trunk]
     routes: dict[str, list[Route]]
     primary_ip: dict[str, str]
+    switch_netns: str | None = None
 
     def endpoints(self, node: str | None = None) -> list[Endpoint]:
         return [m for s in self.segments for m in s.members if node is None or m.node == node]
@@ -207,7 +211,8 @@ def build(sc: Scenario, tag: str) -> NetworkPlan:
         for m in seg.members:
             primary.setdefault(m.node, m.ip)
     plan = NetworkPlan(tag=tag, scenario=sc.name, namespaces=namespaces, segments=segments,
-                       switches=switches, trunks=trunks, routes={}, primary_ip=primary)
+                       switches=switches, trunks=trunks, routes={}, primary_ip=primary,
+                       switch_netns=f"sh{tag}.switch" if switches else None)
     plan.routes = compute_routes(sc, plan)
     return plan
 

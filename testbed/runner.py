@@ -121,7 +121,7 @@ class Run:
         except Interrupted as exc:
             status, error = "interrupted", f"interrupted by {exc}"
             self.console.print(f"[yellow]interrupted ({exc}): tearing down[/]")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is reported, then torn down
             error = f"{type(exc).__name__}: {exc}"
             self.console.print(f"[red]run failed:[/] {error}")
         finally:

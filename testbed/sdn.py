@@ -1,4 +1,5 @@
-"""The SDN controller service: os-ken with the testbed's OpenFlow 1.3 app, on loopback.
+"""The SDN controller service: os-ken with the testbed's OpenFlow 1.3 app, on the loopback of
+the run's switch namespace (beside ovs-vswitchd).
 
 The app (controllers/sdn/l2_proactive.py) gets the switch topology from the plan as a JSON
 file and installs every flow proactively when a switch connects; it reports each switch's
@@ -8,7 +9,7 @@ readiness on a line of the ready file, which is what the health check waits for.
 from __future__ import annotations
 
 import json
-import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,11 +17,7 @@ from pathlib import Path
 from testbed.plan import NetworkPlan
 from testbed.supervisor import ServiceDied, Supervisor
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+OPENFLOW_PORT = 6653
 
 
 def topology_json(plan: NetworkPlan) -> dict:
@@ -32,10 +29,11 @@ def topology_json(plan: NetworkPlan) -> dict:
 
 
 class SdnController:
-    def __init__(self, supervisor: Supervisor, state_dir: Path) -> None:
+    def __init__(self, supervisor: Supervisor, state_dir: Path, netns: str) -> None:
         self.sup = supervisor
         self.state_dir = state_dir
-        self.port = free_port()
+        self.netns = netns
+        self.port = OPENFLOW_PORT  # loopback of the run's own switch namespace: always free
         self.ready_file = state_dir / "osken-ready.txt"
 
     def start(self, plan: NetworkPlan, app: str = "l2-proactive") -> None:
@@ -45,7 +43,21 @@ class SdnController:
         self.sup.start("osken", [
             sys.executable, "-m", "controllers.sdn.launch", "--topology", str(topo),
             "--port", str(self.port), "--ready-file", str(self.ready_file),
-            "--log-file", str(self.sup.log_dir / "osken.log")], critical=True)
+            "--log-file", str(self.sup.log_dir / "osken.log")], critical=True, netns=self.netns)
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Bridges added before the controller listens back off for up to 8 s: wait first."""
+        t0 = time.monotonic()
+        while True:
+            self.sup.check()
+            out = subprocess.run(["ip", "netns", "exec", self.netns, "ss", "-Hltn",
+                                  f"sport = :{self.port}"], capture_output=True, text=True)
+            if out.stdout.strip():
+                return
+            if time.monotonic() - t0 > timeout:
+                raise ServiceDied(f"os-ken did not listen within {timeout:.0f} s; see "
+                                  f"{self.sup.log_dir / 'osken.log'}")
+            time.sleep(0.05)
 
     def wait_ready(self, plan: NetworkPlan, timeout: float = 30.0) -> float:
         want = {sw.dpid for sw in plan.switches.values()}

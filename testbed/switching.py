@@ -21,8 +21,9 @@ SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 
 
 class OvsSwitches:
-    def __init__(self, supervisor: Supervisor, state_dir: Path) -> None:
+    def __init__(self, supervisor: Supervisor, state_dir: Path, netns: str) -> None:
         self.sup = supervisor
+        self.netns = netns
         self.dir = state_dir / "ovs"
         self.env = {"OVS_RUNDIR": str(self.dir), "OVS_DBDIR": str(self.dir),
                     "OVS_LOGDIR": str(self.dir)}
@@ -57,7 +58,7 @@ class OvsSwitches:
         self.sup.start("ovs-vswitchd", [
             "ovs-vswitchd", self.db, f"--unixctl={self.dir}/vswitchd.ctl",
             f"--pidfile={self.dir}/vswitchd.pid", f"--log-file={self.dir}/ovs-vswitchd.log"],
-            critical=True, env=self.env)
+            critical=True, env=self.env, netns=self.netns)
         self._wait_socket(self.dir / "vswitchd.ctl")
 
     def _wait_socket(self, path: Path, timeout: float = 15.0) -> None:
@@ -74,7 +75,7 @@ class OvsSwitches:
         for sw in plan.switches.values():
             args += ["--", "add-br", sw.bridge, "--", "set", "bridge", sw.bridge,
                      "datapath_type=netdev", "protocols=OpenFlow13", "fail_mode=secure",
-                     f"other-config:datapath-id={sw.dpid}",
+                     f"other-config:datapath-id={sw.dpid}", "other-config:disable-in-band=true",
                      "--", "set-controller", sw.bridge, f"tcp:127.0.0.1:{controller_port}"]
             for port in sw.ports:
                 args += ["--", "add-port", sw.bridge, port.root_name, "--", "set", "Interface",
@@ -84,7 +85,7 @@ class OvsSwitches:
         # The bridges' own internal ports stay down and unaddressed: the root namespace gets
         # no route into the emulated network.
         ip_batch([f"link set dev {sw.bridge} down" for sw in plan.switches.values()],
-                 force=True)
+                 self.netns, force=True)
 
     def bridge_mgmt(self, bridge: str) -> str:
         return f"unix:{self.dir}/{bridge}.mgmt"

@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not port_is_free(args.port):
         print(f"sagin-sdn: {LISTEN_HOST}:{args.port} is already in use", file=sys.stderr)
         return 2
+    try:
+        # The app would only fail inside os-ken's thread, as a traceback; say it plainly here.
+        l2_proactive.Topology.load(args.topology)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"sagin-sdn: bad topology {args.topology}: {e!r}", file=sys.stderr)
+        return 2
     configure(args)
 
     # Only this thread may take the stop signals (the mask is inherited by every thread os-ken

@@ -1,0 +1,64 @@
+# SAGIN-HIL testbed.  Every target installs what it needs first (idempotent, see
+# scripts/bootstrap.sh), so on a fresh Debian 12 machine, as root:
+#     make scenario NAME=quickstart
+#     make test
+PY      := .venv/bin/python
+SETUP   := .venv/.setup-done
+NAME    ?=
+FILE    ?=
+NODE    ?=
+RUN     ?=
+CMD     ?=
+DURATION ?=
+HOLD    ?=
+BENCH   ?=
+PYTEST_ARGS ?=
+
+SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold)
+
+.PHONY: setup scenario scenarios check shell exec status clean bench test lint help
+
+help:
+	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
+	@echo "make scenario FILE=path.yaml    run a scenario file from anywhere (DURATION=s, HOLD=1)"
+	@echo "make scenarios                  list the scenarios in topologies/"
+	@echo "make check NAME=x | FILE=p      validate a scenario without running it"
+	@echo "make shell NODE=uav1 [RUN=id]   shell inside a node of a running scenario"
+	@echo "make exec NODE=uav1 CMD='...'   one command inside a node of a running scenario"
+	@echo "make status | make clean        running scenarios | remove leftovers of killed runs"
+	@echo "make bench [BENCH=fidelity]     benchmarks -> results/bench/*.json"
+	@echo "make test                       the test suite (what CI runs)"
+
+setup:
+	@bash scripts/bootstrap.sh
+
+scenario: setup
+	@$(PY) -m testbed run $(SCEN_ARGS)
+
+scenarios: setup
+	@$(PY) -m testbed scenarios
+
+check: setup
+	@$(PY) -m testbed check --plan $(SCEN_ARGS)
+
+shell: setup
+	@$(PY) -m testbed shell $(NODE) $(if $(RUN),--run $(RUN))
+
+exec: setup
+	@$(PY) -m testbed exec $(NODE) $(CMD)
+
+status: setup
+	@$(PY) -m testbed status
+
+clean: setup
+	@$(PY) -m testbed clean
+
+bench: setup
+	@$(PY) -m testbed bench $(BENCH)
+
+lint: setup
+	@.venv/bin/ruff check testbed controllers payloads firmware tests
+
+test: setup
+	@.venv/bin/ruff check testbed controllers payloads firmware tests
+	@$(PY) -m pytest $(PYTEST_ARGS)

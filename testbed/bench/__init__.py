@@ -1,0 +1,50 @@
+"""Benchmarks (`make bench`): each writes results/bench/<name>.json and prints a table.
+
+    fidelity   measured vs configured RTT (5/25/125/270 ms one way) and TCP goodput
+               (1/10/50 Mbit/s) on ns-3 point-to-point links, side by side, as ratios
+    scale      a generated 100-node SAGIN (20 UAVs, 50 users, 20 satellites, 10 edge):
+               command -> first packet time, ns-3 real-time lag over 60 s with ping on every
+               link, probe loss
+    lifecycle  quickstart: command -> time zero, and teardown time
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from testbed.results import RESULTS, write_json
+
+BENCH_DIR = RESULTS / "bench"
+
+
+def main(which: list[str], console: Console) -> int:
+    from testbed.bench import fidelity, lifecycle, scale
+
+    table: dict[str, Callable[[Console], dict[str, Any]]] = {
+        "fidelity": fidelity.run, "scale": scale.run, "lifecycle": lifecycle.run}
+    names = which or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        console.print(f"unknown benchmark(s) {unknown}; available: {', '.join(table)}")
+        return 2
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name in names:
+        console.rule(f"bench: {name}")
+        t0 = time.monotonic()
+        try:
+            result = table[name](console)
+        except Exception as exc:  # noqa: BLE001 - one benchmark failing must not hide others
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+            failed += 1
+            console.print(f"[red]{name} failed: {exc}[/]")
+        result["bench"] = name
+        result["wall_s"] = round(time.monotonic() - t0, 1)
+        result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(BENCH_DIR / f"{name}.json", result)
+        console.print(f"-> {BENCH_DIR / f'{name}.json'}")
+    return 1 if failed else 0

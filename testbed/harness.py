@@ -1,0 +1,63 @@
+"""A built, health-checked network as a context manager, for benchmarks and tests that drive
+the emulation themselves (instead of a scenario's timeline).  Teardown is the same ledger
+walk as a run's, whatever happens inside the `with` block."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from testbed import plan as planner
+from testbed.cleanup import teardown
+from testbed.health import reachability, services
+from testbed.ledger import Ledger
+from testbed.network import Network, preflight
+from testbed.results import RESULTS, new_run
+from testbed.scenario import Scenario
+from testbed.sh import in_netns
+from testbed.supervisor import Supervisor
+
+
+class Emulation:
+    def __init__(self, net: Network, run_dir: Path, ledger: Ledger) -> None:
+        self.net, self.run_dir, self.ledger = net, run_dir, ledger
+
+    def ip(self, node: str, link: str | None = None) -> str:
+        if link is None:
+            return self.net.plan.primary_ip[node]
+        return self.net.plan.endpoint(link, node).ip
+
+    def run(self, node: str, argv: Sequence[str], timeout: float = 120.0
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(in_netns(self.net.plan.namespaces[node], argv),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def popen(self, node: str, argv: Sequence[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(in_netns(self.net.plan.namespaces[node], argv),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def emulated(sc: Scenario, base: Path = RESULTS) -> Iterator[Emulation]:
+    preflight(sc, sc.name)
+    run_id, tag, run_dir = new_run(sc.name, base)
+    state_dir = Path("/run/sagin-hil") / run_id
+    ledger = Ledger.create(run_id, tag, sc.name, run_dir)
+    ledger.add("state_dirs", str(state_dir))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    sup = Supervisor(ledger, run_dir / "logs")
+    net = Network(sc, planner.build(sc, tag), ledger, sup, state_dir)
+    t0 = time.monotonic()
+    try:
+        net.build()
+        services(net)
+        net.timings.update(reachability(net))
+        net.timings["ready_s"] = round(time.monotonic() - t0, 3)
+        yield Emulation(net, run_dir, ledger)
+    finally:
+        net.stop_engines()
+        sup.stop_all()
+        teardown(ledger)

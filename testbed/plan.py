@@ -140,7 +140,8 @@ def _segments_layout(sc: Scenario) -> list[tuple[str, Medium, list[str], list[st
             if link.carried_by is Medium.ETHERNET and set(link.endpoints) & comp
         ]
         if any(set(sc.link(n).endpoints) - switches for n in links):
-            out.append((f"lan-{comp_sw[0]}", Medium.ETHERNET, links, comp_sw))
+            # ':' cannot occur in a link name, so a LAN never shares a link's name
+            out.append((f"lan:{comp_sw[0]}", Medium.ETHERNET, links, comp_sw))
     return out
 
 

@@ -2,8 +2,9 @@
 
 `include: base.yaml` (or a list) loads the named files first (paths relative to the including
 file) and lays this file over them: mappings merge key by key, lists of named entries
-(links, traffic) merge by `name` (same name replaces, new names append), other lists
-(timeline) append.  This lets a scenario extend another without copying it.
+(links, traffic) merge by `name` (same name replaces, new names append), the timeline
+appends, and other lists (a position, endpoints) are replaced.  This lets a scenario extend
+another without copying it.
 """
 
 from __future__ import annotations
@@ -44,16 +45,20 @@ def resolve(name: str | None = None, file: str | Path | None = None) -> Path:
     return scenarios[name]
 
 
-def _merge(base: Any, over: Any) -> Any:
+APPENDED_LISTS = {"timeline"}
+
+
+def _merge(base: Any, over: Any, key: str = "") -> Any:
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _merge(base[k], v) if k in base else v
+            out[k] = _merge(base[k], v, k) if k in base else v
         return out
     if isinstance(base, list) and isinstance(over, list):
         named = all(isinstance(x, dict) and "name" in x for x in base + over)
         if not named:
-            return base + over
+            # the timeline accumulates; value lists (position, endpoints) are replaced
+            return base + over if key in APPENDED_LISTS else over
         out = list(base)
         index = {x["name"]: i for i, x in enumerate(out)}
         for x in over:
@@ -171,10 +176,10 @@ def _cut(data: dict[str, Any], duration_s: float) -> dict[str, Any]:
             flows.append(f)
             continue
         start = float(f.get("start_s", 0) or 0)
-        if start >= duration_s:
-            continue
+        if start + 0.5 > duration_s:
+            continue  # less than half a second left: nothing useful to measure
         if "duration_s" in f and start + float(f["duration_s"]) > duration_s:
-            f = dict(f, duration_s=max(1.0, duration_s - start - 1.0))
+            f = dict(f, duration_s=duration_s - start)
         flows.append(f)
     out["traffic"] = flows
     out["timeline"] = [e for e in data.get("timeline", []) or []

@@ -22,9 +22,9 @@ from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.netem import NetemEngine
 from testbed.engines.ns3 import Ns3Engine
 from testbed.ledger import Ledger
-from testbed.plan import Endpoint, NetworkPlan, compute_routes
+from testbed.plan import NetworkPlan, compute_routes
 from testbed.scenario.errors import Problem, ScenarioError
-from testbed.scenario.model import Medium, Scenario
+from testbed.scenario.model import Medium, Scenario, WifiSettings
 from testbed.sdn import SdnController
 from testbed.sh import ip_batch, run
 from testbed.supervisor import Supervisor
@@ -211,11 +211,8 @@ class Network:
         ends = [EngineEnd(node=m.node, netns=self.plan.namespaces[m.node],
                           root_name=m.root_name, ifname=m.ifname,
                           position=self.sc.nodes[m.node].position) for m in seg.members]
-        wifi = (link.wifi.model_dump() if link.wifi else {}) if link.carried_by is Medium.WIFI \
+        wifi = (link.wifi or WifiSettings()).model_dump() if link.carried_by is Medium.WIFI \
             else {}
-        if link.carried_by is Medium.WIFI and not wifi:
-            from testbed.scenario.model import WifiSettings
-            wifi = WifiSettings().model_dump()
         queue = link.queue_packets or default_queue(link.rate_mbps or 0, link.delay_ms or 0)
         return EngineLink(name=name, medium=link.carried_by, ends=ends,
                           delay_ms=link.delay_ms or 0.0, rate_mbps=link.rate_mbps or 0.0,
@@ -274,7 +271,6 @@ class Network:
 
     def _apply_ethernet(self, ch: Change) -> None:
         assert ch.link is not None
-        link = self.sc.link(ch.link)
         if ch.delay_ms is not None or ch.loss_pct is not None:
             raise ValueError(f"wired link {ch.link}: delay/loss need tc netem (absent here)")
         ends = self._ethernet_ends(ch.link)
@@ -286,7 +282,6 @@ class Network:
             for ns, dev in ends:
                 run(["tc", *(["-n", ns] if ns else []), "qdisc", "replace", "dev", dev, "root",
                      *tbf_args(ch.rate_mbps)])
-        del link
 
     def _ethernet_ends(self, link: str) -> list[tuple[str | None, str]]:
         trunk = next((t for t in self.plan.trunks if t.link == link), None)
@@ -323,9 +318,6 @@ class Network:
                 engine.stop()
             except Exception:  # noqa: BLE001 - teardown continues whatever happens
                 pass
-
-    def endpoint_of(self, node: str) -> Endpoint:
-        return self.plan.endpoints(node)[0]
 
 
 def tbf_args(rate_mbps: float) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import networkx as nx
 
-from testbed.scenario.model import Medium, NodeKind, Scenario
+from testbed.scenario.model import Medium, Scenario
 
 IFNAMSIZ = 15
 
@@ -266,7 +266,3 @@ def compute_routes(sc: Scenario, plan: NetworkPlan,
             table.append(Route(subnet=seg.subnet, via=via.ip, dev=dev.ifname))
         routes[u] = table
     return routes
-
-
-def kinds(sc: Scenario) -> dict[str, NodeKind]:
-    return {n: node.kind for n, node in sc.nodes.items()}

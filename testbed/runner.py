@@ -171,8 +171,7 @@ class Run:
             return
         deadline = time.monotonic() + timeout
         for p in self.captures.procs:
-            while "listening on" not in p.log.read_text(errors="replace") if p.log.exists() \
-                    else True:
+            while not (p.log.exists() and "listening on" in p.log.read_text(errors="replace")):
                 sup.check()
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"tcpdump did not start: {p.log}")
@@ -207,7 +206,6 @@ class Run:
                     self.captures.stop()
                 metrics = collect(net, self.flows, self.probes, counters, duration,
                                   self.timings, self.run_dir / "logs")
-                metrics["engine_stats"] = {}
         except Exception as exc:  # noqa: BLE001 - metrics must not block teardown
             metrics["metrics_error"] = f"{type(exc).__name__}: {exc}"
         t = time.monotonic()

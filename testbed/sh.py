@@ -3,8 +3,9 @@ stderr; `ip -batch` for bulk changes so that a 100-node network costs a few proc
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 class CommandError(RuntimeError):
@@ -14,9 +15,10 @@ class CommandError(RuntimeError):
 
 
 def run(argv: Sequence[str], *, check: bool = True, input: str | None = None,
-        timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        timeout: float = 60.0, env: Mapping[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(argv), input=input, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **env} if env else None)
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
     return proc

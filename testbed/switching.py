@@ -1,7 +1,9 @@
 """Open vSwitch with the userspace datapath, one private instance per run.
 
 Each run starts its own ovsdb-server and ovs-vswitchd with their database and sockets in the
-run's state directory, so a run never touches a system OVS and two runs never share bridges.
+run's state directory, ovs-vswitchd inside the run's switch namespace (the userspace datapath
+holds one persistent `ovs-netdev` tap per namespace, which goes away with the
+namespace), so a run never touches a system OVS and two runs never share bridges.
 Bridges use `datapath_type=netdev` (no openvswitch kernel module needed), speak OpenFlow 1.3
 only, are `fail_mode=secure` (no traffic until the controller has installed flows) and point
 at the os-ken controller on loopback.
@@ -9,7 +11,6 @@ at the os-ken controller on loopback.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -33,16 +34,7 @@ class OvsSwitches:
         argv = ["ovs-vsctl", f"--db={self.db}", "--timeout=20"]
         if not wait:
             argv.append("--no-wait")
-        old = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
-            return run([*argv, *args]).stdout
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        return run([*argv, *args], env=self.env).stdout
 
     def start(self) -> None:
         if not SCHEMA.exists():

@@ -18,7 +18,6 @@ from typing import Any
 from testbed.engines.base import Change
 from testbed.network import Network
 from testbed.scenario.model import Event, EventAction, Medium
-from testbed.sh import in_netns
 from testbed.supervisor import Supervisor
 from testbed.traffic import Flows
 
@@ -144,7 +143,3 @@ def _describe(ev: Event) -> str:
         if v is not None:
             parts.append(f"{k}={v}")
     return " ".join(parts)
-
-
-def run_in_node(net: Network, node: str, argv: list[str]) -> list[str]:
-    return in_netns(net.plan.namespaces[node], argv)

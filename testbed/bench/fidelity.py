@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from typing import Any
 
 from rich.console import Console
@@ -30,18 +31,13 @@ TCP_DELAY_MS = 10.0
 def scenario() -> dict[str, Any]:
     nodes: dict[str, Any] = {"hub": {"kind": "switch"}}
     links: list[dict[str, Any]] = []
-    for d in DELAYS_MS:
-        a, b = f"a{d}", f"b{d}"
+    pairs = [(f"d{d}", f"a{d}", f"b{d}", "satellite", d, RTT_RATE) for d in DELAYS_MS] + [
+        (f"r{r}", f"t{r}", f"u{r}", "edge_server", TCP_DELAY_MS, r) for r in RATES_MBPS]
+    for name, a, b, kind_b, delay, rate in pairs:
         nodes[a] = {"kind": "ground_station"}
-        nodes[b] = {"kind": "satellite"}
-        links.append({"name": f"d{d}", "kind": "satellite", "endpoints": [a, b],
-                      "delay_ms": d, "rate_mbps": RTT_RATE})
-    for r in RATES_MBPS:
-        a, b = f"t{r}", f"u{r}"
-        nodes[a] = {"kind": "ground_station"}
-        nodes[b] = {"kind": "edge_server"}
-        links.append({"name": f"r{r}", "kind": "satellite", "endpoints": [a, b],
-                      "delay_ms": TCP_DELAY_MS, "rate_mbps": r})
+        nodes[b] = {"kind": kind_b}
+        links.append({"name": name, "kind": "satellite", "endpoints": [a, b],
+                      "delay_ms": delay, "rate_mbps": rate})
     # a management-free LAN only so that the scenario is one connected network
     for n in list(nodes):
         if n != "hub":
@@ -73,8 +69,7 @@ def run(console: Console) -> dict[str, Any]:
         for r in RATES_MBPS:
             server = emu.popen(f"u{r}", ["iperf3", "-s", "-1", "-p", "5301"])
             try:
-                import time as _t
-                _t.sleep(0.5)
+                time.sleep(0.5)
                 res = emu.run(f"t{r}", ["iperf3", "-c", emu.ip(f"u{r}", f"r{r}"), "-p", "5301",
                                         "-t", "12", "-O", "2", "-J"], timeout=60)
             finally:

@@ -44,14 +44,22 @@ def cmd_scenarios(args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, con: Console) -> int:
+    from testbed.mobility.world import World
     from testbed.network import preflight
 
-    sc, path = _load(args)
-    preflight(sc, str(path))  # type: ignore[arg-type]
-    plan = planner.build(sc, "0000")  # type: ignore[arg-type]
-    con.print(f"[green]OK[/] {path}: {len(sc.nodes)} nodes, {len(sc.links)} links, "  # type: ignore[attr-defined]
-              f"{len(plan.segments)} subnets, {len(sc.traffic)} flows, "  # type: ignore[attr-defined]
-              f"{len(sc.timeline)} timeline events")  # type: ignore[attr-defined]
+    sc0, path = _load(args)
+    preflight(sc0, str(path))  # type: ignore[arg-type]
+    world = World.build(sc0, str(path))  # type: ignore[arg-type]
+    sc = world.sc
+    plan = planner.build(sc, "0000")
+    con.print(f"[green]OK[/] {path}: {len(sc.nodes)} nodes, {len(sc.links)} links, "
+              f"{len(plan.segments)} subnets, {len(sc.traffic)} flows, "
+              f"{len(sc.timeline)} timeline events")
+    if world.dyn or world.moving:
+        info = world.describe()
+        con.print(f"mobility: {len(world.sat_names)} satellites, dynamic links "
+                  f"{info['dynamic_links']}, moving nodes {info['moving_nodes']}, "
+                  f"epoch {info['epoch']}, time scale {world.time_scale:g}")
     if args.plan:
         table = Table(title="Plan")
         for col in ("subnet", "segment", "medium", "members"):

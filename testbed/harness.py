@@ -14,6 +14,8 @@ from testbed import plan as planner
 from testbed.cleanup import teardown
 from testbed.health import reachability, services
 from testbed.ledger import Ledger
+from testbed.mobility.driver import MobilityDriver
+from testbed.mobility.world import World
 from testbed.network import Network, preflight
 from testbed.results import RESULTS, new_run
 from testbed.scenario import Scenario
@@ -22,8 +24,10 @@ from testbed.supervisor import Supervisor
 
 
 class Emulation:
-    def __init__(self, net: Network, run_dir: Path, ledger: Ledger) -> None:
+    def __init__(self, net: Network, run_dir: Path, ledger: Ledger,
+                 world: World | None = None, driver: MobilityDriver | None = None) -> None:
         self.net, self.run_dir, self.ledger = net, run_dir, ledger
+        self.world, self.driver = world, driver
 
     def ip(self, node: str, link: str | None = None) -> str:
         if link is None:
@@ -41,8 +45,14 @@ class Emulation:
 
 
 @contextmanager
-def emulated(sc: Scenario, base: Path = RESULTS) -> Iterator[Emulation]:
+def emulated(sc: Scenario, base: Path = RESULTS, mobility: bool = False,
+             source: str = "") -> Iterator[Emulation]:
+    """With mobility=True the scenario's world is expanded and a mobility driver is primed
+    (state of time 0); the caller starts it (`em.driver.start(time.monotonic())`)."""
     preflight(sc, sc.name)
+    world = World.build(sc, source) if mobility else None
+    if world is not None:
+        sc = world.sc
     run_id, tag, run_dir = new_run(sc.name, base)
     state_dir = Path("/run/sagin-hil") / run_id
     ledger = Ledger.create(run_id, tag, sc.name, run_dir)
@@ -51,13 +61,19 @@ def emulated(sc: Scenario, base: Path = RESULTS) -> Iterator[Emulation]:
     sup = Supervisor(ledger, run_dir / "logs")
     net = Network(sc, planner.build(sc, tag), ledger, sup, state_dir)
     t0 = time.monotonic()
+    driver: MobilityDriver | None = None
     try:
         net.build()
+        if world is not None:
+            driver = MobilityDriver(world, net, run_dir / "mobility")
+            driver.prime()
         services(net)
         net.timings.update(reachability(net))
         net.timings["ready_s"] = round(time.monotonic() - t0, 3)
-        yield Emulation(net, run_dir, ledger)
+        yield Emulation(net, run_dir, ledger, world, driver)
     finally:
+        if driver is not None:
+            driver.stop()
         net.stop_engines()
         sup.stop_all()
         teardown(ledger)

@@ -12,9 +12,12 @@ testbed.cleanup.teardown(ledger), the same code `make clean` uses.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import networkx as nx
 
 from testbed import features
 from testbed.engines import mnwifi
@@ -22,7 +25,8 @@ from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.netem import NetemEngine
 from testbed.engines.ns3 import Ns3Engine
 from testbed.ledger import Ledger
-from testbed.plan import NetworkPlan, compute_routes
+from testbed.plan import NetworkPlan, compute_routes, host_graph
+from testbed.routing import InstallReport, RouteInstaller
 from testbed.scenario.errors import Problem, ScenarioError
 from testbed.scenario.model import Medium, Scenario, WifiSettings
 from testbed.sdn import SdnController
@@ -74,7 +78,12 @@ class Network:
         self.ovs: OvsSwitches | None = None
         self.sdn: SdnController | None = None
         self.macs: dict[str, str] = {}
-        self.down_links: set[str] = set()
+        self.down_links: set[str] = set()  # taken down by the timeline
+        self.mobility_down: set[str] = set()  # not routable now: set by the mobility driver
+        self.routes = RouteInstaller(plan.namespaces, plan.routes)
+        self.segment_cost: dict[str, float] = {}
+        # the timeline and the mobility driver both change links and routes
+        self.lock = threading.RLock()
 
     # ---- engines --------------------------------------------------------------------------
     def _choose_engines(self) -> None:
@@ -239,8 +248,8 @@ class Network:
                                  f"dev {m.ifname} nud permanent")
                 if seg.medium is Medium.ETHERNET:
                     offload.append(m.ifname)
-            for r in self.plan.routes[node]:
-                lines.append(f"route replace {r.subnet} via {r.via} dev {r.dev}")
+            lines.append(f"addr add {self.plan.primary_ip[node]}/32 dev lo")
+            lines += [r.line() for r in self.plan.routes[node]]
             ip_batch(lines, ns)
             shaping = [f"tc qdisc replace dev {m.ifname} root {' '.join(tbf_args(rate))}"
                        for m in self.plan.endpoints(node)
@@ -251,8 +260,14 @@ class Network:
                 run(["ip", "netns", "exec", ns, "sh", "-c", " && ".join(cmds)])
 
     # ---- runtime --------------------------------------------------------------------------
-    def apply(self, changes: list[Change]) -> None:
-        """Route each change to the engine (or veth) that carries the link, as batches."""
+    def apply(self, changes: list[Change]) -> float | None:
+        """Route each change to the engine (or veth) that carries the link, as batches.
+        Returns the wall time the last engine applied them (None when none reports it)."""
+        with self.lock:
+            return self._apply(changes)
+
+    def _apply(self, changes: list[Change]) -> float | None:
+        applied: float | None = None
         by_engine: dict[int, tuple[LinkEngine, list[Change]]] = {}
         for ch in changes:
             if ch.kind == "position":
@@ -267,7 +282,10 @@ class Network:
                 engine = self.link_engine[ch.link]
             by_engine.setdefault(id(engine), (engine, []))[1].append(ch)
         for engine, batch in by_engine.values():
-            engine.apply(batch)
+            t = engine.apply(batch)
+            if t is not None:
+                applied = t if applied is None else max(applied, t)
+        return applied
 
     def _apply_ethernet(self, ch: Change) -> None:
         assert ch.link is not None
@@ -296,13 +314,20 @@ class Network:
                     out.append((self.plan.switch_netns, m.root_name))
         return out
 
-    def reroute(self) -> None:
-        """Recompute static routes without the links that are down and install them."""
-        down = frozenset(self.plan.segment_of(n).name for n in self.down_links)
-        routes = compute_routes(self.sc, self.plan, down)
-        for node, ns in self.plan.namespaces.items():
-            lines = [f"route replace {r.subnet} via {r.via} dev {r.dev}" for r in routes[node]]
-            ip_batch(lines, ns, force=True)
+    def down_segments(self) -> frozenset[str]:
+        return frozenset(self.plan.segment_of(n).name
+                         for n in self.down_links | self.mobility_down)
+
+    def routing_graph(self) -> nx.Graph:
+        """Hosts joined by the segments routes may use now (what reroute computes on)."""
+        return host_graph(self.sc, self.plan, self.down_segments(), self.segment_cost or None)
+
+    def reroute(self) -> InstallReport:
+        """Recompute shortest paths without the links that are down (with the current segment
+        costs, when the mobility engine sets them) and install what changed."""
+        with self.lock:
+            return self.routes.install(compute_routes(self.sc, self.plan, self.down_segments(),
+                                                      self.segment_cost or None))
 
     def check(self) -> None:
         for engine in self._unique_engines():

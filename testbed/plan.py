@@ -16,6 +16,12 @@ switches live in their own namespace (which also keeps the root namespace free o
 emulated interface).  <tag> is 4 hex digits unique to the run, so two runs never collide
 and leftovers of a killed run are recognisable.  Subnets are /24s taken in order from the
 scenario's address pool (default 198.18.0.0/15, the RFC 2544 benchmarking range).
+
+Every node also gets a *node address*, a /32 on its loopback taken from the top of the pool
+(like a router ID).  Names resolve to it, traffic is sourced from it (routes carry `src`),
+and every host has a /32 route to every other node: so a node whose links come and go (a
+ground terminal handing over between satellites) keeps one address that flows can use for a
+whole run.
 """
 
 from __future__ import annotations
@@ -83,9 +89,15 @@ class Trunk:
 
 @dataclass
 class Route:
-    subnet: str
+    subnet: str  # a segment's /24 or another node's /32 node address
     via: str
     dev: str
+    src: str | None = None  # the node's own node address
+
+    def line(self) -> str:
+        """The `ip -batch` command that installs it."""
+        src = f" src {self.src}" if self.src else ""
+        return f"route replace {self.subnet} via {self.via} dev {self.dev}{src}"
 
 
 @dataclass
@@ -97,7 +109,7 @@ class NetworkPlan:
     switches: dict[str, Switch]
     trunks: list[Trunk]
     routes: dict[str, list[Route]]
-    primary_ip: dict[str, str]
+    primary_ip: dict[str, str]  # node -> node address (/32 on lo)
     switch_netns: str | None = None
 
     def endpoints(self, node: str | None = None) -> list[Endpoint]:
@@ -160,6 +172,7 @@ def build(sc: Scenario, tag: str) -> NetworkPlan:
     subnets = pool.subnets(new_prefix=24)
     next(subnets)  # keep x.x.0.0/24 unused: it reads like a network address to people
     namespaces = {n: f"sh{tag}-{n}" for n in sc.hosts()}
+    primary = node_addresses(pool, sc.hosts())
     if_count = dict.fromkeys(sc.hosts(), 0)
     counter = iter(range(1, 1 << 16))
     switch_names = sc.switches()
@@ -207,15 +220,30 @@ def build(sc: Scenario, tag: str) -> NetworkPlan:
     for seg in segments:
         for m in seg.members:
             assert len(m.root_name) <= IFNAMSIZ and len(m.ifname) <= IFNAMSIZ
-    primary = {}
-    for seg in segments:
-        for m in seg.members:
-            primary.setdefault(m.node, m.ip)
     plan = NetworkPlan(tag=tag, scenario=sc.name, namespaces=namespaces, segments=segments,
                        switches=switches, trunks=trunks, routes={}, primary_ip=primary,
                        switch_netns=f"sh{tag}.switch" if switches else None)
     plan.routes = compute_routes(sc, plan)
     return plan
+
+
+def node_addresses(pool: ipaddress.IPv4Network, hosts: list[str]) -> dict[str, str]:
+    """Node addresses from the top of the pool, downwards, skipping .0 and .255 so that no
+    address reads like a network or broadcast address."""
+    top = int(pool.broadcast_address) - 1
+    out: dict[str, str] = {}
+    addr = top
+    for node in hosts:
+        while addr & 0xFF in (0, 255):
+            addr -= 1
+        out[node] = str(ipaddress.IPv4Address(addr))
+        addr -= 1
+    return out
+
+
+def node_subnets_used(plan: NetworkPlan) -> int:
+    """How many /24s at the top of the pool the node addresses occupy."""
+    return len({ip.rsplit(".", 1)[0] for ip in plan.primary_ip.values()})
 
 
 def _segment_cost(sc: Scenario, seg: Segment) -> float:
@@ -225,32 +253,45 @@ def _segment_cost(sc: Scenario, seg: Segment) -> float:
     return max(delays, default=0.0) + per_hop
 
 
-def host_graph(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset()) -> nx.Graph:
-    """Hosts joined by the cheapest segment they share; segments in `down` are left out."""
+def host_graph(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset(),
+               cost: dict[str, float] | None = None) -> nx.Graph:
+    """Hosts joined by the cheapest segment they share; segments in `down` are left out.
+    `cost` overrides the configured metric (ms) of some segments: the mobility engine passes
+    the current propagation delays."""
     g = nx.Graph()
     g.add_nodes_from(plan.namespaces)
     for seg in plan.segments:
         if seg.name in down:
             continue
-        cost = _segment_cost(sc, seg)
+        c = cost[seg.name] if cost and seg.name in cost else _segment_cost(sc, seg)
         for i, a in enumerate(seg.members):
             for b in seg.members[i + 1:]:
                 if a.node == b.node:
                     continue
-                if not g.has_edge(a.node, b.node) or g[a.node][b.node]["weight"] > cost:
-                    g.add_edge(a.node, b.node, weight=cost, segment=seg.name)
+                if not g.has_edge(a.node, b.node) or g[a.node][b.node]["weight"] > c:
+                    g.add_edge(a.node, b.node, weight=c, segment=seg.name)
     return g
 
 
-def compute_routes(sc: Scenario, plan: NetworkPlan,
-                   down: frozenset[str] = frozenset()) -> dict[str, list[Route]]:
-    """Static shortest-path (by configured delay) routes to every subnet, per host."""
-    g = host_graph(sc, plan, down)
+def compute_routes(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset(),
+                   cost: dict[str, float] | None = None) -> dict[str, list[Route]]:
+    """Static shortest-path routes, per host: to every subnet it is not on and to every other
+    node's address, sourced from its own node address."""
+    g = host_graph(sc, plan, down, cost)
     by_name = {s.name: s for s in plan.segments}
     routes: dict[str, list[Route]] = {}
     for u in plan.namespaces:
         dist, paths = nx.single_source_dijkstra(g, u, weight="weight")
         mine = {m.link for m in plan.endpoints(u)}
+        src = plan.primary_ip[u]
+
+        def hop(target: str, u: str = u, paths: dict = paths) -> tuple[str, str]:
+            v = paths[target][1]
+            via_seg = by_name[g[u][v]["segment"]]
+            via = next(m for m in via_seg.members if m.node == v)
+            dev = next(m for m in via_seg.members if m.node == u)
+            return via.ip, dev.ifname
+
         table = []
         for seg in plan.segments:
             if set(seg.links) & mine or not seg.members:
@@ -258,11 +299,12 @@ def compute_routes(sc: Scenario, plan: NetworkPlan,
             reachable = [m.node for m in seg.members if m.node in dist]
             if not reachable:
                 continue
-            target = min(reachable, key=lambda n: (dist[n], n))
-            v = paths[target][1]
-            via_seg = by_name[g[u][v]["segment"]]
-            via = next(m for m in via_seg.members if m.node == v)
-            dev = next(m for m in via_seg.members if m.node == u)
-            table.append(Route(subnet=seg.subnet, via=via.ip, dev=dev.ifname))
+            via, dev = hop(min(reachable, key=lambda n: (dist[n], n)))
+            table.append(Route(subnet=seg.subnet, via=via, dev=dev, src=src))
+        for v in plan.namespaces:
+            if v != u and v in dist:
+                via, dev = hop(v)
+                table.append(Route(subnet=f"{plan.primary_ip[v]}/32", via=via, dev=dev,
+                                   src=src))
         routes[u] = table
     return routes

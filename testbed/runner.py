@@ -27,6 +27,9 @@ from testbed.cleanup import teardown
 from testbed.health import reachability, services
 from testbed.ledger import Ledger
 from testbed.metrics import collect
+from testbed.mobility.driver import MobilityDriver
+from testbed.mobility.report import analyse as analyse_mobility
+from testbed.mobility.world import World
 from testbed.network import Network, preflight
 from testbed.probes import Probes
 from testbed.results import RESULTS, manifest, new_run, write_json
@@ -91,6 +94,7 @@ class Run:
         self.captures: Captures | None = None
         self.counters0: dict[str, dict[str, int]] | None = None
         self.t_zero: float | None = None
+        self.driver: MobilityDriver | None = None
 
     def _phase(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.monotonic() - t0, 3)
@@ -98,6 +102,7 @@ class Run:
     def execute(self) -> RunResult:
         preflight(self.sc, self.source)
         t_cmd = time.monotonic()
+        world = World.build(self.sc, self.source)  # pure; errors before anything exists
         run_id, tag, run_dir = new_run(self.sc.name, self.opt.results_base)
         self.run_dir = run_dir
         state_dir = Path("/run/sagin-hil") / run_id
@@ -108,7 +113,10 @@ class Run:
         man = manifest(self.sc.name, run_id, self.sc.seed, self.source)
         write_json(run_dir / "manifest.json", man)
         (run_dir / "scenario.resolved.yaml").write_text(dump(self.sc))
-        plan = planner.build(self.sc, tag)
+        man["mobility"] = {"epoch_unix": world.epoch_unix, "time_scale": world.time_scale}
+        write_json(run_dir / "world.json", world.describe())
+        self.world = world
+        plan = planner.build(world.sc, tag)
         write_json(run_dir / "network.json", plan.to_dict())
         old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         status, error = "failed", None
@@ -134,12 +142,17 @@ class Run:
                     signal.signal(s, h)
         return RunResult(run_dir, status, metrics, error)
 
+    world: World
+
     def _bring_up(self, plan: planner.NetworkPlan, ledger: Ledger, sup: Supervisor,
                   state_dir: Path, t_cmd: float, man: dict[str, Any]) -> None:
         with self.console.status("building the emulated network (ns-3 import ~10 s)..."):
-            net = Network(self.sc, plan, ledger, sup, state_dir)
+            net = Network(self.world.sc, plan, ledger, sup, state_dir)
             self.net = net
             net.build()
+            if self.world.dyn or self.world.wifi_moving:
+                self.driver = MobilityDriver(self.world, net, self.run_dir / "mobility")
+                self.driver.prime()
         self.timings.update(net.timings)
         man["engines"] = net.engine_names()
         write_json(self.run_dir / "manifest.json", man)
@@ -158,6 +171,8 @@ class Run:
         self._wait_captures(sup)
         self.counters0 = _counters(net)
         self.t_zero = time.monotonic()
+        if self.driver is not None:
+            self.driver.start(self.t_zero)
         self.timings["command_to_time_zero_s"] = round(self.t_zero - t_cmd, 3)
         man["status"] = "running"
         man["time_zero_wall"] = time.time()
@@ -182,13 +197,19 @@ class Run:
         timeline = Timeline(self.net, self.flows, sup, self.run_dir / "events.jsonl")
         self.timeline = timeline
         with self.console.status(f"experiment running ({self.sc.duration_s:g} s)..."):
-            timeline.run(self.t_zero, self.sc.duration_s, self.net.check)
+            timeline.run(self.t_zero, self.sc.duration_s, self._check)
         self.timings["timeline_errors"] = timeline.errors
         if self.opt.hold:
             self.console.print("[bold]holding the network[/]: press Ctrl-C to tear down")
             while True:
-                self.net.check()
+                self._check()
                 time.sleep(0.5)
+
+    def _check(self) -> None:
+        assert self.net is not None
+        self.net.check()
+        if self.driver is not None:
+            self.driver.check()
 
     def _finish(self, sup: Supervisor, ledger: Ledger, status: str, error: str | None,
                 man: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +217,8 @@ class Run:
         net = self.net
         duration = time.monotonic() - self.t_zero if self.t_zero else 0.0
         try:
+            if self.driver is not None:
+                self.driver.stop()
             if net is not None:
                 counters = None
                 if self.counters0 is not None:
@@ -206,6 +229,11 @@ class Run:
                     self.captures.stop()
                 metrics = collect(net, self.flows, self.probes, counters, duration,
                                   self.timings, self.run_dir / "logs")
+            if self.driver is not None:
+                metrics["mobility"] = self.driver.summary()
+                if self.t_zero is not None:
+                    metrics["mobility"].update(analyse_mobility(
+                        self.run_dir, self.world.sc, self.driver.handovers))
         except Exception as exc:  # noqa: BLE001 - metrics must not block teardown
             metrics["metrics_error"] = f"{type(exc).__name__}: {exc}"
         t = time.monotonic()

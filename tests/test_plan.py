@@ -43,27 +43,33 @@ def walk(plan: NetworkPlan, src: str, dst_ip: str, max_hops: int = 256) -> list[
     of the route's device, and move to the host that owns the gateway.  A host seen twice
     is a loop.
     """
-    owner = {m.ip: m for m in plan.endpoints()}
+    owner = {m.ip: m.node for m in plan.endpoints()}
+    owner.update({ip: node for node, ip in plan.primary_ip.items()})
     assert dst_ip in owner, f"{dst_ip} is no host's address"
     target = ipaddress.ip_address(dst_ip)
     path = [src]
     node = src
     for _ in range(max_hops):
         mine = plan.endpoints(node)
-        if any(m.ip == dst_ip for m in mine):
+        if any(m.ip == dst_ip for m in mine) or plan.primary_ip[node] == dst_ip:
             return path
         connected = [m for m in mine if target in _net(m.ip, m.prefixlen)]
         if connected:
-            path.append(owner[dst_ip].node)
+            path.append(owner[dst_ip])
             return path
         routes = [r for r in plan.routes[node] if target in ipaddress.ip_network(r.subnet)]
+        assert routes, f"{node}: no route to {dst_ip} ({path})"
+        # longest prefix wins, as in the kernel; equal prefixes would be ambiguous
+        best = max(ipaddress.ip_network(r.subnet).prefixlen for r in routes)
+        routes = [r for r in routes if ipaddress.ip_network(r.subnet).prefixlen == best]
         assert len(routes) == 1, f"{node}: {len(routes)} routes to {dst_ip} ({path})"
         route = routes[0]
+        assert route.src == plan.primary_ip[node], f"{node}: route not sourced from its address"
         dev = [m for m in mine if m.ifname == route.dev]
         assert len(dev) == 1, f"{node} has no interface {route.dev}"
         assert ipaddress.ip_address(route.via) in _net(dev[0].ip, dev[0].prefixlen), (
             f"{node}: gateway {route.via} is not on {route.dev}")
-        nxt = owner[route.via].node
+        nxt = owner[route.via]
         assert nxt not in path, f"routing loop: {[*path, nxt]}"
         path.append(nxt)
         node = nxt
@@ -102,7 +108,8 @@ def check_routes(sc: Scenario, plan: NetworkPlan) -> None:
         own = {str(_net(m.ip, m.prefixlen)) for m in plan.endpoints(host)}
         routed = [r.subnet for r in plan.routes[host]]
         assert len(routed) == len(set(routed)), f"{host}: duplicate routes"
-        assert set(routed) == all_subnets - own, host
+        others = {f"{ip}/32" for n, ip in plan.primary_ip.items() if n != host}
+        assert set(routed) == (all_subnets - own) | others, host
     for src in sc.hosts():
         for dst in sc.hosts():
             if src != dst:
@@ -156,8 +163,14 @@ def test_addresses_inside_their_subnet_and_unique(qplan: NetworkPlan):
             assert m.prefixlen == net.prefixlen
             ips.append(m.ip)
     assert len(ips) == len(set(ips))
-    for node, ip in qplan.primary_ip.items():
-        assert ip == qplan.endpoints(node)[0].ip
+    # node addresses: one per host, at the top of the pool, on no segment
+    pool = ipaddress.ip_network("198.18.0.0/15")
+    node_ips = list(qplan.primary_ip.values())
+    assert len(set(node_ips)) == len(node_ips) == len(qplan.namespaces)
+    assert all(ipaddress.ip_address(ip) in pool for ip in node_ips)
+    assert not set(node_ips) & set(ips)
+    assert node_ips[0] == "198.19.255.254"
+    assert all(not ip.endswith((".0", ".255")) for ip in node_ips)
 
 
 def test_segments_of_quickstart(qplan: NetworkPlan):

@@ -90,7 +90,9 @@ class LinkEngine(Protocol):
         """Called once the builder has named, addressed and raised every interface."""
         ...
 
-    def apply(self, changes: list[Change]) -> None: ...
+    def apply(self, changes: list[Change]) -> float | None:
+        """Apply a batch at one instant; return the wall time it took effect, if known."""
+        ...
 
     def check(self) -> None:
         """Raise with a clear message if the engine is no longer healthy."""

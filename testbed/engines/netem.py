@@ -8,6 +8,7 @@ direction, and Wi-Fi cannot be expressed with it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ class NetemEngine:
         for link in self.links.values():
             self.shape(link, "add")
 
-    def apply(self, changes: list[Change]) -> None:
+    def apply(self, changes: list[Change]) -> float | None:
         for ch in changes:
             if ch.kind != "set" or ch.link not in self.links:
                 raise ValueError(f"netem engine cannot apply {ch}")
@@ -76,6 +77,7 @@ class NetemEngine:
                 if v is not None:
                     st[k] = v
             self.shape(self.links[ch.link], "change")
+        return time.time()
 
     def check(self) -> None:
         return None

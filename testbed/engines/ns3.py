@@ -114,11 +114,12 @@ class Ns3Engine:
             raise RuntimeError(f"ns-3 refused {op}: {reply.get('error')}")
         return reply
 
-    def apply(self, changes: list[Change]) -> None:
+    def apply(self, changes: list[Change]) -> float | None:
         if not changes:
-            return
+            return None
         ops = [c.as_op() for c in changes]
-        self.request(ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops})
+        reply = self.request(ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops})
+        return float(reply["applied"]) if "applied" in reply else None
 
     def check(self) -> None:
         self.sup.check()

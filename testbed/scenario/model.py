@@ -10,10 +10,13 @@ that every error is reported against the scenario file, before anything is creat
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from testbed.channels.config import ChannelSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -59,12 +62,106 @@ DEFAULT_MEDIUM = {
 }
 
 
+Xyz = tuple[float, float, float]
+
+
+class Location(Strict):
+    """A geodetic position (WGS84), for nodes placed on the globe (cities, gateways)."""
+
+    lat_deg: float = Field(ge=-90.0, le=90.0)
+    lon_deg: float = Field(ge=-180.0, le=180.0)
+    alt_m: float = Field(default=0.0, ge=-500.0, le=100_000.0)
+
+
+class Waypoint(Strict):
+    t_s: float = Field(ge=0.0, description="seconds after time zero (mobility clock)")
+    position: Xyz
+
+
+class WaypointsMotion(Strict):
+    """Piecewise-linear flight through timed waypoints (held at the last one unless loop)."""
+
+    model: Literal["waypoints"]
+    waypoints: list[Waypoint] = Field(min_length=2)
+    loop: bool = False
+
+    @model_validator(mode="after")
+    def _increasing(self) -> WaypointsMotion:
+        times = [w.t_s for w in self.waypoints]
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError("waypoint times must increase strictly")
+        return self
+
+
+class CircleMotion(Strict):
+    """A holding pattern: constant speed on a circle (UAV loiter, relay orbit)."""
+
+    model: Literal["circle"]
+    center: Xyz
+    radius_m: float = Field(gt=0.0, le=1e6)
+    speed_mps: float = Field(gt=0.0, le=500.0)
+    phase_deg: float = 0.0
+    clockwise: bool = False
+
+
+class RandomWaypointMotion(Strict):
+    """Random waypoint (Johnson & Maltz): pick a point in the area, go there at a random
+    speed, pause, repeat.  Deterministic under the scenario seed."""
+
+    model: Literal["random-waypoint"]
+    area: tuple[tuple[float, float], tuple[float, float]] = Field(
+        description="[[x_min, y_min], [x_max, y_max]] metres")
+    speed_mps: tuple[float, float] = (0.5, 1.5)
+    pause_s: float = Field(default=0.0, ge=0.0)
+    height_m: float = 1.5
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RandomWaypointMotion:
+        (x0, y0), (x1, y1) = self.area
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError("area must be [[x_min, y_min], [x_max, y_max]] with max > min")
+        lo, hi = self.speed_mps
+        if not 0 < lo <= hi:
+            raise ValueError("speed_mps must be [min, max] with 0 < min <= max")
+        return self
+
+
+class TraceMotion(Strict):
+    """Positions replayed from a CSV file with columns t_s,x,y,z (metres, local frame),
+    linearly interpolated; the path is relative to the scenario file."""
+
+    model: Literal["trace"]
+    file: str
+    loop: bool = False
+
+
+Motion = Annotated[WaypointsMotion | CircleMotion | RandomWaypointMotion | TraceMotion,
+                   Field(discriminator="model")]
+
+
 class Node(Strict):
     kind: NodeKind
-    position: tuple[float, float, float] | None = Field(
+    position: Xyz | None = Field(
         default=None, description="metres, local east/north/up frame; needed on Wi-Fi links"
     )
+    location: Location | None = None
+    motion: Motion | None = None
     description: str = ""
+
+    @model_validator(mode="after")
+    def _where(self) -> Node:
+        if self.position is not None and self.location is not None:
+            raise ValueError("give either position (local metres) or location (lat/lon), "
+                             "not both")
+        if self.motion is not None and self.kind in (NodeKind.SATELLITE, NodeKind.SWITCH):
+            raise ValueError(f"a {self.kind.value} cannot have a motion model (satellites "
+                             "move on orbits: see the constellation section)")
+        return self
+
+    @property
+    def placed(self) -> bool:
+        return (self.position is not None or self.location is not None
+                or self.motion is not None)
 
 
 class WifiSettings(Strict):
@@ -88,6 +185,9 @@ class Link(Strict):
     loss_pct: float | None = Field(default=None, ge=0.0, le=100.0)
     queue_packets: int | None = Field(default=None, ge=1, le=100_000)
     wifi: WifiSettings | None = None
+    channel: ChannelSpec | None = Field(
+        default=None, description="p2p only: delay from geometry, rate and loss from this "
+        "channel model, updated as the endpoints move")
 
     @property
     def carried_by(self) -> Medium:
@@ -111,7 +211,15 @@ class Link(Strict):
                 raise ValueError(f"a {medium.value} link joins exactly 2 endpoints")
             if self.wifi is not None:
                 raise ValueError("wifi settings are only for medium: wifi")
-        if medium is Medium.P2P and (self.rate_mbps is None or self.delay_ms is None):
+        if self.channel is not None:
+            if medium is not Medium.P2P:
+                raise ValueError("a channel model drives medium: p2p links only (Wi-Fi links "
+                                 "take their channel from ns-3's radio model)")
+            for field in ("delay_ms", "rate_mbps", "loss_pct"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field} cannot be set together with channel: delay "
+                                     "comes from the distance, rate and loss from the model")
+        elif medium is Medium.P2P and (self.rate_mbps is None or self.delay_ms is None):
             raise ValueError(
                 "a point-to-point link needs rate_mbps and delay_ms (e.g. rate_mbps: 50, "
                 "delay_ms: 6 for a LEO hop)"
@@ -238,6 +346,130 @@ class Services(Strict):
     sdn: Sdn = Sdn()
 
 
+class Mobility(Strict):
+    """The mobility clock and how often it updates the emulated links."""
+
+    rate_hz: float = Field(default=10.0, ge=0.5, le=50.0)
+    time_scale: float = Field(
+        default=1.0, gt=0.0, le=1000.0,
+        description="mobility seconds per real second; packets always run in real time")
+    epoch: str | None = Field(
+        default=None, description="ISO 8601 UTC time of the orbits at time zero; default: "
+        "the wall clock when the run starts (recorded in the manifest)")
+    origin: Location = Field(
+        default=Location(lat_deg=0.0, lon_deg=0.0),
+        description="where the local east/north/up frame of `position` is anchored")
+    reroute_interval_s: float = Field(
+        default=1.0, ge=0.1, le=3600.0,
+        description="besides every link up/down, routes follow changing delays this often")
+    handover_guard_ms: float = Field(
+        default=50.0, ge=0.0, le=5000.0,
+        description="make-before-break: the old link stays up this long after routes moved")
+
+    @field_validator("epoch")
+    @classmethod
+    def _epoch(cls, v: str | None) -> str | None:
+        if v is not None:
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError("epoch must be ISO 8601, e.g. 2026-11-26T12:00:00Z") from None
+        return v
+
+
+class Walker(Strict):
+    """Walker-Delta i:T/P/F (T = planes x per_plane)."""
+
+    planes: int = Field(ge=1, le=100)
+    per_plane: int = Field(ge=1, le=100)
+    altitude_km: float = Field(ge=160.0, le=40_000.0)
+    inclination_deg: float = Field(ge=0.0, le=180.0)
+    phasing: int = Field(default=1, ge=0)
+    raan_spread_deg: float = Field(default=360.0, gt=0.0, le=360.0)
+
+    @model_validator(mode="after")
+    def _phasing(self) -> Walker:
+        if self.phasing >= self.planes:
+            raise ValueError("phasing must be in 0 .. planes-1")
+        return self
+
+
+class TleSource(Strict):
+    file: str = Field(description="TLE file, relative to the scenario file or topologies/")
+    names: list[str] | None = None
+    limit: int | None = Field(default=None, ge=1)
+
+
+class Isl(Strict):
+    """Inter-satellite links of a Walker shell (+Grid: ring in each plane, same-index
+    neighbours across planes)."""
+
+    intra_plane: bool = True
+    inter_plane: bool = True
+    max_latitude_deg: float = Field(
+        default=75.0, ge=0.0, le=90.0,
+        description="inter-plane links switch off while either satellite is above this "
+        "latitude (antennas cannot track across the pole)")
+    max_range_km: float = Field(default=5000.0, gt=0.0)
+    rate_mbps: float = Field(default=100.0, gt=0.0, le=10_000.0)
+
+
+class Constellation(Strict):
+    walker: Walker | None = None
+    tle: TleSource | None = None
+    name_prefix: str = Field(default="sat", pattern=r"^[a-z][a-z0-9]{0,7}$")
+    include: Literal["visible", "all"] = Field(
+        default="visible", description="visible: only satellites that rise above "
+        "include_min_elevation_deg for some access terminal during the run (and the links "
+        "between them)")
+    include_min_elevation_deg: float = Field(default=10.0, ge=-5.0, le=90.0)
+    isl: Isl | None = Isl()
+
+    @model_validator(mode="after")
+    def _source(self) -> Constellation:
+        if (self.walker is None) == (self.tle is None):
+            raise ValueError("give exactly one of walker (parameters) or tle (file)")
+        if self.tle is not None and self.isl is not None:
+            raise ValueError("inter-satellite links need the plane structure of a walker "
+                             "shell; for a TLE set use isl: null (bent pipe)")
+        return self
+
+
+class Access(Strict):
+    """Terminals that attach to one of several moving candidates at a time (satellites or
+    UAVs), chosen by a handover policy.  One point-to-point link is emulated per
+    (terminal, candidate) pair; only the chosen one carries traffic."""
+
+    name: Name
+    terminals: list[Name] = Field(min_length=1)
+    candidates: Literal["constellation"] | list[Name]
+    policy: Literal["highest-elevation", "longest-visibility", "nearest",
+                    "strongest-signal"] = "highest-elevation"
+    min_elevation_deg: float | None = Field(
+        default=None, ge=-5.0, le=90.0,
+        description="default 25 for satellites, 0 for other candidates")
+    max_range_km: float | None = Field(default=None, gt=0.0)
+    hysteresis: float = Field(
+        default=0.0, ge=0.0,
+        description="switch only if the new candidate is better by this much (degrees, "
+        "km or dB, by policy)")
+    channel: ChannelSpec | None = None
+    rate_mbps: float = Field(default=50.0, gt=0.0, le=10_000.0,
+                             description="when no channel model is given")
+    queue_packets: int | None = Field(default=None, ge=1, le=100_000)
+    make_before_break: bool = True
+
+    @model_validator(mode="after")
+    def _policy(self) -> Access:
+        if self.policy == "longest-visibility" and self.candidates != "constellation":
+            raise ValueError("longest-visibility needs orbits: use candidates: constellation")
+        if self.policy == "strongest-signal" and self.channel is None:
+            raise ValueError("strongest-signal needs a channel model (channel: {...})")
+        return self
+
+
 class Scenario(Strict):
     name: Name
     description: str = ""
@@ -252,6 +484,9 @@ class Scenario(Strict):
     addressing: Addressing = Addressing()
     engines: Engines = Engines()
     services: Services = Services()
+    mobility: Mobility = Mobility()
+    constellation: Constellation | None = None
+    access: list[Access] = Field(default_factory=list)
 
     def switches(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.kind is NodeKind.SWITCH]

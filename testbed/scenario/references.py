@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+from collections.abc import Callable
 
 import networkx as nx
 
@@ -51,12 +52,14 @@ def check(sc: Scenario) -> list[Problem]:
             if node.kind is NodeKind.SWITCH and medium is not Medium.ETHERNET:
                 problems.append(Problem(path, f"switch '{ep}' can only join wired links",
                                         "use kind: wired for links to a switch"))
-            if medium is Medium.WIFI:
+            if medium is Medium.WIFI or link.channel is not None:
                 wifi_nodes.add(ep)
-                if node.position is None:
+                if not node.placed:
+                    why = "Wi-Fi link" if medium is Medium.WIFI else "channel-model link"
                     problems.append(Problem(
-                        f"nodes.{ep}.position", f"node '{ep}' is on Wi-Fi link '{link.name}' "
-                        "but has no position", "add position: [x, y, z] in metres"))
+                        f"nodes.{ep}.position", f"node '{ep}' is on {why} '{link.name}' "
+                        "but has no position", "add position: [x, y, z] in metres, a location "
+                        "{lat_deg, lon_deg} or a motion model"))
         if medium is Medium.ETHERNET and link.delay_ms:
             # Delay on a veth needs sch_netem; checked against the host in preflight.
             pass
@@ -104,6 +107,8 @@ def check(sc: Scenario) -> list[Problem]:
             problems.append(Problem(f"{path}.node", f"'{ev.node}' is a switch",
                                     "crash, restart and exec act on hosts"))
 
+    problems += _access(sc, unknown, link_names)
+
     if isinstance(sc.capture.links, list):
         for i, name in enumerate(sc.capture.links):
             if name not in link_names:
@@ -116,12 +121,56 @@ def check(sc: Scenario) -> list[Problem]:
     return problems
 
 
+def _access(sc: Scenario, unknown: Callable[[str, str, list[str], str], None],
+            link_names: list[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, acc in enumerate(sc.access):
+        path = f"access[{i}]"
+        if acc.name in seen or acc.name in link_names:
+            problems.append(Problem(f"{path}.name", f"'{acc.name}' is already the name of a "
+                                    "link or access group", "give it a unique name"))
+        seen.add(acc.name)
+        if acc.candidates == "constellation" and sc.constellation is None:
+            problems.append(Problem(f"{path}.candidates", "candidates: constellation but the "
+                                    "scenario has no constellation section",
+                                    "add constellation: {walker: {...}} or list candidate nodes"))
+        groups = [("terminals", acc.terminals)]
+        if isinstance(acc.candidates, list):
+            groups.append(("candidates", acc.candidates))
+        for field, names in groups:
+            for j, name in enumerate(names):
+                if name not in sc.nodes:
+                    unknown(f"{path}.{field}[{j}]", name, sc.hosts(), "nodes")
+                elif sc.nodes[name].kind is NodeKind.SWITCH:
+                    problems.append(Problem(f"{path}.{field}[{j}]", f"'{name}' is a switch",
+                                            "terminals and candidates are hosts"))
+                elif not sc.nodes[name].placed:
+                    problems.append(Problem(
+                        f"nodes.{name}.position", f"'{name}' is in access group '{acc.name}' "
+                        "but has no position", "add position: [x, y, z], a location "
+                        "{lat_deg, lon_deg} or a motion model"))
+        if isinstance(acc.candidates, list):
+            both = set(acc.terminals) & set(acc.candidates)
+            if both:
+                problems.append(Problem(f"{path}.candidates", f"{sorted(both)} are both "
+                                        "terminals and candidates", "list each node once"))
+    return problems
+
+
 def _reachability(sc: Scenario) -> list[Problem]:
     g = nx.Graph()
     g.add_nodes_from(sc.nodes)
     for link in sc.links:
         hub = f"link:{link.name}"
         g.add_edges_from((hub, ep) for ep in link.endpoints)
+    for acc in sc.access:
+        # Generated at run time: one link per (terminal, candidate); the constellation's
+        # satellites are one hub here since they join each other by ISLs or bent pipes.
+        hub = f"access:{acc.name}"
+        g.add_edges_from((hub, t) for t in acc.terminals)
+        cands = ["constellation"] if acc.candidates == "constellation" else acc.candidates
+        g.add_edges_from((hub, c) for c in cands)
     hosts = sc.hosts()
     problems = []
     for h in hosts:
@@ -143,9 +192,11 @@ def _address_space(sc: Scenario) -> list[Problem]:
     from testbed.plan import count_segments  # local: plan imports this package
 
     pool = ipaddress.ip_network(sc.addressing.pool)
+    # one /24 is kept unused at the bottom; node addresses take 254 per /24 at the top
     available = 2 ** (24 - pool.prefixlen) - 1
-    needed = count_segments(sc)
+    needed = count_segments(sc) + -(-len(sc.hosts()) // 254)
     if needed > available:
-        return [Problem("addressing.pool", f"{needed} subnets needed but {pool} holds "
-                        f"{available} /24 subnets", "use a larger pool, e.g. 198.18.0.0/15")]
+        return [Problem("addressing.pool", f"{needed} /24 subnets needed (links, node "
+                        f"addresses) but {pool} holds {available} /24 subnets",
+                        "use a larger pool, e.g. 198.18.0.0/15")]
     return []

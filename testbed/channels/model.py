@@ -1,0 +1,128 @@
+"""Channels: a validated spec turned into an object that maps geometry to link quality.
+
+`build_channel(spec)` returns a `Channel`; `sample(distance_m, elevation_deg)` gives the
+`LinkQuality` the emulator applies to a link (netem rate and loss).  Elevation is that of
+the higher end seen from the lower end; only the a2g and satellite models use it.
+
+Rate is the Shannon or MCS rate times the spec's efficiency, capped by max_rate_mbps.
+Loss is the logistic PER of testbed.channels.rate, and 100 % when the rate is 0.  A link
+that still delivers packets gets at least 0.01 Mbit/s, so a rate can always be set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter
+
+from testbed.channels import a2g, rate, satellite
+from testbed.channels.config import (
+    A2GSpec,
+    ChannelSpec,
+    FreeSpaceSpec,
+    LogDistanceSpec,
+    RateSpec,
+    SatelliteSpec,
+)
+from testbed.channels.free_space import fspl_db, log_distance_db
+
+MIN_RATE_MBPS = 0.01
+THERMAL_NOISE_DBM_HZ = -174.0
+
+
+@dataclass(frozen=True)
+class LinkQuality:
+    snr_db: float
+    rate_mbps: float
+    loss_pct: float
+
+
+class Channel(Protocol):
+    def sample(self, distance_m: float, elevation_deg: float) -> LinkQuality: ...
+
+
+@dataclass(frozen=True)
+class LinkAdapter:
+    """SNR → rate and loss, per a RateSpec, for one bandwidth."""
+
+    spec: RateSpec
+    bandwidth_hz: float
+
+    @property
+    def loss_threshold_db(self) -> float:
+        if self.spec.loss_threshold_db is not None:
+            return self.spec.loss_threshold_db
+        return rate.min_threshold_db(self.spec.table) if self.spec.method == "mcs" else 0.0
+
+    def phy_rate_bps(self, snr_db: float) -> float:
+        if self.spec.method == "mcs":
+            return float(rate.mcs_rate_bps(snr_db, self.bandwidth_hz, self.spec.table))
+        return float(rate.shannon_rate_bps(snr_db, self.bandwidth_hz, self.spec.gap_db))
+
+    def quality(self, snr_db: float) -> LinkQuality:
+        snr_db = float(snr_db)
+        mbps = self.phy_rate_bps(snr_db) * self.spec.efficiency / 1e6
+        if self.spec.max_rate_mbps is not None:
+            mbps = min(mbps, self.spec.max_rate_mbps)
+        if mbps <= 0.0:
+            return LinkQuality(snr_db, 0.0, 100.0)
+        per = float(rate.packet_loss(snr_db, self.loss_threshold_db, self.spec.loss_slope_db))
+        return LinkQuality(snr_db, max(mbps, MIN_RATE_MBPS), 100.0 * per)
+
+
+@dataclass(frozen=True)
+class TerrestrialChannel:
+    """Transmit power, antenna gains and receiver noise around a path-loss function."""
+
+    path_loss_db: Callable[[float, float], float]  # (distance_m, elevation_deg) -> dB
+    link_budget_db: float  # P_tx + G - N: SNR = this - PL
+    link: LinkAdapter
+
+    def sample(self, distance_m: float, elevation_deg: float) -> LinkQuality:
+        return self.link.quality(self.link_budget_db - self.path_loss_db(distance_m,
+                                                                          elevation_deg))
+
+
+@dataclass(frozen=True)
+class SatelliteChannel:
+    spec: SatelliteSpec
+    link: LinkAdapter
+
+    def sample(self, distance_m: float, elevation_deg: float) -> LinkQuality:
+        s = self.spec
+        snr = satellite.snr_db(distance_m / 1e3, elevation_deg, band=s.band, eirp_dbw=s.eirp_dbw,
+                               g_over_t_dbk=s.g_over_t_dbk, bandwidth_hz=s.bandwidth_hz,
+                               rain_rate_mm_h=s.rain_rate_mm_h, extra_loss_db=s.extra_loss_db)
+        return self.link.quality(snr)
+
+
+def _path_loss(spec: FreeSpaceSpec | LogDistanceSpec | A2GSpec) -> Callable[[float, float], float]:
+    match spec:
+        case LogDistanceSpec():
+            return lambda d, _el: log_distance_db(d, spec.freq_hz, spec.exponent, spec.d0_m)
+        case A2GSpec():
+            return lambda d, el: a2g.mean_path_loss_db(d, el, spec.freq_hz, spec.environment)
+        case _:
+            return lambda d, _el: fspl_db(d, spec.freq_hz)
+
+
+def _terrestrial(spec: FreeSpaceSpec | LogDistanceSpec | A2GSpec) -> TerrestrialChannel:
+    noise_dbm = THERMAL_NOISE_DBM_HZ + 10.0 * math.log10(spec.bandwidth_hz) + spec.noise_figure_db
+    return TerrestrialChannel(path_loss_db=_path_loss(spec),
+                              link_budget_db=spec.tx_power_dbm + spec.antenna_gain_dbi - noise_dbm,
+                              link=LinkAdapter(spec.rate, spec.bandwidth_hz))
+
+
+_SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(ChannelSpec)
+
+
+def build_channel(spec: ChannelSpec | Mapping[str, Any]) -> Channel:
+    """A Channel for a spec (a validated model, or a mapping validated here)."""
+    if isinstance(spec, Mapping):
+        spec = _SPEC_ADAPTER.validate_python(spec)
+    if isinstance(spec, SatelliteSpec):
+        return SatelliteChannel(spec, LinkAdapter(spec.rate, spec.bandwidth_hz))
+    return _terrestrial(spec)

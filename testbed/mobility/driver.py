@@ -1,0 +1,349 @@
+"""The mobility driver: at `mobility.rate_hz` it moves the world, applies what changed to the
+emulated links as one batch, hands terminals over, and keeps routes following.
+
+One thread, absolute deadlines (tick k is due at time zero + k / rate_hz, so a slow tick
+never shifts the schedule), and per tick: snapshot of the geometry -> handover decisions ->
+a batch of link changes (only links whose delay moved by >= 1 us, rate by >= 0.5 %, loss by
+>= 0.05 points, or whose state flipped) -> Wi-Fi node positions -> routes when the set of
+usable links changed (and every `reroute_interval_s` to follow changing delays; only
+differences are installed).
+
+Handover is make-before-break: the new access link goes up, routes move to it, and the old
+link stays up `handover_guard_ms` longer so that packets already on it still arrive.
+
+Everything lands in the run folder's `mobility/`: link-state.csv (every link once per
+second and at every change of state), handovers.jsonl (with the route install time),
+predicted.csv (the RTT that geometry predicts for each ping flow, every tick),
+positions.csv (once per second), and the tick timing statistics in metrics.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from testbed.engines.base import Change
+from testbed.mobility.geo import C_KM_S, ecef_to_geodetic
+from testbed.mobility.handover import Candidate, choose
+from testbed.mobility.world import LinkState, Snapshot, World
+from testbed.network import Network
+from testbed.scenario.model import FlowKind, Medium
+
+LATE_MS = 20.0
+PING_BYTES = 84 + 2  # ICMP echo with 56 bytes of data, IP header, PPP framing
+
+
+@dataclass
+class Applied:
+    up: bool
+    delay_ms: float
+    rate_mbps: float
+    loss_pct: float
+
+
+@dataclass
+class TickStats:
+    ticks: int = 0
+    late: int = 0
+    lateness_ms: list[float] = field(default_factory=list)
+    changes: int = 0
+    compute_ms: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+
+class MobilityDriver:
+    def __init__(self, world: World, net: Network, out_dir: Path) -> None:
+        self.world, self.net = world, net
+        self.dir = out_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rate_hz = world.sc.mobility.rate_hz
+        self.guard_s = world.sc.mobility.handover_guard_ms / 1000.0
+        self.applied: dict[str, Applied] = {}
+        self.attached: dict[tuple[str, str], str | None] = {}  # (group, terminal) -> cand
+        self.leaving: dict[str, float] = {}  # access link -> real time it goes down
+        self.handovers: list[dict[str, Any]] = []
+        self.stats = TickStats()
+        self.t_zero: float | None = None
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.error: str | None = None
+        self.last_reroute = 0.0
+        self.last_log = -1.0
+        self.graph: nx.Graph | None = None
+        self.last_snapshot: Snapshot | None = None
+        self.pings = [f for f in world.sc.traffic if f.kind is FlowKind.PING]
+        self._files: dict[str, Any] = {}
+        self._writers: dict[str, Any] = {}
+
+    # ---- output -----------------------------------------------------------------------------
+    def _csv(self, name: str, header: list[str]) -> Any:
+        if name not in self._writers:
+            f = open(self.dir / name, "w", newline="", buffering=1)  # noqa: SIM115
+            w = csv.writer(f)
+            w.writerow(header)
+            self._files[name], self._writers[name] = f, w
+        return self._writers[name]
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        self._writers.clear()
+
+    # ---- decisions ----------------------------------------------------------------------------
+    def _associate(self, snap: Snapshot, now: float) -> list[dict[str, Any]]:
+        """Run every access group's policy; returns the handovers decided at this tick."""
+        events = []
+        for g in self.world.groups:
+            for term, cands in g.links.items():
+                key = (g.spec.name, term)
+                current = self.attached.get(key)
+                options = []
+                for cand, link in cands.items():
+                    st = snap.links[link]
+                    ok = snap.eligible.get(link, False)
+                    remaining = (self.world.remaining_visibility(link, snap.t)
+                                 if ok and g.spec.policy == "longest-visibility" else 0.0)
+                    options.append(Candidate(cand, ok, st.elevation_deg, st.range_km,
+                                             st.snr_db, remaining))
+                new = choose(g.spec.policy, options, current, g.spec.hysteresis)
+                if new == current:
+                    continue
+                self.attached[key] = new
+                old_link = cands[current] if current else None
+                still_ok = bool(old_link) and snap.eligible.get(old_link or "", False)
+                if old_link is not None:
+                    keep = g.spec.make_before_break and still_ok
+                    self.leaving[old_link] = now + (self.guard_s if keep else 0.0)
+                if new is not None:
+                    self.leaving.pop(cands[new], None)
+                events.append({"group": g.spec.name, "terminal": term, "from": current,
+                               "to": new, "t_mobility_s": round(snap.t, 3),
+                               "reason": ("initial" if current is None and self.t_zero is None
+                                          else "not eligible" if not still_ok and current
+                                          else "policy" if new else "no candidate")})
+        return events
+
+    def _desired(self, snap: Snapshot, now: float) -> tuple[dict[str, LinkState], set[str]]:
+        """Physical state of every dynamic link, and the links routes must avoid."""
+        desired: dict[str, LinkState] = {}
+        unroutable: set[str] = set()
+        chosen = {g.links[term][cand] for g in self.world.groups
+                  for (gname, term), cand in self.attached.items()
+                  if gname == g.spec.name and cand is not None}
+        for name, st in snap.links.items():
+            d = self.world.dyn[name]
+            up = st.up
+            if d.role == "access":
+                grace = name in self.leaving and now < self.leaving[name]
+                if name not in chosen:
+                    unroutable.add(name)
+                up = up and (name in chosen or grace)
+            elif not up:
+                unroutable.add(name)
+            if name in self.net.down_links:
+                up = False
+            desired[name] = LinkState(up, st.delay_ms, st.rate_mbps, st.loss_pct, st.range_km,
+                                      st.elevation_deg, st.snr_db)
+        for name in [n for n, t in self.leaving.items() if now >= t]:
+            del self.leaving[name]
+        return desired, unroutable
+
+    def _changes(self, desired: dict[str, LinkState]) -> tuple[list[Change], list[str]]:
+        changes: list[Change] = []
+        flipped: list[str] = []
+        for name, st in desired.items():
+            prev = self.applied.get(name)
+            rate = max(st.rate_mbps, 0.01)
+            if prev is not None and prev.up == st.up and \
+                    abs(prev.delay_ms - st.delay_ms) < 1e-3 and \
+                    abs(prev.rate_mbps - rate) <= 0.005 * prev.rate_mbps and \
+                    abs(prev.loss_pct - st.loss_pct) < 0.05:
+                continue
+            if prev is None or prev.up != st.up:
+                flipped.append(name)
+            changes.append(Change("set", link=name, delay_ms=round(st.delay_ms, 6),
+                                  rate_mbps=round(rate, 4), loss_pct=round(st.loss_pct, 4),
+                                  up=st.up))
+            self.applied[name] = Applied(st.up, st.delay_ms, rate, st.loss_pct)
+        return changes, flipped
+
+    # ---- one tick ----------------------------------------------------------------------------
+    def step(self, t_mob: float, now: float, deadline: float | None) -> None:
+        c0 = time.perf_counter()
+        snap = self.world.snapshot(t_mob)
+        self.last_snapshot = snap
+        events = self._associate(snap, now)
+        desired, unroutable = self._desired(snap, now)
+        changes, flipped = self._changes(desired)
+        changes += [Change("position", node=n, xyz=self.world.enu(n, t_mob))
+                    for n in self.world.wifi_moving]
+        self.stats.compute_ms.append((time.perf_counter() - c0) * 1e3)
+        applied = self.net.apply(changes) if changes else None
+        self.stats.changes += len(changes)
+        if deadline is not None and applied is not None:
+            late = (applied - deadline) * 1e3
+            self.stats.lateness_ms.append(late)
+            self.stats.late += late > LATE_MS
+        self.stats.ticks += 1
+        rel = self._rel(now)
+        topology = unroutable != self.net.mobility_down
+        for name, st in snap.links.items():
+            self.net.segment_cost[name] = st.delay_ms + 0.2
+        if topology or now - self.last_reroute >= self.world.sc.mobility.reroute_interval_s:
+            self.net.mobility_down = set(unroutable)
+            report = self.net.reroute()
+            self.graph = self.net.routing_graph()
+            self.last_reroute = now
+            for ev in events:
+                ev.update(t_s=round(rel, 4), route_install_ms=round(report.seconds * 1e3, 2),
+                          namespaces_updated=report.namespaces,
+                          routes_changed=report.added_or_changed + report.removed)
+        if self.graph is None:
+            self.graph = self.net.routing_graph()
+        self._log(snap, desired, unroutable, flipped, events, rel)
+
+    def _rel(self, now: float) -> float:
+        return now - self.t_zero if self.t_zero is not None else 0.0
+
+    def _log(self, snap: Snapshot, desired: dict[str, LinkState], unroutable: set[str],
+             flipped: list[str], events: list[dict[str, Any]], rel: float) -> None:
+        with open(self.dir / "handovers.jsonl", "a") as f:
+            for ev in events:
+                ev.setdefault("t_s", round(rel, 4))
+                f.write(json.dumps(ev) + "\n")
+                self.handovers.append(ev)
+        w = self._csv("link-state.csv", ["t_s", "t_mobility_s", "link", "role", "up", "routed",
+                                         "delay_ms", "rate_mbps", "loss_pct", "range_km",
+                                         "elevation_deg", "snr_db"])
+        full = rel - self.last_log >= 1.0 or self.last_log < 0
+        for name in (desired if full else flipped):
+            st = desired[name]
+            w.writerow([f"{rel:.3f}", f"{snap.t:.3f}", name, self.world.dyn[name].role,
+                        int(st.up), int(name not in unroutable), f"{st.delay_ms:.6f}",
+                        f"{st.rate_mbps:.3f}", f"{st.loss_pct:.4f}", f"{st.range_km:.3f}",
+                        f"{st.elevation_deg:.3f}", f"{st.snr_db:.2f}"])
+        if full:
+            self.last_log = rel
+            pw = self._csv("positions.csv", ["t_s", "node", "lat_deg", "lon_deg", "alt_km"])
+            for node, p in snap.ecef.items():
+                lat, lon, alt = ecef_to_geodetic(p)
+                pw.writerow([f"{rel:.3f}", node, f"{float(lat):.6f}", f"{float(lon):.6f}",
+                             f"{float(alt):.4f}"])
+        if self.pings and self.t_zero is not None:
+            rw = self._csv("predicted.csv", ["t_s", "flow", "rtt_ms", "path"])
+            for flow in self.pings:
+                rtt, path = self.predict_rtt(flow.src, flow.dst, snap)
+                rw.writerow([f"{rel:.3f}", flow.name,
+                             "" if rtt is None else f"{rtt:.4f}", ">".join(path)])
+
+    # ---- prediction --------------------------------------------------------------------------
+    def predict_rtt(self, src: str, dst: str, snap: Snapshot) -> tuple[float | None, list[str]]:
+        """Round-trip time that geometry predicts along the installed routes: propagation
+        plus serialisation of a ping at each hop's rate, both directions (ns-3's and the
+        kernel's processing are not in it)."""
+        g = self.graph
+        if g is None:
+            return None, []
+        try:
+            fwd = nx.dijkstra_path(g, src, dst, weight="weight")
+            back = nx.dijkstra_path(g, dst, src, weight="weight")
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return None, []
+        total = 0.0
+        for path in (fwd, back):
+            for u, v in itertools.pairwise(path):
+                total += self._hop_ms(g[u][v]["segment"], u, v, snap)
+        return total, fwd
+
+    def _hop_ms(self, segment: str, u: str, v: str, snap: Snapshot) -> float:
+        st = snap.links.get(segment)
+        if st is not None:
+            return st.delay_ms + PING_BYTES * 8 / (max(st.rate_mbps, 0.01) * 1e3)
+        seg = self.net.plan.segment_of(segment) if ":" not in segment else None
+        if seg is None or seg.medium is Medium.ETHERNET:
+            return 0.0
+        link = self.world.sc.link(segment)
+        if seg.medium is Medium.P2P:
+            return (link.delay_ms or 0.0) + PING_BYTES * 8 / ((link.rate_mbps or 1e3) * 1e3)
+        pu, pv = snap.ecef.get(u), snap.ecef.get(v)
+        if pu is None or pv is None:
+            return 0.0
+        return float(math.dist(pu, pv)) / C_KM_S * 1e3
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def prime(self) -> None:
+        """State of mobility time 0, applied before the health checks: attachments chosen,
+        links up/down, routes installed."""
+        self.step(0.0, time.monotonic(), None)
+
+    def start(self, t_zero: float) -> None:
+        self.t_zero = t_zero
+        self.thread = threading.Thread(target=self._loop, name="mobility", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        assert self.t_zero is not None
+        period = 1.0 / self.rate_hz
+        k = 1
+        cpu0 = time.thread_time()
+        mono_to_wall = time.time() - time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                due = self.t_zero + k * period
+                wait = due - time.monotonic()
+                if wait > 0 and self.stop_event.wait(wait):
+                    break
+                now = time.monotonic()
+                if now - due > period:  # fell behind by whole periods: skip, count as late
+                    skipped = int((now - due) / period)
+                    self.stats.late += skipped
+                    self.stats.ticks += skipped
+                    k += skipped
+                    due = self.t_zero + k * period
+                t_mob = (due - self.t_zero) * self.world.time_scale
+                self.step(t_mob, time.monotonic(), due + mono_to_wall)
+                k += 1
+        except Exception as exc:  # noqa: BLE001 - reported by check(), the run stops cleanly
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.stats.cpu_s = time.thread_time() - cpu0
+
+    def check(self) -> None:
+        if self.error:
+            raise RuntimeError(f"mobility driver failed: {self.error}")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        self.close()
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        late = sorted(s.lateness_ms)
+        comp = sorted(s.compute_ms)
+
+        def pct(xs: list[float], q: float) -> float | None:
+            return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3) if xs else None
+
+        run_s = (time.monotonic() - self.t_zero) if self.t_zero else 0.0
+        return {"rate_hz": self.rate_hz, "time_scale": self.world.time_scale,
+                "dynamic_links": len(self.world.dyn), "ticks": s.ticks,
+                "late_ticks_over_20ms": s.late,
+                "late_fraction": round(s.late / s.ticks, 5) if s.ticks else None,
+                "lateness_ms_p50": pct(late, 0.5), "lateness_ms_p99": pct(late, 0.99),
+                "compute_ms_p50": pct(comp, 0.5), "compute_ms_p99": pct(comp, 0.99),
+                "changes_sent": s.changes, "cpu_s": round(s.cpu_s, 3),
+                "cpu_fraction_of_core": round(s.cpu_s / run_s, 4) if run_s else None,
+                "handovers": len([h for h in self.handovers if h["reason"] != "initial"]),
+                "routes": self.net.routes.summary()}

@@ -1,0 +1,444 @@
+"""The moving world of a scenario: where every node is at mobility time t, and what that
+does to every geometry-driven link.
+
+`World.build` expands the declarative scenario into the concrete network the builder makes:
+the constellation's satellites become nodes, inter-satellite links and one point-to-point
+link per (terminal, candidate) pair of each access group become links.  It never touches
+the host, so `make check` shows exactly what a run would build, and the same World drives
+the live links (testbed.mobility.driver) and predicts end-to-end delays from geometry.
+
+Time: mobility time t is seconds since time zero on the mobility clock (real seconds times
+`mobility.time_scale`); the orbits are at `epoch + t`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from testbed.channels import Channel, build_channel
+from testbed.mobility.geo import C_KM_S, LocalFrame, ecef_to_geodetic, enu_matrix
+from testbed.mobility.motion import Static, Track, track_for
+from testbed.mobility.orbits import Constellation, walker_isl_pairs
+from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.model import (
+    Access,
+    Link,
+    LinkKind,
+    Medium,
+    Node,
+    NodeKind,
+    Scenario,
+)
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+SAMPLE_STEP_S = 10.0  # orbit sampling for candidate selection at build time
+CANDIDATE_MARGIN_DEG = 5.0  # keep satellites that come this close to the mask as candidates
+MIN_RAY_ALTITUDE_KM = 80.0  # a link whose straight line dips below this is blocked
+
+
+def parse_epoch(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class DynLink:
+    """A link whose state follows geometry."""
+
+    name: str
+    a: str
+    b: str
+    role: str  # isl-intra | isl-inter | access | channel
+    group: str | None = None
+    channel: Channel | None = None
+    rate_mbps: float = 0.0
+
+
+@dataclass
+class LinkState:
+    up: bool
+    delay_ms: float
+    rate_mbps: float
+    loss_pct: float
+    range_km: float
+    elevation_deg: float
+    snr_db: float = float("nan")
+
+
+@dataclass
+class Snapshot:
+    t: float
+    ecef: dict[str, np.ndarray]
+    links: dict[str, LinkState]
+    # visibility of candidates, per access link: eligible by mask/range (before the policy)
+    eligible: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class AccessGroup:
+    spec: Access
+    min_elevation_deg: float
+    links: dict[str, dict[str, str]]  # terminal -> candidate -> link name
+
+
+class World:
+    def __init__(self, sc: Scenario, original: Scenario, frame: LocalFrame, epoch_unix: float,
+                 tracks: dict[str, Track], const: Constellation | None,
+                 dyn: dict[str, DynLink], groups: list[AccessGroup]) -> None:
+        self.sc, self.original, self.frame = sc, original, frame
+        self.epoch_unix = epoch_unix
+        self.time_scale = sc.mobility.time_scale
+        self.tracks = tracks
+        self.const = const
+        self.sat_names = set(const.names) if const is not None else set()
+        self.dyn = dyn
+        self.groups = groups
+        self.moving = {n for n, tr in tracks.items() if not isinstance(tr, Static)}
+        wifi_nodes = {ep for link in sc.links if link.carried_by is Medium.WIFI
+                      for ep in link.endpoints}
+        self.wifi_moving = sorted(self.moving & wifi_nodes)
+        self._remaining_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    # ---- build ----------------------------------------------------------------------------
+    @classmethod
+    def build(cls, sc: Scenario, source: str, epoch_unix: float | None = None,
+              base_dir: Path | None = None) -> World:
+        base = base_dir or (Path(source).parent if source else TOPOLOGIES)
+        mob = sc.mobility
+        epoch = epoch_unix if epoch_unix is not None else parse_epoch(mob.epoch)
+        frame = LocalFrame(mob.origin.lat_deg, mob.origin.lon_deg, mob.origin.alt_m / 1000.0)
+        tracks: dict[str, Track] = {}
+        for name, node in sc.nodes.items():
+            initial = None
+            if node.position is not None:
+                initial = np.asarray(node.position, dtype=float)
+            elif node.location is not None:
+                loc = node.location
+                from testbed.mobility.geo import geodetic_to_ecef
+
+                initial = frame.from_ecef(geodetic_to_ecef(loc.lat_deg, loc.lon_deg,
+                                                           loc.alt_m / 1000.0))
+            try:
+                tr = track_for(name, node, sc.seed, base, initial)
+            except (OSError, ValueError) as exc:
+                raise ScenarioError(source, [Problem(f"nodes.{name}.motion", str(exc),
+                                                     "fix the trace file")]) from None
+            if tr is not None:
+                tracks[name] = tr
+        const = _constellation(sc, source, base, epoch) if sc.constellation else None
+        builder = _Expander(sc, source, frame, epoch, tracks, const)
+        return builder.run()
+
+    # ---- geometry -------------------------------------------------------------------------
+    def orbit_time(self, t: float) -> float:
+        return self.epoch_unix + t
+
+    def positions(self, t: float) -> dict[str, np.ndarray]:
+        """ECEF km of every placed node at mobility time t."""
+        out: dict[str, np.ndarray] = {}
+        if self.const is not None:
+            sats = self.const.positions_ecef(self.orbit_time(t))
+            for i, name in enumerate(self.const.names):
+                out[name] = sats[i]
+        for name, tr in self.tracks.items():
+            out[name] = self.frame.to_ecef(tr.position(t))
+        return out
+
+    def enu(self, node: str, t: float) -> tuple[float, float, float]:
+        x, y, z = self.tracks[node].position(t)
+        return (float(x), float(y), float(z))
+
+    def snapshot(self, t: float) -> Snapshot:
+        ecef = self.positions(t)
+        links: dict[str, LinkState] = {}
+        eligible: dict[str, bool] = {}
+        alt = {n: float(ecef_to_geodetic(p)[2]) for n, p in ecef.items()
+               if n not in self.sat_names}
+        lat = {n: float(ecef_to_geodetic(p)[0]) for n, p in ecef.items() if n in self.sat_names}
+        for name, d in self.dyn.items():
+            pa, pb = ecef[d.a], ecef[d.b]
+            rng = float(np.linalg.norm(pb - pa))
+            low, high = (d.a, d.b) if alt.get(d.a, 1e9) <= alt.get(d.b, 1e9) else (d.b, d.a)
+            el = elevation_deg(ecef[low], ecef[high])
+            delay = rng / C_KM_S * 1e3
+            blocked = ray_min_altitude_km(pa, pb) < MIN_RAY_ALTITUDE_KM
+            if d.role.startswith("isl"):
+                isl = self.sc.constellation.isl if self.sc.constellation else None
+                assert isl is not None
+                up = not blocked and rng <= isl.max_range_km
+                if d.role == "isl-inter":
+                    up = up and max(abs(lat[d.a]), abs(lat[d.b])) <= isl.max_latitude_deg
+                links[name] = LinkState(up, delay, d.rate_mbps, 0.0, rng, el)
+                continue
+            if d.channel is not None:
+                q = d.channel.sample(rng * 1000.0, el)
+                rate, loss, snr = q.rate_mbps, q.loss_pct, q.snr_db
+            else:
+                rate, loss, snr = d.rate_mbps, 0.0, float("nan")
+            up = not blocked and loss < 100.0
+            if d.role == "access":
+                g = self._group(d.group)
+                ok = up and el >= g.min_elevation_deg
+                if g.spec.max_range_km is not None:
+                    ok = ok and rng <= g.spec.max_range_km
+                eligible[name] = ok
+            links[name] = LinkState(up, delay, rate, loss, rng, el, snr)
+        return Snapshot(t, ecef, links, eligible)
+
+    def _group(self, name: str | None) -> AccessGroup:
+        return next(g for g in self.groups if g.spec.name == name)
+
+    def remaining_visibility(self, link: str, t: float) -> float:
+        """Seconds (mobility time) this access link stays eligible from t, from a 2 s
+        sampled lookahead computed once per link (bounded by the run's end + 10 min)."""
+        if link not in self._remaining_cache:
+            d = self.dyn[link]
+            g = self._group(d.group)
+            horizon = self.sc.duration_s * self.time_scale + 600.0
+            ts = np.arange(0.0, horizon, 2.0)
+            ok = np.array([self._eligible_at(d, g, float(x)) for x in ts])
+            self._remaining_cache[link] = (ts, ok)
+        ts, ok = self._remaining_cache[link]
+        i = int(np.searchsorted(ts, t))
+        rest = np.nonzero(~ok[i:])[0]
+        return float(ts[i + rest[0]] - t) if len(rest) else float(ts[-1] - t)
+
+    def _eligible_at(self, d: DynLink, g: AccessGroup, t: float) -> bool:
+        pa, pb = self._pos(d.a, t), self._pos(d.b, t)
+        alt_a = float(ecef_to_geodetic(pa)[2])
+        alt_b = float(ecef_to_geodetic(pb)[2])
+        low, high = (pa, pb) if alt_a <= alt_b else (pb, pa)
+        if elevation_deg(low, high) < g.min_elevation_deg:
+            return False
+        return g.spec.max_range_km is None or float(np.linalg.norm(pb - pa)) <= \
+            g.spec.max_range_km
+
+    def _pos(self, node: str, t: float) -> np.ndarray:
+        if node in self.sat_names:
+            assert self.const is not None
+            return self.const.positions_ecef(self.orbit_time(t))[self.const.index_of(node)]
+        return self.frame.to_ecef(self.tracks[node].position(t))
+
+    def describe(self) -> dict[str, object]:
+        roles: dict[str, int] = {}
+        for d in self.dyn.values():
+            roles[d.role] = roles.get(d.role, 0) + 1
+        return {"epoch_unix": self.epoch_unix,
+                "epoch": datetime.fromtimestamp(self.epoch_unix).astimezone().isoformat(),
+                "time_scale": self.time_scale,
+                "satellites": sorted(self.sat_names), "dynamic_links": roles,
+                "moving_nodes": sorted(self.moving),
+                "access": {g.spec.name: g.links for g in self.groups}}
+
+
+def elevation_deg(low: np.ndarray, high: np.ndarray) -> float:
+    """Elevation of `high` seen from `low` against `low`'s geodetic vertical."""
+    lat, lon, _ = ecef_to_geodetic(low)
+    up = enu_matrix(float(lat), float(lon))[2]
+    d = high - low
+    n = float(np.linalg.norm(d))
+    if n == 0.0:
+        return 90.0
+    return math.degrees(math.asin(max(-1.0, min(1.0, float(up @ d) / n))))
+
+
+def ray_min_altitude_km(a: np.ndarray, b: np.ndarray) -> float:
+    """Lowest altitude (over a spherical Earth) of the straight segment a-b between its
+    ends: below ~80 km the Earth or its atmosphere is in the way.  Infinite when the segment
+    only climbs away from both ends (a ground terminal's own altitude does not block it; its
+    elevation mask decides)."""
+    d = b - a
+    dd = float(d @ d)
+    s = 0.0 if dd == 0.0 else -float(a @ d) / dd
+    if not 0.0 < s < 1.0:
+        return math.inf
+    closest = a + s * d
+    from testbed.mobility.geo import EARTH_RADIUS_KM
+
+    return float(np.linalg.norm(closest)) - EARTH_RADIUS_KM
+
+
+def _constellation(sc: Scenario, source: str, base: Path, epoch: float) -> Constellation:
+    spec = sc.constellation
+    assert spec is not None
+    if spec.walker is not None:
+        w = spec.walker
+        return Constellation.walker_delta(w.planes, w.per_plane, w.altitude_km,
+                                          w.inclination_deg, w.phasing, epoch,
+                                          w.raan_spread_deg, spec.name_prefix)
+    assert spec.tle is not None
+    tried = [base / spec.tle.file, TOPOLOGIES / spec.tle.file, TOPOLOGIES / "tle" / spec.tle.file]
+    path = next((p for p in tried if p.is_file()), None)
+    if path is None:
+        raise ScenarioError(source, [Problem("constellation.tle.file",
+                                             f"no TLE file '{spec.tle.file}'",
+                                             "looked in: " + ", ".join(map(str, tried)))])
+    try:
+        return Constellation.from_tle(path, names=spec.tle.names, limit=spec.tle.limit)
+    except ValueError as exc:
+        raise ScenarioError(source, [Problem("constellation.tle", str(exc),
+                                             "use a valid 2- or 3-line TLE file")]) from None
+
+
+class _Expander:
+    """Turns constellation and access sections into nodes and links (one use)."""
+
+    def __init__(self, sc: Scenario, source: str, frame: LocalFrame, epoch: float,
+                 tracks: dict[str, Track], const: Constellation | None) -> None:
+        self.sc, self.source, self.frame, self.epoch = sc, source, frame, epoch
+        self.tracks, self.const = tracks, const
+        self.nodes: dict[str, Node] = dict(sc.nodes)
+        self.links: list[Link] = list(sc.links)
+        self.dyn: dict[str, DynLink] = {}
+        self.groups: list[AccessGroup] = []
+        self.taken = set(sc.nodes) | {link.name for link in sc.links}
+
+    def fail(self, path: str, message: str, fix: str) -> ScenarioError:
+        return ScenarioError(self.source, [Problem(path, message, fix)])
+
+    def run(self) -> World:
+        sc = self.sc
+        span = sc.duration_s * sc.mobility.time_scale
+        self.sample_t = np.arange(-30.0, span + 30.0 + SAMPLE_STEP_S, SAMPLE_STEP_S)
+        if self.const is not None:
+            self._satellites()
+        for i, link in enumerate(sc.links):
+            if link.channel is not None:
+                self.dyn[link.name] = DynLink(link.name, *link.endpoints, role="channel",
+                                              channel=build_channel(link.channel))
+                _ = i
+        for i, acc in enumerate(sc.access):
+            self._access(i, acc)
+        # initial positions for Wi-Fi (ns-3 needs one) and for the record
+        nodes = {}
+        for name, node in self.nodes.items():
+            if name in self.tracks and node.kind is not NodeKind.SATELLITE:
+                x, y, z = self.tracks[name].position(0.0)
+                node = node.model_copy(update={"position": (float(x), float(y), float(z)),
+                                               "location": None})
+            nodes[name] = node
+        expanded = sc.model_copy(update={"nodes": nodes, "links": self.links})
+        self._check_addresses(expanded)
+        world = World(expanded, sc, self.frame, self.epoch, self.tracks, self.const, self.dyn,
+                      self.groups)
+        self._initial_delays(world)
+        return world
+
+    def _satellites(self) -> None:
+        const = self.const
+        spec = self.sc.constellation
+        assert const is not None and spec is not None
+        clash = sorted(set(const.names) & set(self.sc.nodes))
+        if clash:
+            raise self.fail("constellation.name_prefix", f"generated satellite names clash "
+                            f"with scenario nodes: {clash[:5]}", "choose another name_prefix")
+        keep = np.ones(len(const), dtype=bool)
+        if spec.include == "visible":
+            terminals = {t for acc in self.sc.access if acc.candidates == "constellation"
+                         for t in acc.terminals}
+            if terminals:
+                keep = self._ever_visible(sorted(terminals), spec.include_min_elevation_deg)
+        idx = [i for i in range(len(const)) if keep[i]]
+        if not idx:
+            raise self.fail("constellation", "no satellite of the constellation rises above "
+                            "the horizon of any access terminal during the run",
+                            "check the terminals' locations, the epoch, or use include: all")
+        sub = Constellation([const.satellites[i] for i in idx], [const.satrecs[i] for i in idx],
+                            const.walker)
+        if spec.isl is not None:
+            pairs = walker_isl_pairs(const)
+            kept = {const.satellites[i].name for i in idx}
+            for i, j, kind in pairs:
+                a, b = const.satellites[i].name, const.satellites[j].name
+                if a in kept and b in kept:
+                    name = self._name(f"isl-{a}-{b}", "isl")
+                    self.links.append(Link(name=name, kind=LinkKind.SATELLITE,
+                                           endpoints=[a, b], medium=Medium.P2P,
+                                           delay_ms=1.0, rate_mbps=spec.isl.rate_mbps))
+                    self.dyn[name] = DynLink(name, a, b, role=f"isl-{kind}",
+                                             rate_mbps=spec.isl.rate_mbps)
+        for s in sub.satellites:
+            self.nodes[s.name] = Node(kind=NodeKind.SATELLITE,
+                                      description=f"{spec.name_prefix} constellation")
+        self.const = sub
+
+    def _ever_visible(self, terminals: list[str], mask_deg: float) -> np.ndarray:
+        """Which satellites rise above mask_deg for any terminal at any sample time."""
+        const = self.const
+        assert const is not None
+        seen = np.zeros(len(const), dtype=bool)
+        sats = const.positions_ecef(self.epoch + self.sample_t)  # (T, N, 3)
+        for term in terminals:
+            for k, t in enumerate(self.sample_t):
+                p = self.frame.to_ecef(self.tracks[term].position(max(0.0, float(t))))
+                lat, lon, _ = ecef_to_geodetic(p)
+                up = enu_matrix(float(lat), float(lon))[2]
+                d = sats[k] - p
+                el = np.degrees(np.arcsin((d @ up) / np.linalg.norm(d, axis=1)))
+                seen |= el >= mask_deg
+        return seen
+
+    def _name(self, wanted: str, prefix: str) -> str:
+        name = wanted if len(wanted) <= 32 else f"{prefix}-{len(self.taken)}"
+        while name in self.taken:
+            name = f"{prefix}-{len(self.taken)}-{len(name)}"
+        self.taken.add(name)
+        return name
+
+    def _access(self, i: int, acc: Access) -> None:
+        sats = acc.candidates == "constellation"
+        mask = acc.min_elevation_deg if acc.min_elevation_deg is not None else (
+            25.0 if sats else 0.0)
+        group = AccessGroup(acc, mask, {})
+        channel = build_channel(acc.channel) if acc.channel is not None else None
+        for term in acc.terminals:
+            if term not in self.tracks:
+                raise self.fail(f"access[{i}].terminals", f"'{term}' has no position",
+                                "give it a position, location or motion")
+            if sats:
+                assert self.const is not None
+                seen = self._ever_visible([term], mask - CANDIDATE_MARGIN_DEG)
+                cands = [s.name for s, ok in zip(self.const.satellites, seen, strict=True)
+                         if ok]
+            else:
+                assert isinstance(acc.candidates, list)
+                cands = list(acc.candidates)
+            group.links[term] = {}
+            for cand in cands:
+                name = self._name(f"{acc.name}-{term}-{cand}", acc.name)
+                kind = LinkKind.SATELLITE if sats else LinkKind.AIR_TO_GROUND
+                self.links.append(Link(name=name, kind=kind, endpoints=[term, cand],
+                                       medium=Medium.P2P, delay_ms=1.0,
+                                       rate_mbps=acc.rate_mbps,
+                                       queue_packets=acc.queue_packets))
+                self.dyn[name] = DynLink(name, term, cand, role="access", group=acc.name,
+                                         channel=channel, rate_mbps=acc.rate_mbps)
+                group.links[term][cand] = name
+        self.groups.append(group)
+
+    def _check_addresses(self, sc: Scenario) -> None:
+        from testbed.scenario.references import _address_space
+
+        problems = _address_space(sc)
+        if problems:
+            raise ScenarioError(self.source, problems)
+
+    def _initial_delays(self, world: World) -> None:
+        """Generated links start with the delay and rate of time zero, so the network is
+        right before the first mobility tick."""
+        snap = world.snapshot(0.0)
+        links = []
+        for link in world.sc.links:
+            st = snap.links.get(link.name)
+            if st is not None and link.channel is None:
+                link = link.model_copy(update={"delay_ms": round(st.delay_ms, 6),
+                                               "rate_mbps": max(st.rate_mbps, 0.01)})
+            links.append(link)
+        world.sc = world.sc.model_copy(update={"links": links})

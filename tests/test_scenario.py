@@ -69,6 +69,15 @@ CASES = [
     ("include_missing.yaml", "include", ["no_such_base.yaml", "does not exist",
                                          "relative to the including file"]),
     ("not_mapping.yaml", "", ["must be a mapping"]),
+    ("access_unknown_terminal.yaml", "access[0].terminals[1]", ["unknown node 'usr2'",
+                                                                "did you mean 'user2'"]),
+    ("access_no_constellation.yaml", "access[0].candidates", ["no constellation section",
+                                                              "list candidate nodes"]),
+    ("constellation_two_sources.yaml", "constellation", ["exactly one of walker", "tle"]),
+    ("channel_with_delay.yaml", "links[0]", ["delay_ms cannot be set together with channel"]),
+    ("walker_bad_phasing.yaml", "constellation.walker", ["phasing must be in 0 .. planes-1"]),
+    ("motion_typo.yaml", "nodes.uav1.motion", ["'circel'", "'circle'", "'random-waypoint'"]),
+    ("bad_epoch.yaml", "mobility.epoch", ["iso 8601", "2026-11-26t12:00:00z"]),
 ]
 
 

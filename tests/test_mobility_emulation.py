@@ -1,0 +1,121 @@
+"""Mobility in a real emulation: a scripted flight changes the measured RTT as geometry says,
+a link cut reroutes traffic and the repair brings it back, and LEO handovers keep a ping
+flowing.  Each test runs a whole scenario through the runner and checks nothing is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.cleanup import leftovers
+from testbed.mobility.report import ping_replies
+from testbed.runner import Run, RunOptions
+from testbed.scenario import load, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [
+    pytest.mark.emulation,
+    pytest.mark.skipif(os.geteuid() != 0, reason="emulation tests need root (namespaces)"),
+    pytest.mark.skipif(shutil.which("fping") is None, reason="fping missing: run `make setup`"),
+]
+
+KM = 1000.0
+
+
+def haps(**extra: Any) -> dict[str, Any]:
+    """gs1 and gs2 at the same spot, joined by a direct 20 ms fibre and through a
+    high-altitude platform whose two radio hops take their delay from the distance.  The
+    platform climbs to 20 km over gs1, holds, then flies 300 km east in 4 s and holds."""
+    radio = {"model": "free-space", "freq_hz": 2.0e9, "tx_power_dbm": 40,
+             "antenna_gain_dbi": 60, "bandwidth_hz": 20e6,
+             "rate": {"method": "shannon", "max_rate_mbps": 50}}
+    sc: dict[str, Any] = {
+        "name": "emu-haps", "duration_s": 26,
+        "nodes": {
+            "gs1": {"kind": "ground_station", "position": [0, 0, 0]},
+            "gs2": {"kind": "ground_station", "position": [0, 0, 0]},
+            "haps": {"kind": "uav", "motion": {"model": "waypoints", "waypoints": [
+                {"t_s": 0, "position": [0, 0, 20 * KM]},
+                {"t_s": 5, "position": [0, 0, 20 * KM]},
+                {"t_s": 9, "position": [300 * KM, 0, 20 * KM]}]}},
+        },
+        "links": [
+            {"name": "up1", "kind": "air-to-ground", "medium": "p2p",
+             "endpoints": ["gs1", "haps"], "channel": radio},
+            {"name": "up2", "kind": "air-to-ground", "medium": "p2p",
+             "endpoints": ["gs2", "haps"], "channel": radio},
+            {"name": "fibre", "kind": "wired", "medium": "p2p", "endpoints": ["gs1", "gs2"],
+             "delay_ms": 20, "rate_mbps": 100},
+        ],
+        "traffic": [{"name": "probe", "kind": "ping", "src": "gs1", "dst": "gs2",
+                     "duration_s": 25, "interval_s": 0.1}],
+        "timeline": [{"at_s": 14, "action": "link_down", "link": "up1"},
+                     {"at_s": 19, "action": "link_up", "link": "up1"}],
+        "capture": {"enabled": False}, "probes": {"link_rtt": False},
+    }
+    sc.update(extra)
+    return sc
+
+
+def rtts_between(run_dir: Path, flow: str, a: float, b: float) -> list[float]:
+    t0 = json.loads((run_dir / "manifest.json").read_text())["time_zero_wall"]
+    return sorted(rtt for rx, _, rtt in ping_replies(run_dir / "flows" / f"{flow}.ping.txt")
+                  if a <= rx - t0 - rtt / 1000 <= b)
+
+
+def median(xs: list[float]) -> float:
+    assert xs, "no replies in the window"
+    return xs[len(xs) // 2]
+
+
+def test_scripted_flight_changes_rtt_and_link_cut_reroutes(tmp_path: Path) -> None:
+    sc = parse(haps(), "emu-haps")
+    res = Run(sc, "emu-haps", RunOptions(results_base=tmp_path)).execute()
+    assert res.status == "done", res.error
+    d = res.run_dir
+    # overhead (20 km up, 20 km down, both ways): 4 * 20 km / c = 0.27 ms
+    near = median(rtts_between(d, "probe", 1, 4.5))
+    # 300 km away at 20 km: slant 300.7 km per hop -> 4 * 300.7 / c = 4.01 ms
+    far = median(rtts_between(d, "probe", 10, 13.5))
+    # up1 cut: only the 20 ms fibre is left -> 40 ms
+    cut = median(rtts_between(d, "probe", 15, 18.5))
+    back = median(rtts_between(d, "probe", 20.5, 24))
+    assert near < 1.5, near
+    assert 3.6 < far < 5.5, far
+    assert 39.5 < cut < 43, cut
+    assert 3.6 < back < 5.5, back
+    mob = res.metrics["mobility"]
+    assert mob["flows"]["probe"]["median_abs_error_ms"] < 1.0
+    assert mob["late_fraction"] < 0.05
+    events = [json.loads(x) for x in (d / "events.jsonl").read_text().splitlines()]
+    assert all(e["ok"] for e in events), events
+    states = (d / "mobility" / "link-state.csv").read_text()
+    assert "up1" in states and "up2" in states
+    assert (d / "mobility" / "rtt.png").stat().st_size > 10_000
+    assert not any(leftovers(res.run_dir.name.rsplit("-", 1)[-1]).values())
+
+
+@pytest.mark.slow
+def test_leo_handovers_keep_the_ping_flowing(tmp_path: Path) -> None:
+    path = ROOT / "topologies" / "leo-handover.yaml"
+    sc = load(path, cut_to_s=30)
+    sc = sc.model_copy(update={"traffic": [f for f in sc.traffic if f.kind.value == "ping"],
+                               "capture": sc.capture.model_copy(update={"enabled": False})})
+    res = Run(sc, str(path), RunOptions(results_base=tmp_path)).execute()
+    assert res.status == "done", res.error
+    mob = res.metrics["mobility"]
+    # the Frankfurt gateway hands over at ~7 s and the Berlin user at ~18 s of this epoch
+    assert mob["handovers"] >= 2
+    assert mob["max_outage_s"] <= 0.5
+    assert mob["median_abs_rtt_error_ms"] < 2.0
+    assert mob["route_install_ms_max"] < 200
+    hands = [json.loads(x) for x in
+             (res.run_dir / "mobility" / "handovers.jsonl").read_text().splitlines()]
+    assert {h["terminal"] for h in hands if h["reason"] != "initial"} == {"user1", "gw1"}
+    assert not any(leftovers(res.run_dir.name.rsplit("-", 1)[-1]).values())

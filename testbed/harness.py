@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from testbed import plan as planner
+from testbed.calibration import calibrate
 from testbed.cleanup import teardown
 from testbed.health import reachability, services
 from testbed.ledger import Ledger
@@ -69,6 +70,7 @@ def emulated(sc: Scenario, base: Path = RESULTS, mobility: bool = False,
             driver.prime()
         services(net)
         net.timings.update(reachability(net))
+        net.timings.update(calibrate(net))
         net.timings["ready_s"] = round(time.monotonic() - t0, 3)
         yield Emulation(net, run_dir, ledger, world, driver)
     finally:

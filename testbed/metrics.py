@@ -55,11 +55,12 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def lag_summary(log: Path) -> dict[str, Any]:
-    if not log.exists():
-        return {}
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    rows = rows[1:]  # second 0 includes the tap attach freeze, reported separately
+def lag_summary(log_dir: Path) -> dict[str, Any]:
+    """Real-time lag of every ns-3 process (ns3-lag.jsonl, ns3-2-lag.jsonl, ...) together."""
+    rows = []
+    for log in sorted(log_dir.glob("ns3*-lag.jsonl")):
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows += lines[1:]  # second 0 includes the tap attach freeze, reported separately
     if not rows:
         return {}
     lags = [r["max_lag_ms"] for r in rows]
@@ -76,7 +77,7 @@ def collect(net: Network, flows: Flows | None, probes: Probes | None,
     return {
         "links": link_metrics(net, probes, counters, max(duration_s, 1e-3)),
         "flows": flows.results() if flows else {},
-        "ns3_realtime": lag_summary(log_dir / "ns3-lag.jsonl"),
+        "ns3_realtime": lag_summary(log_dir),
         "timings_s": timings,
         "engines": net.engine_names(),
     }

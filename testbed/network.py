@@ -23,7 +23,7 @@ from testbed import features
 from testbed.engines import mnwifi
 from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.netem import NetemEngine
-from testbed.engines.ns3 import Ns3Engine
+from testbed.engines.ns3 import MAX_TAPS_PER_PROCESS, Ns3Engine
 from testbed.ledger import Ledger
 from testbed.plan import NetworkPlan, compute_routes, host_graph
 from testbed.routing import InstallReport, RouteInstaller
@@ -75,6 +75,8 @@ class Network:
         self.timings: dict[str, float] = {}
         self.engines: dict[Medium, LinkEngine] = {}
         self.link_engine: dict[str, LinkEngine] = {}
+        self.wifi_engines: dict[str, list[LinkEngine]] = {}  # node -> engines with its radios
+        self.shards: list[Ns3Engine] = []
         self.ovs: OvsSwitches | None = None
         self.sdn: SdnController | None = None
         self.macs: dict[str, str] = {}
@@ -88,28 +90,42 @@ class Network:
     # ---- engines --------------------------------------------------------------------------
     def _choose_engines(self) -> None:
         media = {link.carried_by for link in self.sc.links}
-        ns3: Ns3Engine | None = None
         if Medium.P2P in media:
             want = self.sc.engines.p2p
             if want == "netem" or (want == "auto" and features.has_netem()):
                 self.engines[Medium.P2P] = NetemEngine()
-            else:
-                ns3 = Ns3Engine(self.sup)
-                self.engines[Medium.P2P] = ns3
-        if Medium.WIFI in media:
-            if self.sc.engines.wifi == "mininet-wifi":
-                mnwifi.require()
-            self.engines[Medium.WIFI] = ns3 or Ns3Engine(self.sup)
+        if Medium.WIFI in media and self.sc.engines.wifi == "mininet-wifi":
+            mnwifi.require()
+        shards: list[Ns3Engine] = []
+        taps = 0
         for link in self.sc.links:
-            if link.carried_by in self.engines:
-                self.link_engine[link.name] = self.engines[link.carried_by]
+            medium = link.carried_by
+            if medium in self.engines:
+                self.link_engine[link.name] = self.engines[medium]
+                continue
+            if medium not in (Medium.P2P, Medium.WIFI):
+                continue
+            n = len(link.endpoints)
+            if not shards or taps + n > MAX_TAPS_PER_PROCESS:
+                shards.append(Ns3Engine(self.sup, shard=len(shards)))
+                taps = 0
+            taps += n
+            self.link_engine[link.name] = shards[-1]
+            for ep in link.endpoints if medium is Medium.WIFI else ():
+                self.wifi_engines.setdefault(ep, [])
+                if shards[-1] not in self.wifi_engines[ep]:
+                    self.wifi_engines[ep].append(shards[-1])
+        for medium in (Medium.P2P, Medium.WIFI):
+            if medium in media and medium not in self.engines:
+                self.engines[medium] = shards[0]
+        self.shards = shards
 
     def engine_names(self) -> dict[str, str]:
         return {m.value: e.name for m, e in self.engines.items()}
 
     def _unique_engines(self) -> list[LinkEngine]:
         out: list[LinkEngine] = []
-        for e in self.engines.values():
+        for e in [*self.engines.values(), *self.shards]:
             if all(e is not x for x in out):
                 out.append(e)
         return out
@@ -271,9 +287,13 @@ class Network:
         by_engine: dict[int, tuple[LinkEngine, list[Change]]] = {}
         for ch in changes:
             if ch.kind == "position":
-                engine = self.engines.get(Medium.WIFI)
-                if engine is None:
-                    raise ValueError(f"{ch.node} moves but no Wi-Fi engine is running")
+                assert ch.node is not None
+                engines = self.wifi_engines.get(ch.node)
+                if not engines:
+                    raise ValueError(f"{ch.node} moves but is on no Wi-Fi link")
+                for engine in engines:
+                    by_engine.setdefault(id(engine), (engine, []))[1].append(ch)
+                continue
             else:
                 assert ch.link is not None
                 if ch.link not in self.link_engine:

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from testbed import plan as planner
+from testbed.calibration import calibrate
 from testbed.capture import Captures
 from testbed.cleanup import teardown
 from testbed.health import reachability, services
@@ -161,6 +162,8 @@ class Run:
             services(net)
             self.timings.update(reachability(net))
         self._phase("health_s", t)
+        with self.console.status("measuring the emulator's per-hop delay..."):
+            self.timings.update(calibrate(net))
         self.flows = Flows(net, sup, self.run_dir / "flows")
         self.flows.prepare()
         self.captures = Captures(net, sup, self.run_dir / "pcaps")
@@ -194,7 +197,8 @@ class Run:
 
     def _experiment(self, sup: Supervisor) -> None:
         assert self.net is not None and self.flows is not None and self.t_zero is not None
-        timeline = Timeline(self.net, self.flows, sup, self.run_dir / "events.jsonl")
+        timeline = Timeline(self.net, self.flows, sup, self.run_dir / "events.jsonl",
+                            self.driver)
         self.timeline = timeline
         with self.console.status(f"experiment running ({self.sc.duration_s:g} s)..."):
             timeline.run(self.t_zero, self.sc.duration_s, self._check)

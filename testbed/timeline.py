@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.engines.base import Change
+from testbed.mobility.driver import MobilityDriver
 from testbed.network import Network
 from testbed.scenario.model import Event, EventAction, Medium
 from testbed.supervisor import Supervisor
@@ -31,8 +32,10 @@ class Entry:
 
 
 class Timeline:
-    def __init__(self, net: Network, flows: Flows, sup: Supervisor, log_path: Path) -> None:
+    def __init__(self, net: Network, flows: Flows, sup: Supervisor, log_path: Path,
+                 driver: MobilityDriver | None = None) -> None:
         self.net, self.flows, self.sup = net, flows, sup
+        self.driver = driver
         self.log = log_path
         self.entries: list[Entry] = []
         self.errors = 0
@@ -96,7 +99,11 @@ class Timeline:
                               loss_pct=ev.loss_pct)])
             return None
         if a is EventAction.MOVE:
-            assert ev.position is not None
+            assert ev.position is not None and ev.node is not None
+            if self.driver is not None and ev.node in self.driver.world.tracks:
+                # the node's links follow geometry: its new place applies at the next tick
+                self.driver.world.place(ev.node, ev.position)
+                return {"applied_by": "mobility driver"}
             net.apply([Change("position", node=ev.node, xyz=ev.position)])
             return None
         if a in (EventAction.NODE_CRASH, EventAction.NODE_RESTART):

@@ -238,6 +238,21 @@ def test_change_as_op_position():
     json.dumps(op)  # goes over a pipe as JSON
 
 
+def test_ns3_delay_compensation_rewrites_p2p_delays_only():
+    from testbed.engines.ns3 import Ns3Engine
+
+    eng = Ns3Engine(supervisor=None)  # type: ignore[arg-type]  # no process: pure rewrite
+    eng.p2p_delay = {"sat": 6.0, "short": 0.1}
+    assert eng._compensate({"op": "set", "link": "sat", "delay_ms": 7.0})["delay_ms"] == 7.0
+    eng.compensation_ms = 0.2
+    op = eng._compensate({"op": "set", "link": "sat", "delay_ms": 8.0})
+    assert op["delay_ms"] == pytest.approx(7.8) and op["configured_delay_ms"] == 8.0
+    assert eng.p2p_delay["sat"] == 8.0  # remembers the configured value, not the applied one
+    assert eng._compensate({"op": "set", "link": "short", "delay_ms": 0.1})["delay_ms"] == 0.0
+    wifi = {"op": "set", "link": "cell", "up": False}
+    assert eng._compensate(wifi) == wifi
+
+
 # --- ledger: process start time ---------------------------------------------------------------
 
 def test_proc_start_ticks_of_self():

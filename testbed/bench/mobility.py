@@ -86,22 +86,21 @@ def shell_scenario() -> dict[str, Any]:
     return {
         "name": "bench-shell", "duration_s": UPDATE_SECONDS + 30,
         "description": "Walker 10x10 at 550 km, every satellite and ISL emulated",
-        "nodes": {"anchor": {"kind": "ground_station", "position": [0, 0, 0]}},
+        # a ground station under the shell: the scenario's one declared host
+        "nodes": {"anchor": {"kind": "ground_station",
+                             "location": {"lat_deg": 30.0, "lon_deg": 0.0}}},
+        "access": [{"name": "gsl", "terminals": ["anchor"], "candidates": "constellation",
+                    "min_elevation_deg": 25}],
         "mobility": {"rate_hz": 10, "time_scale": 10, "epoch": "2026-11-26T12:00:00Z"},
         "constellation": {"walker": {"planes": 10, "per_plane": 10, "altitude_km": 550,
                                      "inclination_deg": 53, "phasing": 1},
                           "include": "all", "isl": {"rate_mbps": 100}},
-        "links": [], "probes": {"link_rtt": False}, "capture": {"enabled": False},
+        "probes": {"link_rtt": False}, "capture": {"enabled": False},
     }
 
 
 def update(console: Console) -> dict[str, Any]:
-    raw = shell_scenario()
-    # the anchor keeps the scenario valid (a host needs a link): join it to one satellite
-    raw["links"] = [{"name": "anchor-up", "kind": "satellite", "endpoints": ["anchor",
-                                                                          "sat0-00"],
-                     "delay_ms": 2, "rate_mbps": 100}]
-    sc = parse(raw, "bench-shell")
+    sc = parse(shell_scenario(), "bench-shell")
     out: dict[str, Any] = {}
     with emulated(sc, mobility=True, source="") as em:
         assert em.driver is not None and em.world is not None

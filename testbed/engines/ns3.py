@@ -20,12 +20,20 @@ from testbed.ns3setup import ns3_dir
 from testbed.scenario.model import Medium
 from testbed.supervisor import Managed, ServiceDied, Supervisor
 
+# ns-3's FdReader (behind every TapBridge) waits with select(), which cannot watch a file
+# descriptor >= 1024; each tap costs about three descriptors, so above ~330 taps a process
+# silently stops reading its last taps.  Larger networks are split over several ns-3
+# processes (shards), which also puts the single-threaded simulator on several cores.
+MAX_TAPS_PER_PROCESS = 300
+
 
 class Ns3Engine:
-    name = "ns3"
-
-    def __init__(self, supervisor: Supervisor, attach_timeout: float = 180.0) -> None:
+    def __init__(self, supervisor: Supervisor, attach_timeout: float = 180.0,
+                 shard: int = 0) -> None:
         self.sup = supervisor
+        self.shard = shard
+        self.name = "ns3" if shard == 0 else f"ns3-{shard + 1}"
+        self.sfx = "" if shard == 0 else f"-{shard + 1}"
         self.attach_timeout = attach_timeout
         self.proc: Managed | None = None
         self.state_dir: Path | None = None
@@ -33,6 +41,11 @@ class Ns3Engine:
         self.reader: Any = None
         self.lock = threading.Lock()
         self.timings: dict[str, float] = {}
+        # Delay compensation: every p2p hop through ns-3 costs some fixed processing time
+        # (tap read thread, real-time wake-up, kernel forwarding), measured at start-up by
+        # testbed.calibration; configured delays are applied minus that, never below 0.
+        self.p2p_delay: dict[str, float] = {}
+        self.compensation_ms = 0.0
 
     def carries(self) -> set[Medium]:
         return {Medium.WIFI, Medium.P2P}
@@ -46,11 +59,13 @@ class Ns3Engine:
     def start(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.spec_path = state_dir / "ns3-spec.json"
-        self.tap_map = state_dir / "ns3-tapmap.txt"
+        self.spec_path = state_dir / f"ns3{self.sfx}-spec.json"
+        self.tap_map = state_dir / f"ns3{self.sfx}-tapmap.txt"
+        self.macs_file = state_dir / f"ns3{self.sfx}-macs.json"
+        self.ready_file = state_dir / f"ns3{self.sfx}-ready.json"
         self.t_start = time.monotonic()
         self.proc = self.sup.start(
-            "ns3", [sys.executable, "-m", "testbed.engines.ns3_sim", str(self.spec_path)],
+            self.name, [sys.executable, "-m", "testbed.engines.ns3_sim", str(self.spec_path)],
             critical=True,
             env={"SAGIN_TAP_MAP": str(self.tap_map), "SAGIN_NS3_DIR": str(ns3_dir()),
                  "PYTHONUNBUFFERED": "1"},
@@ -61,14 +76,16 @@ class Ns3Engine:
         log_dir = self.sup.log_dir
         spec: dict[str, Any] = {
             "seed": seed, "state_dir": str(self.state_dir),
-            "changes_log": str(log_dir / "link-changes.jsonl"),
-            "lag_log": str(log_dir / "ns3-lag.jsonl"), "p2p": [], "wifi": [],
+            "changes_log": str(log_dir / f"link-changes{self.sfx}.jsonl"),
+            "lag_log": str(log_dir / f"ns3{self.sfx}-lag.jsonl"), "p2p": [], "wifi": [],
+            "macs_file": str(self.macs_file), "ready_file": str(self.ready_file),
         }
         for link in links:
             ends = [{"node": e.node, "tap": e.root_name,
                      "position": list(e.position) if e.position else [0.0, 0.0, 0.0]}
                     for e in link.ends]
             if link.medium is Medium.P2P:
+                self.p2p_delay[link.name] = link.delay_ms
                 spec["p2p"].append({"name": link.name, "delay_ms": link.delay_ms,
                                     "rate_mbps": link.rate_mbps, "loss_pct": link.loss_pct,
                                     "queue_packets": link.queue_packets, "ends": ends})
@@ -83,8 +100,7 @@ class Ns3Engine:
         tmp = self.spec_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._spec(links, seed), indent=1))
         tmp.replace(self.spec_path)
-        macs_file = self.state_dir / "ns3-macs.json"
-        ready_file = self.state_dir / "ns3-ready.json"
+        macs_file, ready_file = self.macs_file, self.ready_file
         deadline = time.monotonic() + self.attach_timeout
         while not ready_file.exists():
             self.sup.check()
@@ -117,9 +133,23 @@ class Ns3Engine:
     def apply(self, changes: list[Change]) -> float | None:
         if not changes:
             return None
-        ops = [c.as_op() for c in changes]
+        ops = [self._compensate(c.as_op()) for c in changes]
         reply = self.request(ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops})
         return float(reply["applied"]) if "applied" in reply else None
+
+    def _compensate(self, op: dict[str, Any]) -> dict[str, Any]:
+        link = op.get("link")
+        if op.get("delay_ms") is not None and link in self.p2p_delay:
+            self.p2p_delay[link] = float(op["delay_ms"])
+            if self.compensation_ms:
+                op = {**op, "delay_ms": round(max(0.0, op["delay_ms"] - self.compensation_ms),
+                                              6), "configured_delay_ms": op["delay_ms"]}
+        return op
+
+    def set_compensation(self, ms: float) -> None:
+        """Subtract `ms` from every point-to-point delay from now on (and re-apply them)."""
+        self.compensation_ms = max(0.0, ms)
+        self.apply([Change("set", link=name, delay_ms=d) for name, d in self.p2p_delay.items()])
 
     def check(self) -> None:
         self.sup.check()

@@ -288,7 +288,8 @@ def main(spec_path: str) -> int:
     sim = Sim(ns, spec)
     sim.build()
     control = Control(sim, Path(spec["changes_log"]))
-    _write_atomic(out / "ns3-macs.json", {"macs": sim.macs, "port": control.port})
+    _write_atomic(Path(spec.get("macs_file", out / "ns3-macs.json")),
+                  {"macs": sim.macs, "port": control.port})
     print(f"ns3_sim: built {len(sim.p2p)} p2p and {len(sim.wifi)} Wi-Fi links, "
           f"{len(sim.macs)} taps; control on 127.0.0.1:{control.port}", flush=True)
 
@@ -313,7 +314,8 @@ def main(spec_path: str) -> int:
             state["attach_end"] = now_sim
             # TapBridges attach one by one at t=0, freezing the simulator clock meanwhile.
             attach = wall - state["run_wall"] - now_sim
-            _write_atomic(out / "ns3-ready.json", {"wall": time.time(), "sim": now_sim,
+            _write_atomic(Path(spec.get("ready_file", out / "ns3-ready.json")),
+                          {"wall": time.time(), "sim": now_sim,
                                                    "attach_s": round(attach, 4)})
         # The simulator never runs ahead of the wall clock, so the smallest (wall - sim) seen
         # is its real-time origin; after the attach freeze it catches up within milliseconds.

@@ -4,7 +4,8 @@ handover, and the plot of both with the handovers marked (mobility/rtt.png).
 Measured RTTs come from the ping flows' own output (`ping -D`: receive time and RTT, so the
 send time is known); the prediction is mobility/predicted.csv, interpolated at each send
 time.  Outage of a handover: the longest run of consecutive unanswered pings sent within
-[-0.5 s, +1.5 s] of it, times the ping interval (0 when every ping was answered).
+[-0.5 s, +1.5 s] of it, times the ping interval (0 when every ping was answered); counted for
+the flows whose path went through the terminal that handed over.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def ping_replies(path: Path) -> list[tuple[float, int, float]]:
     return out
 
 
-def read_predicted(path: Path) -> dict[str, tuple[list[float], list[float | None]]]:
+def read_predicted(path: Path, on_path: dict[str, set[str]] | None = None
+                   ) -> dict[str, tuple[list[float], list[float | None]]]:
+    """flow -> (times, predicted RTT); fills `on_path` with every node a flow's path
+    crossed, when given."""
     out: dict[str, tuple[list[float], list[float | None]]] = {}
     if not path.exists():
         return out
@@ -41,6 +45,8 @@ def read_predicted(path: Path) -> dict[str, tuple[list[float], list[float | None
             ts, vals = out.setdefault(row["flow"], ([], []))
             ts.append(float(row["t_s"]))
             vals.append(float(row["rtt_ms"]) if row["rtt_ms"] else None)
+            if on_path is not None and row["path"]:
+                on_path.setdefault(row["flow"], set()).update(row["path"].split(">"))
     return out
 
 
@@ -72,7 +78,8 @@ def analyse(run_dir: Path, sc: Scenario, handovers: list[dict[str, Any]]) -> dic
     t0_wall = man.get("time_zero_wall")
     if t0_wall is None:
         return {}
-    predicted = read_predicted(run_dir / "mobility" / "predicted.csv")
+    crossed: dict[str, set[str]] = {}
+    predicted = read_predicted(run_dir / "mobility" / "predicted.csv", crossed)
     real = [h for h in handovers if h.get("reason") != "initial"]
     result: dict[str, Any] = {"flows": {}}
     series: dict[str, dict[str, list[float]]] = {}
@@ -101,7 +108,10 @@ def analyse(run_dir: Path, sc: Scenario, handovers: list[dict[str, Any]]) -> dic
         sent = {s: first_t + (s - first_seq) * flow.interval_s
                 for s in range(first_seq, last_seq + 1)}
         answered = {s for _, s, _ in sends}
-        flow_out = [outage_s(sent, answered, h["t_s"], flow.interval_s) for h in real]
+        # the handovers of terminals this flow's path went through
+        mine = [h for h in real if h["terminal"] in crossed.get(flow.name, set())
+                | {flow.src, flow.dst}]
+        flow_out = [outage_s(sent, answered, h["t_s"], flow.interval_s) for h in mine]
         outages += flow_out
         all_errors += errs
         errs.sort()
@@ -110,7 +120,8 @@ def analyse(run_dir: Path, sc: Scenario, handovers: list[dict[str, Any]]) -> dic
             "median_abs_error_ms": round(statistics.median(errs), 4) if errs else None,
             "p95_abs_error_ms": round(errs[int(0.95 * (len(errs) - 1))], 4) if errs else None,
             "outage_s_per_handover": [round(x, 3) for x in flow_out]}
-        series[flow.name] = {"t": mt, "measured": mv, "predicted": pv}
+        series[flow.name] = {"t": mt, "measured": mv, "predicted": pv,
+                             "handovers": [h["t_s"] for h in mine]}
     all_errors.sort()
     installs = [h["route_install_ms"] for h in real if "route_install_ms" in h]
     result.update(
@@ -122,15 +133,14 @@ def analyse(run_dir: Path, sc: Scenario, handovers: list[dict[str, Any]]) -> dic
         route_install_ms_median=statistics.median(installs) if installs else None)
     if series:
         try:
-            plot(run_dir / "mobility" / "rtt.png", series, real, sc.name)
+            plot(run_dir / "mobility" / "rtt.png", series, sc.name)
             result["plot"] = "mobility/rtt.png"
         except Exception as exc:  # noqa: BLE001 - a plot must never lose the numbers
             result["plot_error"] = f"{type(exc).__name__}: {exc}"
     return result
 
 
-def plot(path: Path, series: dict[str, dict[str, list[float]]], handovers: list[dict[str, Any]],
-         title: str) -> None:
+def plot(path: Path, series: dict[str, dict[str, list[float]]], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,9 +150,9 @@ def plot(path: Path, series: dict[str, dict[str, list[float]]], handovers: list[
     for ax, (name, s) in zip(axes[:, 0], series.items(), strict=True):
         ax.plot(s["t"], s["measured"], ".", ms=2.5, label="measured (ping)")
         ax.plot(s["t"], s["predicted"], "-", lw=1.0, label="predicted from geometry")
-        for i, h in enumerate(handovers):
-            ax.axvline(h["t_s"], color="grey", ls=":", lw=0.8,
-                       label="handover" if i == 0 else None)
+        for i, t in enumerate(s["handovers"]):
+            ax.axvline(t, color="grey", ls=":", lw=0.8,
+                       label="handover on the path" if i == 0 else None)
         ax.set_ylabel("RTT (ms)")
         ax.set_title(f"{title}: {name}")
         ax.legend(loc="upper right", fontsize=8)

@@ -151,6 +151,14 @@ class World:
             out[name] = self.frame.to_ecef(tr.position(t))
         return out
 
+    def place(self, node: str, xyz: tuple[float, float, float]) -> None:
+        """A timeline `move`: the node now stands at xyz (local frame) for good."""
+        self.tracks[node] = Static(xyz)
+        wifi_nodes = {ep for link in self.sc.links if link.carried_by is Medium.WIFI
+                      for ep in link.endpoints}
+        if node in wifi_nodes and node not in self.wifi_moving:
+            self.wifi_moving = sorted([*self.wifi_moving, node])
+
     def enu(self, node: str, t: float) -> tuple[float, float, float]:
         x, y, z = self.tracks[node].position(t)
         return (float(x), float(y), float(z))

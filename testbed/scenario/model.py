@@ -336,6 +336,16 @@ class Engines(Strict):
 
     p2p: Literal["auto", "ns3", "netem"] = "auto"
     wifi: Literal["auto", "ns3", "mininet-wifi"] = "auto"
+    delay_compensation: Literal["auto", "off"] | float = Field(
+        default="auto", description="ms subtracted from every ns-3 point-to-point delay to "
+        "cancel the emulator's own per-hop processing time; auto measures it before time zero")
+
+    @field_validator("delay_compensation")
+    @classmethod
+    def _comp(cls, v: str | float) -> str | float:
+        if isinstance(v, float | int) and not 0.0 <= v <= 2.0:
+            raise ValueError("delay_compensation must be auto, off or 0..2 ms")
+        return v
 
 
 class Sdn(Strict):

@@ -98,9 +98,16 @@ def check(sc: Scenario) -> list[Problem]:
             if ev.node is not None and ev.node not in link.endpoints:
                 problems.append(Problem(f"{path}.node", f"'{ev.node}' is not an endpoint of "
                                         f"'{link.name}'", f"use one of {link.endpoints}"))
-        if ev.action is EventAction.MOVE and ev.node in sc.nodes and ev.node not in wifi_nodes:
-            problems.append(Problem(f"{path}.node", f"'{ev.node}' is on no Wi-Fi link, so moving "
-                                    "it changes nothing", "move a node that has a Wi-Fi link"))
+        movable = wifi_nodes | {n for acc in sc.access for n in acc.terminals} | {
+            n for acc in sc.access if isinstance(acc.candidates, list) for n in acc.candidates}
+        if ev.action is EventAction.MOVE and ev.node in sc.nodes:
+            if ev.node not in movable:
+                problems.append(Problem(f"{path}.node", f"'{ev.node}' is on no Wi-Fi, "
+                                        "channel-model or access link, so moving it changes "
+                                        "nothing", "move a node whose links follow geometry"))
+            elif sc.nodes[ev.node].motion is not None:
+                problems.append(Problem(f"{path}.node", f"'{ev.node}' follows a motion model",
+                                        "remove the move event or the node's motion"))
         if ev.action in (EventAction.NODE_CRASH, EventAction.NODE_RESTART, EventAction.EXEC) and (
             ev.node in sc.nodes and sc.nodes[ev.node].kind is NodeKind.SWITCH
         ):

@@ -60,6 +60,19 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
         con.print(f"mobility: {len(world.sat_names)} satellites, dynamic links "
                   f"{info['dynamic_links']}, moving nodes {info['moving_nodes']}, "
                   f"epoch {info['epoch']}, time scale {world.time_scale:g}")
+    if world.groups:
+        from testbed.mobility.association import predict
+
+        hand = predict(world)
+        table = Table(title=f"Predicted attachments and handovers ({len(hand)} events)")
+        for col in ("t (s)", "group", "terminal", "from", "to", "reason"):
+            table.add_column(col)
+        for h in hand[: args.max_rows]:
+            table.add_row(f"{h['t_s']:.1f}", str(h["group"]), str(h["terminal"]),
+                          str(h["from"] or "-"), str(h["to"] or "-"), str(h["reason"]))
+        con.print(table)
+        if len(hand) > args.max_rows:
+            con.print(f"... {len(hand) - args.max_rows} more")
     if args.plan:
         table = Table(title="Plan")
         for col in ("subnet", "segment", "medium", "members"):
@@ -166,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
                         "events dropped)")
         if verb == "check":
             sp.add_argument("--plan", action="store_true", help="print subnets and addresses")
+            sp.add_argument("--max-rows", type=int, default=40,
+                            help="rows of the predicted handover table")
         else:
             sp.add_argument("--hold", action="store_true",
                             help="keep the network up after the timeline until Ctrl-C")

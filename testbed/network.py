@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,11 @@ class Network:
         self.mobility_down: set[str] = set()  # not routable now: set by the mobility driver
         self.routes = RouteInstaller(plan.namespaces, plan.routes)
         self.segment_cost: dict[str, float] = {}
-        # the timeline and the mobility driver both change links and routes
+        # the timeline and the mobility driver both change links (lock) and routes
+        # (route_lock); separate, so a route computation never delays a link update
         self.lock = threading.RLock()
+        self.route_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine-apply")
 
     # ---- engines --------------------------------------------------------------------------
     def _choose_engines(self) -> None:
@@ -301,8 +305,12 @@ class Network:
                     continue
                 engine = self.link_engine[ch.link]
             by_engine.setdefault(id(engine), (engine, []))[1].append(ch)
-        for engine, batch in by_engine.values():
-            t = engine.apply(batch)
+        # several ns-3 processes (shards) apply their batches in parallel
+        if len(by_engine) > 1:
+            results = list(self.pool.map(lambda eb: eb[0].apply(eb[1]), by_engine.values()))
+        else:
+            results = [engine.apply(batch) for engine, batch in by_engine.values()]
+        for t in results:
             if t is not None:
                 applied = t if applied is None else max(applied, t)
         return applied
@@ -335,8 +343,9 @@ class Network:
         return out
 
     def down_segments(self) -> frozenset[str]:
-        return frozenset(self.plan.segment_of(n).name
-                         for n in self.down_links | self.mobility_down)
+        with self.lock:
+            names = set(self.down_links) | set(self.mobility_down)
+        return frozenset(self.plan.segment_of(n).name for n in names)
 
     def routing_graph(self) -> nx.Graph:
         """Hosts joined by the segments routes may use now (what reroute computes on)."""
@@ -345,7 +354,7 @@ class Network:
     def reroute(self) -> InstallReport:
         """Recompute shortest paths without the links that are down (with the current segment
         costs, when the mobility engine sets them) and install what changed."""
-        with self.lock:
+        with self.route_lock:
             return self.routes.install(compute_routes(self.sc, self.plan, self.down_segments(),
                                                       self.segment_cost or None))
 
@@ -358,6 +367,7 @@ class Network:
         return {e.name: e.stats() for e in self._unique_engines()}
 
     def stop_engines(self) -> None:
+        self.pool.shutdown(wait=False)
         for engine in self._unique_engines():
             try:
                 engine.stop()

@@ -91,7 +91,8 @@ class Timeline:
             net.apply([Change("set", link=ev.link, node=ev.node, up=up)])
             if ev.node is None:
                 assert ev.link is not None
-                (net.down_links.discard if up else net.down_links.add)(ev.link)
+                with net.lock:
+                    (net.down_links.discard if up else net.down_links.add)(ev.link)
                 net.reroute()
             return None
         if a is EventAction.SET_LINK:

@@ -239,3 +239,16 @@ def test_outage_is_the_longest_unanswered_run_near_the_handover():
     answered = set(range(100)) - {50, 51, 52, 80}
     assert outage_s(sent, answered, 5.0, 0.1) == pytest.approx(0.3)
     assert outage_s(sent, answered, 2.0, 0.1) == 0.0
+
+
+def test_predicted_schedule_of_leo_handover(leo: World):
+    from testbed.mobility.association import predict
+
+    sched = predict(leo)
+    initial = [h for h in sched if h["reason"] == "initial"]
+    moves = [h for h in sched if h["reason"] != "initial"]
+    assert {h["terminal"] for h in initial} == {"user1", "gw1"}
+    assert len(moves) >= 6  # the scenario promises several handovers in 120 s
+    assert all(h["from"] != h["to"] for h in moves)
+    times = [h["t_s"] for h in sched]
+    assert times == sorted(times) and times[-1] <= leo.sc.duration_s

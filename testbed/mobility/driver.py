@@ -32,8 +32,8 @@ from typing import Any
 import networkx as nx
 
 from testbed.engines.base import Change
+from testbed.mobility.association import Associator, reason
 from testbed.mobility.geo import C_KM_S, ecef_to_geodetic
-from testbed.mobility.handover import Candidate, choose
 from testbed.mobility.world import LinkState, Snapshot, World
 from testbed.network import Network
 from testbed.scenario.model import FlowKind, Medium
@@ -68,13 +68,15 @@ class MobilityDriver:
         self.rate_hz = world.sc.mobility.rate_hz
         self.guard_s = world.sc.mobility.handover_guard_ms / 1000.0
         self.applied: dict[str, Applied] = {}
-        self.attached: dict[tuple[str, str], str | None] = {}  # (group, terminal) -> cand
+        self.assoc = Associator(world)
         self.leaving: dict[str, float] = {}  # access link -> real time it goes down
         self.handovers: list[dict[str, Any]] = []
         self.stats = TickStats()
         self.t_zero: float | None = None
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
+        self.state_lock = threading.Lock()
+        self.rerouter = _Rerouter(self)
         self.error: str | None = None
         self.last_reroute = 0.0
         self.last_log = -1.0
@@ -101,50 +103,37 @@ class MobilityDriver:
 
     # ---- decisions ----------------------------------------------------------------------------
     def _associate(self, snap: Snapshot, now: float) -> list[dict[str, Any]]:
-        """Run every access group's policy; returns the handovers decided at this tick."""
+        """Run every access group's policy; schedule the old links' release (after the
+        guard when make-before-break and the old candidate still qualifies)."""
         events = []
-        for g in self.world.groups:
-            for term, cands in g.links.items():
-                key = (g.spec.name, term)
-                current = self.attached.get(key)
-                options = []
-                for cand, link in cands.items():
-                    st = snap.links[link]
-                    ok = snap.eligible.get(link, False)
-                    remaining = (self.world.remaining_visibility(link, snap.t)
-                                 if ok and g.spec.policy == "longest-visibility" else 0.0)
-                    options.append(Candidate(cand, ok, st.elevation_deg, st.range_km,
-                                             st.snr_db, remaining))
-                new = choose(g.spec.policy, options, current, g.spec.hysteresis)
-                if new == current:
-                    continue
-                self.attached[key] = new
-                old_link = cands[current] if current else None
-                still_ok = bool(old_link) and snap.eligible.get(old_link or "", False)
-                if old_link is not None:
-                    keep = g.spec.make_before_break and still_ok
-                    self.leaving[old_link] = now + (self.guard_s if keep else 0.0)
-                if new is not None:
-                    self.leaving.pop(cands[new], None)
-                events.append({"group": g.spec.name, "terminal": term, "from": current,
-                               "to": new, "t_mobility_s": round(snap.t, 3),
-                               "reason": ("initial" if current is None and self.t_zero is None
-                                          else "not eligible" if not still_ok and current
-                                          else "policy" if new else "no candidate")})
+        for d in self.assoc.decide(snap):
+            spec = next(g.spec for g in self.world.groups if g.spec.name == d.group)
+            ev: dict[str, Any] = {"group": d.group, "terminal": d.terminal, "from": d.old,
+                                  "to": d.new, "t_mobility_s": round(snap.t, 3),
+                                  "reason": reason(d, self.t_zero is None)}
+            with self.state_lock:
+                if d.old_link is not None:
+                    if spec.make_before_break and d.old_still_eligible:
+                        # stays up until the routes have moved, then the guard runs
+                        self.leaving[d.old_link] = math.inf
+                        ev["_release"] = d.old_link
+                    else:
+                        self.leaving[d.old_link] = now
+                if d.new_link is not None:
+                    self.leaving.pop(d.new_link, None)
+            events.append(ev)
         return events
 
     def _desired(self, snap: Snapshot, now: float) -> tuple[dict[str, LinkState], set[str]]:
         """Physical state of every dynamic link, and the links routes must avoid."""
         desired: dict[str, LinkState] = {}
         unroutable: set[str] = set()
-        chosen = {g.links[term][cand] for g in self.world.groups
-                  for (gname, term), cand in self.attached.items()
-                  if gname == g.spec.name and cand is not None}
+        chosen = self.assoc.chosen_links()
         for name, st in snap.links.items():
             d = self.world.dyn[name]
             up = st.up
             if d.role == "access":
-                grace = name in self.leaving and now < self.leaving[name]
+                grace = now < self.leaving.get(name, -math.inf)
                 if name not in chosen:
                     unroutable.add(name)
                 up = up and (name in chosen or grace)
@@ -154,8 +143,9 @@ class MobilityDriver:
                 up = False
             desired[name] = LinkState(up, st.delay_ms, st.rate_mbps, st.loss_pct, st.range_km,
                                       st.elevation_deg, st.snr_db)
-        for name in [n for n, t in self.leaving.items() if now >= t]:
-            del self.leaving[name]
+        with self.state_lock:
+            for name in [n for n, t in self.leaving.items() if now >= t]:
+                del self.leaving[name]
         return desired, unroutable
 
     def _changes(self, desired: dict[str, LinkState]) -> tuple[list[Change], list[str]]:
@@ -196,32 +186,49 @@ class MobilityDriver:
             self.stats.late += late > LATE_MS
         self.stats.ticks += 1
         rel = self._rel(now)
-        topology = unroutable != self.net.mobility_down
+        for ev in events:
+            ev["t_s"] = round(rel, 4)
         for name, st in snap.links.items():
             self.net.segment_cost[name] = st.delay_ms + 0.2
-        if topology or now - self.last_reroute >= self.world.sc.mobility.reroute_interval_s:
+        topology = unroutable != self.net.mobility_down
+        if topology:
             self.net.mobility_down = set(unroutable)
-            report = self.net.reroute()
-            self.graph = self.net.routing_graph()
+        if topology or events or now - self.last_reroute >= \
+                self.world.sc.mobility.reroute_interval_s:
             self.last_reroute = now
+            release = [e["_release"] for e in events if e.get("_release")]
+            if self.thread is None:  # prime: synchronously, before time zero
+                self._reroute(events, release, now)
+            else:
+                self.rerouter.request(events, release, now)
+        self._log(snap, desired, unroutable, flipped, rel)
+
+    def _reroute(self, events: list[dict[str, Any]], release: list[str],
+                 requested: float) -> None:
+        """Recompute and install routes; then stamp the handovers with the convergence time
+        (request -> every namespace updated) and start the old links' guard timers."""
+        report = self.net.reroute()
+        self.graph = self.net.routing_graph()
+        done = time.monotonic()
+        with self.state_lock:
+            for link in release:
+                if link in self.leaving:
+                    self.leaving[link] = done + self.guard_s
+        with open(self.dir / "handovers.jsonl", "a") as f:
             for ev in events:
-                ev.update(t_s=round(rel, 4), route_install_ms=round(report.seconds * 1e3, 2),
+                ev.pop("_release", None)
+                ev.update(route_convergence_ms=round((done - requested) * 1e3, 2),
+                          route_install_ms=round(report.seconds * 1e3, 2),
                           namespaces_updated=report.namespaces,
                           routes_changed=report.added_or_changed + report.removed)
-        if self.graph is None:
-            self.graph = self.net.routing_graph()
-        self._log(snap, desired, unroutable, flipped, events, rel)
+                f.write(json.dumps(ev) + "\n")
+                self.handovers.append(ev)
 
     def _rel(self, now: float) -> float:
         return now - self.t_zero if self.t_zero is not None else 0.0
 
     def _log(self, snap: Snapshot, desired: dict[str, LinkState], unroutable: set[str],
-             flipped: list[str], events: list[dict[str, Any]], rel: float) -> None:
-        with open(self.dir / "handovers.jsonl", "a") as f:
-            for ev in events:
-                ev.setdefault("t_s", round(rel, 4))
-                f.write(json.dumps(ev) + "\n")
-                self.handovers.append(ev)
+             flipped: list[str], rel: float) -> None:
         w = self._csv("link-state.csv", ["t_s", "t_mobility_s", "link", "role", "up", "routed",
                                          "delay_ms", "rate_mbps", "loss_pct", "range_km",
                                          "elevation_deg", "snr_db"])
@@ -288,6 +295,7 @@ class MobilityDriver:
 
     def start(self, t_zero: float) -> None:
         self.t_zero = t_zero
+        self.rerouter.start()
         self.thread = threading.Thread(target=self._loop, name="mobility", daemon=True)
         self.thread.start()
 
@@ -319,13 +327,15 @@ class MobilityDriver:
             self.stats.cpu_s = time.thread_time() - cpu0
 
     def check(self) -> None:
-        if self.error:
-            raise RuntimeError(f"mobility driver failed: {self.error}")
+        error = self.error or self.rerouter.error
+        if error:
+            raise RuntimeError(f"mobility driver failed: {error}")
 
     def stop(self) -> None:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout=5)
+        self.rerouter.stop()
         self.close()
 
     def summary(self) -> dict[str, Any]:
@@ -345,5 +355,58 @@ class MobilityDriver:
                 "compute_ms_p50": pct(comp, 0.5), "compute_ms_p99": pct(comp, 0.99),
                 "changes_sent": s.changes, "cpu_s": round(s.cpu_s, 3),
                 "cpu_fraction_of_core": round(s.cpu_s / run_s, 4) if run_s else None,
+                "reroute_cpu_s": round(self.rerouter.cpu_s, 3),
                 "handovers": len([h for h in self.handovers if h["reason"] != "initial"]),
                 "routes": self.net.routes.summary()}
+
+
+class _Rerouter:
+    """Routes are recomputed off the tick thread (tens of milliseconds for a 100-satellite
+    network), so the 10 Hz link updates keep their deadlines; requests that arrive while a
+    computation runs are merged into the next one."""
+
+    def __init__(self, driver: MobilityDriver) -> None:
+        self.d = driver
+        self.cv = threading.Condition()
+        self.events: list[dict[str, Any]] = []
+        self.release: list[str] = []
+        self.requested: float | None = None
+        self.stopping = False
+        self.error: str | None = None
+        self.thread: threading.Thread | None = None
+        self.cpu_s = 0.0
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._loop, name="rerouter", daemon=True)
+        self.thread.start()
+
+    def request(self, events: list[dict[str, Any]], release: list[str], now: float) -> None:
+        with self.cv:
+            self.events += events
+            self.release += release
+            if self.requested is None:
+                self.requested = now
+            self.cv.notify()
+
+    def _loop(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            while True:
+                self.cpu_s = time.thread_time() - cpu0
+                with self.cv:
+                    while self.requested is None and not self.stopping:
+                        self.cv.wait()
+                    if self.requested is None:
+                        return
+                    events, release, requested = self.events, self.release, self.requested
+                    self.events, self.release, self.requested = [], [], None
+                self.d._reroute(events, release, requested)
+        except Exception as exc:  # noqa: BLE001 - surfaced by MobilityDriver.check
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def stop(self) -> None:
+        with self.cv:
+            self.stopping = True
+            self.cv.notify()
+        if self.thread is not None:
+            self.thread.join(timeout=10)

@@ -124,13 +124,16 @@ def analyse(run_dir: Path, sc: Scenario, handovers: list[dict[str, Any]]) -> dic
                              "handovers": [h["t_s"] for h in mine]}
     all_errors.sort()
     installs = [h["route_install_ms"] for h in real if "route_install_ms" in h]
+    converge = [h["route_convergence_ms"] for h in real if "route_convergence_ms" in h]
     result.update(
         handovers=len(real),
         median_abs_rtt_error_ms=round(statistics.median(all_errors), 4) if all_errors else None,
         max_outage_s=round(max(outages), 3) if outages else None,
         median_outage_s=round(statistics.median(outages), 3) if outages else None,
         route_install_ms_max=max(installs) if installs else None,
-        route_install_ms_median=statistics.median(installs) if installs else None)
+        route_install_ms_median=statistics.median(installs) if installs else None,
+        route_convergence_ms_max=max(converge) if converge else None,
+        route_convergence_ms_median=statistics.median(converge) if converge else None)
     if series:
         try:
             plot(run_dir / "mobility" / "rtt.png", series, sc.name)

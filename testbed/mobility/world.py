@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from testbed.channels import Channel, build_channel
-from testbed.mobility.geo import C_KM_S, LocalFrame, ecef_to_geodetic, enu_matrix
+from testbed.mobility.geo import (
+    C_KM_S,
+    EARTH_RADIUS_KM,
+    LocalFrame,
+    ecef_to_geodetic,
+    enu_matrix,
+)
 from testbed.mobility.motion import Static, Track, track_for
 from testbed.mobility.orbits import Constellation, walker_isl_pairs
 from testbed.scenario.errors import Problem, ScenarioError
@@ -163,41 +169,84 @@ class World:
         x, y, z = self.tracks[node].position(t)
         return (float(x), float(y), float(z))
 
+    def _index(self) -> None:
+        """Array layout of the links for the vectorised snapshot (built once)."""
+        names = ([*self.const.names] if self.const is not None else []) + list(self.tracks)
+        self._nodes = names
+        pos = {n: i for i, n in enumerate(names)}
+        self._links = list(self.dyn)
+        dyn = [self.dyn[n] for n in self._links]
+        self._ia = np.array([pos[d.a] for d in dyn], dtype=int)
+        self._ib = np.array([pos[d.b] for d in dyn], dtype=int)
+        self._isl = np.array([d.role.startswith("isl") for d in dyn], dtype=bool)
+        self._inter = np.array([d.role == "isl-inter" for d in dyn], dtype=bool)
+        isl = self.sc.constellation.isl if self.sc.constellation else None
+        self._isl_range = isl.max_range_km if isl else np.inf
+        self._isl_lat = isl.max_latitude_deg if isl else 90.0
+
+    def _positions_array(self, t: float) -> np.ndarray:
+        parts = []
+        if self.const is not None:
+            parts.append(self.const.positions_ecef(self.orbit_time(t)))
+        if self.tracks:
+            enu = np.array([tr.position(t) for tr in self.tracks.values()], dtype=float)
+            parts.append(self.frame.to_ecef(enu))
+        return np.concatenate(parts) if parts else np.zeros((0, 3))
+
     def snapshot(self, t: float) -> Snapshot:
-        ecef = self.positions(t)
+        """Every dynamic link's state at mobility time t, computed for all links at once
+        (a few milliseconds for 200 links)."""
+        if not hasattr(self, "_nodes"):
+            self._index()
+        p = self._positions_array(t)
+        ecef = {n: p[i] for i, n in enumerate(self._nodes)}
+        if not self._links:
+            return Snapshot(t, ecef, {}, {})
+        lat, lon, alt = (np.atleast_1d(x) for x in ecef_to_geodetic(p))
+        pa, pb = p[self._ia], p[self._ib]
+        d = pb - pa
+        rng = np.linalg.norm(d, axis=1)
+        delay = rng / C_KM_S * 1e3
+        # elevation of the higher end seen from the lower end (geodetic vertical)
+        a_low = alt[self._ia] <= alt[self._ib]
+        low = np.where(a_low, self._ia, self._ib)
+        sign = np.where(a_low, 1.0, -1.0)
+        la, lo = np.radians(lat[low]), np.radians(lon[low])
+        up = np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sin_el = np.clip(np.einsum("ij,ij->i", up, d) * sign / rng, -1.0, 1.0)
+            el = np.where(rng > 0, np.degrees(np.arcsin(sin_el)), 90.0)
+            # the straight line dips into the Earth or the atmosphere between its ends?
+            s = -np.einsum("ij,ij->i", pa, d) / np.einsum("ij,ij->i", d, d)
+        interior = (s > 0.0) & (s < 1.0)
+        closest = pa + np.clip(np.nan_to_num(s), 0.0, 1.0)[:, None] * d
+        blocked = interior & (np.linalg.norm(closest, axis=1) - EARTH_RADIUS_KM
+                              < MIN_RAY_ALTITUDE_KM)
+        isl_up = ~blocked & (rng <= self._isl_range) & (
+            ~self._inter | (np.maximum(np.abs(lat[self._ia]), np.abs(lat[self._ib]))
+                            <= self._isl_lat))
         links: dict[str, LinkState] = {}
         eligible: dict[str, bool] = {}
-        alt = {n: float(ecef_to_geodetic(p)[2]) for n, p in ecef.items()
-               if n not in self.sat_names}
-        lat = {n: float(ecef_to_geodetic(p)[0]) for n, p in ecef.items() if n in self.sat_names}
-        for name, d in self.dyn.items():
-            pa, pb = ecef[d.a], ecef[d.b]
-            rng = float(np.linalg.norm(pb - pa))
-            low, high = (d.a, d.b) if alt.get(d.a, 1e9) <= alt.get(d.b, 1e9) else (d.b, d.a)
-            el = elevation_deg(ecef[low], ecef[high])
-            delay = rng / C_KM_S * 1e3
-            blocked = ray_min_altitude_km(pa, pb) < MIN_RAY_ALTITUDE_KM
-            if d.role.startswith("isl"):
-                isl = self.sc.constellation.isl if self.sc.constellation else None
-                assert isl is not None
-                up = not blocked and rng <= isl.max_range_km
-                if d.role == "isl-inter":
-                    up = up and max(abs(lat[d.a]), abs(lat[d.b])) <= isl.max_latitude_deg
-                links[name] = LinkState(up, delay, d.rate_mbps, 0.0, rng, el)
+        for k, name in enumerate(self._links):
+            dl = self.dyn[name]
+            r, e = float(rng[k]), float(el[k])
+            if self._isl[k]:
+                links[name] = LinkState(bool(isl_up[k]), float(delay[k]), dl.rate_mbps, 0.0,
+                                        r, e)
                 continue
-            if d.channel is not None:
-                q = d.channel.sample(rng * 1000.0, el)
+            if dl.channel is not None:
+                q = dl.channel.sample(r * 1000.0, e)
                 rate, loss, snr = q.rate_mbps, q.loss_pct, q.snr_db
             else:
-                rate, loss, snr = d.rate_mbps, 0.0, float("nan")
-            up = not blocked and loss < 100.0
-            if d.role == "access":
-                g = self._group(d.group)
-                ok = up and el >= g.min_elevation_deg
+                rate, loss, snr = dl.rate_mbps, 0.0, float("nan")
+            up_k = not bool(blocked[k]) and loss < 100.0
+            if dl.role == "access":
+                g = self._group(dl.group)
+                ok = up_k and e >= g.min_elevation_deg
                 if g.spec.max_range_km is not None:
-                    ok = ok and rng <= g.spec.max_range_km
+                    ok = ok and r <= g.spec.max_range_km
                 eligible[name] = ok
-            links[name] = LinkState(up, delay, rate, loss, rng, el, snr)
+            links[name] = LinkState(up_k, float(delay[k]), rate, loss, r, e, snr)
         return Snapshot(t, ecef, links, eligible)
 
     def _group(self, name: str | None) -> AccessGroup:
@@ -268,8 +317,6 @@ def ray_min_altitude_km(a: np.ndarray, b: np.ndarray) -> float:
     if not 0.0 < s < 1.0:
         return math.inf
     closest = a + s * d
-    from testbed.mobility.geo import EARTH_RADIUS_KM
-
     return float(np.linalg.norm(closest)) - EARTH_RADIUS_KM
 
 

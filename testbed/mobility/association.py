@@ -1,0 +1,87 @@
+"""Which candidate each access terminal is attached to, tick after tick.
+
+One class used twice: live by the mobility driver, and offline by `predict` (what
+`make check` prints), so the handover schedule shown before a run is the one the run
+follows (up to the driver's real tick times).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from testbed.mobility.handover import Candidate, choose
+from testbed.mobility.world import Snapshot, World
+
+
+@dataclass(frozen=True)
+class Decision:
+    group: str
+    terminal: str
+    old: str | None
+    new: str | None
+    old_link: str | None
+    new_link: str | None
+    old_still_eligible: bool
+
+
+class Associator:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.attached: dict[tuple[str, str], str | None] = {}
+
+    def decide(self, snap: Snapshot) -> list[Decision]:
+        """Run every access group's policy on this snapshot; return the changes."""
+        out = []
+        for g in self.world.groups:
+            policy = g.spec.policy
+            for term, cands in g.links.items():
+                key = (g.spec.name, term)
+                current = self.attached.get(key)
+                options = []
+                for cand, link in cands.items():
+                    st = snap.links[link]
+                    ok = snap.eligible.get(link, False)
+                    remaining = (self.world.remaining_visibility(link, snap.t)
+                                 if ok and policy == "longest-visibility" else 0.0)
+                    options.append(Candidate(cand, ok, st.elevation_deg, st.range_km,
+                                             st.snr_db, remaining))
+                new = choose(policy, options, current, g.spec.hysteresis)
+                if new == current:
+                    continue
+                self.attached[key] = new
+                old_link = cands[current] if current else None
+                out.append(Decision(g.spec.name, term, current, new, old_link,
+                                    cands[new] if new else None,
+                                    bool(old_link) and snap.eligible.get(old_link or "", False)))
+        return out
+
+    def chosen_links(self) -> set[str]:
+        links = {g.spec.name: g.links for g in self.world.groups}
+        return {links[group][term][cand] for (group, term), cand in self.attached.items()
+                if cand is not None}
+
+
+def reason(d: Decision, initial: bool) -> str:
+    if initial:
+        return "initial"
+    if d.old is None:
+        return "acquired"
+    if d.new is None:
+        return "lost (no candidate)"
+    return "policy" if d.old_still_eligible else "not eligible"
+
+
+def predict(world: World, step_s: float | None = None) -> list[dict[str, object]]:
+    """The handover schedule over the whole run, in real seconds after time zero."""
+    span = world.sc.duration_s * world.time_scale
+    step = step_s or world.time_scale / world.sc.mobility.rate_hz
+    assoc = Associator(world)
+    out: list[dict[str, object]] = []
+    for i, t in enumerate(np.arange(0.0, span + 1e-9, step)):
+        for d in assoc.decide(world.snapshot(float(t))):
+            out.append({"t_s": round(float(t) / world.time_scale, 2), "group": d.group,
+                        "terminal": d.terminal, "from": d.old, "to": d.new,
+                        "reason": reason(d, i == 0)})
+    return out

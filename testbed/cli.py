@@ -60,6 +60,11 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
         con.print(f"mobility: {len(world.sat_names)} satellites, dynamic links "
                   f"{info['dynamic_links']}, moving nodes {info['moving_nodes']}, "
                   f"epoch {info['epoch']}, time scale {world.time_scale:g}")
+    for term, wins in world.passes().items():
+        con.print(f"{term}: {len(wins)} satellite passes above the mask during the run: " +
+                  ", ".join(f"{sat} {a:.0f}-{b:.0f} s (max {el:.0f} deg)"
+                            for sat, a, b, el in sorted(wins, key=lambda w: w[1])[:6]) +
+                  (" ..." if len(wins) > 6 else ""))
     if world.groups:
         from testbed.mobility.association import predict
 

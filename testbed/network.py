@@ -83,7 +83,9 @@ class Network:
         self.macs: dict[str, str] = {}
         self.down_links: set[str] = set()  # taken down by the timeline
         self.mobility_down: set[str] = set()  # not routable now: set by the mobility driver
-        self.routes = RouteInstaller(plan.namespaces, plan.routes)
+        self.routes = RouteInstaller(
+            plan.namespaces, plan.routes,
+            on_spawn=lambda pid, name, ns: self.ledger.add_process(pid, name, ns))
         self.segment_cost: dict[str, float] = {}
         # the timeline and the mobility driver both change links (lock) and routes
         # (route_lock); separate, so a route computation never delays a link update
@@ -368,6 +370,7 @@ class Network:
 
     def stop_engines(self) -> None:
         self.pool.shutdown(wait=False)
+        self.routes.close()
         for engine in self._unique_engines():
             try:
                 engine.stop()

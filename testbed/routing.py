@@ -7,8 +7,11 @@ processes (measured by `make bench BENCH=mobility`, tens of milliseconds), where
 needs its dead interval (seconds by default, hundreds of milliseconds even with BFD) to even
 notice a silent link.  This is also what Hypatia and StarryNet do for LEO routing.
 
-Each namespace gets one `ip -force -batch -` process per change, all started together so
-that the namespaces converge in parallel; a namespace whose table did not change is not
+Each namespace has one long-lived `ip -force -batch -` process (line-buffered through
+`stdbuf`), so an install is a write to a pipe, not a fork: the changes go to every affected
+namespace first, then each process's acknowledgement is read back (a `link show dev lo`
+marker after the batch; anything before it is an error message).  Installing 50 routes in a
+namespace this way takes under a millisecond; a namespace whose table did not change is not
 touched.  Every install is timed and counted for the run's metrics.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from testbed.plan import Route
@@ -43,41 +47,90 @@ def diff(old: list[Route], new: list[Route]) -> tuple[list[str], int, int]:
     return lines, changed, len(gone)
 
 
+MARKER = "link show dev lo"
+
+
+class IpShell:
+    """A persistent `ip -batch` in one namespace; `send` then `wait` for its errors."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.proc = subprocess.Popen(
+            ["stdbuf", "-oL", "ip", "-n", netns, "-force", "-batch", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            bufsize=1, start_new_session=True)
+
+    def send(self, lines: list[str]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("".join(f"{x}\n" for x in lines) + MARKER + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self) -> list[str]:
+        """Lines ip printed before the marker's output: its error messages."""
+        assert self.proc.stdout is not None
+        errors = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the ip batch process of {self.netns} exited")
+            if "link/loopback" in line:
+                return errors
+            if not line.startswith("1: lo:"):
+                errors.append(line.strip())
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
 class RouteInstaller:
     """Remembers what is installed in every namespace and applies only the differences."""
 
-    def __init__(self, namespaces: dict[str, str], installed: dict[str, list[Route]]) -> None:
+    def __init__(self, namespaces: dict[str, str], installed: dict[str, list[Route]],
+                 on_spawn: Callable[[int, str, str], None] | None = None) -> None:
         self.namespaces = namespaces
         self.installed = {n: list(t) for n, t in installed.items()}
         self.reports: list[InstallReport] = []
+        self.shells: dict[str, IpShell] = {}
+        self.on_spawn = on_spawn  # the ledger records every process we start
+
+    def _shell(self, node: str) -> IpShell:
+        if node not in self.shells:
+            sh = IpShell(self.namespaces[node])
+            if self.on_spawn is not None:
+                self.on_spawn(sh.proc.pid, f"ip-batch-{node}", self.namespaces[node])
+            self.shells[node] = sh
+        return self.shells[node]
 
     def install(self, tables: dict[str, list[Route]]) -> InstallReport:
         t0 = time.monotonic()
-        procs: list[tuple[str, subprocess.Popen[str], str]] = []
+        sent: list[str] = []
         changed = removed = 0
         for node, table in tables.items():
             lines, c, r = diff(self.installed.get(node, []), table)
             if not lines:
                 continue
             changed, removed = changed + c, removed + r
-            text = "\n".join(lines) + "\n"
-            proc = subprocess.Popen(
-                ["ip", "-n", self.namespaces[node], "-force", "-batch", "-"],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                text=True)
-            procs.append((node, proc, text))
-        errors = []
-        for node, proc, text in procs:
-            _, err = proc.communicate(text, timeout=30)
-            if proc.returncode != 0:
-                errors.append(f"{node}: {err.strip()[:300]}")
+            self._shell(node).send(lines)
+            sent.append(node)
+        errors = [f"{node}: {e}" for node in sent for e in self.shells[node].wait()]
         for node, table in tables.items():
             self.installed[node] = list(table)
         report = InstallReport(started=t0, seconds=time.monotonic() - t0,
-                               namespaces=len(procs), added_or_changed=changed,
+                               namespaces=len(sent), added_or_changed=changed,
                                removed=removed, errors=errors)
         self.reports.append(report)
         return report
+
+    def close(self) -> None:
+        """End the ip processes (each holds its namespace open until it exits)."""
+        for sh in self.shells.values():
+            sh.close()
+        self.shells.clear()
 
     def summary(self) -> dict[str, float | int]:
         times = sorted(r.seconds for r in self.reports if r.namespaces)

@@ -283,6 +283,33 @@ class World:
             return self.const.positions_ecef(self.orbit_time(t))[self.const.index_of(node)]
         return self.frame.to_ecef(self.tracks[node].position(t))
 
+    def passes(self) -> dict[str, list[tuple[str, float, float, float]]]:
+        """Satellite passes above each constellation terminal's mask during the run, in real
+        seconds after time zero: (satellite, rise, set, max elevation).  Static terminals
+        only (a moving terminal has no fixed sky)."""
+        from testbed.mobility.visibility import visibility_windows
+
+        out: dict[str, list[tuple[str, float, float, float]]] = {}
+        if self.const is None:
+            return out
+        span = self.sc.duration_s * self.time_scale
+        for g in self.groups:
+            if g.spec.candidates != "constellation":
+                continue
+            for term in g.links:
+                if term in self.moving:
+                    continue
+                lat, lon, alt = ecef_to_geodetic(self.frame.to_ecef(self.tracks[term]
+                                                                    .position(0.0)))
+                wins = visibility_windows(self.const, float(lat), float(lon), float(alt),
+                                          self.epoch_unix, self.epoch_unix + span,
+                                          g.min_elevation_deg, step_s=5.0)
+                out[term] = sorted(
+                    (self.const.names[w.sat], (w.rise_unix - self.epoch_unix) / self.time_scale,
+                     (w.set_unix - self.epoch_unix) / self.time_scale, w.max_elevation_deg)
+                    for w in wins)
+        return out
+
     def describe(self) -> dict[str, object]:
         roles: dict[str, int] = {}
         for d in self.dyn.values():

@@ -26,7 +26,7 @@ from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.netem import NetemEngine
 from testbed.engines.ns3 import MAX_TAPS_PER_PROCESS, Ns3Engine
 from testbed.ledger import Ledger
-from testbed.plan import NetworkPlan, compute_routes, host_graph
+from testbed.plan import NetworkPlan, RouteCache, compute_routes, host_graph
 from testbed.routing import InstallReport, RouteInstaller
 from testbed.scenario.errors import Problem, ScenarioError
 from testbed.scenario.model import Medium, Scenario, WifiSettings
@@ -87,6 +87,7 @@ class Network:
             plan.namespaces, plan.routes,
             on_spawn=lambda pid, name, ns: self.ledger.add_process(pid, name, ns))
         self.segment_cost: dict[str, float] = {}
+        self.route_cache = RouteCache()
         # the timeline and the mobility driver both change links (lock) and routes
         # (route_lock); separate, so a route computation never delays a link update
         self.lock = threading.RLock()
@@ -358,7 +359,8 @@ class Network:
         costs, when the mobility engine sets them) and install what changed."""
         with self.route_lock:
             return self.routes.install(compute_routes(self.sc, self.plan, self.down_segments(),
-                                                      self.segment_cost or None))
+                                                      self.segment_cost or None,
+                                                      self.route_cache))
 
     def check(self) -> None:
         for engine in self._unique_engines():

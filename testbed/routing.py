@@ -93,7 +93,7 @@ class RouteInstaller:
     def __init__(self, namespaces: dict[str, str], installed: dict[str, list[Route]],
                  on_spawn: Callable[[int, str, str], None] | None = None) -> None:
         self.namespaces = namespaces
-        self.installed = {n: list(t) for n, t in installed.items()}
+        self.installed = dict(installed)
         self.reports: list[InstallReport] = []
         self.shells: dict[str, IpShell] = {}
         self.on_spawn = on_spawn  # the ledger records every process we start
@@ -111,6 +111,8 @@ class RouteInstaller:
         sent: list[str] = []
         changed = removed = 0
         for node, table in tables.items():
+            if table is self.installed.get(node):
+                continue  # the very table installed last time (RouteCache): nothing to do
             lines, c, r = diff(self.installed.get(node, []), table)
             if not lines:
                 continue
@@ -118,8 +120,7 @@ class RouteInstaller:
             self._shell(node).send(lines)
             sent.append(node)
         errors = [f"{node}: {e}" for node in sent for e in self.shells[node].wait()]
-        for node, table in tables.items():
-            self.installed[node] = list(table)
+        self.installed.update(tables)
         report = InstallReport(started=t0, seconds=time.monotonic() - t0,
                                namespaces=len(sent), added_or_changed=changed,
                                removed=removed, errors=errors)

@@ -330,3 +330,19 @@ def test_link_named_like_a_switch_lan():
         ]}, "clash")
     plan = planmod.build(sc, TAG)
     check_routes(sc, plan)
+
+
+def test_route_cache_reuses_unchanged_tables_and_stays_correct():
+    sc = ring()
+    plan = planmod.build(sc, TAG)
+    cache = planmod.RouteCache()
+    first = planmod.compute_routes(sc, plan, cache=cache)
+    again = planmod.compute_routes(sc, plan, cache=cache)
+    assert all(again[h] is first[h] for h in first)  # nothing changed: same objects
+    cut = planmod.compute_routes(sc, plan, down=frozenset({"ab"}), cache=cache)
+    assert cut["a"] is not first["a"] and cut["a"] != first["a"]
+    plan.routes = cut
+    check_reachable = walk(plan, "a", plan.primary_ip["b"])
+    assert check_reachable == ["a", "d", "c", "b"]
+    # and without a cache the same tables come out
+    assert planmod.compute_routes(sc, plan, down=frozenset({"ab"})) == cut

@@ -23,6 +23,7 @@ import csv
 import itertools
 import json
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -295,6 +296,9 @@ class MobilityDriver:
 
     def start(self, t_zero: float) -> None:
         self.t_zero = t_zero
+        # The route thread computes for tens of milliseconds at a time; a short GIL switch
+        # interval (default 5 ms) lets the tick thread in between without waiting.
+        sys.setswitchinterval(0.0005)
         self.rerouter.start()
         self.thread = threading.Thread(target=self._loop, name="mobility", daemon=True)
         self.thread.start()

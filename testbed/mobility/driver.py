@@ -82,7 +82,6 @@ class MobilityDriver:
         self.last_reroute = 0.0
         self.last_log = -1.0
         self.graph: nx.Graph | None = None
-        self.last_snapshot: Snapshot | None = None
         self.pings = [f for f in world.sc.traffic if f.kind is FlowKind.PING]
         self._files: dict[str, Any] = {}
         self._writers: dict[str, Any] = {}
@@ -172,7 +171,6 @@ class MobilityDriver:
     def step(self, t_mob: float, now: float, deadline: float | None) -> None:
         c0 = time.perf_counter()
         snap = self.world.snapshot(t_mob)
-        self.last_snapshot = snap
         events = self._associate(snap, now)
         desired, unroutable = self._desired(snap, now)
         changes, flipped = self._changes(desired)

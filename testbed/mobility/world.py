@@ -146,17 +146,6 @@ class World:
     def orbit_time(self, t: float) -> float:
         return self.epoch_unix + t
 
-    def positions(self, t: float) -> dict[str, np.ndarray]:
-        """ECEF km of every placed node at mobility time t."""
-        out: dict[str, np.ndarray] = {}
-        if self.const is not None:
-            sats = self.const.positions_ecef(self.orbit_time(t))
-            for i, name in enumerate(self.const.names):
-                out[name] = sats[i]
-        for name, tr in self.tracks.items():
-            out[name] = self.frame.to_ecef(tr.position(t))
-        return out
-
     def place(self, node: str, xyz: tuple[float, float, float]) -> None:
         """A timeline `move`: the node now stands at xyz (local frame) for good."""
         self.tracks[node] = Static(xyz)

@@ -7,7 +7,7 @@
     exec   NODE CMD...             run one command inside a node of a running scenario
     status                         running scenarios
     clean  [--all]                 remove what crashed or killed runs left behind
-    bench  [fidelity|scale|lifecycle ...]   benchmarks -> results/bench/*.json
+    bench  [fidelity|scale|lifecycle|mobility ...]   benchmarks -> results/bench/*.json
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def handover(console: Console) -> dict[str, Any]:
            "delay_compensation_ms": res.metrics.get("timings_s", {}).get(
                "delay_compensation_ms"),
            "update_late_fraction": mob.get("late_fraction"),
-           "ns3_max_lag_ms": res.metrics.get("engines", {}).get("ns3", {}).get("max_lag_ms")}
+           "ns3_max_lag_ms": res.metrics.get("ns3_realtime", {}).get("max_lag_ms")}
     ratio = _ratio(res.run_dir)
     out["measured_over_predicted_rtt_median"] = ratio
     console.print(f"leo-handover: {out['handovers']} handovers, median |RTT - geometry| "

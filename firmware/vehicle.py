@@ -520,7 +520,7 @@ class Vehicle:
             health = SENSORS if ok else SENSORS & ~mav.MAV_SYS_STATUS_PREARM_CHECK
             return mav.MAVLink_sys_status_message(
                 SENSORS, SENSORS, health, 100, int(self.battery.voltage * 1000),
-                int(b.power_w / self.battery.voltage * 100), int(self.battery.remaining * 100),
+                int(b.power_w / self.battery.voltage * 100), round(self.battery.remaining * 100),
                 0, 0, 0, 0, 0, 0)
         if name == "BATTERY_STATUS":
             cells = [int(self.battery.voltage / self.battery.cells * 1000)] * \
@@ -529,7 +529,7 @@ class Vehicle:
                 0, mav.MAV_BATTERY_FUNCTION_ALL, mav.MAV_BATTERY_TYPE_LIPO, 2500, cells,
                 int(b.power_w / self.battery.voltage * 100),
                 int(self.battery.used_wh / self.battery.voltage * 1000), -1,
-                int(self.battery.remaining * 100))
+                round(self.battery.remaining * 100))
         if name == "GPS_RAW_INT":
             speed = float(np.hypot(b.vel[0], b.vel[1]))
             cog = int(math.degrees(math.atan2(b.vel[1], b.vel[0])) % 360 * 100)

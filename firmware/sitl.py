@@ -86,7 +86,8 @@ class Fleet:
                  spacing_m: float = 3.0, api_host: str = "127.0.0.1", api_port: int = 14540,
                  gcs_port: int = 14550, bind_host: str = "0.0.0.0", first_sysid: int = 1,
                  telemetry_hz: float = 20.0, physics_hz: float = 50.0,
-                 params: dict[str, float] | None = None, gcs: bool = True) -> None:
+                 params: dict[str, float] | None = None, gcs: bool = True,
+                 report_unix: str | None = None, report_hz: float = 10.0) -> None:
         if not count >= 1 or first_sysid + count - 1 > MAX_VEHICLES:
             raise ValueError(f"system ids {first_sysid}..{first_sysid + count - 1} do not fit "
                              f"MAVLink's 1..{MAX_VEHICLES}")
@@ -112,6 +113,12 @@ class Fleet:
                 self.sel.register(link.sock, selectors.EVENT_READ, (v, link))
         self.stopping = False
         self.errors: list[str] = []
+        # positions for the testbed's mobility driver, over a host-local Unix socket
+        self.report_path = report_unix
+        self.report_period = 1.0 / report_hz
+        self.report_due = 0.0
+        self.report_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) \
+            if report_unix else None
 
     @staticmethod
     def _sender(links: list[UdpLink]) -> Any:
@@ -145,6 +152,9 @@ class Fleet:
             self.stats.lateness.append(late * 1e3)
             for v in self.vehicles:
                 v.tick(now)
+            if self.report_sock is not None and now >= self.report_due:
+                self.report_due = now + self.report_period
+                self._report()
             self.stats.ticks += 1
             k += 1
             if late > self.period:  # fell behind by whole periods: skip them (counted late)
@@ -156,7 +166,22 @@ class Fleet:
                 break
         return self.stats
 
+    def _report(self) -> None:
+        assert self.report_sock is not None and self.report_path is not None
+        for v in self.vehicles:
+            lat, lon, alt = v.ned_to_global(v.body.pos)
+            data = json.dumps({"sysid": v.sysid, "lat": lat, "lon": lon, "alt": alt,
+                               "armed": v.armed, "mode": v.mode_name,
+                               "battery": round(v.battery.remaining, 4),
+                               "power_w": round(v.body.power_w, 2)}).encode()
+            try:
+                self.report_sock.sendto(data, self.report_path)
+            except OSError:
+                pass  # the testbed is not listening (yet): positions are best effort
+
     def close(self) -> None:
+        if self.report_sock is not None:
+            self.report_sock.close()
         for links in self.links.values():
             for link in links:
                 self.sel.unregister(link.sock)
@@ -180,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--stats", type=Path, default=None, help="write tick statistics (JSON)")
+    ap.add_argument("--report-unix", default=None,
+                    help="send each vehicle's position 10 times a second to this Unix "
+                    "datagram socket (the testbed's mobility driver listens there)")
     args = ap.parse_args(argv)
     try:
         lat, lon, alt = (float(x) for x in args.home.split(","))
@@ -187,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         tracemalloc.start()
         fleet = Fleet(args.count, (lat, lon, alt), args.spacing, args.api_host, args.api_port,
                       args.gcs_port, first_sysid=args.first_sysid, telemetry_hz=args.rate_hz,
-                      physics_hz=args.physics_hz, params=params)
+                      physics_hz=args.physics_hz, params=params,
+                      report_unix=args.report_unix)
     except (ValueError, KeyError, OSError) as exc:
         print(f"firmware.sitl: {exc}", file=sys.stderr)
         return 2

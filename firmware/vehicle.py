@@ -400,7 +400,10 @@ class Vehicle:
         if self.mode == (AUTO, LAND):
             v = velocity_for(self.body, self.target if self.target is not None
                              else self.body.pos, self.limits)
-            v[2] = self.params["MPC_LAND_SPEED"]
+            # PX4 descends at MPC_Z_VEL_MAX_DN down to MPC_LAND_ALT1 (10 m), then slows to
+            # MPC_LAND_SPEED for the final approach
+            v[2] = self.params["MPC_LAND_SPEED"] if self.rel_alt < 10.0 else \
+                self.params["MPC_Z_VEL_MAX_DN"]
             return v, None
         if self.mode == (AUTO, RTL):
             return self._rtl()

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from testbed import plan as planner
+from testbed.autopilots import Autopilots
 from testbed.calibration import calibrate
 from testbed.capture import Captures
 from testbed.cleanup import teardown
@@ -96,6 +97,7 @@ class Run:
         self.counters0: dict[str, dict[str, int]] | None = None
         self.t_zero: float | None = None
         self.driver: MobilityDriver | None = None
+        self.autopilots: Autopilots | None = None
 
     def _phase(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.monotonic() - t0, 3)
@@ -154,6 +156,12 @@ class Run:
             if self.world.dyn or self.world.wifi_moving:
                 self.driver = MobilityDriver(self.world, net, self.run_dir / "mobility")
                 self.driver.prime()
+            if self.world.sc.autopilots():
+                tracks = {n: self.world.tracks[n] for n in self.world.sc.autopilots()}
+                self.autopilots = Autopilots(self.world.sc, tracks,  # type: ignore[arg-type]
+                                             self.world.frame, plan.primary_ip,
+                                             plan.namespaces, sup, state_dir)
+                self.autopilots.start()
         self.timings.update(net.timings)
         man["engines"] = net.engine_names()
         write_json(self.run_dir / "manifest.json", man)
@@ -223,6 +231,8 @@ class Run:
         try:
             if self.driver is not None:
                 self.driver.stop()
+            if self.autopilots is not None:
+                self.autopilots.stop()
             if net is not None:
                 counters = None
                 if self.counters0 is not None:

@@ -8,7 +8,9 @@ failed); a failed entry is reported, never silently dropped, and the run goes on
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,8 +120,10 @@ class Timeline:
         if a is EventAction.EXEC:
             assert ev.node is not None and ev.command is not None
             log = self.sup.log_dir / ev.node / f"exec-{ev.at_s:g}s.log"
+            # `python` in a scenario command is the testbed's own interpreter (its venv)
+            path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             self.sup.start(f"exec-{ev.node}-{ev.at_s:g}", ["sh", "-c", ev.command],
-                           netns=net.plan.namespaces[ev.node], log=log)
+                           netns=net.plan.namespaces[ev.node], log=log, env={"PATH": path})
             return {"log": str(log)}
         raise ValueError(f"unhandled action {a}")
 

@@ -4,6 +4,7 @@ flowing.  Each test runs a whole scenario through the runner and checks nothing 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -119,3 +120,52 @@ def test_leo_handovers_keep_the_ping_flowing(tmp_path: Path) -> None:
              (res.run_dir / "mobility" / "handovers.jsonl").read_text().splitlines()]
     assert {h["terminal"] for h in hands if h["reason"] != "initial"} == {"user1", "gw1"}
     assert not any(leftovers(res.run_dir.name.rsplit("-", 1)[-1]).values())
+
+
+def autopilot_scenario() -> dict[str, Any]:
+    """A UAV whose autopilot (PX4 flavour) is reached by the ground station over a 50 ms,
+    1 %-loss point-to-point link, and a relay 2 km north joined to the UAV by a radio link
+    whose delay, rate and loss follow the distance the autopilot reports."""
+    return {
+        "name": "emu-autopilot", "duration_s": 75,
+        "mobility": {"origin": {"lat_deg": 47.397742, "lon_deg": 8.545594, "alt_m": 488}},
+        "nodes": {
+            "gs": {"kind": "ground_station", "position": [0, -20, 2]},
+            "uav": {"kind": "uav", "position": [0, 0, 0.2],
+                    "autopilot": {"controller": "gs",
+                                  "params": {"MPC_XY_CRUISE": 8, "COM_DISARM_LAND": 1}}},
+            "relay": {"kind": "ground_station", "position": [0, 2000, 20]},
+        },
+        "links": [
+            {"name": "c2", "kind": "air-to-ground", "medium": "p2p",
+             "endpoints": ["gs", "uav"], "delay_ms": 50, "rate_mbps": 5, "loss_pct": 1},
+            {"name": "radio", "kind": "air-to-ground", "medium": "p2p",
+             "endpoints": ["uav", "relay"],
+             "channel": {"model": "free-space", "freq_hz": 2.4e9, "tx_power_dbm": 30}},
+        ],
+        "timeline": [{"at_s": 1, "action": "exec", "node": "gs", "command":
+                      "python -m controllers.fly --vehicles 1 --takeoff 10 --square 40 "
+                      "--land --timeout 40"}],
+        "capture": {"enabled": False}, "probes": {"link_rtt": False},
+    }
+
+
+@pytest.mark.slow
+def test_mavsdk_flies_an_autopilot_across_a_lossy_50ms_link(tmp_path: Path) -> None:
+    sc = parse(autopilot_scenario(), "emu-autopilot")
+    res = Run(sc, "emu-autopilot", RunOptions(results_base=tmp_path)).execute()
+    assert res.status == "done", res.error
+    d = res.run_dir
+    log = (d / "logs" / "gs" / "exec-1s.log").read_text(errors="replace")
+    flights = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+    assert flights and flights[0]["sysid"] == 1, log[-2000:]
+    assert len(flights[0]["legs_s"]) == 4 and flights[0]["battery_used_pct"] > 0
+    # the autopilot's reported positions moved the radio link's endpoint: its range to the
+    # relay 2 km north shrank by the square's 40 m and came back
+    with open(d / "mobility" / "link-state.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["link"] == "radio"]
+    ranges = [float(r["range_km"]) * 1000 for r in rows]
+    assert max(ranges) - min(ranges) > 35, (min(ranges), max(ranges))
+    ap_log = (d / "logs" / "uav" / "autopilot.log").read_text()
+    assert '"handler_errors": []' in ap_log
+    assert not any(leftovers(d.name.rsplit("-", 1)[-1]).values())

@@ -9,6 +9,8 @@
     mobility   leo-handover: measured RTT vs geometric prediction, outage per handover,
                route install time; a 100-satellite shell with 200 ISLs updated at 10 Hz:
                late updates, CPU, diff vs full route install
+    drones     COMMAND_LONG -> ACK round trip over emulated links vs their ping RTT; 100
+               simulated vehicles at 20 Hz telemetry on one core (late ticks, CPU, memory)
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ BENCH_DIR = RESULTS / "bench"
 
 
 def main(which: list[str], console: Console) -> int:
-    from testbed.bench import fidelity, lifecycle, mobility, scale
+    from testbed.bench import drones, fidelity, lifecycle, mobility, scale
 
     table: dict[str, Callable[[Console], dict[str, Any]]] = {
         "fidelity": fidelity.run, "scale": scale.run, "lifecycle": lifecycle.run,
-        "mobility": mobility.run}
+        "mobility": mobility.run, "drones": drones.run}
     names = which or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:

@@ -4,7 +4,8 @@ Positions are metres in the scenario's local east/north/up frame (anchored at
 `mobility.origin`).  Every track is a pure function of t (random waypoint draws its legs
 from a seeded generator, lazily and in order), so the link engine, the route predictor and
 the plots all see the same positions, and a rerun with the same seed moves identically.
-UAVs flown by an autopilot will get a telemetry-fed track with the same interface.
+UAVs flown by an autopilot have a TelemetryTrack: the position their autopilot last
+reported (testbed.autopilots feeds it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from testbed.mobility.geo import LocalFrame, geodetic_to_ecef
 from testbed.scenario.model import (
     CircleMotion,
     Node,
@@ -109,6 +111,22 @@ class RandomWaypoint:
     def position(self, t: float) -> np.ndarray:
         self._extend(t)
         return Polyline(self.times, self.points, loop=False).position(t)
+
+
+class TelemetryTrack:
+    """A UAV's position as its autopilot reports it (local frame, metres)."""
+
+    def __init__(self, initial: np.ndarray, frame: LocalFrame) -> None:
+        self.xyz = np.asarray(initial, dtype=float)
+        self.frame = frame
+        self.updates = 0
+
+    def update(self, lat: float, lon: float, alt_amsl_m: float) -> None:
+        self.xyz = self.frame.from_ecef(geodetic_to_ecef(lat, lon, alt_amsl_m / 1000.0))
+        self.updates += 1
+
+    def position(self, t: float) -> np.ndarray:
+        return self.xyz
 
 
 def read_trace(path: Path) -> tuple[list[float], list[tuple[float, float, float]]]:

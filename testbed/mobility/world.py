@@ -29,7 +29,7 @@ from testbed.mobility.geo import (
     ecef_to_geodetic,
     enu_matrix,
 )
-from testbed.mobility.motion import Static, Track, track_for
+from testbed.mobility.motion import Static, TelemetryTrack, Track, track_for
 from testbed.mobility.orbits import Constellation, walker_isl_pairs
 from testbed.scenario.errors import Problem, ScenarioError
 from testbed.scenario.model import (
@@ -131,6 +131,9 @@ class World:
 
                 initial = frame.from_ecef(geodetic_to_ecef(loc.lat_deg, loc.lon_deg,
                                                            loc.alt_m / 1000.0))
+            if node.autopilot is not None and initial is not None:
+                tracks[name] = TelemetryTrack(initial, frame)
+                continue
             try:
                 tr = track_for(name, node, sc.seed, base, initial)
             except (OSError, ValueError) as exc:

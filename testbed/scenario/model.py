@@ -139,6 +139,19 @@ Motion = Annotated[WaypointsMotion | CircleMotion | RandomWaypointMotion | Trace
                    Field(discriminator="model")]
 
 
+class Autopilot(Strict):
+    """The UAV is flown by a simulated autopilot (firmware/) running in its namespace; its
+    MAVLink API link goes to the controller node across the emulated network (PX4 SITL
+    conventions: instance i sends to the controller's UDP 14540+i)."""
+
+    flavour: Literal["px4", "arducopter"] = "px4"
+    controller: Name = Field(description="node running the flight controller code (MAVSDK)")
+    sysid: int | None = Field(default=None, ge=1, le=255,
+                              description="default: 1, 2, ... in the order of the nodes")
+    telemetry_hz: float = Field(default=20.0, ge=1.0, le=100.0)
+    params: dict[str, float] = Field(default_factory=dict)
+
+
 class Node(Strict):
     kind: NodeKind
     position: Xyz | None = Field(
@@ -146,10 +159,17 @@ class Node(Strict):
     )
     location: Location | None = None
     motion: Motion | None = None
+    autopilot: Autopilot | None = None
     description: str = ""
 
     @model_validator(mode="after")
     def _where(self) -> Node:
+        if self.autopilot is not None:
+            if self.kind is not NodeKind.UAV:
+                raise ValueError("only a uav can have an autopilot")
+            if self.motion is not None:
+                raise ValueError("a UAV with an autopilot is moved by its flight controller, "
+                                 "not by a motion model: remove motion (its position is home)")
         if self.position is not None and self.location is not None:
             raise ValueError("give either position (local metres) or location (lat/lon), "
                              "not both")
@@ -162,6 +182,7 @@ class Node(Strict):
     def placed(self) -> bool:
         return (self.position is not None or self.location is not None
                 or self.motion is not None)
+
 
 
 class WifiSettings(Strict):
@@ -497,6 +518,24 @@ class Scenario(Strict):
     mobility: Mobility = Mobility()
     constellation: Constellation | None = None
     access: list[Access] = Field(default_factory=list)
+
+    def autopilots(self) -> dict[str, tuple[int, Autopilot]]:
+        """UAV name -> (MAVLink system id, settings), ids assigned in node order."""
+        out: dict[str, tuple[int, Autopilot]] = {}
+        next_id = 1
+        taken = {n.autopilot.sysid for n in self.nodes.values()
+                 if n.autopilot is not None and n.autopilot.sysid is not None}
+        for name, node in self.nodes.items():
+            if node.autopilot is None:
+                continue
+            sysid = node.autopilot.sysid
+            if sysid is None:
+                while next_id in taken:
+                    next_id += 1
+                sysid = next_id
+                taken.add(sysid)
+            out[name] = (sysid, node.autopilot)
+        return out
 
     def switches(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.kind is NodeKind.SWITCH]

@@ -115,6 +115,7 @@ def check(sc: Scenario) -> list[Problem]:
                                     "crash, restart and exec act on hosts"))
 
     problems += _access(sc, unknown, link_names)
+    problems += _autopilots(sc, unknown)
 
     if isinstance(sc.capture.links, list):
         for i, name in enumerate(sc.capture.links):
@@ -162,6 +163,42 @@ def _access(sc: Scenario, unknown: Callable[[str, str, list[str], str], None],
             if both:
                 problems.append(Problem(f"{path}.candidates", f"{sorted(both)} are both "
                                         "terminals and candidates", "list each node once"))
+    return problems
+
+
+def _autopilots(sc: Scenario, unknown: Callable[[str, str, list[str], str], None]
+                ) -> list[Problem]:
+    problems: list[Problem] = []
+    ids: dict[int, str] = {}
+    for name, node in sc.nodes.items():
+        ap = node.autopilot
+        if ap is None:
+            continue
+        path = f"nodes.{name}.autopilot"
+        if ap.controller not in sc.nodes:
+            unknown(f"{path}.controller", ap.controller, sc.hosts(), "nodes")
+        elif ap.controller == name or sc.nodes[ap.controller].kind is NodeKind.SWITCH:
+            problems.append(Problem(f"{path}.controller", f"'{ap.controller}' cannot control "
+                                    f"'{name}'", "name another host, e.g. the ground station"))
+        if ap.sysid is not None and ap.sysid in ids:
+            problems.append(Problem(f"{path}.sysid", f"system id {ap.sysid} is already "
+                                    f"'{ids[ap.sysid]}''s", "give each vehicle its own id"))
+        if ap.sysid is not None:
+            ids[ap.sysid] = name
+        if node.position is None and node.location is None:
+            problems.append(Problem(f"nodes.{name}.position", f"'{name}' has an autopilot "
+                                    "but no home", "add position: [x, y, z] (metres, local "
+                                    "frame) or location: {lat_deg, lon_deg}"))
+        from firmware.params import PX4_DEFAULTS
+
+        if ap.flavour == "px4":
+            for k in ap.params:
+                if k not in PX4_DEFAULTS:
+                    problems.append(Problem(f"{path}.params.{k}", f"unknown parameter '{k}'",
+                                            _suggest(k, list(PX4_DEFAULTS), "parameters")))
+    if len(sc.autopilots()) > 255:
+        problems.append(Problem("nodes", "more than 255 vehicles: MAVLink system ids are 1..255",
+                                "split the fleet over several scenarios"))
     return problems
 
 

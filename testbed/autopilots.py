@@ -2,6 +2,13 @@
 has `autopilot:`, started in that UAV's namespace, so its MAVLink crosses the emulated links
 to the controller node; the vehicle's own position drives the UAV's links.
 
+Flavour `px4-sitl` runs the real PX4 SITL binary instead (SIH quadrotor, no GUI) when
+SAGIN_PX4_DIR points at a PX4-Autopilot checkout built with `make px4_sitl_default`: PX4
+sends its API link to 127.0.0.1:14540+i inside the UAV's namespace, where firmware.udprelay
+forwards it to the controller (and reports the positions it carries).  This path could not
+be run here (no PX4 build on this machine): it is covered up to the relay, with the built-in
+vehicle standing in for PX4.
+
 Ports follow PX4 SITL: the vehicle with system id S is instance S-1 and sends its API link
 to the controller's UDP 14540+S-1 (MAVSDK `udpin://0.0.0.0:14540+S-1` there) and its
 ground-station link to 14550.  Positions come back to the mobility driver over a Unix
@@ -12,6 +19,7 @@ the emulated network), about 10 times a second.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -29,6 +37,20 @@ GCS_PORT = 14550
 def api_url(sysid: int) -> str:
     """Where a controller listens for the vehicle with this system id."""
     return f"udpin://0.0.0.0:{API_PORT + sysid - 1}"
+
+
+def find_px4() -> Path | None:
+    """The PX4 SITL binary under $SAGIN_PX4_DIR, or None."""
+    root = os.environ.get("SAGIN_PX4_DIR")
+    if not root:
+        return None
+    binary = Path(root) / "build" / "px4_sitl_default" / "bin" / "px4"
+    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+PX4_MISSING = ("PX4 SITL not found: set SAGIN_PX4_DIR to a PX4-Autopilot checkout built with "
+               "`make px4_sitl_default` (expects build/px4_sitl_default/bin/px4), or use "
+               "flavour: px4 (the built-in PX4-behaving vehicle, nothing to install)")
 
 
 class Autopilots:
@@ -52,6 +74,9 @@ class Autopilots:
                                        daemon=True)
         self.thread.start()
         for name, (sysid, ap) in self.sc.autopilots().items():
+            if ap.flavour == "px4-sitl":
+                self._start_px4(name, sysid)
+                continue
             lat, lon, alt_km = (float(x) for x in self.frame.geodetic(self.tracks[name].xyz))
             argv = [sys.executable, "-m", "firmware.sitl", "--count", "1",
                     "--first-sysid", str(sysid),
@@ -64,6 +89,30 @@ class Autopilots:
                 argv += ["--param", f"{k}={v:g}"]
             self.sup.start(f"autopilot-{name}", argv, netns=self.namespaces[name],
                            log=self.sup.log_dir / name / "autopilot.log", critical=True)
+
+    def _start_px4(self, name: str, sysid: int) -> None:
+        px4 = find_px4()
+        if px4 is None:
+            raise RuntimeError(PX4_MISSING)
+        i = sysid - 1
+        work = self.sock_path.parent / f"px4-{name}"
+        work.mkdir(parents=True, exist_ok=True)
+        lat, lon, alt_km = (float(x) for x in self.frame.geodetic(self.tracks[name].xyz))
+        env = {"PX4_SYS_AUTOSTART": "10040", "PX4_SIM_MODEL": "sihsim_quadx",
+               "PX4_HOME_LAT": f"{lat:.8f}", "PX4_HOME_LON": f"{lon:.8f}",
+               "PX4_HOME_ALT": f"{alt_km * 1000:.2f}"}
+        etc = px4.parent.parent / "etc"
+        self.sup.start(f"px4-{name}", [str(px4), "-i", str(i), "-d", "-w", str(work),
+                                        str(etc)],
+                       netns=self.namespaces[name], env=env, critical=True,
+                       log=self.sup.log_dir / name / "px4.log")
+        ap = self.sc.nodes[name].autopilot
+        assert ap is not None
+        self.sup.start(f"mavlink-relay-{name}", [
+            sys.executable, "-m", "firmware.udprelay", "--listen", str(API_PORT + i),
+            "--to", f"{self.addresses[ap.controller]}:{API_PORT + i}",
+            "--report-unix", str(self.sock_path)], netns=self.namespaces[name],
+            critical=True, log=self.sup.log_dir / name / "mavlink-relay.log")
 
     def _receive(self) -> None:
         assert self.sock is not None

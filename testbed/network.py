@@ -21,6 +21,7 @@ from typing import Any
 import networkx as nx
 
 from testbed import features
+from testbed.autopilots import PX4_MISSING, find_px4
 from testbed.engines import mnwifi
 from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.netem import NetemEngine
@@ -64,6 +65,9 @@ def preflight(sc: Scenario, source: str) -> None:
     if sc.engines.p2p == "netem" and not features.has_netem():
         problems.append(Problem("engines.p2p", "netem requested but this kernel has no "
                                 "sch_netem", "use p2p: auto or ns3"))
+    for name, (_, ap) in sc.autopilots().items():
+        if ap.flavour == "px4-sitl" and find_px4() is None:
+            problems.append(Problem(f"nodes.{name}.autopilot.flavour", PX4_MISSING))
     if problems:
         raise ScenarioError(source, problems)
 

@@ -144,7 +144,9 @@ class Autopilot(Strict):
     MAVLink API link goes to the controller node across the emulated network (PX4 SITL
     conventions: instance i sends to the controller's UDP 14540+i)."""
 
-    flavour: Literal["px4", "arducopter"] = "px4"
+    flavour: Literal["px4", "arducopter", "px4-sitl"] = Field(
+        default="px4", description="px4 / arducopter: the built-in vehicle (firmware/); "
+        "px4-sitl: the real PX4 SITL binary under $SAGIN_PX4_DIR")
     controller: Name = Field(description="node running the flight controller code (MAVSDK)")
     sysid: int | None = Field(default=None, ge=1, le=255,
                               description="default: 1, 2, ... in the order of the nodes")

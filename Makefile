@@ -12,11 +12,13 @@ CMD     ?=
 DURATION ?=
 HOLD    ?=
 BENCH   ?=
+N       ?= 1
+FLAVOUR ?= px4
 PYTEST_ARGS ?=
 
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold)
 
-.PHONY: setup scenario scenarios check shell exec status clean bench test lint help
+.PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -27,10 +29,14 @@ help:
 	@echo "make exec NODE=uav1 CMD='...'   one command inside a node of a running scenario"
 	@echo "make status | make clean        running scenarios | remove leftovers of killed runs"
 	@echo "make bench [BENCH=fidelity]     benchmarks -> results/bench/*.json"
+	@echo "make sitl N=3 [FLAVOUR=px4]     N simulated vehicles on loopback with PX4 SITL's ports"
 	@echo "make test                       the test suite (what CI runs)"
 
 setup:
 	@bash scripts/bootstrap.sh
+
+sitl: setup
+	@$(PY) -m firmware.sitl --count $(N) --flavour $(FLAVOUR)
 
 scenario: setup
 	@$(PY) -m testbed run $(SCEN_ARGS)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from testbed.autopilots import PX4_MISSING, find_px4
 from testbed.cleanup import leftovers
 from testbed.mobility.report import ping_replies
 from testbed.runner import Run, RunOptions
@@ -169,3 +170,14 @@ def test_mavsdk_flies_an_autopilot_across_a_lossy_50ms_link(tmp_path: Path) -> N
     ap_log = (d / "logs" / "uav" / "autopilot.log").read_text()
     assert '"handler_errors": []' in ap_log
     assert not any(leftovers(d.name.rsplit("-", 1)[-1]).values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_px4() is None, reason=PX4_MISSING)
+def test_real_px4_sitl_flies_across_the_emulated_link(tmp_path: Path) -> None:
+    raw = autopilot_scenario()
+    raw["nodes"]["uav"]["autopilot"] = {"controller": "gs", "flavour": "px4-sitl"}
+    res = Run(parse(raw, "emu-px4"), "emu-px4", RunOptions(results_base=tmp_path)).execute()
+    assert res.status == "done", res.error
+    log = (res.run_dir / "logs" / "gs" / "exec-1s.log").read_text(errors="replace")
+    assert any(x.startswith("{") for x in log.splitlines()), log[-2000:]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from firmware.vehicle import Vehicle
 
 RELATIVE_FRAMES = (mav.MAV_FRAME_GLOBAL_RELATIVE_ALT, mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT)
-NOT_STARTED, ACTIVE, COMPLETE = 1, 3, 5  # MISSION_STATE
+NO_MISSION, NOT_STARTED, ACTIVE, COMPLETE = 1, 2, 3, 5  # MAVLink MISSION_STATE
 
 
 class MissionServer:
@@ -88,7 +88,8 @@ class MissionServer:
         self.finished = False
 
     def current_message(self) -> Any:
-        state = COMPLETE if self.finished else ACTIVE if self.v.mode == (4, 4) else NOT_STARTED
+        state = NO_MISSION if not self.items else COMPLETE if self.finished else \
+            ACTIVE if self.v.mode == (4, 4) else NOT_STARTED
         seq = min(self.current, max(0, len(self.items) - 1)) if not self.finished \
             else len(self.items)
         return mav.MAVLink_mission_current_message(seq, len(self.items), state)

@@ -1,6 +1,7 @@
 """Run N simulated vehicles with PX4 SITL's network conventions, in one process.
 
     python -m firmware.sitl --count 3            # or: make sitl N=3
+    python -m firmware.sitl --flavour arducopter # ArduCopter 4.x vehicles (DroneKit, MAVProxy)
 
 Instance i (0-based) is MAVLink system 1+i and behaves like `px4 -i i`: it listens on UDP
 14580+i and sends to 127.0.0.1:14540+i (the API/offboard link: MAVSDK `udp://:14540`), and
@@ -9,6 +10,11 @@ MAVProxy).  It answers whoever last talked to it on each link, like PX4's MAVLin
 One selector loop steps every vehicle at `--physics-hz` on absolute deadlines; a tick that
 starts more than half a period late is counted, and the counts are printed (and written
 with --stats) at exit.
+
+The flavour picks the autopilot the vehicles present: `px4` (firmware/vehicle.py, the default)
+or `arducopter` (firmware/ardupilot.py; --param then takes ArduCopter names).  ArduPilot's own
+SITL serves TCP 5760 and friends, but with --flavour arducopter the vehicles still use the PX4
+SITL UDP ports so the same tools connect (DroneKit: `connect("udpin:127.0.0.1:14540")`).
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from typing import Any
 
 from pymavlink.dialects.v20 import ardupilotmega as mav
 
+from firmware.ardupilot import ArduCopterVehicle
 from firmware.vehicle import Home, Vehicle, VehicleConfig
 
+FLAVOURS: dict[str, type[Vehicle]] = {"px4": Vehicle, "arducopter": ArduCopterVehicle}
 PX4_HOME = (47.397742, 8.545594, 488.0)  # PX4 SITL's default home (Zurich)
 MAX_VEHICLES = 255
 
@@ -87,7 +95,10 @@ class Fleet:
                  gcs_port: int = 14550, bind_host: str = "0.0.0.0", first_sysid: int = 1,
                  telemetry_hz: float = 20.0, physics_hz: float = 50.0,
                  params: dict[str, float] | None = None, gcs: bool = True,
-                 report_unix: str | None = None, report_hz: float = 10.0) -> None:
+                 report_unix: str | None = None, report_hz: float = 10.0,
+                 flavour: str = "px4", local_port: int = 14580) -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"unknown flavour {flavour!r}: choose from {', '.join(FLAVOURS)}")
         if not count >= 1 or first_sysid + count - 1 > MAX_VEHICLES:
             raise ValueError(f"system ids {first_sysid}..{first_sysid + count - 1} do not fit "
                              f"MAVLink's 1..{MAX_VEHICLES}")
@@ -99,14 +110,15 @@ class Fleet:
         lat0, lon0, alt0 = home
         for i in range(count):
             sysid = first_sysid + i
-            links = [UdpLink((bind_host, 14580 + i), (api_host, api_port + i), sysid)]
-            if gcs:
-                links.append(UdpLink((bind_host, 18570 + i), (api_host, gcs_port), sysid))
             # vehicles stand in a row, spacing_m apart to the east
             lon = lon0 + math.degrees(i * spacing_m / (6378137.0 * math.cos(
                 math.radians(lat0))))
-            v = Vehicle(VehicleConfig(sysid, Home(lat0, lon, alt0), telemetry_hz,
-                                      dict(params or {})), self._sender(links))
+            links: list[UdpLink] = []  # bound after the vehicle: bad parameters bind nothing
+            v = FLAVOURS[flavour](VehicleConfig(sysid, Home(lat0, lon, alt0), telemetry_hz,
+                                                dict(params or {})), self._sender(links))
+            links.append(UdpLink((bind_host, local_port + i), (api_host, api_port + i), sysid))
+            if gcs:
+                links.append(UdpLink((bind_host, 18570 + i), (api_host, gcs_port), sysid))
             self.vehicles.append(v)
             self.links[sysid] = links
             for link in links:
@@ -119,6 +131,8 @@ class Fleet:
         self.report_due = 0.0
         self.report_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) \
             if report_unix else None
+        if self.report_sock is not None:
+            self.report_sock.setblocking(False)  # never let a slow reader stall the vehicles
 
     @staticmethod
     def _sender(links: list[UdpLink]) -> Any:
@@ -192,12 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m firmware.sitl", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", "-n", type=int, default=1)
+    ap.add_argument("--flavour", choices=sorted(FLAVOURS), default="px4",
+                    help="autopilot the vehicles present (default px4); arducopter keeps the "
+                    "PX4 SITL UDP ports")
     ap.add_argument("--home", default=",".join(map(str, PX4_HOME)),
                     help="lat,lon,alt_amsl of instance 0 (default PX4 SITL's Zurich home)")
     ap.add_argument("--spacing", type=float, default=3.0, help="metres between vehicles")
     ap.add_argument("--api-host", default="127.0.0.1",
                     help="where the API (14540+i) and GCS (14550) links send")
     ap.add_argument("--api-port", type=int, default=14540)
+    ap.add_argument("--local-port", type=int, default=14580,
+                    help="where instance i listens for the API link (PX4: 14580+i)")
     ap.add_argument("--gcs-port", type=int, default=14550)
     ap.add_argument("--first-sysid", type=int, default=1)
     ap.add_argument("--rate-hz", type=float, default=20.0, help="position/attitude telemetry")
@@ -216,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet = Fleet(args.count, (lat, lon, alt), args.spacing, args.api_host, args.api_port,
                       args.gcs_port, first_sysid=args.first_sysid, telemetry_hz=args.rate_hz,
                       physics_hz=args.physics_hz, params=params,
-                      report_unix=args.report_unix)
+                      report_unix=args.report_unix, flavour=args.flavour,
+                      local_port=args.local_port)
     except (ValueError, KeyError, OSError) as exc:
         print(f"firmware.sitl: {exc}", file=sys.stderr)
         return 2
@@ -228,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"firmware.sitl: {args.count} PX4-flavour vehicles, sysid {args.first_sysid}.."
+    print(f"firmware.sitl: {args.count} {args.flavour}-flavour vehicles, sysid {args.first_sysid}.."
           f"{args.first_sysid + args.count - 1}, API -> {args.api_host}:{args.api_port}+i, "
           f"GCS -> {args.api_host}:{args.gcs_port}", flush=True)
     cpu0 = time.process_time()

@@ -88,6 +88,8 @@ class Vehicle:
         self.cfg, self.send, self.clock = cfg, send, clock
         self.sysid = cfg.sysid
         self.home = cfg.home
+        # the local NED frame stays where the vehicle powered up; DO_SET_HOME moves home only
+        self.origin = Home(cfg.home.lat, cfg.home.lon, cfg.home.alt)
         self.params = ParamTable(PX4_DEFAULTS, cfg.params)
         self.limits = Limits()
         self.power = PowerModel()
@@ -116,15 +118,16 @@ class Vehicle:
 
     # ---- geometry ------------------------------------------------------------------------
     def ned_to_global(self, ned: np.ndarray) -> tuple[float, float, float]:
-        lat = self.home.lat + math.degrees(ned[0] / EARTH_R)
-        lon = self.home.lon + math.degrees(ned[1] / (EARTH_R * math.cos(math.radians(
-            self.home.lat))))
-        return lat, lon, self.home.alt - float(ned[2])
+        o = self.origin
+        lat = o.lat + math.degrees(ned[0] / EARTH_R)
+        lon = o.lon + math.degrees(ned[1] / (EARTH_R * math.cos(math.radians(o.lat))))
+        return lat, lon, o.alt - float(ned[2])
 
     def global_to_ned(self, lat: float, lon: float, alt_amsl: float) -> np.ndarray:
-        n = math.radians(lat - self.home.lat) * EARTH_R
-        e = math.radians(lon - self.home.lon) * EARTH_R * math.cos(math.radians(self.home.lat))
-        return np.array([n, e, self.home.alt - alt_amsl])
+        o = self.origin
+        n = math.radians(lat - o.lat) * EARTH_R
+        e = math.radians(lon - o.lon) * EARTH_R * math.cos(math.radians(o.lat))
+        return np.array([n, e, o.alt - alt_amsl])
 
     @property
     def rel_alt(self) -> float:
@@ -426,7 +429,7 @@ class Vehicle:
 
     def _rtl(self) -> tuple[np.ndarray, float | None]:
         alt = self.params["RTL_RETURN_ALT"]
-        home = np.zeros(3)
+        home = self.global_to_ned(self.home.lat, self.home.lon, self.home.alt)
         if self.rtl_phase == 0:  # climb to the return altitude
             tgt = np.array([self.body.pos[0], self.body.pos[1], -max(alt, self.rel_alt)])
             if self.rel_alt >= alt - 0.5:
@@ -438,7 +441,7 @@ class Vehicle:
                 self.rtl_phase = 2
             return velocity_for(self.body, tgt, self.limits,
                                 self.params["MPC_XY_CRUISE"]), self._heading(tgt)
-        self.target = np.array([home[0], home[1], 0.0])
+        self.target = np.array([home[0], home[1], max(home[2], 0.0)])
         v = velocity_for(self.body, self.target, self.limits)
         v[2] = self.params["MPC_LAND_SPEED"] if self.rel_alt < 10 else \
             self.limits.z_vel_down
@@ -542,7 +545,7 @@ class Vehicle:
         if name == "GLOBAL_POSITION_INT":
             return mav.MAVLink_global_position_int_message(
                 now_ms, int(lat * 1e7), int(lon * 1e7), int(alt * 1000),
-                int(self.rel_alt * 1000), int(b.vel[0] * 100), int(b.vel[1] * 100),
+                int((alt - self.home.alt) * 1000), int(b.vel[0] * 100), int(b.vel[1] * 100),
                 int(b.vel[2] * 100), int(math.degrees(b.yaw) % 360 * 100))
         if name == "LOCAL_POSITION_NED":
             return mav.MAVLink_local_position_ned_message(

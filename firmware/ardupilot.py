@@ -90,7 +90,6 @@ from firmware.mission import MissionServer, _as_int
 from firmware.params import INT32, REAL32, ParamTable
 from firmware.vehicle import (
     AUTO,
-    EARTH_R,
     IN_AIR,
     LAND,
     LANDING,
@@ -277,7 +276,6 @@ class ArduCopterVehicle(Vehicle):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(replace(cfg, params={}), send, clock)
         self.cfg = cfg
-        self.origin = cfg.home  # EKF origin: the NED frame's zero, fixed while home may move
         self.home_locked = False
         self.ap_params = ParamTable(AC_DEFAULTS)
         pack_mah = cfg.battery_wh / (self.battery.cells * NOMINAL_CELL_V) * 1000.0
@@ -307,19 +305,7 @@ class ArduCopterVehicle(Vehicle):
         self.next_due = dict.fromkeys(self.rates, self.start)
         self._apply_params()
 
-    # ---- geometry: the NED frame is anchored at the EKF origin, home is separate -------------
-    def ned_to_global(self, ned: np.ndarray) -> tuple[float, float, float]:
-        o = self.origin
-        lat = o.lat + math.degrees(ned[0] / EARTH_R)
-        lon = o.lon + math.degrees(ned[1] / (EARTH_R * math.cos(math.radians(o.lat))))
-        return lat, lon, o.alt - float(ned[2])
-
-    def global_to_ned(self, lat: float, lon: float, alt_amsl: float) -> np.ndarray:
-        o = self.origin
-        n = math.radians(lat - o.lat) * EARTH_R
-        e = math.radians(lon - o.lon) * EARTH_R * math.cos(math.radians(o.lat))
-        return np.array([n, e, o.alt - alt_amsl])
-
+    # ---- geometry: the NED frame is anchored at the EKF origin (Vehicle), home is separate --
     @property
     def alt_above_home(self) -> float:
         return self.origin.alt - float(self.body.pos[2]) - self.home.alt

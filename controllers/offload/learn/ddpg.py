@@ -1,0 +1,76 @@
+"""DDPG (Lillicrap et al., ICLR 2016) for a single centralised controller: the single-agent
+baseline of the offloading comparison, and the building block MUECRS's continuous part uses.
+
+Exploration is Gaussian noise on the deterministic action, clipped to [-1, 1]; targets are
+Polyak-averaged (tau).  Everything runs on the CPU with torch's default single thread.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from controllers.offload.learn.buffer import ReplayBuffer
+from controllers.offload.learn.nets import Actor, Critic, soft_update
+
+
+@dataclass(frozen=True)
+class DDPGConfig:
+    gamma: float = 0.95
+    tau: float = 0.01
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    batch: int = 256
+    buffer: int = 100_000
+    noise: float = 0.2
+    hidden: tuple[int, ...] = (64, 64)
+    warmup: int = 500  # random actions before learning starts
+
+
+class DDPG:
+    def __init__(self, obs_dim: int, act_dim: int, cfg: DDPGConfig = DDPGConfig(),
+                 seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.act_dim = act_dim
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden)
+        self.critic = Critic(obs_dim, act_dim, cfg.hidden)
+        self.actor_t = copy.deepcopy(self.actor)
+        self.critic_t = copy.deepcopy(self.critic)
+        self.opt_a = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.opt_c = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.buffer = ReplayBuffer(cfg.buffer, (obs_dim,), (act_dim,), seed=seed)
+        self.rng = np.random.default_rng(seed)
+        self.steps = 0
+
+    def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        self.steps += explore
+        if explore and self.steps <= self.cfg.warmup:
+            return self.rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+        with torch.no_grad():
+            a = self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        if explore:
+            a = a + self.rng.normal(0.0, self.cfg.noise, a.shape)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def update(self) -> dict[str, float]:
+        if self.buffer.size < max(self.cfg.batch, self.cfg.warmup):
+            return {}
+        o, a, r, o2, d = (torch.as_tensor(x) for x in self.buffer.sample(self.cfg.batch))
+        with torch.no_grad():
+            y = r + self.cfg.gamma * (1.0 - d) * self.critic_t(o2, self.actor_t(o2))
+        q = self.critic(o, a)
+        loss_c = torch.mean((q - y) ** 2)
+        self.opt_c.zero_grad()
+        loss_c.backward()
+        self.opt_c.step()
+        loss_a = -self.critic(o, self.actor(o)).mean()
+        self.opt_a.zero_grad()
+        loss_a.backward()
+        self.opt_a.step()
+        soft_update(self.actor_t, self.actor, self.cfg.tau)
+        soft_update(self.critic_t, self.critic, self.cfg.tau)
+        return {"critic_loss": float(loss_c.detach()), "actor_loss": float(loss_a.detach())}

@@ -1,0 +1,45 @@
+"""Small MLPs: the actors and critics of DDPG-family learners (sizes from the MADDPG paper's
+defaults, two hidden layers of 64, scaled by the caller)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(inp: int, out: int, hidden: tuple[int, ...] = (64, 64)) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    last = inp
+    for h in hidden:
+        layers += [nn.Linear(last, h), nn.ReLU()]
+        last = h
+    layers.append(nn.Linear(last, out))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Deterministic policy: observation -> action in [-1, 1]^n (envs decode the box)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class Critic(nn.Module):
+    """Q(observation(s), action(s)): for MADDPG the inputs are every agent's."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, 1, hidden)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for t, s in zip(target.parameters(), source.parameters(), strict=True):
+            t.mul_(1.0 - tau).add_(s, alpha=tau)

@@ -8,32 +8,21 @@ Polyak-averaged (tau).  Everything runs on the CPU with torch's default single t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from controllers.offload.learn.buffer import ReplayBuffer
-from controllers.offload.learn.nets import Actor, Critic, soft_update
+from controllers.offload.learn.nets import Actor, Critic, LearnerConfig, soft_update
 
-
-@dataclass(frozen=True)
-class DDPGConfig:
-    gamma: float = 0.95
-    tau: float = 0.01
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    batch: int = 256
-    buffer: int = 100_000
-    noise: float = 0.2
-    hidden: tuple[int, ...] = (64, 64)
-    warmup: int = 500  # random actions before learning starts
+DDPGConfig = LearnerConfig  # the name the controllers and tests use
 
 
 class DDPG:
-    def __init__(self, obs_dim: int, act_dim: int, cfg: DDPGConfig = DDPGConfig(),
+    def __init__(self, obs_dim: int, act_dim: int, cfg: LearnerConfig | None = None,
                  seed: int = 0) -> None:
         torch.manual_seed(seed)
+        cfg = cfg or LearnerConfig()
         self.cfg = cfg
         self.act_dim = act_dim
         self.actor = Actor(obs_dim, act_dim, cfg.hidden)

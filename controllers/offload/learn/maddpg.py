@@ -8,32 +8,21 @@ all tensors carry an agent axis.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from controllers.offload.learn.buffer import ReplayBuffer
-from controllers.offload.learn.nets import Actor, Critic, soft_update
+from controllers.offload.learn.nets import Actor, Critic, LearnerConfig, soft_update
 
-
-@dataclass(frozen=True)
-class MADDPGConfig:
-    gamma: float = 0.95
-    tau: float = 0.01
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    batch: int = 256
-    buffer: int = 100_000
-    noise: float = 0.2
-    hidden: tuple[int, ...] = (64, 64)
-    warmup: int = 500
+MADDPGConfig = LearnerConfig  # the name the controllers and tests use
 
 
 class MADDPG:
     def __init__(self, n_agents: int, obs_dim: int, act_dim: int,
-                 cfg: MADDPGConfig = MADDPGConfig(), seed: int = 0) -> None:
+                 cfg: LearnerConfig | None = None, seed: int = 0) -> None:
         torch.manual_seed(seed)
+        cfg = cfg or LearnerConfig()
         self.n, self.obs_dim, self.act_dim, self.cfg = n_agents, obs_dim, act_dim, cfg
         self.actors = [Actor(obs_dim, act_dim, cfg.hidden) for _ in range(n_agents)]
         self.critics = [Critic(n_agents * obs_dim, n_agents * act_dim, cfg.hidden)

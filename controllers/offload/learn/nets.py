@@ -3,8 +3,25 @@ defaults, two hidden layers of 64, scaled by the caller)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Hyper-parameters shared by DDPG and MADDPG (MADDPG paper defaults where it has one)."""
+
+    gamma: float = 0.95
+    tau: float = 0.01
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    batch: int = 256
+    buffer: int = 100_000
+    noise: float = 0.2
+    hidden: tuple[int, ...] = (64, 64)
+    warmup: int = 500  # random actions before learning starts
 
 
 def mlp(inp: int, out: int, hidden: tuple[int, ...] = (64, 64)) -> nn.Sequential:

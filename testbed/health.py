@@ -36,13 +36,14 @@ def targets(net: Network) -> dict[str, dict[str, str]]:
     # Links that are down now (a satellite not in view, a timeline link_down) are not
     # checked, nor node pairs that today's geometry leaves disconnected.
     down = net.down_segments()
-    graph = net.routing_graph()
+    island = {n: i for i, comp in enumerate(nx.connected_components(net.routing_graph()))
+              for n in comp}
     for node in plan.namespaces:
         t = {plan.primary_ip[o]: f"{o} (primary)" for o in peers
-             if o != node and nx.has_path(graph, node, o)}
+             if o != node and island[o] == island[node]}
         if len(hosts) > ALL_PAIRS_MAX_HOSTS and node in peers:
             t.update({ip: f"{o} (primary)" for o, ip in plan.primary_ip.items()
-                      if o != node and nx.has_path(graph, node, o)})
+                      if o != node and island[o] == island[node]})
         for seg in plan.segments:
             if seg.name not in down and any(m.node == node for m in seg.members):
                 for m in seg.members:

@@ -92,6 +92,7 @@ class Network:
             on_spawn=lambda pid, name, ns: self.ledger.add_process(pid, name, ns))
         self.segment_cost: dict[str, float] = {}
         self.route_cache = RouteCache()
+        self.graph: nx.Graph | None = None  # the routing graph of the last reroute
         # the timeline and the mobility driver both change links (lock) and routes
         # (route_lock); separate, so a route computation never delays a link update
         self.lock = threading.RLock()
@@ -362,9 +363,11 @@ class Network:
         """Recompute shortest paths without the links that are down (with the current segment
         costs, when the mobility engine sets them) and install what changed."""
         with self.route_lock:
-            return self.routes.install(compute_routes(self.sc, self.plan, self.down_segments(),
-                                                      self.segment_cost or None,
-                                                      self.route_cache))
+            # the graph the routes are computed on is kept: the mobility driver predicts
+            # delays along exactly these paths
+            self.graph = self.routing_graph()
+            return self.routes.install(compute_routes(self.sc, self.plan, cache=self.route_cache,
+                                                      graph=self.graph))
 
     def check(self) -> None:
         for engine in self._unique_engines():

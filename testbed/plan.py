@@ -288,14 +288,15 @@ class RouteCache:
 
 def compute_routes(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset(),
                    cost: dict[str, float] | None = None,
-                   cache: RouteCache | None = None) -> dict[str, list[Route]]:
+                   cache: RouteCache | None = None,
+                   graph: nx.Graph | None = None) -> dict[str, list[Route]]:
     """Static shortest-path routes, per host: to every subnet it is not on and to every other
     node's address, sourced from its own node address.
 
     All-pairs Dijkstra runs in scipy (C); the next hop of every pair is read off the
     predecessor matrix with a few vectorised steps; only hosts whose next hops changed get
     new tables.  (~10 ms for 100 hosts and 200 subnets: it runs at every handover.)"""
-    g = host_graph(sc, plan, down, cost)
+    g = graph if graph is not None else host_graph(sc, plan, down, cost)
     hosts = list(plan.namespaces)
     idx = {n: i for i, n in enumerate(hosts)}
     n = len(hosts)

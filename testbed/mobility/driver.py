@@ -207,7 +207,7 @@ class MobilityDriver:
         """Recompute and install routes; then stamp the handovers with the convergence time
         (request -> every namespace updated) and start the old links' guard timers."""
         report = self.net.reroute()
-        self.graph = self.net.routing_graph()
+        self.graph = self.net.graph
         done = time.monotonic()
         with self.state_lock:
             for link in release:

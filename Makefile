@@ -15,10 +15,16 @@ BENCH   ?=
 N       ?= 1
 FLAVOUR ?= px4
 PYTEST_ARGS ?=
+ALGO    ?= all
+CONFIG  ?=
+SLOTS   ?=
+SEEDS   ?= 5
+POLICIES ?=
 
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold)
 
-.PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl
+.PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl \
+	train eval-offload ship-policies
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -30,6 +36,8 @@ help:
 	@echo "make status | make clean        running scenarios | remove leftovers of killed runs"
 	@echo "make bench [BENCH=fidelity]     benchmarks -> results/bench/*.json"
 	@echo "make sitl N=3 [FLAVOUR=px4]     N simulated vehicles on loopback with PX4 SITL's ports"
+	@echo "make train [ALGO=cmaddpg] [CONFIG=large|file]  train offloading controllers (all: ~20 min)"
+	@echo "make eval-offload [CONFIG=file] [SEEDS=5]      every controller side by side + the papers' claims"
 	@echo "make test                       the test suite (what CI runs)"
 
 setup:
@@ -58,6 +66,17 @@ status: setup
 
 clean: setup
 	@$(PY) -m testbed clean
+
+train: setup
+	@$(PY) -m controllers.offload.train --algo $(ALGO) $(if $(CONFIG),--config $(CONFIG)) $(if $(SLOTS),--slots $(SLOTS))
+
+eval-offload: setup
+	@$(PY) -m controllers.offload.evaluate --seeds $(SEEDS) $(if $(CONFIG),--config $(CONFIG)) $(if $(POLICIES),--policies $(POLICIES))
+
+# regenerate the policies shipped in the repository (default preset; size-bound ones also large)
+ship-policies: setup
+	@$(PY) -m controllers.offload.train --algo all --out controllers/offload/policies --quiet
+	@for a in cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --out controllers/offload/policies --quiet; done
 
 bench: setup
 	@$(PY) -m testbed bench $(BENCH)

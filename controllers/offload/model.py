@@ -461,6 +461,29 @@ class OffloadModel:
         out[k + 2] = cloud if self._available[k + 1] else np.inf
         return out
 
+    def delay_table(self) -> FloatArray:
+        """(U, K+3) delay each user's task would see in each mode if it were the slot's only
+        task: `mode_delays` without contention, for every user at once (inf where the node is
+        down).  Learners read it as a feature; they learn what contention adds."""
+        k, u = self.n_uavs, self.n_users
+        busy, cpu = self.busy_s, self._cpu
+        b, cyc = self.task_bits, self.task_cycles
+        out = np.empty((u, k + 3))
+        out[:, 0] = busy[k + 2:] + cyc / cpu[k + 2:]
+        rate = self._band.rate(self._link_q.reshape(u, k), np.ones((u, k), dtype=np.intp))
+        prop = self.distance_m / SPEED_OF_LIGHT_M_S
+        uav = (np.maximum(b[:, None] / rate + prop, busy[:k]) + cyc[:, None] / cpu[:k] + prop)
+        out[:, 1:k + 1] = np.where(self.alive, uav, np.inf)
+        sp = self._sat_prop_s
+        arrive = b / self.satellite_rate_bps(1) + sp
+        out[:, k + 1] = np.maximum(arrive, busy[k]) + cyc / cpu[k] + sp
+        j = self.nearest_uav
+        pc = prop[self._users, j] + self._half_wan_s
+        arrive = b / rate[self._users, j] + b / self.config.cloud.backhaul_bps + pc
+        cloud = np.maximum(arrive, busy[k + 1]) + cyc / cpu[k + 1] + pc
+        out[:, k + 2] = cloud if self._available[k + 1] else np.inf
+        return out
+
     # ------------------------------------------------------------------------- internals
     def _fly(self, velocity: npt.ArrayLike) -> FloatArray:
         """Move the UAVs for one slot inside the area and altitude band; flight joules (K,)."""

@@ -38,7 +38,8 @@ class DDPG:
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         self.steps += explore
         if explore and self.steps <= self.cfg.warmup:
-            return self.rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+            shape = (*np.shape(obs)[:-1], self.act_dim)  # one action per observation row
+            return self.rng.uniform(-1.0, 1.0, shape).astype(np.float32)
         with torch.no_grad():
             a = self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
         if explore:
@@ -63,3 +64,12 @@ class DDPG:
         soft_update(self.actor_t, self.actor, self.cfg.tau)
         soft_update(self.critic_t, self.critic, self.cfg.tau)
         return {"critic_loss": float(loss_c.detach()), "actor_loss": float(loss_a.detach())}
+
+    def state_dict(self) -> dict[str, dict]:
+        """Networks only (a checkpoint is for acting and fine-tuning, not a replay)."""
+        return {name: getattr(self, name).state_dict()
+                for name in ("actor", "critic", "actor_t", "critic_t")}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        for name, tensors in state.items():
+            getattr(self, name).load_state_dict(tensors)

@@ -75,3 +75,16 @@ class MADDPG:
             soft_update(self.actors_t[i], self.actors[i], self.cfg.tau)
             soft_update(self.critics_t[i], self.critics[i], self.cfg.tau)
         return {"critic_loss": float(np.mean(losses))}
+
+    def state_dict(self) -> dict[str, list[dict]]:
+        """Networks only, one entry per agent."""
+        return {name: [net.state_dict() for net in getattr(self, name)]
+                for name in ("actors", "critics", "actors_t", "critics_t")}
+
+    def load_state_dict(self, state: dict[str, list[dict]]) -> None:
+        for name, tensors in state.items():
+            nets = getattr(self, name)
+            if len(nets) != len(tensors):
+                raise ValueError(f"checkpoint has {len(tensors)} {name}, this team {len(nets)}")
+            for net, t in zip(nets, tensors, strict=True):
+                net.load_state_dict(t)

@@ -1,0 +1,205 @@
+"""CMADDPG (arXiv 2412.10700) and plain MADDPG: one agent per UAV, trained centrally,
+executed by each UAV on its own observation.
+
+CMADDPG.  The satellite, which sees every UAV, clusters them with K-means
+(`clustering.kmeans_clusters`) every `recluster_every` slots; in between, clusters are
+maintained locally as the UAVs fly - each UAV joins the cluster whose centroid is nearest and
+the centroids follow their members, a cluster that loses its head picks the member nearest its
+centroid.  The cluster head (CH) decides the offloading of every user whose nearest UAV is in
+its cluster; members only fly.  Training is centralised (MADDPG critics that see every agent's
+observation and action - "at the satellite"), execution decentralised (each actor reads only
+its own observation).
+
+MADDPG (the baseline without clustering): the same agents, but every UAV decides for the users
+nearest to it.
+
+Agent observation: features.uav_features of the UAV, then whether it decides for anyone this
+slot, the share of the slot's tasks it decides, and the mean contention-free delay ratio of
+those tasks per mode kind (best UAV, local, satellite, cloud).  Agent action, in [-1, 1]:
+its velocity (3) and weights w over features.PAIR_FEATURES.  A deciding agent assigns its
+users' tasks one by one, tightest deadline first, each to the mode of highest score
+
+    score(i, m) = SCORE_GAIN * w . pair_features(i, m) - ratio(i, m)
+
+(ratio: the analytic effective delay / deadline given the backlogs and the agent's own earlier
+assignments of the slot, `OffloadModel.mode_delays`): zero weights mean "least analytic
+delay"; the learned weights trade that against what the analytic delay misses and the profit
+rewards - other deciders' simultaneous choices, load balance, queues, batteries.  An agent
+never sees another agent's choices of the same slot: fewer deciders (clusters) means fewer
+conflicts, the effect CMADDPG's clustering is for.  Shares follow `base.cycle_shares`.
+Reward: the slot's system profit (controllers.offload.model), scaled by `reward_scale`, shared
+by all agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from controllers.offload.agents.base import cycle_shares, velocity_scale
+from controllers.offload.clustering import Clustering, kmeans_clusters
+from controllers.offload.features import (
+    PAIR_FEATURES,
+    RATIO_CAP,
+    UAV_FEATURES,
+    delay_ratios,
+    pair_features,
+    uav_features,
+)
+from controllers.offload.learn.maddpg import MADDPG
+from controllers.offload.learn.nets import LearnerConfig
+from controllers.offload.model import Contention, Decision, OffloadModel
+
+SCORE_GAIN = 0.25  # per feature, in ratio units: ratio differences are O(0.1-1)
+EXTRA_OBS = ("decides", "task_share", "ratio_uav", "ratio_local", "ratio_satellite",
+             "ratio_cloud")
+OBS_SIZE = len(UAV_FEATURES) + len(EXTRA_OBS)
+ACT_SIZE = 3 + len(PAIR_FEATURES)
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    """Hyper-parameters (assumed; MADDPG paper defaults in LearnerConfig)."""
+
+    learner: LearnerConfig = field(default_factory=lambda: LearnerConfig(
+        gamma=0.9, noise=0.3, warmup=2000, batch=256))
+    reward_scale: float = 0.1  # profit per slot is O(10)
+
+
+class ClusterState:
+    """The satellite's clustering plus local maintenance between re-clusterings."""
+
+    def __init__(self, n_clusters: int, every: int) -> None:
+        self.n_clusters, self.every = n_clusters, every
+        self.clustering: Clustering | None = None
+
+    def update(self, model: OffloadModel) -> Clustering:
+        xy = model.uav_xyz[:, :2]
+        if self.clustering is None or model.t % self.every == 0:
+            self.clustering = kmeans_clusters(xy, self.n_clusters, seed=model.t)
+            return self.clustering
+        old = self.clustering
+        d2 = ((xy[:, None, :] - old.centroids[None]) ** 2).sum(axis=-1)
+        labels = d2.argmin(axis=1)
+        centroids = old.centroids.copy()
+        heads = old.heads.copy()
+        for j in range(self.n_clusters):
+            members = np.flatnonzero(labels == j)
+            if not members.size:
+                heads[j] = -1
+                continue
+            centroids[j] = xy[members].mean(axis=0)
+            if heads[j] not in members:
+                heads[j] = members[np.argmin(d2[members, j])]
+        self.clustering = Clustering(labels, centroids, heads)
+        return self.clustering
+
+
+class TeamController:
+    """CMADDPG (clustered=True) or MADDPG (clustered=False) for a fixed number of UAVs."""
+
+    def __init__(self, n_uavs: int, n_clusters: int, recluster_every: int, clustered: bool,
+                 cfg: TeamConfig | None = None, seed: int = 0) -> None:
+        self.cfg = cfg = cfg or TeamConfig()
+        self.clustered = clustered
+        self.algo = "cmaddpg" if clustered else "maddpg"
+        self.n_uavs = n_uavs
+        self.team = MADDPG(n_uavs, OBS_SIZE, ACT_SIZE, cfg.learner, seed=seed)
+        self.clusters = ClusterState(n_clusters, recluster_every)
+        self._last: dict[str, Any] = {}
+
+    @classmethod
+    def for_model(cls, model: OffloadModel, clustered: bool, cfg: TeamConfig | None = None,
+                  seed: int = 0) -> TeamController:
+        c = model.config
+        return cls(c.n_uavs, c.n_clusters, c.recluster_every, clustered, cfg, seed)
+
+    def __call__(self, model: OffloadModel) -> Decision:
+        return self.decide(model, explore=False)
+
+    def responsible(self, model: OffloadModel) -> npt.NDArray[np.int64]:
+        """(U,) the UAV that decides for each user this slot."""
+        nearest = model.nearest_uav
+        if not self.clustered:
+            return nearest
+        c = self.clusters.update(model)
+        return c.heads[c.labels[nearest]]
+
+    def observe(self, model: OffloadModel, resp: npt.NDArray[np.int64],
+                ratio: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        k = model.n_uavs
+        if k != self.n_uavs:
+            raise ValueError(f"this {self.algo} team was trained for {self.n_uavs} UAVs, the "
+                             f"model has {k}: train one for this configuration")
+        obs = np.zeros((k, OBS_SIZE), dtype=np.float32)
+        obs[:, :len(UAV_FEATURES)] = uav_features(model)
+        active = model.task_active
+        n = np.bincount(resp, weights=active, minlength=k)
+        base = len(UAV_FEATURES)
+        obs[:, base] = n > 0
+        obs[:, base + 1] = n / max(float(np.count_nonzero(active)), 1.0)
+        kinds = np.stack([ratio[:, 1:k + 1].min(axis=1), ratio[:, 0], ratio[:, k + 1],
+                          ratio[:, k + 2]], axis=1) / RATIO_CAP
+        for col in range(4):
+            total = np.bincount(resp, weights=kinds[:, col] * active, minlength=k)
+            obs[:, base + 2 + col] = np.where(n > 0, total / np.maximum(n, 1.0), 1.0)
+        return obs
+
+    def decide(self, model: OffloadModel, explore: bool = False) -> Decision:
+        if model.t == 0 and not explore:
+            self.clusters.clustering = None  # a new episode: the satellite clusters afresh
+        resp = self.responsible(model)
+        ratio = delay_ratios(model)
+        obs = self.observe(model, resp, ratio)
+        act = self.team.act(obs, explore)
+        in_cluster = None
+        if self.clustered:
+            c = self.clusters.clustering
+            assert c is not None
+            in_cluster = c.labels[None, :] == c.labels[model.nearest_uav][:, None]
+        feats = pair_features(model, ratio, in_cluster)
+        # (U, M): the deciding agent's learned preference for each of its users' modes
+        bias = SCORE_GAIN * np.einsum("ump,up->um", feats, act[resp, 3:])
+        mode = self._modes(model, resp, bias)
+        self._last = {"obs": obs, "act": act}
+        return Decision(mode, cycle_shares(model), act[:, :3] * velocity_scale(model))
+
+    @staticmethod
+    def _modes(model: OffloadModel, resp: npt.NDArray[np.int64],
+               bias: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Each decider assigns its own users, tightest deadline first, knowing only its own
+        earlier assignments of the slot - not what the other deciders choose at the same time
+        (decentralised execution: the conflicts clustering is meant to reduce)."""
+        mode = np.zeros(model.n_users, dtype=np.int64)
+        penalty = model.config.profit.drop_penalty_s
+        users = np.flatnonzero(model.task_active)
+        users = users[np.argsort(model.task_deadline_s[users], kind="stable")]
+        claimed: dict[int, Contention] = {}
+        for i in users:
+            mine = claimed.setdefault(int(resp[i]), Contention.empty(model.n_uavs))
+            d = model.mode_delays(int(i), mine)
+            deadline = float(model.task_deadline_s[i])
+            ratio = np.where(d <= deadline, d, deadline + penalty) / deadline
+            best = int(np.argmax(bias[i] - ratio))
+            mode[i] = best
+            mine.claim(model, int(i), best)
+        return mode
+
+    def learn(self, model: OffloadModel, metrics: dict[str, float],
+              info: dict[str, npt.NDArray], done: bool) -> dict[str, float]:
+        reward = np.full(self.n_uavs, self.cfg.reward_scale * metrics["profit"])
+        resp = self.responsible(model)
+        next_obs = self.observe(model, resp, delay_ratios(model))
+        self.team.buffer.add(self._last["obs"], self._last["act"], reward, next_obs, done)
+        return self.team.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"config": asdict(self.cfg), "n_uavs": self.n_uavs, "clustered": self.clustered,
+                "n_clusters": self.clusters.n_clusters, "recluster_every": self.clusters.every,
+                "team": self.team.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.team.load_state_dict(state["team"])

@@ -1,0 +1,138 @@
+"""Train an offloading controller on the fast simulator.
+
+    python -m controllers.offload.train --algo cmaddpg [--config default|large|FILE]
+                                        [--slots N] [--seed S] [--out DIR]
+    make train ALGO=cmaddpg [CONFIG=...] [SLOTS=...]      (ALGO=all trains every one)
+
+Writes `<out>/<algo>-<config>.pt` (the policy) and `<out>/<algo>-<config>.csv`: one row per
+episode with the training scalars (profit, delays, deadline ratio, energy, load balance,
+losses, exploration, wall time) - TensorBoard's scalars as a plain CSV that any plotting tool
+reads.  Default out: results/offload/policies.  The shipped policies in
+controllers/offload/policies were made by exactly this command (`make ship-policies`).
+
+Episodes use seeds seed, seed+1, ...; evaluation (controllers.offload.evaluate) uses seeds
+from 10_000 on, so no evaluation episode was ever seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from controllers.offload.agents import ALGORITHMS, make_controller, save_checkpoint
+from controllers.offload.config import OffloadConfig, load_config
+from controllers.offload.model import OffloadModel, jain_index
+
+DEFAULT_SLOTS = {"muecrs": 30_000, "cmaddpg": 40_000, "maddpg": 40_000, "ddpg": 30_000}
+DEFAULT_OUT = Path("results/offload/policies")
+SHIPPED = Path(__file__).parent / "policies"
+SCALARS = ("episode", "slot", "profit", "mean_effective_delay_s", "mean_delay_s",
+           "deadline_ratio", "uav_energy_j", "load_balance", "critic_loss", "actor_loss",
+           "mode_loss", "epsilon", "wall_s")
+
+
+def resolve_config(name: str) -> tuple[OffloadConfig, str]:
+    """'default', 'large' or a JSON/YAML file -> (config, short name for file names)."""
+    if name in ("default", "large"):
+        return getattr(OffloadConfig, name)(), name
+    path = Path(name)
+    if not path.is_file():
+        raise SystemExit(f"--config {name}: neither a preset (default, large) nor a file")
+    try:
+        return load_config(path), path.stem
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"{path}: {exc}") from None
+
+
+def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: int,
+          out: Path, quiet: bool = False) -> Path:
+    """Train, log scalars, save; returns the policy path."""
+    torch.set_num_threads(1)
+    ctrl = make_controller(algo, config, seed)
+    model = OffloadModel(config, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{algo}-{config_name}"
+    start = time.perf_counter()
+    episode, totals, losses = 0, _zero(), {}
+    load = np.zeros(config.n_uavs)
+    with open(stem.with_suffix(".csv"), "w", newline="") as fh, Progress(
+            TextColumn(f"[bold]{algo}[/] {config_name}"), BarColumn(),
+            TextColumn("{task.completed:>6}/{task.total} slots"),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            disable=quiet) as progress:
+        writer = csv.DictWriter(fh, SCALARS)
+        writer.writeheader()
+        bar = progress.add_task("train", total=slots, status="")
+        for slot in range(1, slots + 1):
+            decision = ctrl.decide(model, explore=True)
+            metrics, info = model.step(decision)
+            losses.update(ctrl.learn(model, metrics, info, model.done))
+            for key in totals:
+                totals[key] += metrics[key]
+            load += info["server_cycles"][:config.n_uavs]
+            if model.done:
+                row = _episode_row(episode, slot, totals, load, losses, ctrl, start)
+                writer.writerow(row)
+                fh.flush()
+                progress.update(bar, status=f"profit {row['profit']:8.1f}  delay "
+                                f"{row['mean_effective_delay_s']:.3f} s")
+                episode += 1
+                totals, load = _zero(), np.zeros(config.n_uavs)
+                model.reset(seed + episode)
+            progress.advance(bar)
+    meta = {"config_name": config_name, "config": config.model_dump(mode="json"),
+            "slots": slots, "seed": seed, "wall_s": time.perf_counter() - start,
+            "torch": torch.__version__}
+    path = stem.with_suffix(".pt")
+    save_checkpoint(ctrl, path, meta)
+    return path
+
+
+def _zero() -> dict[str, float]:
+    return dict.fromkeys(("profit", "tasks", "admitted", "delay_sum_s",
+                          "effective_delay_sum_s", "uav_energy_j"), 0.0)
+
+
+def _episode_row(episode: int, slot: int, t: dict[str, float], load: np.ndarray,
+                 losses: dict[str, float], ctrl: object, start: float) -> dict[str, float]:
+    tasks, admitted = max(t["tasks"], 1.0), max(t["admitted"], 1.0)
+    return {"episode": episode, "slot": slot, "profit": round(t["profit"], 3),
+            "mean_effective_delay_s": round(t["effective_delay_sum_s"] / tasks, 5),
+            "mean_delay_s": round(t["delay_sum_s"] / admitted, 5),
+            "deadline_ratio": round(t["admitted"] / tasks, 5),
+            "uav_energy_j": round(t["uav_energy_j"], 1),
+            "load_balance": round(jain_index(load), 5),
+            **{k: losses.get(k, "") for k in ("critic_loss", "actor_loss", "mode_loss")},
+            "epsilon": getattr(ctrl, "epsilon", ""),
+            "wall_s": round(time.perf_counter() - start, 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m controllers.offload.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--algo", required=True, help=f"{', '.join(ALGORITHMS)} or all")
+    ap.add_argument("--config", default="default", help="default, large or a JSON/YAML file")
+    ap.add_argument("--slots", type=int, default=None, help="training slots (default per algo)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    algos = ALGORITHMS if args.algo == "all" else (args.algo,)
+    for algo in algos:
+        if algo not in ALGORITHMS:
+            ap.error(f"--algo {algo}: choose one of {', '.join(ALGORITHMS)} or all")
+    config, name = resolve_config(args.config)
+    for algo in algos:
+        slots = args.slots or DEFAULT_SLOTS[algo]
+        path = train(algo, config, name, slots, args.seed, args.out, args.quiet)
+        print(f"{algo}: {slots} slots -> {path} (scalars: {path.with_suffix('.csv')})")
+
+
+if __name__ == "__main__":
+    main()

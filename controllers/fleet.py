@@ -56,6 +56,8 @@ class Drone:
     offboard: OffboardAsync = field(init=False)
     mission: MissionAsync = field(init=False)
     param: ParamAsync = field(init=False)
+    velocity_sp: tuple[float, float, float] = (0.0, 0.0, 0.0)  # see stream_velocity
+    last_position: Any = None  # see track_position
 
     def __post_init__(self) -> None:
         self.action = ActionAsync(self.system)
@@ -115,6 +117,24 @@ class Drone:
             await asyncio.sleep(1.0 / rate_hz)
         await self.offboard.set_velocity_ned(VelocityNedYaw(0.0, 0.0, 0.0, 0.0))
         await self.offboard.stop()
+
+    async def stream_velocity(self, rate_hz: float = 5.0) -> None:
+        """Keep sending `self.velocity_sp` (north, east, down m/s) as offboard setpoints until
+        cancelled: PX4 leaves OFFBOARD when the stream stops (COM_OF_LOSS_T), so a controller
+        that decides once a second still needs a steady stream."""
+        await self.offboard.set_velocity_ned(VelocityNedYaw(*self.velocity_sp, 0.0))
+        await self.offboard.start()
+        try:
+            while True:
+                await self.offboard.set_velocity_ned(VelocityNedYaw(*self.velocity_sp, 0.0))
+                await asyncio.sleep(1.0 / rate_hz)
+        finally:
+            self.velocity_sp = (0.0, 0.0, 0.0)
+
+    async def track_position(self) -> None:
+        """Keep `self.last_position` current (MAVSDK Position) until cancelled."""
+        async for p in self.telemetry.subscribe_position():
+            self.last_position = p
 
     async def run_mission(self, waypoints: Sequence[tuple[float, float, float]],
                           speed_m_s: float = 5.0, timeout: float = 300.0) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -39,6 +40,11 @@ class Timeline:
         self.net, self.flows, self.sup = net, flows, sup
         self.driver = driver
         self.log = log_path
+        # handed to every `exec` command: where the run's results go (SAGIN_RUN_DIR) and a
+        # secret the run's services authenticate each other with (SAGIN_RUN_TOKEN; payload
+        # agents refuse work without it).  The token lives only in these processes' env.
+        self.run_dir = log_path.parent
+        self.token = secrets.token_hex(16)
         self.entries: list[Entry] = []
         self.errors = 0
         self.executed = 0
@@ -122,8 +128,10 @@ class Timeline:
             log = self.sup.log_dir / ev.node / f"exec-{ev.at_s:g}s.log"
             # `python` in a scenario command is the testbed's own interpreter (its venv)
             path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+            env = {"PATH": path, "SAGIN_RUN_DIR": str(self.run_dir.resolve()),
+                   "SAGIN_RUN_TOKEN": self.token, "SAGIN_NODE": ev.node}
             self.sup.start(f"exec-{ev.node}-{ev.at_s:g}", ["sh", "-c", ev.command],
-                           netns=net.plan.namespaces[ev.node], log=log, env={"PATH": path})
+                           netns=net.plan.namespaces[ev.node], log=log, env=env)
             return {"log": str(log)}
         raise ValueError(f"unhandled action {a}")
 

@@ -10,13 +10,17 @@ losses, exploration, wall time) - TensorBoard's scalars as a plain CSV that any 
 reads.  Default out: results/offload/policies.  The shipped policies in
 controllers/offload/policies were made by exactly this command (`make ship-policies`).
 
-Episodes use seeds seed, seed+1, ...; evaluation (controllers.offload.evaluate) uses seeds
-from 10_000 on, so no evaluation episode was ever seen in training.
+Episodes use seeds seed, seed+1, ...; every `validate_every` episodes the deterministic policy
+plays the validation episodes (seeds 5_000, 5_001) and the best one so far is kept: the saved
+policy is the best on validation (profit; for MUECRS, mean effective delay), recorded in the
+checkpoint's meta.  Evaluation (controllers.offload.evaluate) uses seeds from 10_000 on, so no
+evaluation episode is ever seen in training or selection.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import time
 from pathlib import Path
@@ -25,12 +29,16 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from controllers.offload.agents import ALGORITHMS, make_controller, save_checkpoint
+from controllers.offload.agents import ALGORITHMS, Controller, make_controller, save_checkpoint
+from controllers.offload.baselines import evaluate
 from controllers.offload.config import OffloadConfig, load_config
 from controllers.offload.model import OffloadModel, jain_index
 
 DEFAULT_SLOTS = {"muecrs": 30_000, "cmaddpg": 40_000, "maddpg": 40_000, "ddpg": 30_000}
 DEFAULT_OUT = Path("results/offload/policies")
+VALIDATION_SEED = 5_000  # training episodes use seed, seed+1, ...; evaluation 10_000 on
+VALIDATION_EPISODES = 2
+OBJECTIVE = {"muecrs": "delay"}  # what each algorithm is selected on; the rest: profit
 SHIPPED = Path(__file__).parent / "policies"
 SCALARS = ("episode", "slot", "profit", "mean_effective_delay_s", "mean_delay_s",
            "deadline_ratio", "uav_energy_j", "load_balance", "critic_loss", "actor_loss",
@@ -51,7 +59,7 @@ def resolve_config(name: str) -> tuple[OffloadConfig, str]:
 
 
 def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: int,
-          out: Path, quiet: bool = False) -> Path:
+          out: Path, quiet: bool = False, validate_every: int = 10) -> Path:
     """Train, log scalars, save; returns the policy path."""
     torch.set_num_threads(1)
     ctrl = make_controller(algo, config, seed)
@@ -60,6 +68,7 @@ def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: 
     stem = out / f"{algo}-{config_name}"
     start = time.perf_counter()
     episode, totals, losses = 0, _zero(), {}
+    best = (validate(ctrl, config), 0, copy.deepcopy(ctrl.state_dict()))
     load = np.zeros(config.n_uavs)
     with open(stem.with_suffix(".csv"), "w", newline="") as fh, Progress(
             TextColumn(f"[bold]{algo}[/] {config_name}"), BarColumn(),
@@ -85,13 +94,34 @@ def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: 
                 episode += 1
                 totals, load = _zero(), np.zeros(config.n_uavs)
                 model.reset(seed + episode)
+                if episode % validate_every == 0:
+                    score = validate(ctrl, config)
+                    if score > best[0]:
+                        best = (score, episode, copy.deepcopy(ctrl.state_dict()))
             progress.advance(bar)
+    final = validate(ctrl, config)
+    if final < best[0]:  # keep the best policy seen on the validation episodes
+        ctrl.load_state_dict(best[2])
     meta = {"config_name": config_name, "config": config.model_dump(mode="json"),
             "slots": slots, "seed": seed, "wall_s": time.perf_counter() - start,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "validation": {
+                "objective": OBJECTIVE.get(algo, "profit"), "final": final,
+                "best": max(final, best[0]), "best_episode": episode if final >= best[0]
+                else best[1], "seeds": [VALIDATION_SEED + i for i in range(VALIDATION_EPISODES)]}}
     path = stem.with_suffix(".pt")
     save_checkpoint(ctrl, path, meta)
     return path
+
+
+def validate(ctrl: Controller, config: OffloadConfig) -> float:
+    """The deterministic policy's score on the validation episodes (seeds VALIDATION_SEED...,
+    disjoint from training and from evaluation): profit, or minus the mean effective delay for
+    a delay-minimising algorithm.  Training keeps the best policy by this score - model
+    selection on held-out episodes, applied alike to every algorithm."""
+    res = evaluate(ctrl, config, seed=VALIDATION_SEED, episodes=VALIDATION_EPISODES)
+    if OBJECTIVE.get(ctrl.algo) == "delay":
+        return -res["mean_effective_delay_s"]
+    return res["profit"]
 
 
 def _zero() -> dict[str, float]:

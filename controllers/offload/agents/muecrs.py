@@ -44,7 +44,7 @@ from controllers.offload.features import (
 )
 from controllers.offload.learn.buffer import ReplayBuffer
 from controllers.offload.learn.ddpg import DDPG
-from controllers.offload.learn.nets import LearnerConfig, mlp
+from controllers.offload.learn.nets import LearnerConfig, mlp, shrink_output
 from controllers.offload.model import Contention, Decision, OffloadModel
 
 
@@ -74,11 +74,7 @@ class MUECRS:
         torch.manual_seed(seed)
         self.trajectory = DDPG(len(UAV_FEATURES), 3, cfg.trajectory, seed=seed)
         self.correction = mlp(len(PAIR_FEATURES), 1, cfg.mode_hidden)
-        with torch.no_grad():  # start as the analytic estimate: a zero correction
-            last = self.correction[-1]
-            assert isinstance(last, torch.nn.Linear)
-            last.weight.mul_(0.01)
-            last.bias.zero_()
+        shrink_output(self.correction)  # start as the analytic estimate: a zero correction
         self.opt = torch.optim.Adam(self.correction.parameters(), lr=cfg.mode_lr)
         self.pairs = ReplayBuffer(cfg.mode_buffer, (len(PAIR_FEATURES),), (0,), seed=seed)
         self.rng = np.random.default_rng(seed)

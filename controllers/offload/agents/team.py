@@ -16,8 +16,10 @@ nearest to it.
 Agent observation: features.uav_features of the UAV, then whether it decides for anyone this
 slot, the share of the slot's tasks it decides, and the mean contention-free delay ratio of
 those tasks per mode kind (best UAV, local, satellite, cloud).  Agent action, in [-1, 1]:
-its velocity (3) and weights w over features.PAIR_FEATURES.  A deciding agent assigns its
-users' tasks one by one, tightest deadline first, each to the mode of highest score
+its velocity (3) and weights w over the pair features named in PREFERENCES (a bias per mode
+kind, and what the analytic delay misses: cluster membership, contention, backlog, battery).
+A deciding agent assigns its users' tasks one by one, tightest deadline first, each to the
+mode of highest score
 
     score(i, m) = SCORE_GAIN * w . pair_features(i, m) - ratio(i, m)
 
@@ -27,8 +29,9 @@ delay"; the learned weights trade that against what the analytic delay misses an
 rewards - other deciders' simultaneous choices, load balance, queues, batteries.  An agent
 never sees another agent's choices of the same slot: fewer deciders (clusters) means fewer
 conflicts, the effect CMADDPG's clustering is for.  Shares follow `base.cycle_shares`.
-Reward: the slot's system profit (controllers.offload.model), scaled by `reward_scale`, shared
-by all agents.
+Reward: the slot's system profit (controllers.offload.model) mixed with the agent's own part of
+it (`local_weight`: revenue and delay of the tasks it decided, its UAV's energy and queue) -
+the shared part keeps the team cooperative, the own part tells an agent what it did.
 """
 
 from __future__ import annotations
@@ -50,14 +53,18 @@ from controllers.offload.features import (
     uav_features,
 )
 from controllers.offload.learn.maddpg import MADDPG
-from controllers.offload.learn.nets import LearnerConfig
+from controllers.offload.learn.nets import LearnerConfig, shrink_output
 from controllers.offload.model import Contention, Decision, OffloadModel
 
 SCORE_GAIN = 0.25  # per feature, in ratio units: ratio differences are O(0.1-1)
 EXTRA_OBS = ("decides", "task_share", "ratio_uav", "ratio_local", "ratio_satellite",
              "ratio_cloud")
+# the pair features an agent weighs: a bias per mode kind and what the analytic delay misses
+PREFERENCES = ("is_local", "is_satellite", "is_cloud", "in_cluster", "contention", "backlog",
+               "battery")
+_PREF_INDEX = [PAIR_FEATURES.index(p) for p in PREFERENCES]
 OBS_SIZE = len(UAV_FEATURES) + len(EXTRA_OBS)
-ACT_SIZE = 3 + len(PAIR_FEATURES)
+ACT_SIZE = 3 + len(PREFERENCES)
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,9 @@ class TeamConfig:
     """Hyper-parameters (assumed; MADDPG paper defaults in LearnerConfig)."""
 
     learner: LearnerConfig = field(default_factory=lambda: LearnerConfig(
-        gamma=0.9, noise=0.3, warmup=2000, batch=256))
+        gamma=0.9, noise=0.1, warmup=1000, batch=256, actor_lr=1e-4))
     reward_scale: float = 0.1  # profit per slot is O(10)
+    local_weight: float = 0.5  # reward = (1 - lw) x shared profit + lw x the agent's own part
 
 
 class ClusterState:
@@ -108,6 +116,8 @@ class TeamController:
         self.algo = "cmaddpg" if clustered else "maddpg"
         self.n_uavs = n_uavs
         self.team = MADDPG(n_uavs, OBS_SIZE, ACT_SIZE, cfg.learner, seed=seed)
+        for actor in self.team.actors + self.team.actors_t:
+            shrink_output(actor.net)  # start near w = 0, hovering: the analytic assignment
         self.clusters = ClusterState(n_clusters, recluster_every)
         self._last: dict[str, Any] = {}
 
@@ -162,9 +172,9 @@ class TeamController:
             in_cluster = c.labels[None, :] == c.labels[model.nearest_uav][:, None]
         feats = pair_features(model, ratio, in_cluster)
         # (U, M): the deciding agent's learned preference for each of its users' modes
-        bias = SCORE_GAIN * np.einsum("ump,up->um", feats, act[resp, 3:])
+        bias = SCORE_GAIN * np.einsum("ump,up->um", feats[:, :, _PREF_INDEX], act[resp, 3:])
         mode = self._modes(model, resp, bias)
-        self._last = {"obs": obs, "act": act}
+        self._last = {"obs": obs, "act": act, "resp": resp}
         return Decision(mode, cycle_shares(model), act[:, :3] * velocity_scale(model))
 
     @staticmethod
@@ -190,11 +200,28 @@ class TeamController:
 
     def learn(self, model: OffloadModel, metrics: dict[str, float],
               info: dict[str, npt.NDArray], done: bool) -> dict[str, float]:
-        reward = np.full(self.n_uavs, self.cfg.reward_scale * metrics["profit"])
+        lw = self.cfg.local_weight
+        reward = self.cfg.reward_scale * ((1.0 - lw) * metrics["profit"]
+                                          + lw * self._own_profit(model, info))
         resp = self.responsible(model)
         next_obs = self.observe(model, resp, delay_ratios(model))
         self.team.buffer.add(self._last["obs"], self._last["act"], reward, next_obs, done)
         return self.team.update()
+
+    def _own_profit(self, model: OffloadModel,
+                    info: dict[str, npt.NDArray]) -> npt.NDArray[np.float64]:
+        """Each agent's part of the profit: revenue minus delay cost of the tasks it decided,
+        minus its own UAV's energy and queue."""
+        k = self.n_uavs
+        w = model.config.profit
+        resp = self._last["resp"]
+        effective = np.where(info["admitted"], info["delay_s"],
+                             info["deadline_s"] + w.drop_penalty_s) * info["active"]
+        served = np.bincount(resp, weights=info["admitted"], minlength=k)
+        delay = np.bincount(resp, weights=effective, minlength=k)
+        own = (w.revenue_per_task * served - w.delay_weight * delay
+               - w.energy_weight * info["uav_energy_j"] - w.queue_weight * model.busy_s[:k])
+        return own
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "n_uavs": self.n_uavs, "clustered": self.clustered,

@@ -56,6 +56,17 @@ class Critic(nn.Module):
         return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
 
 
+def shrink_output(net: nn.Sequential, scale: float = 0.01) -> None:
+    """Scale the last layer towards zero, so a new network starts from a zero output: a
+    learner that adds a correction to a sound rule then starts from the rule itself."""
+    last = net[-1]
+    if not isinstance(last, nn.Linear):
+        raise TypeError("the network's last module is not a Linear layer")
+    with torch.no_grad():
+        last.weight.mul_(scale)
+        last.bias.zero_()
+
+
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     with torch.no_grad():
         for t, s in zip(target.parameters(), source.parameters(), strict=True):

@@ -1,0 +1,486 @@
+"""Run an offloading controller live, inside an emulated SAGIN (scenario `sagin-offload`).
+
+Two roles, each started by the scenario's timeline in its node's namespace:
+
+    python -m controllers.offload.live user      # on every ground user
+    python -m controllers.offload.live run --algo muecrs --slots 60   # on the ground station
+
+`user`: a payload agent for the user's own CPU (on loopback) and a decision listener (UDP
+USER_PORT).  For each decision it sends the task's input bytes over the emulated network to
+the chosen node's payload agent (TCP AGENT_PORT; 127.0.0.1 for local execution), waits for
+the result and reports the measured timestamps to the controller (UDP REPORT_PORT).
+
+`run`: the controller.  It flies the UAVs through MAVLink (MAVSDK, controllers.fleet: take
+off, then one offboard velocity setpoint per slot, streamed at 5 Hz), and every slot:
+
+1. reads the UAVs' positions from their MAVLink telemetry into a mirror `OffloadModel` whose
+   users stand where the scenario puts them and whose tasks are drawn from the seed;
+2. runs the policy (a trained MUECRS / CMADDPG / MADDPG / DDPG policy, or a heuristic) on it;
+3. steps the mirror, which predicts every task's delay and drops those it predicts late
+   (admission, as in the simulator), and sends each admitted task's decision to its user over
+   the emulated links;
+4. commands the UAVs' velocities.
+
+At the end it writes, under $SAGIN_RUN_DIR/offload/: tasks.csv (every task: decision,
+predicted and measured delay, control latency), slots.csv, summary.json - measured mean delay,
+deadline hits and profit next to the mirror's per-slot prediction and to a pure simulation of
+the same policy and seed from the same start (the sim-to-emulation gap) - and delay.png.
+
+Measured profit uses the model's formula with measured quantities where the emulation has them
+(tasks served within their deadline, effective delay: measured delay, or deadline + penalty
+when late or lost) and the mirror's values for UAV energy, queues and load balance (the
+emulation measures no joules).
+
+What the emulation adds to the model: real packets on ns-3 links (A2G access with handovers,
+a shared Wi-Fi backhaul, satellite and WAN links) with their queueing and TCP dynamics; routes
+via the user's attached UAV (the model lets a user reach any UAV directly); decisions and
+results crossing the network; processor sharing among all tasks present at an agent (the
+model queues slots FIFO); flight by an autopilot's controller rather than the ideal velocity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controllers.offload.config import OffloadConfig, load_config
+from controllers.offload.model import OffloadModel, jain_index
+
+AGENT_PORT = 7700
+USER_PORT = 7800
+REPORT_PORT = 7801
+EARTH_R = 6378137.0
+
+
+# ------------------------------------------------------------------------------- user side
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, queue: asyncio.Queue[tuple[dict[str, Any], Any]]) -> None:
+        self.queue = queue
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self.queue.put_nowait((json.loads(data), addr))
+
+
+async def _user(name: str, token: str, cpu_hz: float) -> None:
+    from payloads.agent import PayloadAgent
+    from payloads.client import AgentConnection
+
+    agent = PayloadAgent(name, cpu_hz, token, mode="emulated")
+    await agent.start("127.0.0.1", AGENT_PORT)
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(inbox),
+                                                       local_addr=("0.0.0.0", USER_PORT))
+    print(f"user {name}: decisions on udp/{USER_PORT}, own CPU {cpu_hz:.3g} Hz", flush=True)
+
+    # idle connections per agent: like any real client, users keep their TCP connections
+    # open (opened when the controller says hello), so a task pays no handshake
+    idle: dict[str, list[AgentConnection]] = {}
+
+    async def connection(host: str) -> AgentConnection:
+        pool = idle.setdefault(host, [])
+        return pool.pop() if pool else await AgentConnection(host, AGENT_PORT, token,
+                                                             timeout=15.0).open()
+
+    async def warm(hosts: list[str]) -> None:
+        for host in hosts:
+            if not idle.get(host):
+                with contextlib.suppress(OSError, TimeoutError):
+                    idle.setdefault(host, []).append(await connection(host))
+
+    async def run(msg: dict[str, Any], addr: Any, got: float) -> None:
+        host = "127.0.0.1" if msg["target"] == "local" else msg["target"]
+        report = {"kind": "report", "id": msg["id"], "user": name, "t_got": got}
+        conn = None
+        try:
+            conn = await connection(host)
+            res = await conn.submit(msg["id"], bytes(int(msg["bytes"])), float(msg["cycles"]),
+                                    float(msg["share"]))
+            report |= {k: res.get(k) for k in ("ok", "error", "t_sent", "t_recv", "t_queued",
+                                               "t_start", "t_done", "t_result", "node")}
+            idle.setdefault(host, []).append(conn)
+        except (OSError, TimeoutError) as exc:
+            report |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if conn is not None:
+                await conn.close()
+        transport.sendto(json.dumps(report).encode(), (addr[0], REPORT_PORT))
+
+    tasks: set[asyncio.Task[None]] = set()
+    while True:
+        msg, addr = await inbox.get()
+        got = time.time()
+        if msg.get("token") != token:
+            continue  # not from this run's controller
+        if msg.get("kind") == "hello":
+            t = asyncio.create_task(warm(["127.0.0.1", *msg.get("servers", [])]))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            transport.sendto(json.dumps({"kind": "hello", "user": name}).encode(),
+                             (addr[0], REPORT_PORT))
+        elif msg.get("kind") == "task":
+            t = asyncio.create_task(run(msg, addr, got))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+
+
+# ------------------------------------------------------------------------ controller side
+@dataclass
+class Layout:
+    """Which scenario node plays which part of the model, and where it stands (m, the
+    scenario's east/north frame = the model's x/y)."""
+
+    users: list[str]
+    uavs: list[str]
+    satellite: str
+    cloud: str
+    user_xy: np.ndarray
+    uav_home: np.ndarray
+    sysids: list[int]
+    origin: tuple[float, float]
+
+    @classmethod
+    def from_scenario(cls, path: Path, satellite: str, cloud: str) -> Layout:
+        from testbed.scenario import load
+        from testbed.scenario.model import NodeKind
+
+        sc = load(path)
+        autopilots = sc.autopilots()
+        users = [n for n, node in sc.nodes.items() if node.kind is NodeKind.GROUND_USER]
+        uavs = [n for n in sc.nodes if n in autopilots]
+        for role, node in (("satellite", satellite), ("cloud", cloud)):
+            if node not in sc.nodes:
+                raise SystemExit(f"{path}: no node {node!r} to act as the {role} (--{role})")
+        if not users or not uavs:
+            raise SystemExit(f"{path}: needs ground users and UAVs with an autopilot")
+        xy = [sc.nodes[n].position for n in users]
+        home = [sc.nodes[n].position for n in uavs]
+        if any(p is None for p in xy + home):
+            raise SystemExit(f"{path}: users and UAVs need a position (the model's x, y)")
+        o = sc.mobility.origin
+        return cls(users, uavs, satellite, cloud, np.array([p[:2] for p in xy]),  # type: ignore[index]
+                   np.array([p[:2] for p in home]), [autopilots[n][0] for n in uavs],  # type: ignore[index]
+                   (o.lat_deg, o.lon_deg))
+
+    def target(self, model: OffloadModel, mode: int) -> str:
+        k = model.n_uavs
+        if mode == 0:
+            return "local"
+        if mode <= k:
+            return self.uavs[mode - 1]
+        return self.satellite if mode == k + 1 else self.cloud
+
+    def local_xyz(self, lat: float, lon: float, rel_alt: float) -> tuple[float, float, float]:
+        lat0, lon0 = self.origin
+        north = np.radians(lat - lat0) * EARTH_R
+        east = np.radians(lon - lon0) * EARTH_R * np.cos(np.radians(lat0))
+        return float(east), float(north), float(rel_alt)
+
+
+def live_config(base: OffloadConfig, layout: Layout, slots: int) -> OffloadConfig:
+    data = base.model_dump()
+    data.update(n_users=len(layout.users), n_uavs=len(layout.uavs), episode_slots=slots,
+                n_clusters=min(base.n_clusters, len(layout.uavs)))
+    return OffloadConfig.model_validate(data)
+
+
+def _start(model: OffloadModel, layout: Layout, altitude: float) -> None:
+    k = model.n_uavs
+    model.set_positions(users_xy=layout.user_xy,
+                        uavs_xyz=np.column_stack([layout.uav_home, np.full(k, altitude)]))
+
+
+def simulate(policy: Any, config: OffloadConfig, seed: int, layout: Layout,
+             altitude: float) -> dict[str, float]:
+    """The same policy and seed from the same start, in the simulator alone."""
+    model = OffloadModel(config, seed)
+    _start(model, layout, altitude)
+    tot = dict.fromkeys(("tasks", "admitted", "delay_sum_s", "effective_delay_sum_s",
+                         "profit"), 0.0)
+    while not model.done:
+        metrics, _ = model.step(policy(model))
+        for key in tot:
+            tot[key] += metrics[key]
+    return _figures(tot)
+
+
+def _figures(t: dict[str, float]) -> dict[str, float]:
+    tasks, served = max(t["tasks"], 1.0), max(t["admitted"], 1.0)
+    return {"tasks": t["tasks"], "served": t["admitted"],
+            "deadline_ratio": t["admitted"] / tasks, "mean_delay_s": t["delay_sum_s"] / served,
+            "mean_effective_delay_s": t["effective_delay_sum_s"] / tasks, "profit": t["profit"]}
+
+
+async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> dict[str, Any]:
+    from controllers.fleet import Fleet
+    from controllers.offload.evaluate import policy_for
+    from payloads.client import health
+    from testbed.autopilots import api_url
+
+    layout = Layout.from_scenario(run_dir / "scenario.resolved.yaml", args.satellite,
+                                  args.cloud)
+    base = load_config(args.config) if args.config else OffloadConfig.default()
+    config = live_config(base, layout, args.slots)
+    policy, source = policy_for(args.algo, config, "default", Path(args.policies))
+    twin, _ = policy_for(args.algo, config, "default", Path(args.policies))
+    if policy is None or twin is None:
+        raise SystemExit(f"--algo {args.algo}: {source}")
+    out = run_dir / "offload"
+    out.mkdir(parents=True, exist_ok=True)
+    predicted_sim = simulate(twin, config, args.seed, layout, args.altitude)
+    print(f"controller: {args.algo} ({source}); simulator predicts {predicted_sim}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(inbox),
+                                                       local_addr=("0.0.0.0", REPORT_PORT))
+    addr = {u: socket.gethostbyname(u) for u in layout.users}
+
+    def send(user: str, msg: dict[str, Any]) -> None:
+        transport.sendto(json.dumps({"token": token, **msg}).encode(), (addr[user], USER_PORT))
+
+    # --- everyone up: agents answer health, users answer hello
+    deadline = time.monotonic() + args.wait_s
+    servers = [*layout.uavs, layout.satellite, layout.cloud]
+    for node in servers:
+        while True:
+            try:
+                await health(node, AGENT_PORT, token)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"payload agent on {node} not reachable") from None
+                await asyncio.sleep(0.5)
+    waiting = set(layout.users)
+    while waiting:
+        for u in waiting:
+            send(u, {"kind": "hello", "servers": servers})
+        with contextlib.suppress(asyncio.TimeoutError):
+            while waiting:
+                msg, _ = await asyncio.wait_for(inbox.get(), 0.5)
+                waiting.discard(msg.get("user", ""))
+        if time.monotonic() > deadline and waiting:
+            raise SystemExit(f"user clients not answering: {sorted(waiting)}")
+    print(f"controller: {len(servers)} agents and {len(layout.users)} users ready", flush=True)
+
+    # --- take off through MAVLink
+    fleet = Fleet([api_url(s) for s in layout.sysids])
+    drones = await fleet.connect(timeout=args.wait_s)
+    by_sysid = {d.sysid: d for d in drones}
+    drones = [by_sysid[s] for s in layout.sysids]
+    await fleet.wait_healthy(timeout=args.wait_s)
+    t_takeoff = time.monotonic()
+    await fleet.takeoff(args.altitude)
+    print(f"controller: {len(drones)} UAVs at {args.altitude:g} m after "
+          f"{time.monotonic() - t_takeoff:.1f} s", flush=True)
+    background = [asyncio.create_task(d.track_position()) for d in drones]
+    background += [asyncio.create_task(d.stream_velocity()) for d in drones]
+
+    model = OffloadModel(config, args.seed)
+    _start(model, layout, args.altitude)
+    lo = np.array([0.0, 0.0, config.uav.altitude_m[0]])
+    hi = np.array([config.area_m, config.area_m, config.uav.altitude_m[1]])
+    rows: dict[str, dict[str, Any]] = {}
+    slot_rows: list[dict[str, Any]] = []
+    t0 = loop.time()
+    try:
+        for s in range(args.slots):
+            await asyncio.sleep(max(0.0, t0 + s * config.slot_s - loop.time()))
+            _drain(inbox, rows)
+            xyz = [layout.local_xyz(p.latitude_deg, p.longitude_deg, p.relative_altitude_m)
+                   if (p := d.last_position) is not None else None for d in drones]
+            if all(x is not None for x in xyz):
+                model.set_positions(uavs_xyz=np.array(xyz))
+            decision = policy(model)
+            bits, cycles = model.task_bits.copy(), model.task_cycles.copy()
+            deadline_s = model.task_deadline_s.copy()
+            metrics, info = model.step(decision)
+            now = time.time()
+            for i in np.flatnonzero(info["active"]):
+                tid = f"{s}-{i}"
+                mode = int(info["mode"][i])
+                row = {"id": tid, "slot": s, "user": layout.users[i],
+                       "target": layout.target(model, mode), "mode": mode,
+                       "bits": bits[i], "cycles": cycles[i], "deadline_s": deadline_s[i],
+                       "admitted": bool(info["admitted"][i]),
+                       "predicted_delay_s": float(info["delay_s"][i]), "t_decided": now}
+                rows[tid] = row
+                if row["admitted"]:
+                    send(layout.users[i], {"kind": "task", "id": tid, "target": row["target"],
+                                           "bytes": int(bits[i] // 8), "cycles": cycles[i],
+                                           "share": float(decision.share[i]),
+                                           "deadline": deadline_s[i]})
+            slot_rows.append({"slot": s, **metrics})
+            # fly: the model's velocity in east/north/up, kept inside the area and band
+            v = np.asarray(decision.velocity, dtype=float)
+            here = model.uav_xyz
+            v = np.where((here <= lo) & (v < 0) | (here >= hi) & (v > 0), 0.0, v)
+            for d, (e, n, u) in zip(drones, v, strict=True):
+                d.velocity_sp = (float(n), float(e), float(-u))
+        for d in drones:
+            d.velocity_sp = (0.0, 0.0, 0.0)
+        end = time.monotonic() + config.tasks.deadline_s[1] + args.grace_s
+        while time.monotonic() < end and not _all_reported(rows):
+            await asyncio.sleep(0.2)
+            _drain(inbox, rows)
+    finally:
+        for t in background:
+            t.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await fleet.close()
+        transport.close()
+    return _report(out, config, rows, slot_rows, predicted_sim, args, source)
+
+
+def _drain(inbox: asyncio.Queue[tuple[dict[str, Any], Any]],
+           rows: dict[str, dict[str, Any]]) -> None:
+    while not inbox.empty():
+        msg, _ = inbox.get_nowait()
+        row = rows.get(msg.get("id", ""))
+        if msg.get("kind") == "report" and row is not None and "ok" not in row:
+            row.update({k: v for k, v in msg.items() if k not in ("kind", "id", "user")})
+
+
+def _all_reported(rows: dict[str, dict[str, Any]]) -> bool:
+    return all("ok" in r for r in rows.values() if r["admitted"])
+
+
+def _report(out: Path, config: OffloadConfig, rows: dict[str, dict[str, Any]],
+            slot_rows: list[dict[str, Any]], predicted_sim: dict[str, float],
+            args: argparse.Namespace, source: str) -> dict[str, Any]:
+    w = config.profit
+    k = config.n_uavs
+    tasks = list(rows.values())
+    for r in tasks:
+        done = r.get("ok") is True and r.get("t_result") is not None
+        r["measured_delay_s"] = r["t_result"] - r["t_got"] if done else None
+        r["control_s"] = r["t_got"] - r["t_decided"] if r.get("t_got") else None
+        r["met"] = bool(done and r["measured_delay_s"] <= r["deadline_s"])
+    fields = ["id", "slot", "user", "target", "mode", "bits", "cycles", "deadline_s", "admitted",
+              "predicted_delay_s", "measured_delay_s", "control_s", "met", "ok", "error", "node",
+              "t_decided", "t_got", "t_sent", "t_recv", "t_queued", "t_start", "t_done",
+              "t_result"]
+    with open(out / "tasks.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(tasks)
+    with open(out / "slots.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(slot_rows[0]) if slot_rows else ["slot"])
+        writer.writeheader()
+        writer.writerows(slot_rows)
+    n = len(tasks)
+    met = [r for r in tasks if r["met"]]
+    measured_eff = sum(r["measured_delay_s"] if r["met"] else r["deadline_s"] + w.drop_penalty_s
+                       for r in tasks)
+    loads = np.zeros(k)
+    for r in met:
+        if 1 <= r["mode"] <= k:
+            loads[r["mode"] - 1] += r["cycles"]
+    other_costs = sum(w.energy_weight * s["uav_energy_j"] + w.queue_weight * s["queue_s"]
+                      for s in slot_rows)
+    measured = {"tasks": n, "served": len(met), "deadline_ratio": len(met) / max(n, 1),
+                "mean_delay_s": (sum(r["measured_delay_s"] for r in met) / max(len(met), 1)),
+                "mean_effective_delay_s": measured_eff / max(n, 1),
+                "profit": (w.revenue_per_task * len(met) - w.delay_weight * measured_eff
+                           - other_costs - w.load_weight * (1.0 - jain_index(loads))
+                           * len(slot_rows)),
+                "lost": sum(1 for r in tasks if r["admitted"] and r.get("ok") is not True),
+                "mean_control_s": float(np.mean([r["control_s"] for r in tasks
+                                                 if r["control_s"] is not None] or [0.0]))}
+    mirror = _figures({"tasks": sum(s["tasks"] for s in slot_rows),
+                       "admitted": sum(s["admitted"] for s in slot_rows),
+                       "delay_sum_s": sum(s["delay_sum_s"] for s in slot_rows),
+                       "effective_delay_sum_s": sum(s["effective_delay_sum_s"] for s in slot_rows),
+                       "profit": sum(s["profit"] for s in slot_rows)})
+    pairs = [(r["predicted_delay_s"], r["measured_delay_s"]) for r in tasks
+             if r["admitted"] and r["measured_delay_s"] is not None]
+    gap = np.array([m - p for p, m in pairs]) if pairs else np.zeros(0)
+    summary = {"algo": args.algo, "policy": source, "seed": args.seed, "slots": len(slot_rows),
+               "config": config.model_dump(mode="json"), "measured": measured,
+               "mirror_predicted": mirror, "simulated": predicted_sim,
+               "delay_gap_s": {"median": float(np.median(gap)) if gap.size else None,
+                               "p95": float(np.percentile(gap, 95)) if gap.size else None,
+                               "n": int(gap.size)},
+               "by_mode": _mode_counts(tasks, k)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _plot(out / "delay.png", pairs)
+    return summary
+
+
+def _mode_counts(tasks: list[dict[str, Any]], k: int) -> dict[str, int]:
+    kinds = ["local", *["uav"] * k, "satellite", "cloud"]
+    counts = dict.fromkeys(("local", "uav", "satellite", "cloud"), 0)
+    for r in tasks:
+        counts[kinds[r["mode"]]] += 1
+    return counts
+
+
+def _plot(path: Path, pairs: list[tuple[float, float]]) -> None:
+    if not pairs:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p, m = np.array(pairs).T
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(p, m, s=10, alpha=0.6)
+    top = float(max(p.max(), m.max())) * 1.05
+    ax.plot([0, top], [0, top], "k--", linewidth=1)
+    ax.set_xlabel("predicted delay (s, mirror model)")
+    ax.set_ylabel("measured delay (s, emulation)")
+    ax.set_title("task delay: emulation vs model")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m controllers.offload.live", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="role", required=True)
+    u = sub.add_parser("user", help="a ground user: own CPU agent + decision listener")
+    u.add_argument("--name", default=os.environ.get("SAGIN_NODE"))
+    u.add_argument("--cpu-hz", type=float, default=OffloadConfig().users.cpu_hz)
+    r = sub.add_parser("run", help="the controller, on the ground station")
+    r.add_argument("--algo", default="muecrs")
+    r.add_argument("--policies", default=str(Path(__file__).parent / "policies"))
+    r.add_argument("--config", default=None, help="offload config file (default preset)")
+    r.add_argument("--slots", type=int, default=60)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--altitude", type=float, default=50.0)
+    r.add_argument("--satellite", default="sat1")
+    r.add_argument("--cloud", default="cloud1")
+    r.add_argument("--wait-s", type=float, default=60.0)
+    r.add_argument("--grace-s", type=float, default=3.0)
+    r.add_argument("--run-dir", default=os.environ.get("SAGIN_RUN_DIR"))
+    args = ap.parse_args(argv)
+    token = os.environ.get("SAGIN_RUN_TOKEN")
+    if not token:
+        ap.error("SAGIN_RUN_TOKEN is not set: start this from a scenario's timeline")
+    if args.role == "user":
+        if not args.name:
+            ap.error("--name (or SAGIN_NODE) is needed")
+        asyncio.run(_user(args.name, token, args.cpu_hz))
+        return
+    if not args.run_dir:
+        ap.error("--run-dir (or SAGIN_RUN_DIR) is needed")
+    summary = asyncio.run(_controller(args, token, Path(args.run_dir)))
+    print(json.dumps({k: summary[k] for k in ("measured", "mirror_predicted", "simulated",
+                                               "delay_gap_s")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -76,7 +76,7 @@ eval-offload: setup
 # regenerate the policies shipped in the repository (default preset; size-bound ones also large)
 ship-policies: setup
 	@$(PY) -m controllers.offload.train --algo all --out controllers/offload/policies --quiet
-	@for a in cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --out controllers/offload/policies --quiet; done
+	@for a in cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --slots 10000 --out controllers/offload/policies --quiet; done
 
 bench: setup
 	@$(PY) -m testbed bench $(BENCH)

@@ -6,7 +6,7 @@ CMADDPG.  The satellite, which sees every UAV, clusters them with K-means
 maintained locally as the UAVs fly - each UAV joins the cluster whose centroid is nearest and
 the centroids follow their members, a cluster that loses its head picks the member nearest its
 centroid.  The cluster head (CH) decides the offloading of every user whose nearest UAV is in
-its cluster; members only fly.  Training is centralised (MADDPG critics that see every agent's
+its cluster.  Training is centralised (MADDPG critics that see every agent's
 observation and action - "at the satellite"), execution decentralised (each actor reads only
 its own observation).
 
@@ -16,8 +16,10 @@ nearest to it.
 Agent observation: features.uav_features of the UAV, then whether it decides for anyone this
 slot, the share of the slot's tasks it decides, and the mean contention-free delay ratio of
 those tasks per mode kind (best UAV, local, satellite, cloud).  Agent action, in [-1, 1]:
-its velocity (3) and weights w over the pair features named in PREFERENCES (a bias per mode
-kind, and what the analytic delay misses: cluster membership, contention, backlog, battery).
+weights w over the pair features named in PREFERENCES (a bias per mode kind, and what the
+analytic delay misses: cluster membership, contention, backlog, battery).  The UAVs hover, as
+in the heuristics: CMADDPG schedules tasks, trajectories are MUECRS's subject; flying agents
+(velocity in the action, gamma 0.9, profit reward) learned worse policies in our trials.
 A deciding agent assigns its users' tasks one by one, tightest deadline first, each to the
 mode of highest score
 
@@ -29,20 +31,23 @@ delay"; the learned weights trade that against what the analytic delay misses an
 rewards - other deciders' simultaneous choices, load balance, queues, batteries.  An agent
 never sees another agent's choices of the same slot: fewer deciders (clusters) means fewer
 conflicts, the effect CMADDPG's clustering is for.  Shares follow `base.cycle_shares`.
-Reward: the slot's system profit (controllers.offload.model) mixed with the agent's own part of
-it (`local_weight`: revenue and delay of the tasks it decided, its UAV's energy and queue) -
-the shared part keeps the team cooperative, the own part tells an agent what it did.
+Reward, shared by all agents: the slot's system profit (controllers.offload.model) minus the
+profit the same slot would have paid had every decider used zero weights (computed on a copy
+of the model) - a difference reward: the counterfactual depends on the state only, so it is an
+unbiased baseline that removes the large slot-to-slot variance of the tasks drawn.  A slot's
+assignment is paid for within the slot (admission is decided at once), hence gamma 0.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from controllers.offload.agents.base import cycle_shares, velocity_scale
+from controllers.offload.agents.base import cycle_shares
 from controllers.offload.clustering import Clustering, kmeans_clusters
 from controllers.offload.features import (
     PAIR_FEATURES,
@@ -64,17 +69,17 @@ PREFERENCES = ("is_local", "is_satellite", "is_cloud", "in_cluster", "contention
                "battery")
 _PREF_INDEX = [PAIR_FEATURES.index(p) for p in PREFERENCES]
 OBS_SIZE = len(UAV_FEATURES) + len(EXTRA_OBS)
-ACT_SIZE = 3 + len(PREFERENCES)
+ACT_SIZE = len(PREFERENCES)
 
 
 @dataclass(frozen=True)
 class TeamConfig:
     """Hyper-parameters (assumed; MADDPG paper defaults in LearnerConfig)."""
 
+    # gamma 0: a slot's assignment is paid for within the slot (admission is decided at once)
     learner: LearnerConfig = field(default_factory=lambda: LearnerConfig(
-        gamma=0.9, noise=0.1, warmup=1000, batch=256, actor_lr=1e-4))
+        gamma=0.0, noise=0.2, warmup=1000, batch=256, actor_lr=3e-4))
     reward_scale: float = 0.1  # profit per slot is O(10)
-    local_weight: float = 0.5  # reward = (1 - lw) x shared profit + lw x the agent's own part
 
 
 class ClusterState:
@@ -172,10 +177,15 @@ class TeamController:
             in_cluster = c.labels[None, :] == c.labels[model.nearest_uav][:, None]
         feats = pair_features(model, ratio, in_cluster)
         # (U, M): the deciding agent's learned preference for each of its users' modes
-        bias = SCORE_GAIN * np.einsum("ump,up->um", feats[:, :, _PREF_INDEX], act[resp, 3:])
+        bias = SCORE_GAIN * np.einsum("ump,up->um", feats[:, :, _PREF_INDEX], act[resp])
         mode = self._modes(model, resp, bias)
-        self._last = {"obs": obs, "act": act, "resp": resp}
-        return Decision(mode, cycle_shares(model), act[:, :3] * velocity_scale(model))
+        hover = np.zeros((model.n_uavs, 3))
+        if explore:  # what the same slot would have paid with no preferences (see learn)
+            twin = copy.deepcopy(model)
+            plain = self._modes(model, resp, np.zeros_like(bias))
+            self._last = {"obs": obs, "act": act, "twin": twin,
+                          "plain": Decision(plain, cycle_shares(model), hover)}
+        return Decision(mode, cycle_shares(model), hover)
 
     @staticmethod
     def _modes(model: OffloadModel, resp: npt.NDArray[np.int64],
@@ -200,28 +210,13 @@ class TeamController:
 
     def learn(self, model: OffloadModel, metrics: dict[str, float],
               info: dict[str, npt.NDArray], done: bool) -> dict[str, float]:
-        lw = self.cfg.local_weight
-        reward = self.cfg.reward_scale * ((1.0 - lw) * metrics["profit"]
-                                          + lw * self._own_profit(model, info))
+        plain, _ = self._last["twin"].step(self._last["plain"])
+        gain = metrics["profit"] - plain["profit"]
+        reward = np.full(self.n_uavs, self.cfg.reward_scale * gain)
         resp = self.responsible(model)
         next_obs = self.observe(model, resp, delay_ratios(model))
         self.team.buffer.add(self._last["obs"], self._last["act"], reward, next_obs, done)
         return self.team.update()
-
-    def _own_profit(self, model: OffloadModel,
-                    info: dict[str, npt.NDArray]) -> npt.NDArray[np.float64]:
-        """Each agent's part of the profit: revenue minus delay cost of the tasks it decided,
-        minus its own UAV's energy and queue."""
-        k = self.n_uavs
-        w = model.config.profit
-        resp = self._last["resp"]
-        effective = np.where(info["admitted"], info["delay_s"],
-                             info["deadline_s"] + w.drop_penalty_s) * info["active"]
-        served = np.bincount(resp, weights=info["admitted"], minlength=k)
-        delay = np.bincount(resp, weights=effective, minlength=k)
-        own = (w.revenue_per_task * served - w.delay_weight * delay
-               - w.energy_weight * info["uav_energy_j"] - w.queue_weight * model.busy_s[:k])
-        return own
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "n_uavs": self.n_uavs, "clustered": self.clustered,

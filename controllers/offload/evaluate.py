@@ -148,17 +148,22 @@ def render(console: Console, title: str, table: dict[str, Any]) -> str:
         t.add_column(LABELS[m], justify="right")
     md = [f"### {title}", "", "| algorithm | " + " | ".join(LABELS[m] for m in METRICS) + " |",
           "|---" * (len(METRICS) + 1) + "|"]
+    missing = []
     for algo in ORDER:
         row = table.get(algo)
         if row is None:
             continue
         if "profit" not in row:
-            cells = [row["source"]] + [""] * (len(METRICS) - 1)
+            cells = ["n/a"] + [""] * (len(METRICS) - 1)
+            missing.append(f"{algo}: {row['source']}")
         else:
             cells = [_fmt(m, row[m]) for m in METRICS]
         t.add_row(algo, *cells)
         md.append(f"| {algo} | " + " | ".join(cells) + " |")
     console.print(t)
+    for line in missing:
+        console.print(f"[dim]{line}")
+    md += [""] + [f"- {line}" for line in missing]
     return "\n".join(md) + "\n"
 
 

@@ -27,9 +27,10 @@ deadline hits and profit next to the mirror's per-slot prediction and to a pure 
 the same policy and seed from the same start (the sim-to-emulation gap) - and delay.png.
 
 Measured profit uses the model's formula with measured quantities where the emulation has them
-(tasks served within their deadline, effective delay: measured delay, or deadline + penalty
-when late or lost) and the mirror's values for UAV energy, queues and load balance (the
-emulation measures no joules).
+(tasks served within their deadline; effective delay: measured delay, or deadline + penalty
+when late or lost; load balance: Jain's index of the cycles served in time per UAV over the
+run, charged every slot) and the mirror's values for UAV energy and queues (the emulation
+measures no joules).
 
 What the emulation adds to the model: real packets on ns-3 links (A2G access with handovers,
 a shared Wi-Fi backhaul, satellite and WAN links) with their queueing and TCP dynamics; routes

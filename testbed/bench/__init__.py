@@ -11,6 +11,8 @@
                late updates, CPU, diff vs full route install
     drones     COMMAND_LONG -> ACK round trip over emulated links vs their ping RTT; 100
                simulated vehicles at 20 Hz telemetry on one core (late ticks, CPU, memory)
+    offload    offloading simulator steps/s, controller decision time, payload-agent round
+               trip and throughput, MUECRS/CMADDPG vs the best baseline (ratios)
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ BENCH_DIR = RESULTS / "bench"
 
 
 def main(which: list[str], console: Console) -> int:
-    from testbed.bench import drones, fidelity, lifecycle, mobility, scale
+    from testbed.bench import drones, fidelity, lifecycle, mobility, offload, scale
 
     table: dict[str, Callable[[Console], dict[str, Any]]] = {
         "fidelity": fidelity.run, "scale": scale.run, "lifecycle": lifecycle.run,
-        "mobility": mobility.run, "drones": drones.run}
+        "mobility": mobility.run, "drones": drones.run, "offload": offload.run}
     names = which or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:

@@ -73,10 +73,10 @@ train: setup
 eval-offload: setup
 	@$(PY) -m controllers.offload.evaluate --seeds $(SEEDS) $(if $(CONFIG),--config $(CONFIG)) $(if $(POLICIES),--policies $(POLICIES))
 
-# regenerate the policies shipped in the repository (default preset; size-bound ones also large)
+# regenerate the policies shipped in the repository: default preset, and 10k slots on large
 ship-policies: setup
 	@$(PY) -m controllers.offload.train --algo all --out controllers/offload/policies --quiet
-	@for a in cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --slots 10000 --out controllers/offload/policies --quiet; done
+	@for a in muecrs cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --slots 10000 --out controllers/offload/policies --quiet; done
 
 bench: setup
 	@$(PY) -m testbed bench $(BENCH)

@@ -79,7 +79,8 @@ def test_untrained_corrections_decode_to_the_greedy_assignment():
     np.testing.assert_array_equal(muecrs.decide(model).mode, expected)
     one_decider = np.zeros(model.n_users, dtype=np.int64)
     zero_bias = np.zeros((model.n_users, model.modes.count))
-    np.testing.assert_array_equal(TeamController._modes(model, one_decider, zero_bias), expected)
+    np.testing.assert_array_equal(TeamController._modes(model, one_decider, zero_bias)[0],
+                                  expected)
 
 
 def test_separate_deciders_do_not_see_each_other():
@@ -89,8 +90,8 @@ def test_separate_deciders_do_not_see_each_other():
                         tasks={"arrival_rate": 1.0})
     model = OffloadModel(cfg, seed=3)
     bias = np.zeros((6, cfg.n_uavs + 3))
-    together = TeamController._modes(model, np.zeros(6, dtype=np.int64), bias)
-    apart = TeamController._modes(model, np.arange(6) % 2, bias)
+    together, _ = TeamController._modes(model, np.zeros(6, dtype=np.int64), bias)
+    apart, _ = TeamController._modes(model, np.arange(6) % 2, bias)
     assert not np.array_equal(together, apart)
     metrics_together, _ = OffloadModel(cfg, seed=3).step(
         greedy_delay(model)._replace(mode=together))
@@ -183,3 +184,25 @@ def test_train_and_evaluate_command_lines(tmp_path):
     claim = report["configs"]["tiny"]["claims"]["muecrs"]
     assert claim["best_baseline"] in ("greedy_delay", "random")
     assert (out / "table.md").read_text().count("| muecrs |") == 1
+
+
+@pytest.mark.parametrize("clustered", [True, False])
+def test_heads_deciding_on_their_own_nodes_reproduce_the_team(clustered):
+    """The live cluster-head service (decide_as, one call per UAV, each with only its own
+    actor) assigns exactly what the team decides in the simulator."""
+    config = OffloadConfig.default()
+    model = _busy_model(config, slots=3)
+    team = TeamController.for_model(model, clustered, seed=3)
+    for p in team.team.actors[0].parameters():  # make the preferences matter
+        torch.nn.init.normal_(p, std=0.5)
+    expected = team.decide(model).mode
+    clustering = team.clusters.clustering
+    combined = np.full(model.n_users, -1)
+    for k in range(config.n_uavs):
+        mode, delay = team.decide_as(model, k, clustering)
+        mine = mode >= 0
+        assert not (mine & (combined >= 0)).any()  # one decider per user
+        combined[mine] = mode[mine]
+        assert np.isfinite(delay[mine & model.task_active]).all()
+    active = model.task_active
+    np.testing.assert_array_equal(combined[active], expected[active])

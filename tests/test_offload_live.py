@@ -87,19 +87,25 @@ def test_simulated_prediction_is_deterministic():
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="emulation tests need root (namespaces)")
 @pytest.mark.skipif(shutil.which("fping") is None, reason="fping missing: run `make setup`")
-def test_sagin_offload_runs_tasks_on_remote_agents(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["muecrs", "cmaddpg-distributed"])
+def test_live_offloading_runs_tasks_on_remote_agents(tmp_path: Path, variant: str) -> None:
+    """sagin-offload (MUECRS on the ground station) and sagin-offload-cmaddpg (clusters from
+    the satellite node, decisions by the UAVs' head services), 12 slots each."""
     from testbed.cleanup import leftovers
     from testbed.runner import Run, RunOptions
-    from testbed.scenario import parse
+    from testbed.scenario import load
 
-    raw = yaml.safe_load(SCENARIO.read_text())
+    source = SCENARIO if variant == "muecrs" else SCENARIO.with_name("sagin-offload-cmaddpg.yaml")
+    raw = yaml.safe_load(source.read_text())
+    raw["include"] = str(ROOT / "topologies" / raw["include"])
     raw["duration_s"] = 90
     raw["capture"] = {"enabled": False}
     for ev in raw["timeline"]:
-        if ev["node"] == "gs1":
-            ev["command"] = ev["command"].replace("--slots 60", "--slots 15")
-    res = Run(parse(raw, "emu-offload"), "emu-offload",
-              RunOptions(results_base=tmp_path)).execute()
+        ev["command"] = ev["command"].replace("--slots 60", "--slots 12").replace(
+            "topologies/", f"{ROOT}/topologies/")
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = Run(load(path), raw["name"], RunOptions(results_base=tmp_path)).execute()
     assert res.status == "done", res.error
     d = res.run_dir
     log = (d / "logs" / "gs1" / "exec-1s.log").read_text(errors="replace")
@@ -107,7 +113,7 @@ def test_sagin_offload_runs_tasks_on_remote_agents(tmp_path: Path) -> None:
     assert summary_path.is_file(), log[-3000:]
     summary = json.loads(summary_path.read_text())
     measured = summary["measured"]
-    assert measured["tasks"] > 20 and measured["served"] > 0.5 * measured["tasks"], summary
+    assert measured["tasks"] > 15 and measured["served"] > 0.5 * measured["tasks"], summary
     with open(d / "offload" / "tasks.csv") as fh:
         tasks = list(csv.DictReader(fh))
     remote = [t for t in tasks if t["ok"] == "True" and t["node"] in
@@ -118,4 +124,29 @@ def test_sagin_offload_runs_tasks_on_remote_agents(tmp_path: Path) -> None:
         assert float(t["t_got"]) <= float(t["t_sent"]) < float(t["t_recv"])
         assert float(t["t_done"]) <= float(t["t_result"])
     assert summary["delay_gap_s"]["n"] > 0
+    if variant != "muecrs":
+        # decisions came from the heads, after a trip gs1 -> UAV -> user
+        assert summary["distributed"]["undecided_tasks"] < 0.2 * measured["tasks"], summary
+        assert summary["measured"]["mean_control_s"] > 0.0
     assert not any(leftovers(d.name.rsplit("-", 1)[-1]).values())
+
+
+@pytest.mark.unit
+def test_a_head_rebuilds_the_slot_from_the_state_message():
+    from controllers.offload.live import SatelliteClusters, apply_state, clustering_from, \
+        model_state
+
+    config = OffloadConfig.default()
+    model = OffloadModel(config, seed=6)
+    for _ in range(7):
+        model.step(greedy_delay(model))
+    model.set_batteries(np.r_[0.0, model.battery_j[1:]])  # one UAV down
+    copy = OffloadModel(config, seed=99)
+    apply_state(copy, json.loads(json.dumps(model_state(model))))
+    np.testing.assert_allclose(copy.delay_table(), model.delay_table())
+    np.testing.assert_array_equal(greedy_delay(copy).mode, greedy_delay(model).mode)
+    assert not copy.alive[0] and copy.t == model.t
+    sat = SatelliteClusters()
+    msg = {"t": 0, "uav_xy": model.uav_xyz[:, :2].tolist(), "n_clusters": 2, "every": 10}
+    c = clustering_from(json.loads(json.dumps(sat.reply(msg))))
+    assert sorted(set(c.labels.tolist())) == [0, 1] and all(c.labels[c.heads] == [0, 1])

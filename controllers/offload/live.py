@@ -61,6 +61,8 @@ from controllers.offload.model import OffloadModel, jain_index
 AGENT_PORT = 7700
 USER_PORT = 7800
 REPORT_PORT = 7801
+HEAD_PORT = 7802  # cluster-head services on the UAVs: slot states in
+SAT_PORT = 7803  # the satellite's clustering service
 EARTH_R = 6378137.0
 
 
@@ -116,7 +118,8 @@ async def _user(name: str, token: str, cpu_hz: float) -> None:
             report |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             if conn is not None:
                 await conn.close()
-        transport.sendto(json.dumps(report).encode(), (addr[0], REPORT_PORT))
+        transport.sendto(json.dumps(report).encode(),
+                         (msg.get("report_to") or addr[0], REPORT_PORT))
 
     tasks: set[asyncio.Task[None]] = set()
     while True:
@@ -134,6 +137,121 @@ async def _user(name: str, token: str, cpu_hz: float) -> None:
             t = asyncio.create_task(run(msg, addr, got))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
+
+
+# -------------------------------------------------------------- distributed CMADDPG services
+def model_state(model: OffloadModel) -> dict[str, Any]:
+    """What a cluster head needs to rebuild the slot's state (JSON-able, ~2 kB for 20 users)."""
+    return {"t": model.t, "user_xy": model.user_xy.tolist(), "uav_xyz": model.uav_xyz.tolist(),
+            "battery_j": model.battery_j.tolist(), "busy_s": model.busy_s.tolist(),
+            "bits": model.task_bits.tolist(), "cycles": model.task_cycles.tolist(),
+            "deadline_s": model.task_deadline_s.tolist(),
+            "elevation_deg": model.sat_elevation_deg}
+
+
+def apply_state(model: OffloadModel, state: dict[str, Any]) -> None:
+    model.t = int(state["t"])
+    model.set_batteries(state["battery_j"])
+    model.set_positions(users_xy=state["user_xy"], uavs_xyz=state["uav_xyz"])
+    model.set_tasks(state["bits"], state["cycles"], state["deadline_s"])
+    model.busy_s[:] = state["busy_s"]
+    if state["elevation_deg"] != model.sat_elevation_deg:
+        model.set_satellite_elevation(state["elevation_deg"])
+
+
+def clustering_from(msg: dict[str, Any]) -> Any:
+    from controllers.offload.clustering import Clustering
+
+    return Clustering(np.array(msg["labels"], dtype=np.int64), np.array(msg["centroids"]),
+                      np.array(msg["heads"], dtype=np.int64))
+
+
+class SatelliteClusters:
+    """The satellite's side of CMADDPG: K-means over the UAV positions the controller sends,
+    with local maintenance between re-clusterings (agents.team.ClusterState)."""
+
+    def __init__(self) -> None:
+        from controllers.offload.agents.team import ClusterState
+
+        self._state_cls = ClusterState
+        self.states: dict[tuple[int, int], Any] = {}
+
+    def reply(self, msg: dict[str, Any]) -> dict[str, Any]:
+        key = (int(msg["n_clusters"]), int(msg["every"]))
+        state = self.states.setdefault(key, self._state_cls(*key))
+        xy = np.array(msg["uav_xy"], dtype=np.float64)
+        view = argparse.Namespace(uav_xyz=np.column_stack([xy, np.zeros(len(xy))]),
+                                  t=int(msg["t"]))
+        c = state.update(view)
+        return {"kind": "clusters", "t": msg["t"], "labels": c.labels.tolist(),
+                "centroids": c.centroids.tolist(), "heads": c.heads.tolist()}
+
+
+async def _satellite(token: str) -> None:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(inbox),
+                                                       local_addr=("0.0.0.0", SAT_PORT))
+    clusters = SatelliteClusters()
+    print(f"satellite: clustering service on udp/{SAT_PORT}", flush=True)
+    while True:
+        msg, addr = await inbox.get()
+        if msg.get("token") == token and msg.get("kind") == "cluster":
+            reply = {"token": token, **clusters.reply(msg)}
+            transport.sendto(json.dumps(reply).encode(), (addr[0], REPORT_PORT))
+
+
+async def _head(name: str, token: str, args: argparse.Namespace, run_dir: Path) -> None:
+    """A UAV's cluster-head service: on each slot's state, decide for the users this UAV is
+    responsible for with its own actor, send those decisions straight to the users, and tell
+    the controller what was decided."""
+    from controllers.offload.agents.team import TeamController
+    from controllers.offload.evaluate import policy_for
+
+    layout = Layout.from_scenario(run_dir / "scenario.resolved.yaml", args.satellite, args.cloud)
+    if name not in layout.uavs:
+        raise SystemExit(f"{name} is not an autopilot UAV of the scenario")
+    agent = layout.uavs.index(name)
+    base = load_config(args.config) if args.config else OffloadConfig.default()
+    config = live_config(base, layout, 1)
+    team, source = policy_for(args.algo, config, "default", Path(args.policies))
+    if not isinstance(team, TeamController):
+        raise SystemExit(f"--algo {args.algo}: a cluster head runs cmaddpg or maddpg ({source})")
+    model = OffloadModel(config)
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(inbox),
+                                                       local_addr=("0.0.0.0", HEAD_PORT))
+    addr = {u: socket.gethostbyname(u) for u in layout.users}
+    print(f"head {name}: agent {agent} of {args.algo} ({source}) on udp/{HEAD_PORT}", flush=True)
+    while True:
+        msg, src = await inbox.get()
+        if msg.get("token") != token or msg.get("kind") != "state":
+            continue
+        apply_state(model, msg["state"])
+        clustering = clustering_from(msg["clustering"]) if msg.get("clustering") else None
+        mode, delay = team.decide_as(model, agent, clustering)
+        shares = _cycle_shares(model)
+        sent = []
+        for i in np.flatnonzero((mode >= 0) & model.task_active):
+            if delay[i] > model.task_deadline_s[i]:
+                continue  # admission: predicted late, dropped at once
+            task = {"token": token, "kind": "task", "id": f"{msg['slot']}-{i}",
+                    "target": layout.target(model, int(mode[i])),
+                    "bytes": int(model.task_bits[i] // 8), "cycles": model.task_cycles[i],
+                    "share": float(shares[i]), "deadline": model.task_deadline_s[i],
+                    "report_to": msg["report_to"]}
+            transport.sendto(json.dumps(task).encode(), (addr[layout.users[i]], USER_PORT))
+            sent.append(int(i))
+        reply = {"token": token, "kind": "decided", "slot": msg["slot"], "agent": agent,
+                 "mode": mode.tolist(), "sent": sent}
+        transport.sendto(json.dumps(reply).encode(), (src[0], REPORT_PORT))
+
+
+def _cycle_shares(model: OffloadModel) -> np.ndarray:
+    from controllers.offload.agents.base import cycle_shares
+
+    return cycle_shares(model)
 
 
 # ------------------------------------------------------------------------ controller side
@@ -290,6 +408,70 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
 
     model = OffloadModel(config, args.seed)
     _start(model, layout, args.altitude)
+    others: list[dict[str, Any]] = []
+    counts = {"clustering_fallbacks": 0, "undecided_tasks": 0}
+    me = socket.gethostbyname(os.environ.get("SAGIN_NODE", socket.gethostname()))
+    uav_addr = [socket.gethostbyname(u) for u in layout.uavs]
+    sat_addr = socket.gethostbyname(layout.satellite)
+    team = policy if args.distributed else None
+    clustering: Any = None
+
+    async def collect(pred: Any, n: int, timeout: float) -> list[dict[str, Any]]:
+        """Up to n messages matching pred, within timeout seconds."""
+        got: list[dict[str, Any]] = []
+        end = loop.time() + timeout
+        while len(got) < n and loop.time() < end:
+            _drain(inbox, rows, others)
+            got += [m for m in others if pred(m)]
+            others[:] = [m for m in others if not pred(m)]
+            if len(got) < n:
+                await asyncio.sleep(0.005)
+        return got
+
+    async def distributed(s: int) -> tuple[Any, set[int]]:
+        """CMADDPG as deployed: the satellite clusters, each UAV's head service decides for
+        its users and sends them the decisions; returns what they decided and sent."""
+        from controllers.offload.model import Decision
+
+        nonlocal clustering
+        if team.clustered:  # type: ignore[union-attr]
+            ask = {"token": token, "kind": "cluster", "t": model.t,
+                   "uav_xy": model.uav_xyz[:, :2].tolist(), "n_clusters": config.n_clusters,
+                   "every": config.recluster_every}
+            transport.sendto(json.dumps(ask).encode(), (sat_addr, SAT_PORT))
+            got = await collect(lambda m: m.get("kind") == "clusters" and m["t"] == model.t,
+                                1, 0.3)
+            if got:
+                clustering = got[0]
+            else:
+                counts["clustering_fallbacks"] += 1
+        if team.clustered and clustering is None:  # type: ignore[union-attr]
+            raise SystemExit("the satellite's clustering service does not answer")
+        state = {"token": token, "kind": "state", "slot": s, "state": model_state(model),
+                 "clustering": clustering, "report_to": me}
+        data = json.dumps(state).encode()
+        for a in uav_addr:
+            transport.sendto(data, (a, HEAD_PORT))
+        if clustering is not None:
+            c = clustering_from(clustering)
+            resp = c.heads[c.labels[model.nearest_uav]]
+        else:
+            resp = model.nearest_uav
+        deciders = {int(r) for r in resp[model.task_active]}
+        got = await collect(lambda m: m.get("kind") == "decided" and m["slot"] == s
+                            and m["agent"] in deciders, len(deciders), 0.5)
+        mode = np.zeros(model.n_users, dtype=np.int64)
+        sent: set[int] = set()
+        answered = set()
+        for m in got:
+            mine = np.array(m["mode"]) >= 0
+            mode[mine] = np.array(m["mode"])[mine]
+            sent |= set(m["sent"])
+            answered.add(m["agent"])
+        counts["undecided_tasks"] += int(np.count_nonzero(
+            model.task_active & ~np.isin(resp, list(answered))))
+        return Decision(mode, _cycle_shares(model), np.zeros((model.n_uavs, 3))), sent
+
     lo = np.array([0.0, 0.0, config.uav.altitude_m[0]])
     hi = np.array([config.area_m, config.area_m, config.uav.altitude_m[1]])
     rows: dict[str, dict[str, Any]] = {}
@@ -298,26 +480,32 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
     try:
         for s in range(args.slots):
             await asyncio.sleep(max(0.0, t0 + s * config.slot_s - loop.time()))
-            _drain(inbox, rows)
+            _drain(inbox, rows, others)
             xyz = [layout.local_xyz(p.latitude_deg, p.longitude_deg, p.relative_altitude_m)
                    if (p := d.last_position) is not None else None for d in drones]
             if all(x is not None for x in xyz):
                 model.set_positions(uavs_xyz=np.array(xyz))
-            decision = policy(model)
+            now = time.time()
+            if args.distributed:
+                decision, sent = await distributed(s)
+            else:
+                decision, sent = policy(model), None
             bits, cycles = model.task_bits.copy(), model.task_cycles.copy()
             deadline_s = model.task_deadline_s.copy()
             metrics, info = model.step(decision)
-            now = time.time()
+            if sent is None:
+                now = time.time()
             for i in np.flatnonzero(info["active"]):
                 tid = f"{s}-{i}"
                 mode = int(info["mode"][i])
                 row = {"id": tid, "slot": s, "user": layout.users[i],
                        "target": layout.target(model, mode), "mode": mode,
                        "bits": bits[i], "cycles": cycles[i], "deadline_s": deadline_s[i],
-                       "admitted": bool(info["admitted"][i]),
+                       "admitted": bool(info["admitted"][i]) if sent is None else i in sent,
+                       "mirror_admitted": bool(info["admitted"][i]),
                        "predicted_delay_s": float(info["delay_s"][i]), "t_decided": now}
                 rows[tid] = row
-                if row["admitted"]:
+                if row["admitted"] and sent is None:
                     send(layout.users[i], {"kind": "task", "id": tid, "target": row["target"],
                                            "bytes": int(bits[i] // 8), "cycles": cycles[i],
                                            "share": float(decision.share[i]),
@@ -334,22 +522,30 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
         end = time.monotonic() + config.tasks.deadline_s[1] + args.grace_s
         while time.monotonic() < end and not _all_reported(rows):
             await asyncio.sleep(0.2)
-            _drain(inbox, rows)
+            _drain(inbox, rows, others)
     finally:
         for t in background:
             t.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await fleet.close()
         transport.close()
-    return _report(out, config, rows, slot_rows, predicted_sim, args, source)
+    summary = _report(out, config, rows, slot_rows, predicted_sim, args, source)
+    if args.distributed:
+        summary["distributed"] = counts
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def _drain(inbox: asyncio.Queue[tuple[dict[str, Any], Any]],
-           rows: dict[str, dict[str, Any]]) -> None:
+           rows: dict[str, dict[str, Any]], others: list[dict[str, Any]]) -> None:
+    """Task reports into their rows; anything else from this run into `others`."""
     while not inbox.empty():
         msg, _ = inbox.get_nowait()
+        if msg.get("kind") != "report":
+            others.append(msg)
+            continue
         row = rows.get(msg.get("id", ""))
-        if msg.get("kind") == "report" and row is not None and "ok" not in row:
+        if row is not None and "ok" not in row:
             row.update({k: v for k, v in msg.items() if k not in ("kind", "id", "user")})
 
 
@@ -455,18 +651,25 @@ def main(argv: list[str] | None = None) -> None:
     u = sub.add_parser("user", help="a ground user: own CPU agent + decision listener")
     u.add_argument("--name", default=os.environ.get("SAGIN_NODE"))
     u.add_argument("--cpu-hz", type=float, default=OffloadConfig().users.cpu_hz)
+    sub.add_parser("satellite", help="CMADDPG's clustering service, on the satellite")
+    h = sub.add_parser("head", help="a UAV's cluster-head service (CMADDPG/MADDPG agent)")
     r = sub.add_parser("run", help="the controller, on the ground station")
-    r.add_argument("--algo", default="muecrs")
-    r.add_argument("--policies", default=str(Path(__file__).parent / "policies"))
-    r.add_argument("--config", default=None, help="offload config file (default preset)")
+    for p in (h, r):
+        p.add_argument("--algo", default="muecrs" if p is r else "cmaddpg")
+        p.add_argument("--policies", default=str(Path(__file__).parent / "policies"))
+        p.add_argument("--config", default=None, help="offload config file (default preset)")
+        p.add_argument("--satellite", default="sat1")
+        p.add_argument("--cloud", default="cloud1")
+        p.add_argument("--run-dir", default=os.environ.get("SAGIN_RUN_DIR"))
+    h.add_argument("--name", default=os.environ.get("SAGIN_NODE"))
+    r.add_argument("--distributed", action="store_true",
+                   help="cmaddpg/maddpg: decisions by the UAVs' head services, clusters by the "
+                   "satellite's service (start them with `head` and `satellite`)")
     r.add_argument("--slots", type=int, default=60)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--altitude", type=float, default=50.0)
-    r.add_argument("--satellite", default="sat1")
-    r.add_argument("--cloud", default="cloud1")
     r.add_argument("--wait-s", type=float, default=60.0)
     r.add_argument("--grace-s", type=float, default=3.0)
-    r.add_argument("--run-dir", default=os.environ.get("SAGIN_RUN_DIR"))
     args = ap.parse_args(argv)
     token = os.environ.get("SAGIN_RUN_TOKEN")
     if not token:
@@ -476,8 +679,18 @@ def main(argv: list[str] | None = None) -> None:
             ap.error("--name (or SAGIN_NODE) is needed")
         asyncio.run(_user(args.name, token, args.cpu_hz))
         return
+    if args.role == "satellite":
+        asyncio.run(_satellite(token))
+        return
     if not args.run_dir:
         ap.error("--run-dir (or SAGIN_RUN_DIR) is needed")
+    if args.role == "head":
+        if not args.name:
+            ap.error("--name (or SAGIN_NODE) is needed")
+        asyncio.run(_head(args.name, token, args, Path(args.run_dir)))
+        return
+    if args.distributed and args.algo not in ("cmaddpg", "maddpg"):
+        ap.error("--distributed is for cmaddpg and maddpg (agents on the UAVs)")
     summary = asyncio.run(_controller(args, token, Path(args.run_dir)))
     print(json.dumps({k: summary[k] for k in ("measured", "mirror_predicted", "simulated",
                                                "delay_gap_s")}), flush=True)

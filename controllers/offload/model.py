@@ -277,6 +277,15 @@ class OffloadModel:
         self._n_tasks = int(np.count_nonzero(self.task_active))
         self._generated += self._n_tasks
 
+    def set_batteries(self, joules: npt.ArrayLike) -> None:
+        """Overwrite the UAVs' remaining energy (J), e.g. from another copy of the model; a
+        UAV at 0 is down."""
+        self.battery_j = np.array(joules, dtype=np.float64).reshape(self.n_uavs)
+        alive = self.battery_j > 0.0
+        if not np.array_equal(alive, self.alive):
+            self._set_alive(alive)
+            self._update_geometry()
+
     def set_satellite_elevation(self, elevation_deg: float) -> None:
         """Move the satellite (e.g. to the emulated constellation's current elevation)."""
         cfg = self.config

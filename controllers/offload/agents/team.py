@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from controllers.offload.agents.base import cycle_shares
 from controllers.offload.clustering import Clustering, kmeans_clusters
@@ -178,24 +179,53 @@ class TeamController:
         feats = pair_features(model, ratio, in_cluster)
         # (U, M): the deciding agent's learned preference for each of its users' modes
         bias = SCORE_GAIN * np.einsum("ump,up->um", feats[:, :, _PREF_INDEX], act[resp])
-        mode = self._modes(model, resp, bias)
+        mode, _ = self._modes(model, resp, bias)
         hover = np.zeros((model.n_uavs, 3))
         if explore:  # what the same slot would have paid with no preferences (see learn)
             twin = copy.deepcopy(model)
-            plain = self._modes(model, resp, np.zeros_like(bias))
+            plain, _ = self._modes(model, resp, np.zeros_like(bias))
             self._last = {"obs": obs, "act": act, "twin": twin,
                           "plain": Decision(plain, cycle_shares(model), hover)}
         return Decision(mode, cycle_shares(model), hover)
 
+    def decide_as(self, model: OffloadModel, agent: int,
+                  clustering: Clustering | None) -> tuple[npt.NDArray[np.int64],
+                                                         npt.NDArray[np.float64]]:
+        """What UAV `agent` decides on its own node: from its own actor and observation, the
+        modes of the users it is responsible for under the satellite's `clustering` (ignored
+        by MADDPG), with their predicted delays; -1 and nan for every other user.  The live
+        cluster-head service (controllers.offload.live head) runs this."""
+        if self.clustered:
+            if clustering is None:
+                raise ValueError("a cluster head needs the satellite's clustering")
+            self.clusters.clustering = clustering
+            resp = clustering.heads[clustering.labels[model.nearest_uav]]
+            in_cluster = clustering.labels[None, :] == clustering.labels[model.nearest_uav][:, None]
+        else:
+            resp, in_cluster = model.nearest_uav, None
+        ratio = delay_ratios(model)
+        obs = self.observe(model, resp, ratio)[agent]
+        with torch.no_grad():
+            act = self.team.actors[agent](torch.as_tensor(obs)).numpy()
+        feats = pair_features(model, ratio, in_cluster)
+        bias = SCORE_GAIN * feats[:, :, _PREF_INDEX] @ act
+        mine = resp == agent
+        mode, delay = self._modes(model, resp, bias, mine)
+        return np.where(mine, mode, -1), np.where(mine, delay, np.nan)
+
     @staticmethod
     def _modes(model: OffloadModel, resp: npt.NDArray[np.int64],
-               bias: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+               bias: npt.NDArray[np.float64], only: npt.NDArray[np.bool_] | None = None
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Each decider assigns its own users, tightest deadline first, knowing only its own
         earlier assignments of the slot - not what the other deciders choose at the same time
-        (decentralised execution: the conflicts clustering is meant to reduce)."""
+        (decentralised execution: the conflicts clustering is meant to reduce).  Returns the
+        modes and each task's analytic delay in its mode (for users in `only`, if given)."""
         mode = np.zeros(model.n_users, dtype=np.int64)
+        delay = np.full(model.n_users, np.nan)
         penalty = model.config.profit.drop_penalty_s
-        users = np.flatnonzero(model.task_active)
+        active = model.task_active if only is None else model.task_active & only
+        users = np.flatnonzero(active)
         users = users[np.argsort(model.task_deadline_s[users], kind="stable")]
         claimed: dict[int, Contention] = {}
         for i in users:
@@ -205,8 +235,9 @@ class TeamController:
             ratio = np.where(d <= deadline, d, deadline + penalty) / deadline
             best = int(np.argmax(bias[i] - ratio))
             mode[i] = best
+            delay[i] = d[best]
             mine.claim(model, int(i), best)
-        return mode
+        return mode, delay
 
     def learn(self, model: OffloadModel, metrics: dict[str, float],
               info: dict[str, npt.NDArray], done: bool) -> dict[str, float]:

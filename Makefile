@@ -75,8 +75,8 @@ eval-offload: setup
 
 # regenerate the policies shipped in the repository: default preset, and 10k slots on large
 ship-policies: setup
-	@$(PY) -m controllers.offload.train --algo all --out controllers/offload/policies --quiet
-	@for a in muecrs cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --slots 10000 --out controllers/offload/policies --quiet; done
+	@$(PY) -m controllers.offload.train --algo all --out controllers/offload/policies --quiet --acting-only
+	@for a in muecrs cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --slots 10000 --out controllers/offload/policies --quiet --acting-only; done
 
 bench: setup
 	@$(PY) -m testbed bench $(BENCH)

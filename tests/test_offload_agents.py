@@ -17,6 +17,7 @@ from controllers.offload.agents import (  # noqa: E402
     make_controller,
     save_checkpoint,
 )
+from controllers.offload.agents.base import strip_checkpoint  # noqa: E402
 from controllers.offload.agents.central import CentralConfig, CentralDDPG  # noqa: E402
 from controllers.offload.agents.muecrs import MUECRS, MuecrsConfig  # noqa: E402
 from controllers.offload.agents.team import ClusterState, TeamConfig, TeamController  # noqa: E402
@@ -149,6 +150,11 @@ def test_checkpoints_round_trip_and_refuse_other_sizes(tmp_path):
         a, b = ctrl(model), again(model)
         np.testing.assert_array_equal(a.mode, b.mode)
         np.testing.assert_allclose(a.velocity, b.velocity)
+        stripped = tmp_path / f"{algo}-acting.pt"
+        save_checkpoint(ctrl, stripped, {"config_name": "small"})
+        strip_checkpoint(stripped)
+        assert stripped.stat().st_size < path.stat().st_size
+        np.testing.assert_array_equal(load_controller(stripped, SMALL)(model).mode, a.mode)
     with pytest.raises(ValueError, match=r"ddpg\.pt.*small"):
         load_controller(tmp_path / "ddpg.pt", OffloadConfig.default())
     with pytest.raises(ValueError, match=r"cmaddpg\.pt"):

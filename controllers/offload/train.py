@@ -32,6 +32,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from controllers.offload.agents import ALGORITHMS, Controller, make_controller, save_checkpoint
+from controllers.offload.agents.base import strip_checkpoint
 from controllers.offload.baselines import evaluate
 from controllers.offload.config import OffloadConfig, load_config
 from controllers.offload.model import OffloadModel, jain_index
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--acting-only", action="store_true",
+                    help="save only what acting needs (no critics/targets): shipped policies")
     args = ap.parse_args(argv)
     algos = ALGORITHMS if args.algo == "all" else (args.algo,)
     for algo in algos:
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     for algo in algos:
         slots = args.slots or DEFAULT_SLOTS[algo]
         path = train(algo, config, name, slots, args.seed, args.out, args.quiet)
+        if args.acting_only:
+            strip_checkpoint(path)
         print(f"{algo}: {slots} slots -> {path} (scalars: {path.with_suffix('.csv')})")
 
 

@@ -47,6 +47,24 @@ def save_checkpoint(controller: Controller, path: str | Path, meta: dict[str, An
                 "state": controller.state_dict()}, path)
 
 
+LEARNING_ONLY = frozenset({"critic", "critic_t", "actor_t", "critics", "critics_t", "actors_t"})
+
+
+def strip_checkpoint(path: str | Path) -> None:
+    """Drop what only training needs (critics, target networks) from a checkpoint, keeping what
+    acting needs: the shipped policies stay small (DDPG on the large preset: 9 MB -> ~2 MB)."""
+    data = read_checkpoint(path)
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in LEARNING_ONLY}
+        return node
+
+    data["state"] = strip(data["state"])
+    data["meta"]["acting_only"] = True
+    torch.save(data, Path(path))
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's dict; clear errors for a missing or foreign file."""
     path = Path(path)

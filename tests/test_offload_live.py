@@ -133,8 +133,12 @@ def test_live_offloading_runs_tasks_on_remote_agents(tmp_path: Path, variant: st
 
 @pytest.mark.unit
 def test_a_head_rebuilds_the_slot_from_the_state_message():
-    from controllers.offload.live import SatelliteClusters, apply_state, clustering_from, \
-        model_state
+    from controllers.offload.live import (
+        SatelliteClusters,
+        apply_state,
+        clustering_from,
+        model_state,
+    )
 
     config = OffloadConfig.default()
     model = OffloadModel(config, seed=6)

@@ -105,7 +105,7 @@ def test_cluster_maintenance_keeps_heads_inside_their_clusters():
     state = ClusterState(2, every=10)
     for t in range(25):
         model.t = t
-        c = state.update(model)
+        c = state.update(model.uav_xyz[:, :2], model.t)
         for j, head in enumerate(c.heads):
             if head >= 0:
                 assert c.labels[head] == j

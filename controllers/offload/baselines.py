@@ -22,9 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from controllers.offload.config import OffloadConfig
-from controllers.offload.model import Contention, Decision, FloatArray, OffloadModel, jain_index
+from controllers.offload.model import (
+    Contention,
+    Decision,
+    FloatArray,
+    IntArray,
+    OffloadModel,
+    jain_index,
+)
 
 Policy = Callable[[OffloadModel], Decision]
 
@@ -33,8 +41,16 @@ def _hover(model: OffloadModel) -> FloatArray:
     return np.zeros((model.n_uavs, 3))
 
 
+def velocity_limits(model: OffloadModel) -> FloatArray:
+    """(3,) the UAVs' speed limits east, north, up (m/s)."""
+    uav = model.config.uav
+    return np.array([uav.max_speed_m_s, uav.max_speed_m_s, uav.max_vertical_speed_m_s])
+
+
 def cycle_shares(model: OffloadModel) -> FloatArray:
-    """Shares proportional to each task's cycles, scaled into [0, 1]."""
+    """Shares proportional to each task's cycles, scaled into [0, 1]: a node's batch finishes
+    together, nothing is wasted and the makespan (so the deadline risk) is minimal - the
+    closed-form resource assignment every controller here uses."""
     cycles = model.task_cycles
     top = float(cycles.max())
     return cycles / top if top > 0 else np.ones_like(cycles)
@@ -47,11 +63,10 @@ class RandomPolicy:
         self._rng = np.random.default_rng(seed)
 
     def __call__(self, model: OffloadModel) -> Decision:
-        rng, uav = self._rng, model.config.uav
-        limit = np.array([uav.max_speed_m_s, uav.max_speed_m_s, uav.max_vertical_speed_m_s])
+        rng = self._rng
         return Decision(rng.integers(0, model.modes.count, model.n_users),
                         rng.random(model.n_users),
-                        rng.uniform(-1.0, 1.0, (model.n_uavs, 3)) * limit)
+                        rng.uniform(-1.0, 1.0, (model.n_uavs, 3)) * velocity_limits(model))
 
 
 def local_only(model: OffloadModel) -> Decision:
@@ -71,15 +86,35 @@ def nearest_uav(model: OffloadModel) -> Decision:
     return Decision(1 + model.nearest_uav, cycle_shares(model), _hover(model))
 
 
+def assign_by_deadline(model: OffloadModel, choose: Callable[[int, FloatArray], int],
+                       decider: npt.NDArray[np.int64] | None = None,
+                       only: npt.NDArray[np.bool_] | None = None) -> tuple[IntArray, FloatArray]:
+    """Assign the slot's tasks one by one, tightest deadline first: `choose(user, delays)`
+    picks a mode from the (K+3,) delays `OffloadModel.mode_delays` predicts given what the same
+    decider already assigned this slot.  `decider` (U,): who decides for each user, each knowing
+    only its own assignments (None: one decider for all); `only`: the users to assign.
+    Returns the modes (0 for users not assigned) and each assigned task's predicted delay
+    (nan for the others).  The greedy heuristic, MUECRS and the CMADDPG cluster heads all
+    decode this way; they differ in `choose`."""
+    mode = np.zeros(model.n_users, dtype=np.int64)
+    delay = np.full(model.n_users, np.nan)
+    active = model.task_active if only is None else model.task_active & only
+    users = np.flatnonzero(active)
+    claimed: dict[int, Contention] = {}
+    for i in users[np.argsort(model.task_deadline_s[users], kind="stable")]:
+        mine = claimed.setdefault(0 if decider is None else int(decider[i]),
+                                  Contention.empty(model.n_uavs))
+        d = model.mode_delays(int(i), mine)
+        best = choose(int(i), d)
+        mode[i] = best
+        delay[i] = d[best]
+        mine.claim(model, int(i), best)
+    return mode, delay
+
+
 def greedy_delay(model: OffloadModel) -> Decision:
     """Least predicted delay per task, tightest deadline first, contention accounted."""
-    mode = np.zeros(model.n_users, dtype=np.int64)
-    claimed = Contention.empty(model.n_uavs)
-    users = np.flatnonzero(model.task_active)
-    for i in users[np.argsort(model.task_deadline_s[users], kind="stable")]:
-        best = int(np.argmin(model.mode_delays(int(i), claimed)))
-        mode[i] = best
-        claimed.claim(model, int(i), best)
+    mode, _ = assign_by_deadline(model, lambda _, d: int(np.argmin(d)))
     return Decision(mode, cycle_shares(model), _hover(model))
 
 

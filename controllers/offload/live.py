@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from controllers.offload.baselines import cycle_shares
 from controllers.offload.config import OffloadConfig, load_config
 from controllers.offload.model import OffloadModel, jain_index
 
@@ -63,7 +64,6 @@ USER_PORT = 7800
 REPORT_PORT = 7801
 HEAD_PORT = 7802  # cluster-head services on the UAVs: slot states in
 SAT_PORT = 7803  # the satellite's clustering service
-EARTH_R = 6378137.0
 
 
 # ------------------------------------------------------------------------------- user side
@@ -179,10 +179,7 @@ class SatelliteClusters:
     def reply(self, msg: dict[str, Any]) -> dict[str, Any]:
         key = (int(msg["n_clusters"]), int(msg["every"]))
         state = self.states.setdefault(key, self._state_cls(*key))
-        xy = np.array(msg["uav_xy"], dtype=np.float64)
-        view = argparse.Namespace(uav_xyz=np.column_stack([xy, np.zeros(len(xy))]),
-                                  t=int(msg["t"]))
-        c = state.update(view)
+        c = state.update(np.array(msg["uav_xy"], dtype=np.float64), int(msg["t"]))
         return {"kind": "clusters", "t": msg["t"], "labels": c.labels.tolist(),
                 "centroids": c.centroids.tolist(), "heads": c.heads.tolist()}
 
@@ -231,7 +228,7 @@ async def _head(name: str, token: str, args: argparse.Namespace, run_dir: Path) 
         apply_state(model, msg["state"])
         clustering = clustering_from(msg["clustering"]) if msg.get("clustering") else None
         mode, delay = team.decide_as(model, agent, clustering)
-        shares = _cycle_shares(model)
+        shares = cycle_shares(model)
         sent = []
         for i in np.flatnonzero((mode >= 0) & model.task_active):
             if delay[i] > model.task_deadline_s[i]:
@@ -248,12 +245,6 @@ async def _head(name: str, token: str, args: argparse.Namespace, run_dir: Path) 
         transport.sendto(json.dumps(reply).encode(), (src[0], REPORT_PORT))
 
 
-def _cycle_shares(model: OffloadModel) -> np.ndarray:
-    from controllers.offload.agents.base import cycle_shares
-
-    return cycle_shares(model)
-
-
 # ------------------------------------------------------------------------ controller side
 @dataclass
 class Layout:
@@ -268,9 +259,11 @@ class Layout:
     uav_home: np.ndarray
     sysids: list[int]
     origin: tuple[float, float]
+    frame: Any  # testbed.mobility.geo.LocalFrame: the scenario's own east/north/up frame
 
     @classmethod
     def from_scenario(cls, path: Path, satellite: str, cloud: str) -> Layout:
+        from testbed.mobility.geo import LocalFrame
         from testbed.scenario import load
         from testbed.scenario.model import NodeKind
 
@@ -288,9 +281,10 @@ class Layout:
         if any(p is None for p in xy + home):
             raise SystemExit(f"{path}: users and UAVs need a position (the model's x, y)")
         o = sc.mobility.origin
+        frame = LocalFrame(o.lat_deg, o.lon_deg, o.alt_m / 1000.0)  # as testbed.mobility.world
         return cls(users, uavs, satellite, cloud, np.array([p[:2] for p in xy]),  # type: ignore[index]
                    np.array([p[:2] for p in home]), [autopilots[n][0] for n in uavs],  # type: ignore[index]
-                   (o.lat_deg, o.lon_deg))
+                   (o.lat_deg, o.lon_deg), frame)
 
     def target(self, model: OffloadModel, mode: int) -> str:
         k = model.n_uavs
@@ -301,9 +295,11 @@ class Layout:
         return self.satellite if mode == k + 1 else self.cloud
 
     def local_xyz(self, lat: float, lon: float, rel_alt: float) -> tuple[float, float, float]:
-        lat0, lon0 = self.origin
-        north = np.radians(lat - lat0) * EARTH_R
-        east = np.radians(lon - lon0) * EARTH_R * np.cos(np.radians(lat0))
+        """Telemetry -> the model's (x, y, height): the same WGS84 frame the testbed placed
+        the UAVs' homes with; height above home."""
+        from testbed.mobility.geo import geodetic_to_ecef
+
+        east, north, _ = self.frame.from_ecef(geodetic_to_ecef(lat, lon, self.frame.alt_km))
         return float(east), float(north), float(rel_alt)
 
 
@@ -470,7 +466,7 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
             answered.add(m["agent"])
         counts["undecided_tasks"] += int(np.count_nonzero(
             model.task_active & ~np.isin(resp, list(answered))))
-        return Decision(mode, _cycle_shares(model), np.zeros((model.n_uavs, 3))), sent
+        return Decision(mode, cycle_shares(model), np.zeros((model.n_uavs, 3))), sent
 
     lo = np.array([0.0, 0.0, config.uav.altitude_m[0]])
     hi = np.array([config.area_m, config.area_m, config.uav.altitude_m[1]])

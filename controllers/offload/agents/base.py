@@ -82,21 +82,3 @@ def effective_ratio(delay_s: npt.NDArray[np.float64], deadline_s: npt.NDArray[np
                     admitted: npt.NDArray[np.bool_], penalty_s: float) -> npt.NDArray[np.float64]:
     """Effective delay over deadline: delay if served, deadline + penalty if dropped."""
     return np.where(admitted, delay_s, deadline_s + penalty_s) / deadline_s
-
-
-def cycle_shares(model: OffloadModel) -> npt.NDArray[np.float64]:
-    """CPU shares proportional to cycles: a node's batch finishes together, nothing wasted,
-    the makespan (and so the deadline risk) is minimal - the closed-form resource assignment
-    every controller here uses."""
-    cycles = model.task_cycles
-    top = float(cycles.max())
-    return cycles / top if top > 0 else np.ones_like(cycles)
-
-
-def velocity_scale(model: OffloadModel) -> npt.NDArray[np.float64]:
-    uav = model.config.uav
-    return np.array([uav.max_speed_m_s, uav.max_speed_m_s, uav.max_vertical_speed_m_s])
-
-
-def to_tensor(x: npt.ArrayLike) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x, dtype=np.float32))

@@ -14,7 +14,7 @@ delay over a mixed action space, split as in the paper into two learners.
    (features.pair_features), trained by regression on the ratio the task then really got.  The
    correction learns what the analytic estimate cannot see (tasks decided after it that share
    its band, the queue its choice leaves for the next slot).  The mode is the least score,
-   epsilon-greedy while training; CPU shares follow the closed form of `base.cycle_shares`.
+   epsilon-greedy while training; CPU shares follow the closed form of `baselines.cycle_shares`.
 
 Both learners share weights across UAVs and users, so a policy trained on one preset runs on
 any other size.  Paper-exact details (network sizes, their exact reward shaping) are not in
@@ -30,11 +30,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from controllers.offload.agents.base import (
-    cycle_shares,
-    effective_ratio,
-    velocity_scale,
-)
+from controllers.offload.agents.base import effective_ratio
+from controllers.offload.baselines import assign_by_deadline, cycle_shares, velocity_limits
 from controllers.offload.features import (
     PAIR_FEATURES,
     UAV_FEATURES,
@@ -45,7 +42,7 @@ from controllers.offload.features import (
 from controllers.offload.learn.buffer import ReplayBuffer
 from controllers.offload.learn.ddpg import DDPG
 from controllers.offload.learn.nets import LearnerConfig, mlp, shrink_output
-from controllers.offload.model import Contention, Decision, OffloadModel
+from controllers.offload.model import Decision, OffloadModel
 
 
 @dataclass(frozen=True)
@@ -93,9 +90,9 @@ class MUECRS:
 
     def decide(self, model: OffloadModel, explore: bool = False) -> Decision:
         obs = uav_features(model)
-        velocity = self.trajectory.act(obs, explore) * velocity_scale(model)
+        velocity = self.trajectory.act(obs, explore) * velocity_limits(model)
         mode, predicted, feats = self._modes(model, explore)
-        self._last = {"obs": obs, "act": velocity / velocity_scale(model), "predicted": predicted,
+        self._last = {"obs": obs, "act": velocity / velocity_limits(model), "predicted": predicted,
                       "feats": feats, "mode": mode, "nearest": model.nearest_uav.copy()}
         return Decision(mode, cycle_shares(model), velocity)
 
@@ -109,23 +106,21 @@ class MUECRS:
         with torch.no_grad():
             corr = self.correction(torch.from_numpy(feats.reshape(u * m, -1))).numpy()
         corr = corr.reshape(u, m)
-        mode = np.zeros(u, dtype=np.int64)
-        predicted = np.ones(u)
         penalty = model.config.profit.drop_penalty_s
-        claimed = Contention.empty(model.n_uavs)
-        users = np.flatnonzero(model.task_active)
+        deadline = model.task_deadline_s
         eps = self.epsilon if explore else 0.0
-        for i in users[np.argsort(model.task_deadline_s[users], kind="stable")]:
-            d = model.mode_delays(int(i), claimed)
-            deadline = float(model.task_deadline_s[i])
-            ratio = np.where(d <= deadline, d, deadline + penalty) / deadline
+
+        def choose(i: int, d: npt.NDArray[np.float64]) -> int:
             if eps and self.rng.random() < eps:
-                best = int(self.rng.integers(m))
-            else:
-                best = int(np.argmin(ratio + corr[i]))
-            mode[i] = best
-            predicted[i] = ratio[best]
-            claimed.claim(model, int(i), best)
+                return int(self.rng.integers(m))
+            return int(np.argmin(effective_ratio(d, deadline[i], d <= deadline[i], penalty)
+                                 + corr[i]))
+
+        mode, delay = assign_by_deadline(model, choose)
+        active = model.task_active
+        predicted = np.ones(u)
+        predicted[active] = effective_ratio(delay[active], deadline[active],
+                                            delay[active] <= deadline[active], penalty)
         return mode, predicted, feats[np.arange(u), mode]
 
     # ------------------------------------------------------------------------- learning

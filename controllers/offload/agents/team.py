@@ -30,7 +30,7 @@ assignments of the slot, `OffloadModel.mode_delays`): zero weights mean "least a
 delay"; the learned weights trade that against what the analytic delay misses and the profit
 rewards - other deciders' simultaneous choices, load balance, queues, batteries.  An agent
 never sees another agent's choices of the same slot: fewer deciders (clusters) means fewer
-conflicts, the effect CMADDPG's clustering is for.  Shares follow `base.cycle_shares`.
+conflicts, the effect CMADDPG's clustering is for.  Shares follow `baselines.cycle_shares`.
 Reward, shared by all agents: the slot's system profit (controllers.offload.model) minus the
 profit the same slot would have paid had every decider used zero weights (computed on a copy
 of the model) - a difference reward: the counterfactual depends on the state only, so it is an
@@ -48,7 +48,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from controllers.offload.agents.base import cycle_shares
+from controllers.offload.agents.base import effective_ratio
+from controllers.offload.baselines import assign_by_deadline, cycle_shares
 from controllers.offload.clustering import Clustering, kmeans_clusters
 from controllers.offload.features import (
     PAIR_FEATURES,
@@ -60,7 +61,7 @@ from controllers.offload.features import (
 )
 from controllers.offload.learn.maddpg import MADDPG
 from controllers.offload.learn.nets import LearnerConfig, shrink_output
-from controllers.offload.model import Contention, Decision, OffloadModel
+from controllers.offload.model import Decision, OffloadModel
 
 SCORE_GAIN = 0.25  # per feature, in ratio units: ratio differences are O(0.1-1)
 EXTRA_OBS = ("decides", "task_share", "ratio_uav", "ratio_local", "ratio_satellite",
@@ -90,10 +91,10 @@ class ClusterState:
         self.n_clusters, self.every = n_clusters, every
         self.clustering: Clustering | None = None
 
-    def update(self, model: OffloadModel) -> Clustering:
-        xy = model.uav_xyz[:, :2]
-        if self.clustering is None or model.t % self.every == 0:
-            self.clustering = kmeans_clusters(xy, self.n_clusters, seed=model.t)
+    def update(self, xy: npt.NDArray[np.float64], t: int) -> Clustering:
+        """The clusters for slot t, given the UAVs' horizontal positions (K, 2)."""
+        if self.clustering is None or t % self.every == 0:
+            self.clustering = kmeans_clusters(xy, self.n_clusters, seed=t)
             return self.clustering
         old = self.clustering
         d2 = ((xy[:, None, :] - old.centroids[None]) ** 2).sum(axis=-1)
@@ -141,7 +142,7 @@ class TeamController:
         nearest = model.nearest_uav
         if not self.clustered:
             return nearest
-        c = self.clusters.update(model)
+        c = self.clusters.update(model.uav_xyz[:, :2], model.t)
         return c.heads[c.labels[nearest]]
 
     def observe(self, model: OffloadModel, resp: npt.NDArray[np.int64],
@@ -221,23 +222,14 @@ class TeamController:
         earlier assignments of the slot - not what the other deciders choose at the same time
         (decentralised execution: the conflicts clustering is meant to reduce).  Returns the
         modes and each task's analytic delay in its mode (for users in `only`, if given)."""
-        mode = np.zeros(model.n_users, dtype=np.int64)
-        delay = np.full(model.n_users, np.nan)
         penalty = model.config.profit.drop_penalty_s
-        active = model.task_active if only is None else model.task_active & only
-        users = np.flatnonzero(active)
-        users = users[np.argsort(model.task_deadline_s[users], kind="stable")]
-        claimed: dict[int, Contention] = {}
-        for i in users:
-            mine = claimed.setdefault(int(resp[i]), Contention.empty(model.n_uavs))
-            d = model.mode_delays(int(i), mine)
-            deadline = float(model.task_deadline_s[i])
-            ratio = np.where(d <= deadline, d, deadline + penalty) / deadline
-            best = int(np.argmax(bias[i] - ratio))
-            mode[i] = best
-            delay[i] = d[best]
-            mine.claim(model, int(i), best)
-        return mode, delay
+        deadline = model.task_deadline_s
+
+        def choose(i: int, d: npt.NDArray[np.float64]) -> int:
+            return int(np.argmax(bias[i] - effective_ratio(d, deadline[i], d <= deadline[i],
+                                                           penalty)))
+
+        return assign_by_deadline(model, choose, resp, only)
 
     def learn(self, model: OffloadModel, metrics: dict[str, float],
               info: dict[str, npt.NDArray], done: bool) -> dict[str, float]:

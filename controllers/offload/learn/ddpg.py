@@ -13,7 +13,14 @@ import numpy as np
 import torch
 
 from controllers.offload.learn.buffer import ReplayBuffer
-from controllers.offload.learn.nets import Actor, Critic, LearnerConfig, soft_update
+from controllers.offload.learn.nets import (
+    Actor,
+    Critic,
+    LearnerConfig,
+    explored,
+    replay_batch,
+    soft_update,
+)
 
 DDPGConfig = LearnerConfig  # the name the controllers and tests use
 
@@ -42,14 +49,13 @@ class DDPG:
             return self.rng.uniform(-1.0, 1.0, shape).astype(np.float32)
         with torch.no_grad():
             a = self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-        if explore:
-            a = a + self.rng.normal(0.0, self.cfg.noise, a.shape)
-        return np.clip(a, -1.0, 1.0).astype(np.float32)
+        return explored(a, self.rng, self.cfg, explore)
 
     def update(self) -> dict[str, float]:
-        if self.buffer.size < max(self.cfg.batch, self.cfg.warmup):
+        batch = replay_batch(self.buffer, self.cfg)
+        if batch is None:
             return {}
-        o, a, r, o2, d = (torch.as_tensor(x) for x in self.buffer.sample(self.cfg.batch))
+        o, a, r, o2, d = batch
         with torch.no_grad():
             y = r + self.cfg.gamma * (1.0 - d) * self.critic_t(o2, self.actor_t(o2))
         q = self.critic(o, a)

@@ -13,7 +13,14 @@ import numpy as np
 import torch
 
 from controllers.offload.learn.buffer import ReplayBuffer
-from controllers.offload.learn.nets import Actor, Critic, LearnerConfig, soft_update
+from controllers.offload.learn.nets import (
+    Actor,
+    Critic,
+    LearnerConfig,
+    explored,
+    replay_batch,
+    soft_update,
+)
 
 MADDPGConfig = LearnerConfig  # the name the controllers and tests use
 
@@ -44,14 +51,13 @@ class MADDPG:
         with torch.no_grad():
             o = torch.as_tensor(obs, dtype=torch.float32)
             a = np.stack([self.actors[i](o[i]).numpy() for i in range(self.n)])
-        if explore:
-            a = a + self.rng.normal(0.0, self.cfg.noise, a.shape)
-        return np.clip(a, -1.0, 1.0).astype(np.float32)
+        return explored(a, self.rng, self.cfg, explore)
 
     def update(self) -> dict[str, float]:
-        if self.buffer.size < max(self.cfg.batch, self.cfg.warmup):
+        batch = replay_batch(self.buffer, self.cfg)
+        if batch is None:
             return {}
-        o, a, r, o2, d = (torch.as_tensor(x) for x in self.buffer.sample(self.cfg.batch))
+        o, a, r, o2, d = batch
         b = o.shape[0]
         flat_o, flat_o2, flat_a = o.reshape(b, -1), o2.reshape(b, -1), a.reshape(b, -1)
         with torch.no_grad():

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from controllers.offload.learn.buffer import ReplayBuffer
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,23 @@ class Critic(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+
+
+def explored(a: np.ndarray, rng: np.random.Generator, cfg: LearnerConfig,
+             explore: bool) -> np.ndarray:
+    """A deterministic action with Gaussian exploration noise (when exploring), clipped to
+    the [-1, 1] box, as float32 - how every DDPG-family learner here explores."""
+    if explore:
+        a = a + rng.normal(0.0, cfg.noise, a.shape)
+    return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+
+def replay_batch(buffer: ReplayBuffer, cfg: LearnerConfig) -> tuple[torch.Tensor, ...] | None:
+    """A training batch as tensors (obs, act, reward, next obs, done), or None before the
+    buffer holds the warm-up and one batch."""
+    if buffer.size < max(cfg.batch, cfg.warmup):
+        return None
+    return tuple(torch.as_tensor(x) for x in buffer.sample(cfg.batch))
 
 
 def shrink_output(net: nn.Sequential, scale: float = 0.01) -> None:

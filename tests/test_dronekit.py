@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 from pymavlink.dialects.v20 import ardupilotmega as mav
+from vehicle_sim import FakeClockVehicle
 
 from firmware import sitl
 from firmware.ardupilot import AC_DEFAULTS, COPTER_MODES, ArduCopterVehicle, Mode
 from firmware.params import INT32, REAL32
 from firmware.sitl import PX4_HOME, Fleet
-from firmware.vehicle import Home, VehicleConfig
+from firmware.vehicle import Home
 
 pytestmark = pytest.mark.unit
 
@@ -26,50 +27,15 @@ HOME = Home(*PX4_HOME)
 M_PER_DEG = math.pi / 180 * 6378137.0
 
 
-class Copter:
+class Copter(FakeClockVehicle):
     """An ArduCopterVehicle on a fake clock, its outgoing messages captured."""
 
-    def __init__(self, **params: float) -> None:
-        self.t = 0.0
-        self.out: list[tuple[Any, Any]] = []
-        self.v = ArduCopterVehicle(VehicleConfig(1, HOME, params=dict(params)),
-                                   lambda m, link: self.out.append((m, link)),
-                                   clock=lambda: self.t)
-        self.gcs = mav.MAVLink(None, srcSystem=255, srcComponent=190)
-
-    def run(self, seconds: float, dt: float = 0.02, heartbeat: bool = True) -> None:
-        end = self.t + seconds
-        while self.t < end:
-            self.t += dt
-            if heartbeat and int(self.t / dt) % 50 == 0:
-                self.send(mav.MAVLink_heartbeat_message(mav.MAV_TYPE_GCS, 8, 0, 0, 0, 3))
-            self.v.tick(self.t)
-
-    def run_until(self, cond: Any, limit: float, dt: float = 0.02) -> float:
-        start = self.t
-        while not cond():
-            assert self.t - start < limit, "condition not reached in time"
-            self.run(dt, dt)
-        return self.t - start
-
-    def send(self, msg: Any, link: Any = "gcs") -> None:
-        msg.pack(self.gcs)  # sets the source system/component as on the wire
-        self.v.handle(self.gcs.decode(msg.get_msgbuf()), link)
-
-    def command(self, cmd: int, *params: float) -> int:
-        p = list(params) + [0.0] * (7 - len(params))
-        self.out.clear()
-        self.send(mav.MAVLink_command_long_message(1, 1, cmd, 0, *p))
-        acks = self.sent("COMMAND_ACK")
-        assert acks and acks[0].command == cmd and acks[0].target_system == 255
-        return acks[0].result
+    vehicle_cls = ArduCopterVehicle
+    home = HOME
 
     def mode(self, number: int) -> int:
         return self.command(mav.MAV_CMD_DO_SET_MODE, mav.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
                             number)
-
-    def sent(self, kind: str) -> list[Any]:
-        return [m for m, _ in self.out if m.get_type() == kind]
 
     def heartbeat(self) -> Any:
         return self.v.message("HEARTBEAT")

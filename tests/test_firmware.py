@@ -12,51 +12,22 @@ from typing import Any
 import numpy as np
 import pytest
 from pymavlink.dialects.v20 import ardupilotmega as mav
+from vehicle_sim import FakeClockVehicle
 
 from firmware.dynamics import Battery, PowerModel
 from firmware.params import INT32, REAL32
 from firmware.sitl import Fleet
-from firmware.vehicle import AUTO, LAND, LOITER, OFFBOARD, RTL, Home, Vehicle, VehicleConfig
+from firmware.vehicle import AUTO, LAND, LOITER, OFFBOARD, RTL, Home
 
 pytestmark = pytest.mark.unit
 
 HOME = Home(47.397742, 8.545594, 488.0)
 
 
-class Sim:
-    """A vehicle on a fake clock, its outgoing messages captured."""
+class Sim(FakeClockVehicle):
+    """A PX4-flavour vehicle on a fake clock, its outgoing messages captured."""
 
-    def __init__(self, **params: float) -> None:
-        self.t = 0.0
-        self.out: list[tuple[Any, Any]] = []
-        self.v = Vehicle(VehicleConfig(1, HOME, params=dict(params)),
-                         lambda m, link: self.out.append((m, link)), clock=lambda: self.t)
-        self.gcs = mav.MAVLink(None, srcSystem=255, srcComponent=190)
-
-    def run(self, seconds: float, dt: float = 0.02, heartbeat: bool = True) -> None:
-        end = self.t + seconds
-        while self.t < end:
-            self.t += dt
-            if heartbeat and int(self.t / dt) % 50 == 0:
-                self.send(mav.MAVLink_heartbeat_message(mav.MAV_TYPE_GCS, 8, 0, 0, 0, 3))
-            self.v.tick(self.t)
-
-    def send(self, msg: Any, link: Any = "gcs") -> None:
-        msg.pack(self.gcs)  # sets the source system/component as on the wire
-        decoded = self.gcs.decode(msg.get_msgbuf())
-        self.v.handle(decoded, link)
-
-    def command(self, cmd: int, *params: float) -> int:
-        p = list(params) + [0.0] * (7 - len(params))
-        self.out.clear()
-        self.send(mav.MAVLink_command_long_message(1, 1, cmd, 0, *p))
-        acks = [m for m, _ in self.out if m.get_type() == "COMMAND_ACK"]
-        assert acks and acks[0].command == cmd
-        assert acks[0].target_system == 255  # the ack goes back to the sender
-        return acks[0].result
-
-    def sent(self, kind: str) -> list[Any]:
-        return [m for m, _ in self.out if m.get_type() == kind]
+    home = HOME
 
 
 # --- dynamics -----------------------------------------------------------------------------------

@@ -84,9 +84,19 @@ def reachability(net: Network, timeout: float = 30.0) -> dict[str, float | int]:
         time.sleep(0.5)
 
 
-def services(net: Network) -> None:
+def services(net: Network, timeout: float = 12.0) -> None:
+    """ovs-vswitchd refreshes a controller's is_connected column in its database only every
+    few seconds, so a controller that programmed its switches within milliseconds can still
+    read as disconnected: poll instead of checking once."""
     net.check()
-    if net.ovs is not None:
-        states = net.ovs.connected()
-        if not states or not all(states.values()):
-            raise HealthError(f"Open vSwitch bridges not connected to os-ken: {states}")
+    if net.ovs is not None and "sdn_ready_s" not in net.timings:
+        # (a ready line is written only after the switch answered a barrier: stronger proof)
+        t0 = time.monotonic()
+        while True:
+            states = net.ovs.connected()
+            if states and all(states.values()):
+                return
+            if time.monotonic() - t0 > timeout:
+                raise HealthError(f"Open vSwitch bridges not connected to os-ken: {states}")
+            net.check()
+            time.sleep(0.25)

@@ -156,7 +156,7 @@ class Network:
             self.ovs = OvsSwitches(self.sup, self.state_dir, self.plan.switch_netns)
             self.ovs.start()
             self.sdn = SdnController(self.sup, self.state_dir, self.plan.switch_netns)
-            self.sdn.start(self.plan, self.sc.services.sdn.app)
+            self.sdn.start(self.plan, self.sc.services.sdn.app, self.sc)
             self.sdn.wait_listening()
             self.ovs.build(self.plan, self.sdn.port)
         t1 = time.monotonic()

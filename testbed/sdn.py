@@ -15,17 +15,26 @@ import time
 from pathlib import Path
 
 from testbed.plan import NetworkPlan
+from testbed.scenario import Scenario
 from testbed.supervisor import ServiceDied, Supervisor
 
 OPENFLOW_PORT = 6653
 
 
-def topology_json(plan: NetworkPlan) -> dict:
+def topology_json(plan: NetworkPlan, sc: Scenario | None = None) -> dict:
+    """The switches as the apps see them: ports with the host (MAC, IP) behind each, and the
+    configured trunks (rate, delay) that path computation may assume."""
+    ips = {m.root_name: m.ip for seg in plan.segments for m in seg.members}
+    trunks = []
+    for tr in plan.trunks:
+        link = sc.link(tr.link) if sc is not None else None
+        trunks.append({"link": tr.link, "a": tr.a, "b": tr.b, "rate_mbps": tr.rate_mbps,
+                       "delay_ms": link.delay_ms if link is not None else None})
     return {"switches": [
         {"name": sw.name, "dpid": sw.dpid,
-         "ports": [{"port_no": p.port_no, "peer": p.peer, "peer_mac": p.peer_mac}
-                   for p in sw.ports]}
-        for sw in plan.switches.values()]}
+         "ports": [{"port_no": p.port_no, "peer": p.peer, "peer_mac": p.peer_mac,
+                    "peer_ip": ips.get(p.root_name)} for p in sw.ports]}
+        for sw in plan.switches.values()], "trunks": trunks}
 
 
 class SdnController:
@@ -35,15 +44,24 @@ class SdnController:
         self.netns = netns
         self.port = OPENFLOW_PORT  # loopback of the run's own switch namespace: always free
         self.ready_file = state_dir / "osken-ready.txt"
+        self.app = "l2-proactive"
+        self.api_socket: Path | None = None
+        """The cpn app's mapping API (controllers/sdn/api.py); None for other apps."""
+        self.event_log = supervisor.log_dir / "sdn-events.jsonl"
 
-    def start(self, plan: NetworkPlan, app: str = "l2-proactive") -> None:
+    def start(self, plan: NetworkPlan, app: str = "l2-proactive",
+              sc: Scenario | None = None) -> None:
         topo = self.state_dir / "sdn-topology.json"
-        topo.write_text(json.dumps(topology_json(plan), indent=1))
+        topo.write_text(json.dumps(topology_json(plan, sc), indent=1))
         self.ready_file.unlink(missing_ok=True)
-        self.sup.start("osken", [
-            sys.executable, "-m", "controllers.sdn.launch", "--topology", str(topo),
-            "--port", str(self.port), "--ready-file", str(self.ready_file),
-            "--log-file", str(self.sup.log_dir / "osken.log")], critical=True, netns=self.netns)
+        self.app = app
+        argv = [sys.executable, "-m", "controllers.sdn.launch", "--topology", str(topo),
+                "--port", str(self.port), "--ready-file", str(self.ready_file),
+                "--log-file", str(self.sup.log_dir / "osken.log"), "--app", app]
+        if app == "cpn":
+            self.api_socket = self.state_dir / "sdn-api.sock"
+            argv += ["--api-socket", str(self.api_socket), "--event-log", str(self.event_log)]
+        self.sup.start("osken", argv, critical=True, netns=self.netns)
 
     def wait_listening(self, timeout: float = 30.0) -> None:
         """Bridges added before the controller listens back off for up to 8 s: wait first."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controllers.sdn.api import SOCKET_ENV
 from testbed.engines.base import Change
 from testbed.mobility.driver import MobilityDriver
 from testbed.network import Network
@@ -130,6 +131,8 @@ class Timeline:
             path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             env = {"PATH": path, "SAGIN_RUN_DIR": str(self.run_dir.resolve()),
                    "SAGIN_RUN_TOKEN": self.token, "SAGIN_NODE": ev.node}
+            if net.sdn is not None and net.sdn.api_socket is not None:
+                env[SOCKET_ENV] = str(net.sdn.api_socket)
             self.sup.start(f"exec-{ev.node}-{ev.at_s:g}", ["sh", "-c", ev.command],
                            netns=net.plan.namespaces[ev.node], log=log, env=env)
             return {"log": str(log)}

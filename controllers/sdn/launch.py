@@ -1,4 +1,8 @@
-"""Start os-ken with only the proactive L2 app, listening on loopback.
+"""Start os-ken with one of the testbed's apps, listening on loopback.
+
+Apps: `l2-proactive` (controllers/sdn/l2_proactive.py: the whole L2 table at connect) and
+`cpn` (controllers/sdn/cpn_steering.py: LLDP discovery, proxy ARP, service VIP steering with
+rewrite and meters, rerouting on link events, and a mapping API on a Unix socket).
 
 os-ken 4.2.2 ships no ``osken-manager`` script, and its own manager would listen on every
 address and take its options from the command line and /etc.  This launcher keeps the OpenFlow
@@ -7,7 +11,7 @@ files, and turns SIGTERM into an orderly exit so the supervisor can stop it like
 child.
 
 Usage: python -m controllers.sdn.launch --topology FILE --port PORT [--ready-file FILE]
-       [--log-file FILE]
+       [--log-file FILE] [--app l2-proactive|cpn] [--api-socket PATH] [--event-log FILE]
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from collections.abc import Sequence
 from os_ken import cfg, flags, log  # noqa: F401
 from os_ken.base.app_manager import AppManager
 from os_ken.controller import controller  # noqa: F401
+from os_ken.topology import switches  # noqa: F401  (registers observe-links)
 
-from controllers.sdn import l2_proactive
+from controllers.sdn import cpn_steering, l2_proactive
 
-APP = l2_proactive.__name__
+APPS = {"l2-proactive": l2_proactive.__name__, "cpn": cpn_steering.__name__}
 LISTEN_HOST = "127.0.0.1"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -43,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--port", required=True, type=int, help="OpenFlow TCP port on 127.0.0.1")
     p.add_argument("--ready-file", default="", help="append one ready line per switch here")
     p.add_argument("--log-file", default=None, help="log here instead of stderr")
+    p.add_argument("--app", choices=sorted(APPS), default="l2-proactive")
+    p.add_argument("--api-socket", default="", help="cpn: Unix socket for the mapping API")
+    p.add_argument("--event-log", default="", help="cpn: JSON lines of link/service events")
     return p.parse_args(argv)
 
 
@@ -57,6 +65,12 @@ def configure(args: argparse.Namespace) -> None:
     conf.set_override("ofp_tcp_listen_port", args.port)
     conf.set_override("sagin_topology", args.topology)
     conf.set_override("sagin_ready_file", args.ready_file)
+    if args.app == "cpn":
+        cpn_steering.register_opts(conf)
+        conf.set_override("sagin_api_socket", args.api_socket)
+        conf.set_override("sagin_event_log", args.event_log)
+        # LLDP discovery by os-ken's topology app; its packet-in flow for LLDP is installed too
+        conf.set_override("observe_links", True)
     if args.log_file:
         conf.set_override("log_file", args.log_file)
         conf.set_override("use_stderr", False)
@@ -96,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> None:
         try:
-            AppManager.run_apps([APP])
+            AppManager.run_apps([APPS[args.app]])
         except BaseException as e:
             failed.append(e)
             logger.exception("sagin: os-ken stopped")

@@ -372,7 +372,9 @@ class Engines(Strict):
 
 
 class Sdn(Strict):
-    app: Literal["l2-proactive"] = "l2-proactive"
+    app: Literal["l2-proactive", "cpn"] = Field(
+        default="l2-proactive", description="l2-proactive: the whole L2 table at connect; "
+        "cpn: LLDP discovery, service VIP steering and a mapping API (controllers/sdn/api.py)")
 
 
 class Services(Strict):

@@ -207,3 +207,46 @@ def test_vip_steered_to_chosen_instance_and_rerouted_after_cut(tmp_path: Path) -
         assert gap_ms < 500, gap_ms
         assert api.services()[0]["paths"]["s1"] == ["s1", "s4", "s3"]
     assert leftovers(tag)["namespaces"] == []
+
+
+@pytest.mark.emulation
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="emulation tests need root (namespaces)")
+@pytest.mark.skipif(shutil.which("ovs-vswitchd") is None or shutil.which("tcpdump") is None,
+                    reason="Open vSwitch / tcpdump missing: run `make setup`")
+def test_cpn_mapping_scenario_enacts_abs_decisions(tmp_path: Path) -> None:
+    """The shipped scenario, shortened: ABS maps arriving services, the app steers each VIP to
+    the node ABS chose (every probe answered by it, seen in the captures), and the trunk cut
+    at 20 s reroutes the services that crossed it."""
+    import json
+
+    import yaml
+
+    from testbed.cleanup import leftovers
+    from testbed.runner import Run, RunOptions
+    from testbed.scenario import load
+
+    root = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "topologies" / "cpn-mapping.yaml").read_text())
+    raw["duration_s"] = 38
+    for ev in raw["timeline"]:
+        if "command" in ev:
+            ev["command"] = ev["command"].replace("topologies/", f"{root}/topologies/").replace(
+                "--duration 34", "--duration 26")
+    path = tmp_path / "cpn-mapping.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = Run(load(path), "cpn-mapping", RunOptions(results_base=tmp_path)).execute()
+    assert res.status == "done", res.error
+    d = res.run_dir
+    log = (d / "logs" / "gs1" / "exec-1s.log").read_text(errors="replace")
+    assert (d / "cpn" / "summary.json").is_file(), log[-3000:]
+    s = json.loads((d / "cpn" / "summary.json").read_text())
+    assert s["accepted"] >= 5, s
+    assert s["served_by_chosen_node"] == 1.0, s
+    assert s["probes_answered"] > 100 and s["probes_sent_unanswered"] < 0.05 * s["probes_answered"]
+    assert s["setup_ms"]["first_packets_seen"] == s["accepted"], s
+    assert s["setup_ms"]["request_to_first_packet_max"] < 100, s
+    moved = [r for r in s["reroutes"] if "gap_ms" in r]
+    assert all(r["recovered"] and r["gap_ms"] < 500 for r in moved), s["reroutes"]
+    assert set(s["offline_same_requests"]) >= {"abs", "first_fit", "best_fit"}
+    assert not any(leftovers(d.name.rsplit("-", 1)[-1]).values())

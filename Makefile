@@ -20,11 +20,13 @@ CONFIG  ?=
 SLOTS   ?=
 SEEDS   ?= 5
 POLICIES ?=
+INSTANCE ?=
+PRESETS ?=
 
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold)
 
 .PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl \
-	train eval-offload ship-policies
+	train eval-offload ship-policies eval-cpn
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -38,6 +40,7 @@ help:
 	@echo "make sitl N=3 [FLAVOUR=px4]     N simulated vehicles on loopback with PX4 SITL's ports"
 	@echo "make train [ALGO=cmaddpg] [CONFIG=large|file]  train offloading controllers (all: ~20 min)"
 	@echo "make eval-offload [CONFIG=file] [SEEDS=5]      every controller side by side + the papers' claims"
+	@echo "make eval-cpn [INSTANCE=file] [SEEDS=5]        CPN service mapping: ABS vs baselines, claims, plots"
 	@echo "make test                       the test suite (what CI runs)"
 
 setup:
@@ -72,6 +75,9 @@ train: setup
 
 eval-offload: setup
 	@$(PY) -m controllers.offload.evaluate --seeds $(SEEDS) $(if $(CONFIG),--config $(CONFIG)) $(if $(POLICIES),--policies $(POLICIES))
+
+eval-cpn: setup
+	@$(PY) -m controllers.cpn.evaluate --seeds $(SEEDS) $(if $(INSTANCE),--instance $(INSTANCE)) $(if $(PRESETS),--presets $(PRESETS))
 
 # regenerate the policies shipped in the repository: default preset, and 10k slots on large
 ship-policies: setup

@@ -8,7 +8,9 @@ from captures on a real Open vSwitch backbone under os-ken.
              to the VIP the moment the API returns.  Measured: request -> flows confirmed
              (barrier replies) and request -> first packet seen by tcpdump on the chosen
              instance's access link.  Target <= 100 ms.
-3. reroute   a 200 packets/s stream to a service whose path crosses a trunk; the trunk is cut
+3. meters    a service metered at 5 / 10 / 20 Mbit/s offered twice that by iperf3 (UDP):
+             received / configured rate
+4. reroute   a 200 packets/s stream to a service whose path crosses a trunk; the trunk is cut
              (its veths go down) 5 times, alternating two trunks; the outage is the longest
              gap in arrivals at the instance's capture.  Target <= 500 ms.
 """
@@ -27,6 +29,7 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = 20
 CUTS = 5
+METER_RATES = (5.0, 10.0, 20.0)
 STREAM_HZ = 200
 
 CLIENT = (
@@ -126,6 +129,7 @@ def sdn_side(console: Console) -> dict[str, Any]:
                 d.terminate()
             for d in dumps:
                 d.wait(timeout=10)
+        out["meters"] = meters(emu, api)
         ips = {n: emu.net.plan.endpoint(f"a-{n}", n).ip for n in instances}
         wanted = {(ips[r[0]["instance"]], r[0]["instance_port"]) for r in records}
         wanted.add((ips["edge2"], 9100))
@@ -172,9 +176,36 @@ def sdn_side(console: Console) -> dict[str, Any]:
                   f"median {s['request_to_first_packet_ms']['median']} ms, max "
                   f"{s['request_to_first_packet_ms']['max']} ms ({s['first_packet_seen']}/"
                   f"{s['services']} seen)")
+    console.print("meters: " + ", ".join(f"{m['configured_mbps']:g} Mbit/s -> ratio {m['ratio']}"
+                                         for m in out["meters"]))
     console.print(f"reroute: outage median {r['gap_ms']['median']} ms, max {r['gap_ms']['max']} "
                   f"ms over {len(g)} cuts")
     return out
+
+
+def meters(emu: Any, api: Any) -> list[dict[str, Any]]:
+    """A service's meter against an iperf3 UDP stream offered at twice its rate: received
+    throughput over configured rate (the iperf3 control connection is steered too, as TCP)."""
+    rows = []
+    server = emu.popen("edge3", ["iperf3", "-s", "-p", "9200"])
+    try:
+        time.sleep(0.5)
+        for rate in METER_RATES:
+            svc = api.put_service("metered", instance="edge3", port=8200, instance_port=9200,
+                                  bandwidth_mbps=rate, clients=["gs1"])
+            res = emu.run("gs1", ["iperf3", "-c", svc["vip"], "-p", "8200", "-u", "-b",
+                                  f"{2 * rate}M", "-t", "4", "-l", "1200", "-J"], timeout=60)
+            data = json.loads(res.stdout)
+            total = data["end"]["sum"]  # UDP: the sender's rate and the receiver's losses
+            lost = float(total.get("lost_percent", 0.0))
+            got = total["bits_per_second"] / 1e6 * (1 - lost / 100)
+            rows.append({"configured_mbps": rate, "offered_mbps": 2 * rate,
+                         "received_mbps": round(got, 3), "ratio": round(got / rate, 4),
+                         "lost_pct": round(lost, 1)})
+            api.delete_service("metered")
+    finally:
+        server.kill()
+    return rows
 
 
 def run(console: Console) -> dict[str, Any]:

@@ -1,0 +1,367 @@
+"""Every CPN service mapper side by side, and ABS's claims (arXiv 2507.07535) checked.
+
+    python -m controllers.cpn.evaluate [--seeds 5] [--presets simple,medium,complex]
+                                       [--instance FILE] [--algos abs,pso,...] [--workers 2]
+                                       [--loads 0.5,1,1.5,2] [--no-sweep] [--budget N]
+                                       [--ray-address ADDR] [--out results/cpn/eval]
+
+For every preset and algorithm, the same instances (seeds 10_000, 10_001, ...; development
+used other seeds) are replayed online; the table gives mean ± 95% confidence half-width
+(Student t over the seeds) of: acceptance ratio, time-averaged CPU utilisation, CPU
+fragmentation, and mapping time per request (median and p95 of each run, in ms).  With
+--instance FILE, every algorithm runs on that one instance and the seeds vary only the
+mappers' random generators (the deterministic baselines then show ± 0).
+
+Then the claims, on the complex preset (or the given instance): ABS against the best baseline
+by acceptance (paper: +60.2%) and by CPU utilisation (paper: +73.2%), each "reached" or
+"short by X", with the 95% CI of the paired per-seed difference.  Sweep: acceptance and
+utilisation against load (arrival rate x 0.5 ... 2) on the complex preset, for every algorithm.
+
+Writes results.json, table.md and the two plots under --out (default results/cpn/eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from controllers.cpn.instances import PRESETS, InstanceError, generate, load_instance
+from controllers.cpn.mappers import DEFAULT_ALGOS, MAPPERS, PROPOSED, SEARCHERS, make_mapper
+from controllers.cpn.metrics import METRICS, relative_gain, summarise
+from controllers.cpn.online import simulate
+from controllers.cpn.swarm import BACKENDS, require_ray
+
+EVAL_SEED = 10_000
+LOADS = (0.5, 1.0, 1.5, 2.0)
+CLAIMS = {"acceptance": 0.602, "cpu_util": 0.732}
+SHOWN = ("acceptance", "cpu_util", "fragmentation", "time_median_ms", "time_p95_ms",
+         "evals_per_request")
+LABELS = {"acceptance": "acceptance", "cpu_util": "CPU util", "fragmentation": "fragmentation",
+          "time_median_ms": "map ms (median)", "time_p95_ms": "map ms (p95)",
+          "evals_per_request": "evals/request", "mem_util": "mem util", "bw_util": "bw util",
+          "bw_stranding": "bw stranding", "revenue": "revenue"}
+CLAIM_POINT = "complex"
+
+Job = tuple[str, str, int, dict[str, Any]]  # point, algo, seed, options
+
+
+def _run(job: Job) -> tuple[str, str, int, dict[str, float]]:
+    point, algo, seed, opts = job
+    if opts.get("instance"):
+        instance = load_instance(opts["instance"])
+    else:
+        instance = generate(opts["preset"], seed, opts["load"])
+    mapper = make_mapper(algo, opts.get("budget"), **opts.get("abs", {}))
+    try:
+        metrics = simulate(instance, mapper, seed)
+    finally:
+        close = getattr(mapper, "close", None)
+        if close is not None:
+            close()
+    return point, algo, seed, metrics.as_dict()
+
+
+def _cost(job: Job) -> float:
+    """Rough relative run time, to start the long jobs first."""
+    _, algo, _, opts = job
+    size = {"simple": 1.0, "medium": 2.0, "complex": 5.0}.get(opts.get("preset", ""), 5.0)
+    return size * (10.0 if algo in SEARCHERS else 1.0)
+
+
+def run_jobs(jobs: list[Job], workers: int,
+             tick: Callable[[str], None]) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """point -> algo -> per-seed metrics (in seed order)."""
+    raw: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
+    ordered = sorted(jobs, key=lambda j: -_cost(j))
+    if workers <= 1:
+        results = map(_run, ordered)
+        for point, algo, seed, m in results:
+            raw.setdefault(point, {}).setdefault(algo, {})[seed] = m
+            tick(f"{point} {algo}")
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for point, algo, seed, m in pool.map(_run, ordered):
+                raw.setdefault(point, {}).setdefault(algo, {})[seed] = m
+                tick(f"{point} {algo}")
+    return {p: {a: [runs[s] for s in sorted(runs)] for a, runs in algos.items()}
+            for p, algos in raw.items()}
+
+
+def aggregate(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    return {algo: {m: summarise([r[m] for r in rs]) for m in METRICS}
+            for algo, rs in runs.items()}
+
+
+def claims(runs: dict[str, list[dict[str, float]]], proposed: str = "abs") -> dict[str, Any]:
+    """ABS against the best baseline (by mean) on each claimed metric, with the paired
+    per-seed difference's 95% CI."""
+    out: dict[str, Any] = {}
+    baselines = [a for a in runs if a not in PROPOSED and not a.startswith("abs")]
+    if proposed not in runs or not baselines:
+        return {m: {"status": "n/a"} for m in CLAIMS}
+    for metric, target in CLAIMS.items():
+        means = {a: float(np.mean([r[metric] for r in runs[a]])) for a in baselines}
+        best = max(means, key=means.__getitem__)
+        ours = [r[metric] for r in runs[proposed]]
+        theirs = [r[metric] for r in runs[best]]
+        gain = relative_gain(float(np.mean(ours)), means[best])
+        diff = summarise([a - b for a, b in zip(ours, theirs, strict=True)])
+        out[metric] = {"best_baseline": best, "ours": float(np.mean(ours)),
+                       "baseline": means[best], "gain": gain, "target": target,
+                       "reached": gain >= target, "shortfall": max(target - gain, 0.0),
+                       "paired_difference": diff}
+    return out
+
+
+def claim_lines(verdict: dict[str, Any]) -> list[str]:
+    lines = []
+    for metric, c in verdict.items():
+        if c.get("status") == "n/a":
+            lines.append(f"{metric}: claim not checked (ABS or baselines missing)")
+            continue
+        status = "reached" if c["reached"] else f"short by {c['shortfall'] * 100:.1f} points"
+        d = c["paired_difference"]
+        lines.append(
+            f"ABS {LABELS[metric]} {c['ours']:.3f} vs best baseline {c['best_baseline']} "
+            f"{c['baseline']:.3f}: {c['gain']:+.1%} (paper: +{c['target']:.1%}; {status}); "
+            f"paired difference {d['mean']:+.3f} ± {d['ci95']:.3f} (95% CI, {d['n']} seeds)")
+    return lines
+
+
+def _fmt(metric: str, s: dict[str, float]) -> str:
+    if metric in ("time_median_ms", "time_p95_ms"):
+        return f"{s['mean']:.2f} ± {s['ci95']:.2f}"
+    if metric == "evals_per_request":
+        return f"{s['mean']:.0f}" if s["mean"] else "-"
+    return f"{s['mean']:.3f} ± {s['ci95']:.3f}"
+
+
+def render(console: Console, title: str, table: dict[str, dict[str, Any]],
+           order: list[str]) -> str:
+    """Print a rich table; return the same as Markdown."""
+    t = Table(title=title)
+    t.add_column("algorithm")
+    for m in SHOWN:
+        t.add_column(LABELS[m], justify="right")
+    md = [f"### {title}", "", "| algorithm | " + " | ".join(LABELS[m] for m in SHOWN) + " |",
+          "|---" * (len(SHOWN) + 1) + "|"]
+    for algo in order:
+        if algo not in table:
+            continue
+        cells = [_fmt(m, table[algo][m]) for m in SHOWN]
+        t.add_row(algo, *cells)
+        md.append(f"| {algo} | " + " | ".join(cells) + " |")
+    console.print(t)
+    return "\n".join(md) + "\n"
+
+
+def plot_sweep(sweep: dict[str, dict[str, dict[str, Any]]], loads: list[float],
+               order: list[str], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    for metric, fname in (("acceptance", "acceptance_vs_load.png"),
+                          ("cpu_util", "utilisation_vs_load.png")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for algo in order:
+            pts = [(x, sweep.get(f"load={x:g}", {}).get(algo, {}).get(metric)) for x in loads]
+            pts = [(x, s) for x, s in pts if s]
+            if not pts:
+                continue
+            xs, ss = zip(*pts, strict=True)
+            ax.errorbar(xs, [s["mean"] for s in ss], yerr=[s["ci95"] for s in ss], label=algo,
+                        marker="o", capsize=3, linewidth=2.5 if algo in PROPOSED else 1.0)
+        ax.set_xlabel("load (x the complex preset's arrival rate)")
+        ax.set_ylabel(LABELS[metric])
+        ax.set_title(f"complex preset: {LABELS[metric]} vs load")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / fname
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def _parse_list(text: str, what: str, ap: argparse.ArgumentParser) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        ap.error(f"{what}: empty list")
+    return items
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m controllers.cpn.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--presets", default=",".join(PRESETS))
+    ap.add_argument("--instance", type=Path, default=None,
+                    help="evaluate on this instance file instead of the presets")
+    ap.add_argument("--algos", default=",".join(DEFAULT_ALGOS),
+                    help=f"comma-separated subset of {', '.join(MAPPERS)}")
+    ap.add_argument("--loads", default=",".join(f"{x:g}" for x in LOADS),
+                    help="load multipliers of the sweep on the complex preset")
+    ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--budget", type=int, default=None,
+                    help="evaluations per decision for abs, pso and ga (default: their own)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--swarm-backend", default="serial", choices=BACKENDS[:3],
+                    help="where ABS runs its swarms inside each run (default serial: the "
+                         "workers already use the cores)")
+    ap.add_argument("--ray-address", default=None,
+                    help="run ABS's swarms on this Ray cluster ('auto' or host:port)")
+    ap.add_argument("--out", type=Path, default=Path("results/cpn/eval"))
+    args = ap.parse_args(argv)
+    if args.seeds < 2:
+        ap.error("--seeds: at least 2 for a confidence interval")
+    algos = _parse_list(args.algos, "--algos", ap)
+    unknown = [a for a in algos if a not in MAPPERS]
+    if unknown:
+        ap.error(f"--algos: unknown {', '.join(unknown)}; known: {', '.join(MAPPERS)}")
+    presets = _parse_list(args.presets, "--presets", ap)
+    bad = [p for p in presets if p not in PRESETS]
+    if bad:
+        ap.error(f"--presets: unknown {', '.join(bad)}; known: {', '.join(PRESETS)}")
+    try:
+        loads = [float(x) for x in _parse_list(args.loads, "--loads", ap)]
+    except ValueError:
+        ap.error("--loads: give numbers, e.g. 0.5,1,1.5,2")
+    if any(x <= 0 for x in loads):
+        ap.error("--loads: every load must be > 0")
+    abs_opts: dict[str, Any] = {"backend": args.swarm_backend}
+    if args.ray_address:
+        try:
+            require_ray(args.ray_address)
+        except RuntimeError as exc:
+            raise SystemExit(f"--ray-address: {exc}") from None
+        abs_opts = {"ray_address": args.ray_address}
+    console = Console(width=max(Console().width, 130))
+    base: dict[str, Any] = {"budget": args.budget, "abs": abs_opts}
+    jobs: list[Job] = []
+    points: dict[str, str] = {}
+    if args.instance:
+        try:
+            instance = load_instance(args.instance)
+        except InstanceError as exc:
+            raise SystemExit(str(exc)) from None
+        point = args.instance.stem
+        points[point] = (f"{args.instance.name}: {instance.infra.n} nodes, "
+                         f"{len(instance.requests)} requests, {args.seeds} mapper seeds")
+        opts = {**base, "instance": str(args.instance)}
+        jobs += [(point, a, s, opts) for a in algos for s in range(args.seeds)]
+        claim_point = point
+    else:
+        for p in presets:
+            pr = PRESETS[p]
+            points[p] = (f"{p}: {pr.topology} {pr.n_nodes} nodes, {pr.services[0]}-"
+                         f"{pr.services[1]} components, {pr.n_requests} requests, "
+                         f"{args.seeds} seeds")
+            jobs += [(p, a, EVAL_SEED + s, {**base, "preset": p, "load": 1.0})
+                     for a in algos for s in range(args.seeds)]
+        claim_point = CLAIM_POINT if CLAIM_POINT in presets else presets[-1]
+        if not args.no_sweep:
+            for x in loads:
+                if x == 1.0 and CLAIM_POINT in presets:
+                    continue  # the preset row is this point
+                jobs += [(f"load={x:g}", a, EVAL_SEED + s,
+                          {**base, "preset": CLAIM_POINT, "load": x})
+                         for a in algos for s in range(args.seeds)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("runs", total=len(jobs), last="")
+
+        def tick(what: str) -> None:
+            progress.update(task, advance=1, last=what)
+
+        raw = run_jobs(jobs, args.workers, tick)
+    wall = time.perf_counter() - start
+    order = [a for a in (*PROPOSED, *MAPPERS) if a in algos]
+    order = list(dict.fromkeys(order))
+    report: dict[str, Any] = {
+        "seeds": args.seeds, "eval_seed": None if args.instance else EVAL_SEED,
+        "algos": algos, "budget": args.budget, "workers": args.workers,
+        "cpus": os.cpu_count(), "points": {}, "claims": {}, "sweep": {}}
+    markdown = []
+    for point, title in points.items():
+        if point not in raw:
+            continue
+        table = aggregate(raw[point])
+        markdown.append(render(console, title, table, order))
+        report["points"][point] = {"title": title, "table": table, "runs": raw[point]}
+    verdict = claims(raw.get(claim_point, {}))
+    report["claims"] = {"point": claim_point, **verdict}
+    console.print(f"[bold]Claims on {claim_point}:")
+    markdown.append(f"Claims on {claim_point}:\n")
+    for line in claim_lines(verdict):
+        console.print(line)
+        markdown.append(f"- {line}")
+    markdown.append("")
+    if not args.instance and not args.no_sweep and CLAIM_POINT in presets:
+        sweep = {f"load={x:g}": aggregate(raw[CLAIM_POINT] if x == 1.0 else raw[f"load={x:g}"])
+                 for x in loads}
+        report["sweep"] = {"preset": CLAIM_POINT, "loads": loads, "table": sweep}
+        for f in plot_sweep(sweep, loads, order, args.out):
+            console.print(f"plot: {f}")
+            markdown.append(f"- plot: {f.name}")
+        markdown.append("")
+        markdown.append(_sweep_markdown(sweep, loads, order))
+    report["wall_s"] = wall
+    markdown.append(f"Wall time {wall:.0f} s on {args.workers} worker(s), "
+                    f"{os.cpu_count()} CPUs.\n")
+    (args.out / "results.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    (args.out / "table.md").write_text("\n".join(markdown))
+    console.print(f"wrote {args.out / 'results.json'} and {args.out / 'table.md'} "
+                  f"({wall:.0f} s)")
+
+
+def _sweep_markdown(sweep: dict[str, dict[str, Any]], loads: list[float],
+                    order: list[str]) -> str:
+    head = " | ".join(f"x{x:g}" for x in loads)
+    lines = ["### complex preset vs load (acceptance / CPU util)", "",
+             f"| algorithm | {head} |", "|---" * (len(loads) + 1) + "|"]
+    for algo in order:
+        cells = []
+        for x in loads:
+            row = sweep.get(f"load={x:g}", {}).get(algo)
+            cells.append("" if row is None else
+                         f"{row['acceptance']['mean']:.3f} / {row['cpu_util']['mean']:.3f}")
+        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf"
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Run metrics and their aggregation over seeds.
+
+Per run (online.simulate):
+
+* acceptance - accepted / arrived requests.
+* cpu_util, mem_util, bw_util - time-averaged used share of compute-node CPU, memory and link
+  bandwidth, from the first arrival to the last (the drain after the last arrival would only
+  dilute every algorithm alike).
+* fragmentation - time-averaged CPU fragmentation (model.cpu_fragmentation: share of the free
+  CPU that sits on nodes unable to host a median component, or whose links can no longer carry
+  a median virtual link); bw_stranding - share of free bandwidth on links below a median
+  virtual link.  Both are shares of what is free, so compare them at similar utilisation: a
+  fuller network leaves less, and more fragmented, free capacity.
+* time_median_ms, time_p95_ms - wall time of the mapping decision per request (mapper.map
+  only; allocation and bookkeeping excluded).
+* revenue - sum over accepted requests of total CPU * duration (the usual VNE revenue).
+* evals_per_request - distinct candidates scored per decision, for the searchers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+METRICS = ("acceptance", "cpu_util", "fragmentation", "time_median_ms", "time_p95_ms",
+           "mem_util", "bw_util", "bw_stranding", "revenue", "evals_per_request")
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    acceptance: float
+    cpu_util: float
+    mem_util: float
+    bw_util: float
+    fragmentation: float
+    bw_stranding: float
+    time_median_ms: float
+    time_p95_ms: float
+    revenue: float
+    evals_per_request: float
+    requests: int
+    accepted: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def summarise(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 95% Student-t half-width over seeds (0 half-width for a single value)."""
+    from scipy import stats
+
+    a = np.asarray(values, dtype=float)
+    n = len(a)
+    if n == 0:
+        return {"mean": math.nan, "ci95": math.nan, "n": 0}
+    half = float(stats.t.ppf(0.975, n - 1) * a.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    return {"mean": float(a.mean()), "ci95": half, "n": n}
+
+
+def relative_gain(ours: float, theirs: float) -> float:
+    """(ours - theirs) / theirs; inf when the baseline is 0 and we are not."""
+    if theirs == 0:
+        return 0.0 if ours == 0 else math.inf
+    return (ours - theirs) / abs(theirs)

@@ -95,6 +95,23 @@ def test_paths_respect_bandwidth_and_latency_bounds() -> None:
 
 
 @pytest.mark.unit
+def test_the_mappers_path_is_followed_while_it_works() -> None:
+    fabric = Fabric.from_dict(ring_topology())
+    links = ring_links()
+    s = spec(fabric, path=["s1", "s4", "s3"])
+    paths, _, _ = route_service(s, fabric, links.graph(fabric), [])
+    # s1 uses the requested path; s2 and s4 join the tree at their nearest point
+    assert paths == {"s1": ["s1", "s4", "s3"], "s2": ["s2", "s3"], "s3": ["s3"],
+                     "s4": ["s4", "s3"]}
+    assert Service(s, 1, paths).describe()["follows_requested_path"]
+    links.remove_port("s4", 2)  # s4-s1 cut: fall back to the lowest-latency tree
+    paths, _, _ = route_service(s, fabric, links.graph(fabric), [])
+    assert paths["s1"] == ["s1", "s2", "s3"]
+    with pytest.raises(ServiceError, match="'path' must end at e2's switch s3"):
+        spec(fabric, path=["s1", "s2"])
+
+
+@pytest.mark.unit
 def test_flow_table_rewrites_at_the_instance_switch_only() -> None:
     fabric = Fabric.from_dict(ring_topology())
     links = ring_links()

@@ -146,6 +146,7 @@ class Active:
     requested_at: float
     installed_at: float
     install_ms: float
+    followed_path: bool = False
     removed_at: float | None = None
 
 
@@ -224,12 +225,17 @@ class Orchestrator:
             self.rejected.append({"request": req.id, "reason": f"no free port on {instance}"})
             return None
         name = f"svc{req.id}"
+        # the switches of the mapping's own ingress path: the app follows it while it works
+        walk = self.infra.walk(req.ingress, mapping.ingress_path) \
+            if req.ingress is not None else None
+        path = [self.infra.names[n] for n in walk or []
+                if self.infra.names[n] in self.topology["switches"]] or None
         t_req = time.time()
         try:
             svc = self.api.put_service(
                 name, instance=instance, port=VIP_PORT_BASE + req.id, instance_port=ports[0],
                 bandwidth_mbps=round(req.entry_bandwidth, 3), latency_ms=req.latency_bound,
-                protocols=["udp", "tcp"], clients=[self.cfg.ingress])
+                protocols=["udp", "tcp"], clients=[self.cfg.ingress], path=path)
         except ApiError as exc:
             # the app's view (live link state) can be stricter than the model's
             self.rejected.append({"request": req.id, "reason": str(exc)})
@@ -237,7 +243,8 @@ class Orchestrator:
         self.state.allocate(mapping)
         ports.pop(0)
         act = Active(req, mapping, name, instance, svc["vip"], VIP_PORT_BASE + req.id,
-                     svc["instance_port"], t_req, svc["installed_at"], svc["install_ms"])
+                     svc["instance_port"], t_req, svc["installed_at"], svc["install_ms"],
+                     bool(svc.get("follows_requested_path")))
         self.active[name] = act
         return act
 
@@ -307,6 +314,7 @@ class Orchestrator:
                                      4),
             "probes_answered": answered, "probes_sent_unanswered": len(prober.sent),
             "served_by_chosen_node": round(right / answered, 4) if answered else None,
+            "installed_on_mapper_path": sum(a.followed_path for a in services),
             "rtt_ms_median": round(float(np.median([r["rtt_ms"] for r in prober.rows])), 3)
             if prober.rows else None,
             "setup_ms": {"request_to_flows_confirmed_median": round(float(np.median(

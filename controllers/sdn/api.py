@@ -15,6 +15,10 @@ Endpoints (all JSON):
                                   "latency_ms": 20,               (optional bound)
                                   "protocols": ["tcp", "udp"],    (default both)
                                   "clients": ["user1"],           (default: every host)
+                                  "path": ["sw1", "sw4", "sw3"],  (optional: the mapper's
+                                        switches from a client's switch to the instance's;
+                                        used while it is up and has the bandwidth, other
+                                        clients join it; otherwise lowest latency)
                                   "vip": "198.18.1.254"}          (default: a free one)
                                  -> 200 with the service, "install_ms" and wall-clock
                                     "requested_at"/"installed_at" once the switches confirmed

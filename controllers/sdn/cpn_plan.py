@@ -185,6 +185,8 @@ class ServiceSpec:
     latency_ms: float | None = None
     protocols: tuple[str, ...] = ("tcp", "udp")
     clients: tuple[str, ...] | None = None
+    path: tuple[str, ...] | None = None
+    """switches from a client's switch to the instance's, as the mapper chose them"""
 
     @classmethod
     def from_request(cls, name: str, body: dict[str, Any], fabric: Fabric,
@@ -237,8 +239,16 @@ class ServiceSpec:
             raise ServiceError(f"'vip' {vip!r} is not an IPv4 address") from exc
         if vip in taken or fabric.host_by_ip(vip) is not None:
             raise ServiceError(f"'vip' {vip} is already in use; leave it out to get a free one")
+        path = body.get("path")
+        if path is not None:
+            if not isinstance(path, list) or not all(p in fabric.switches for p in path):
+                raise ServiceError(f"'path' must be a list of switch names "
+                                   f"({', '.join(sorted(fabric.switches))}), got {path!r}")
+            if path[-1] != host.switch:
+                raise ServiceError(f"'path' must end at {instance}'s switch {host.switch}")
+            path = tuple(path)
         return cls(name, vip, port, instance, instance_port, bandwidth,
-                   float(latency) if latency is not None else None, protocols, clients)
+                   float(latency) if latency is not None else None, protocols, clients, path)
 
 
 def allocate_vip(instance_ip: str, fabric: Fabric, taken: set[str]) -> str:
@@ -269,7 +279,10 @@ class Service:
                 "instance": s.instance, "instance_port": s.instance_port,
                 "bandwidth_mbps": s.bandwidth_mbps, "latency_ms": s.latency_ms,
                 "protocols": list(s.protocols), "clients": list(s.clients or []) or None,
+                "requested_path": list(s.path) if s.path else None,
                 "paths": self.paths, "path_latency_ms": self.latency_ms,
+                "follows_requested_path": bool(s.path) and self.paths.get(s.path[0])
+                == list(s.path),
                 "meter_id": self.meter_id}
 
 
@@ -292,6 +305,9 @@ def route_service(spec: ServiceSpec, fabric: Fabric, graph: nx.Graph,
     inst = fabric.host_by_node(spec.instance)
     assert inst is not None
     dist, tree = nx.single_source_dijkstra(feasible, inst.switch, weight="latency")
+    pinned = pinned_tree(spec, inst.switch, feasible)
+    if pinned is not None:
+        dist, tree = pinned
     client_switches = sorted({h.switch for h in fabric.hosts.values()
                               if spec.clients is None or h.node in spec.clients})
     paths: dict[str, list[str]] = {}
@@ -311,6 +327,31 @@ def route_service(spec: ServiceSpec, fabric: Fabric, graph: nx.Graph,
     if spec.bandwidth_mbps <= 0:
         reserved = set()
     return paths, reserved, latency
+
+
+def pinned_tree(spec: ServiceSpec, root: str, feasible: nx.Graph
+                ) -> tuple[dict[str, float], dict[str, list[str]]] | None:
+    """The mapper's own path (spec.path, client switch first), when it is usable on the live
+    graph, with every other switch joining it at its nearest point, so the forwarding stays a
+    tree.  None (compute our own) if the path is absent, broken by a cut, or short of
+    bandwidth: the mapping asked for it, but only the live graph can say it still works."""
+    path = list(spec.path or ())
+    if not path or path[-1] != root or any(
+            not feasible.has_edge(a, b) for a, b in itertools.pairwise(path)):
+        return None
+    suffix_ms = {path[-1]: 0.0}
+    for a, b in reversed(list(itertools.pairwise(path))):
+        suffix_ms[a] = suffix_ms[b] + feasible[a][b]["latency"]
+    on_path = {sw: i for i, sw in enumerate(path)}
+    lengths, joins = nx.multi_source_dijkstra(feasible, set(path), weight="latency")
+    dist: dict[str, float] = {}
+    tree: dict[str, list[str]] = {}  # switch -> [root ... switch], like single_source_dijkstra
+    for sw, join in joins.items():
+        meet = join[0]
+        via = path[on_path[meet]:]  # meet -> root along the pinned path
+        dist[sw] = lengths[sw] + suffix_ms[meet]
+        tree[sw] = list(reversed(via)) + join[1:]
+    return dist, tree
 
 
 @dataclass

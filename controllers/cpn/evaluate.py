@@ -42,13 +42,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from controllers.cpn.instances import PRESETS, InstanceError, generate, load_instance
 from controllers.cpn.mappers import DEFAULT_ALGOS, MAPPERS, PROPOSED, SEARCHERS, make_mapper
-from controllers.cpn.metrics import METRICS, relative_gain, summarise
+from controllers.cpn.metrics import METRICS, relative_gain
 from controllers.cpn.online import simulate
 from controllers.cpn.swarm import BACKENDS, require_ray
+from controllers.report import mean_ci, results_table
 
 EVAL_SEED = 10_000
 LOADS = (0.5, 1.0, 1.5, 2.0)
@@ -107,7 +107,7 @@ def run_jobs(jobs: list[Job], workers: int,
 
 
 def aggregate(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
-    return {algo: {m: summarise([r[m] for r in rs]) for m in METRICS}
+    return {algo: {m: mean_ci([r[m] for r in rs]) for m in METRICS}
             for algo, rs in runs.items()}
 
 
@@ -124,7 +124,7 @@ def claims(runs: dict[str, list[dict[str, float]]], proposed: str = "abs") -> di
         ours = [r[metric] for r in runs[proposed]]
         theirs = [r[metric] for r in runs[best]]
         gain = relative_gain(float(np.mean(ours)), means[best])
-        diff = summarise([a - b for a, b in zip(ours, theirs, strict=True)])
+        diff = mean_ci([a - b for a, b in zip(ours, theirs, strict=True)])
         out[metric] = {"best_baseline": best, "ours": float(np.mean(ours)),
                        "baseline": means[best], "gain": gain, "target": target,
                        "reached": gain >= target, "shortfall": max(target - gain, 0.0),
@@ -158,20 +158,8 @@ def _fmt(metric: str, s: dict[str, float]) -> str:
 def render(console: Console, title: str, table: dict[str, dict[str, Any]],
            order: list[str]) -> str:
     """Print a rich table; return the same as Markdown."""
-    t = Table(title=title)
-    t.add_column("algorithm")
-    for m in SHOWN:
-        t.add_column(LABELS[m], justify="right")
-    md = [f"### {title}", "", "| algorithm | " + " | ".join(LABELS[m] for m in SHOWN) + " |",
-          "|---" * (len(SHOWN) + 1) + "|"]
-    for algo in order:
-        if algo not in table:
-            continue
-        cells = [_fmt(m, table[algo][m]) for m in SHOWN]
-        t.add_row(algo, *cells)
-        md.append(f"| {algo} | " + " | ".join(cells) + " |")
-    console.print(t)
-    return "\n".join(md) + "\n"
+    rows = [(algo, [_fmt(m, table[algo][m]) for m in SHOWN]) for algo in order if algo in table]
+    return results_table(console, title, [LABELS[m] for m in SHOWN], rows)
 
 
 def plot_sweep(sweep: dict[str, dict[str, dict[str, Any]]], loads: list[float],

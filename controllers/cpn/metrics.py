@@ -20,10 +20,7 @@ Per run (online.simulate):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-import numpy as np
 
 METRICS = ("acceptance", "cpu_util", "fragmentation", "time_median_ms", "time_p95_ms",
            "mem_util", "bw_util", "bw_stranding", "revenue", "evals_per_request")
@@ -46,18 +43,6 @@ class RunMetrics:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-def summarise(values: Sequence[float]) -> dict[str, float]:
-    """Mean and 95% Student-t half-width over seeds (0 half-width for a single value)."""
-    from scipy import stats
-
-    a = np.asarray(values, dtype=float)
-    n = len(a)
-    if n == 0:
-        return {"mean": math.nan, "ci95": math.nan, "n": 0}
-    half = float(stats.t.ppf(0.975, n - 1) * a.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return {"mean": float(a.mean()), "ci95": half, "n": n}
 
 
 def relative_gain(ours: float, theirs: float) -> float:

@@ -29,21 +29,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from controllers.offload.agents import load_controller
 from controllers.offload.baselines import BASELINES, Policy, evaluate
 from controllers.offload.config import OffloadConfig, load_config
 from controllers.offload.train import SHIPPED
+from controllers.report import mean_ci, results_table
 
 EVAL_SEED = 10_000
 METRICS = ("mean_effective_delay_s", "mean_delay_s", "deadline_ratio", "profit",
@@ -88,16 +86,6 @@ def _run(job: tuple[str, OffloadConfig, str, Path, int]) -> tuple[str, int, dict
     return algo, seed, evaluate(policy, config, seed=seed, episodes=1), source
 
 
-def summarise(values: list[float]) -> dict[str, float]:
-    """Mean and 95% Student-t half-width over seeds."""
-    from scipy import stats
-
-    a = np.asarray(values, dtype=float)
-    n = len(a)
-    half = float(stats.t.ppf(0.975, n - 1) * a.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return {"mean": float(a.mean()), "ci95": half, "n": n}
-
-
 def run_grid(points: dict[str, tuple[OffloadConfig, str]], algos: tuple[str, ...],
              seeds: int, policies: Path, workers: int,
              progress: Callable[[str], None]) -> dict[str, dict[str, Any]]:
@@ -118,7 +106,7 @@ def run_grid(points: dict[str, tuple[OffloadConfig, str]], algos: tuple[str, ...
         for algo, cell in cells.items():
             runs = cell["runs"]
             out[point][algo] = {"source": cell["source"], **(
-                {m: summarise([r[m] for r in runs]) for m in METRICS} if runs else {})}
+                {m: mean_ci([r[m] for r in runs]) for m in METRICS} if runs else {})}
     return out
 
 
@@ -150,29 +138,21 @@ def claims(table: dict[str, Any]) -> dict[str, Any]:
 
 def render(console: Console, title: str, table: dict[str, Any]) -> str:
     """Print a rich table; return the same as Markdown."""
-    t = Table(title=title)
-    t.add_column("algorithm")
-    for m in METRICS:
-        t.add_column(LABELS[m], justify="right")
-    md = [f"### {title}", "", "| algorithm | " + " | ".join(LABELS[m] for m in METRICS) + " |",
-          "|---" * (len(METRICS) + 1) + "|"]
+    rows: list[tuple[str, list[str]]] = []
     missing = []
     for algo in ORDER:
         row = table.get(algo)
         if row is None:
             continue
         if "profit" not in row:
-            cells = ["n/a"] + [""] * (len(METRICS) - 1)
+            rows.append((algo, ["n/a"] + [""] * (len(METRICS) - 1)))
             missing.append(f"{algo}: {row['source']}")
         else:
-            cells = [_fmt(m, row[m]) for m in METRICS]
-        t.add_row(algo, *cells)
-        md.append(f"| {algo} | " + " | ".join(cells) + " |")
-    console.print(t)
+            rows.append((algo, [_fmt(m, row[m]) for m in METRICS]))
+    md = results_table(console, title, [LABELS[m] for m in METRICS], rows)
     for line in missing:
         console.print(f"[dim]{line}")
-    md += [""] + [f"- {line}" for line in missing]
-    return "\n".join(md) + "\n"
+    return md + "\n".join(["", *(f"- {line}" for line in missing)]) + "\n"
 
 
 def _fmt(metric: str, s: dict[str, float]) -> str:

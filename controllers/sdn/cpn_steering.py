@@ -16,7 +16,6 @@ confirmed, which is what the reroute benchmark reads beside the captures.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import queue
 import threading
@@ -35,7 +34,7 @@ from os_ken.ofproto import ofproto_v1_3
 from os_ken.topology import event as topo_event
 from oslo_config import cfg as oslo_cfg
 
-from controllers.sdn import api
+from controllers.sdn import api, l2_proactive
 from controllers.sdn.cpn_plan import (
     Fabric,
     FlowTable,
@@ -57,9 +56,7 @@ _OPTS = [
 
 
 def register_opts(conf: oslo_cfg.ConfigOpts = cfg.CONF) -> None:
-    for opt in _OPTS:
-        with contextlib.suppress(oslo_cfg.DuplicateOptError):
-            conf.register_opt(opt)
+    l2_proactive.register_opts(conf, _OPTS)
 
 
 register_opts()
@@ -74,9 +71,7 @@ class CpnSteering(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        path = self.CONF.sagin_topology
-        if not path:
-            raise ValueError("sagin_topology is not set")
+        path = l2_proactive.topology_file(self.CONF)
         self.fabric = Fabric.from_dict(json.loads(Path(path).read_text()))
         self.ready_file: str = self.CONF.sagin_ready_file or ""
         self.event_log: str = self.CONF.sagin_event_log or ""

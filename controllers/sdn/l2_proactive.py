@@ -37,12 +37,22 @@ _OPTS = [
 ]
 
 
-def register_opts(conf: oslo_cfg.ConfigOpts = cfg.CONF) -> None:
-    """Register the app's options; safe to call again (the launcher and the loader both import
-    this module, and a re-import under a different name must not abort start-up)."""
-    for opt in _OPTS:
+def register_opts(conf: oslo_cfg.ConfigOpts = cfg.CONF, opts: list[Any] | None = None) -> None:
+    """Register an app's options (this app's by default); safe to call again (the launcher and
+    the loader both import the module, and a re-import under a different name must not abort
+    start-up)."""
+    for opt in _OPTS if opts is None else opts:
         with contextlib.suppress(oslo_cfg.DuplicateOptError):
             conf.register_opt(opt)
+
+
+def topology_file(conf: oslo_cfg.ConfigOpts) -> str:
+    """The topology JSON every testbed app is started with; without it an app cannot know
+    which switches are ours."""
+    path: str = conf.sagin_topology
+    if not path:
+        raise ValueError("sagin_topology is not set")
+    return path
 
 
 register_opts()
@@ -189,10 +199,7 @@ class ProactiveL2(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        path = self.CONF.sagin_topology
-        if not path:
-            raise ValueError("sagin_topology is not set")
-        self.topology = Topology.load(path)
+        self.topology = Topology.load(topology_file(self.CONF))
         for warning in self.topology.warnings:
             self.logger.warning("sagin: topology: %s", warning)
         self.ready_file: str = self.CONF.sagin_ready_file or ""
@@ -277,4 +284,4 @@ class ProactiveL2(app_manager.OSKenApp):
                 self.logger.error("sagin: cannot write ready file %s: %s", self.ready_file, e)
 
 
-__all__ = ["FlowPlan", "ProactiveL2", "Topology", "dpid_str", "register_opts"]
+__all__ = ["FlowPlan", "ProactiveL2", "Topology", "dpid_str", "register_opts", "topology_file"]

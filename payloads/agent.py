@@ -362,6 +362,8 @@ class PayloadAgent:
         self._report_task: asyncio.Task[None] | None = None
         self._log: TextIO | None = None
         self._report: TextIO | None = None
+        self._infer_pool: ThreadPoolExecutor | None = None
+        self._model: Any = None  # payloads.inference.TinyCnn, built by the first inference
 
     @property
     def queue_len(self) -> int:
@@ -404,6 +406,9 @@ class PayloadAgent:
                 await self._report_task
             self._report_task = None
         await self.cpu.close()
+        if self._infer_pool is not None:
+            self._infer_pool.shutdown(wait=False, cancel_futures=True)
+            self._infer_pool = None
         for f in (self._log, self._report):
             if f is not None:
                 f.close()
@@ -470,6 +475,13 @@ class PayloadAgent:
 
     async def _task(self, header: dict[str, Any], body: bytes, t_recv: float,
                     queue_len: int) -> tuple[dict[str, Any], bytes]:
+        if header.get("op", "cycles") == "infer":
+            return await self._infer(header, body, t_recv, queue_len), b""
+        if header.get("op", "cycles") != "cycles":
+            reply = self._error(header, f"bad request: unknown op {header.get('op')!r}, "
+                                "expected 'cycles' or 'infer'")
+            self._write_log(reply)
+            return reply, b""
         problem = _check_task(header)
         if problem is not None:
             reply = self._error(header, f"bad request: {problem}")
@@ -502,6 +514,60 @@ class PayloadAgent:
         self._write_log(reply)
         return reply, _result_body(digest, result_bytes)
 
+    async def _infer(self, header: dict[str, Any], body: bytes, t_recv: float,
+                     queue_len: int) -> dict[str, Any]:
+        """Image inference, really executed (payloads/inference.py), one task at a time on a
+        thread of its own so the event loop keeps answering; same admission as CPU tasks."""
+        from payloads.inference import MAX_IMAGES
+
+        n = header.get("images", 1)
+        if not isinstance(header.get("id"), str):
+            reply = self._error(header, f"bad request: id must be a string, got "
+                                f"{header.get('id')!r}")
+        elif isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
+            reply = self._error(header, f"bad request: images must be an integer in "
+                                f"[1, {MAX_IMAGES}], got {n!r}")
+        elif self._in_system >= self.max_queue:
+            self.rejected += 1
+            reply = {**self._error(header, "overloaded"), "t_recv": t_recv,
+                     "queue_len": queue_len}
+        else:
+            t_queued = time.time()
+            self._in_system += 1
+            try:
+                if self._infer_pool is None:
+                    self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="infer")
+                out = await asyncio.get_running_loop().run_in_executor(
+                    self._infer_pool, self._run_inference, body, n)
+            except ImportError as exc:
+                out = {"error": f"{exc.name or 'torch'} is not installed on {self.node}: "
+                                "inference tasks need torch and numpy"}
+            except ValueError as exc:
+                out = {"error": f"bad request: {exc}"}
+            finally:
+                self._in_system -= 1
+            if "error" in out:
+                reply = self._error(header, out["error"])
+            else:
+                self.completed += 1
+                reply = {"ok": True, "id": header["id"], "node": self.node, "op": "infer",
+                         "images": n, **out, "t_recv": t_recv, "t_queued": t_queued,
+                         "queue_len": queue_len}
+        self._write_log(reply)
+        return reply
+
+    def _run_inference(self, body: bytes, n: int) -> dict[str, Any]:
+        """Runs on the inference thread: the model is built on first use (torch's import and
+        the weights), before t_start, so execution time is the inference alone."""
+        from payloads.inference import MODEL, TinyCnn, decode_images
+
+        images = decode_images(body, n)
+        if self._model is None:
+            self._model = TinyCnn()
+        t_start = time.time()
+        result = self._model(images)
+        return {"model": MODEL, **result, "t_start": t_start, "t_done": time.time()}
+
     def _authorized(self, token: Any) -> bool:
         """Constant-time check, so response timing does not leak how much of a guess matched."""
         return isinstance(token, str) and hmac.compare_digest(
@@ -518,17 +584,24 @@ class PayloadAgent:
             self._log.write(json.dumps(reply) + "\n")
 
     async def _report_loop(self, out: TextIO) -> None:
+        from payloads.sensors import Sensors
+
         loop = asyncio.get_running_loop()
         sampler = _ProcessSampler()
+        sensors = Sensors(int(self.report_interval_s * 1000))
         due = loop.time()
-        while True:
-            due += self.report_interval_s  # fixed schedule: no drift from the writes
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            cpu_percent, rss = sampler.sample()
-            out.write(json.dumps({"t": time.time(), "queue_len": self._in_system,
-                                  "running": self.cpu.running, "completed": self.completed,
-                                  "rejected": self.rejected, "cpu_percent": cpu_percent,
-                                  "rss_bytes": rss}) + "\n")
+        try:
+            while True:
+                due += self.report_interval_s  # fixed schedule: no drift from the writes
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                cpu_percent, rss = sampler.sample()
+                out.write(json.dumps({"t": time.time(), "queue_len": self._in_system,
+                                      "running": self.cpu.running, "completed": self.completed,
+                                      "rejected": self.rejected, "cpu_percent": cpu_percent,
+                                      "rss_bytes": rss, "sensors": sensors.source,
+                                      **sensors.read()}) + "\n")
+        finally:
+            sensors.close()
 
 
 async def _discard_body(reader: asyncio.StreamReader, header: dict[str, Any]) -> None:

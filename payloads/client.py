@@ -75,6 +75,13 @@ class AgentConnection:
              "result_bytes": result_bytes}, body)
         return {**reply, "t_sent": t_sent, "t_result": t_result}
 
+    async def infer(self, task_id: str, images: int = 1, body: bytes = b"") -> dict[str, Any]:
+        """Offload an image-inference task (payloads/inference.py): `body` holds `images`
+        64x64 RGB uint8 images, or is empty for the agent's synthetic ones."""
+        reply, _, t_sent, t_result = await self.request(
+            {"kind": "task", "op": "infer", "id": task_id, "images": images}, body)
+        return {**reply, "t_sent": t_sent, "t_result": t_result}
+
     async def health(self) -> dict[str, Any]:
         reply, *_ = await self.request({"kind": "health"})
         return reply

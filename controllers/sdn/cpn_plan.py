@@ -160,8 +160,9 @@ class LinkGraph:
     def graph(self, fabric: Fabric) -> nx.Graph:
         g = nx.Graph()
         g.add_nodes_from(fabric.switches)
-        for pair in self.pairs():
-            a, b = sorted(pair)
+        # sorted: equal-latency ties must break the same way in every process (set order
+        # of strings changes with hash randomisation)
+        for a, b in sorted(tuple(sorted(pair)) for pair in self.pairs()):
             t = fabric.trunk(a, b)
             g.add_edge(a, b, latency=t.delay_ms + HOP_COST_MS, capacity=t.rate_mbps)
         return g
@@ -343,14 +344,22 @@ def pinned_tree(spec: ServiceSpec, root: str, feasible: nx.Graph
     for a, b in reversed(list(itertools.pairwise(path))):
         suffix_ms[a] = suffix_ms[b] + feasible[a][b]["latency"]
     on_path = {sw: i for i, sw in enumerate(path)}
-    lengths, joins = nx.multi_source_dijkstra(feasible, set(path), weight="latency")
+    # a virtual source joined to every switch of the path by the latency left from there to
+    # the root: the shortest tree from it joins each switch where its total is least
+    virtual = ("__pinned__",)
+    g = feasible.copy()
+    for sw in path:
+        g.add_edge(virtual, sw, latency=suffix_ms[sw])
+    lengths, joins = nx.single_source_dijkstra(g, virtual, weight="latency")
     dist: dict[str, float] = {}
     tree: dict[str, list[str]] = {}  # switch -> [root ... switch], like single_source_dijkstra
     for sw, join in joins.items():
-        meet = join[0]
+        if sw == virtual:
+            continue
+        meet = join[1]
         via = path[on_path[meet]:]  # meet -> root along the pinned path
-        dist[sw] = lengths[sw] + suffix_ms[meet]
-        tree[sw] = list(reversed(via)) + join[1:]
+        dist[sw] = lengths[sw]
+        tree[sw] = list(reversed(via)) + join[2:]
     return dist, tree
 
 

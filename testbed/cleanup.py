@@ -2,7 +2,8 @@
 
 The same function ends a normal run, a failed or interrupted one, and serves `make clean`
 after a SIGKILL.  It only ever touches namespaces named sh<tag>-*, interfaces named s<tag>*,
-processes recorded with their start time, and directories the run recorded.
+processes recorded with their start time, directories the run recorded, and cgroups under
+sagin-<tag> (device profiles; found by the tag alone, so a SIGKILLed run's are found too).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from testbed import cgroups
 from testbed.ledger import Ledger, active_ledgers, all_ledgers
 from testbed.sh import ip_batch
 from testbed.supervisor import terminate
@@ -41,11 +43,12 @@ def leftovers(tag: str) -> dict[str, list[str]]:
         "links": [n for n in _root_links() if n.startswith(f"s{tag}")],
         "etc_netns": [str(p) for p in Path("/etc/netns").glob(f"sh{tag}-*")]
         if Path("/etc/netns").is_dir() else [],
+        "cgroups": cgroups.leftover_groups(tag),
     }
 
 
 def teardown(ledger: Ledger) -> dict[str, int]:
-    counts = {"processes": 0, "namespaces": 0, "links": 0}
+    counts = {"processes": 0, "namespaces": 0, "links": 0, "cgroups": 0}
     terminate(list(reversed(ledger.processes)), timeout=3.0)
     counts["processes"] = len(ledger.processes)
     namespaces = sorted(set(ledger.namespaces) | set(leftovers(ledger.tag)["namespaces"]))
@@ -63,6 +66,9 @@ def teardown(ledger: Ledger) -> dict[str, int]:
     present = set(_root_links())
     ip_batch([f"link del {n}" for n in links if n in present], force=True)
     counts["links"] = len([n for n in links if n in present])
+    # after the namespaces' processes are gone, so the groups are empty (remove() kills
+    # whatever of the run is still inside them)
+    counts["cgroups"] = len(cgroups.remove(ledger.tag))
     for d in [*ledger.etc_netns, *leftovers(ledger.tag)["etc_netns"], *ledger.state_dirs]:
         shutil.rmtree(d, ignore_errors=True)
     ledger.remove()

@@ -12,6 +12,7 @@ testbed.cleanup.teardown(ledger), the same code `make clean` uses.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,9 @@ from typing import Any
 
 import networkx as nx
 
-from testbed import features
+from payloads.profiles import lookup as lookup_profile
+from payloads.profiles import quota_for
+from testbed import cgroups, features
 from testbed.autopilots import PX4_MISSING, find_px4
 from testbed.engines import mnwifi
 from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
@@ -65,6 +68,12 @@ def preflight(sc: Scenario, source: str) -> None:
     if sc.engines.p2p == "netem" and not features.has_netem():
         problems.append(Problem("engines.p2p", "netem requested but this kernel has no "
                                 "sch_netem", "use p2p: auto or ns3"))
+    profiled = [name for name, node in sc.nodes.items() if node.profile]
+    if profiled and cgroups.detect() is None:
+        problems.append(Problem(
+            f"nodes.{profiled[0]}.profile", "device profiles need a cgroup cpu controller "
+            "(v1 'cpu' hierarchy or cgroup2 listing cpu) and this host has none",
+            "remove profile from the nodes, or run on a host with cgroups mounted"))
     for name, (_, ap) in sc.autopilots().items():
         if ap.flavour == "px4-sitl" and find_px4() is None:
             problems.append(Problem(f"nodes.{name}.autopilot.flavour", PX4_MISSING))
@@ -82,6 +91,9 @@ class Network:
         self.link_engine: dict[str, LinkEngine] = {}
         self.wifi_engines: dict[str, list[LinkEngine]] = {}  # node -> engines with its radios
         self.shards: list[Ns3Engine] = []
+        # node -> its cgroup (nodes with a device profile only); pass it to every process
+        # started in that node's namespace: sup.start(..., cgroup=net.cgroups.get(node))
+        self.cgroups: dict[str, cgroups.CgroupHandle] = {}
         self.ovs: OvsSwitches | None = None
         self.sdn: SdnController | None = None
         self.macs: dict[str, str] = {}
@@ -149,6 +161,7 @@ class Network:
         for engine in self._unique_engines():
             engine.start(self.state_dir)
         self._namespaces()
+        self._cgroups()
         self._veths()
         self.timings["namespaces_and_veths_s"] = round(time.monotonic() - t0, 3)
         if self.plan.switches:
@@ -193,6 +206,28 @@ class Network:
         for ns in self.plan.namespaces.values():
             run(["ip", "netns", "exec", ns, "sh", "-c",
                  f"sysctl -qw {NS_SYSCTLS} && ip link set lo up"])
+
+    def _cgroups(self) -> None:
+        """One group per node with a device profile.  Not recorded in the ledger one by one:
+        their names carry the run's tag, which the ledger holds before anything is created,
+        and teardown (cgroups.remove(tag)) finds them from it, even after a SIGKILL."""
+        host_cores = len(os.sched_getaffinity(0))
+        for node, spec in self.sc.nodes.items():
+            if spec.profile and node in self.plan.namespaces:
+                profile = lookup_profile(spec.profile)
+                self.cgroups[node] = cgroups.create(
+                    self.ledger.tag, node, quota_for(profile, host_cores), profile.memory_mb)
+
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        """What each profiled node got (for the manifest): a capped quota is not the device."""
+        out: dict[str, dict[str, Any]] = {}
+        for node, handle in self.cgroups.items():
+            q = handle.quota
+            out[node] = {"profile": self.sc.nodes[node].profile, "memory_mb": handle.memory_mb,
+                         "host_cores": q.cores if q else None,
+                         "wanted_host_cores": q.wanted_cores if q else None,
+                         "capped": bool(q and q.capped), "reason": q.reason if q else ""}
+        return out
 
     def _veths(self) -> None:
         """Host ends go into the nodes, switch ends into the run's switch namespace."""

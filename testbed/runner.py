@@ -164,6 +164,12 @@ class Run:
                 self.autopilots.start()
         self.timings.update(net.timings)
         man["engines"] = net.engine_names()
+        if net.cgroups:
+            man["profiles"] = net.profiles()
+            for node, p in man["profiles"].items():
+                if p["capped"]:
+                    self.console.print(f"[yellow]profile {p['profile']} on {node} is capped:[/] "
+                                       f"{p['reason']}")
         write_json(self.run_dir / "manifest.json", man)
         t = time.monotonic()
         with self.console.status("health checks: services and reachability of every node..."):

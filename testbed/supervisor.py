@@ -1,7 +1,11 @@
 """One supervisor per run starts every long-running process (ns-3, OVS, os-ken, traffic,
 captures), records it in the ledger before anything else can happen, watches the critical
 ones, and stops them all in reverse order.  No silent daemon failures: a critical process that
-exits makes `check()` raise with the tail of its log."""
+exits makes `check()` raise with the tail of its log.
+
+A process started with a node's cgroup (`start(..., cgroup=...)`, from testbed/cgroups.py) runs
+inside that group from its first instruction: see `cgroups.join_argv` for why it is a wrapper
+and not an attach after Popen."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.cgroups import CgroupHandle, join_argv
 from testbed.ledger import Ledger, ProcRecord
 from testbed.sh import in_netns
 
@@ -44,10 +49,16 @@ class Supervisor:
 
     def start(self, name: str, argv: Sequence[str], *, netns: str | None = None,
               log: Path | None = None, env: Mapping[str, str] | None = None,
-              critical: bool = False, stdout: Path | None = None) -> Managed:
+              critical: bool = False, stdout: Path | None = None,
+              cgroup: CgroupHandle | None = None) -> Managed:
+        """`cgroup`: the node's group (CPU quota, memory limit).  The child joins it itself,
+        before `ip netns exec` (which remounts /sys, hiding the cgroup files), and keeps the
+        same pid through the execs, so the ledger's record and signals still reach it."""
         log = log or self.log_dir / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         full = in_netns(netns, argv) if netns else list(argv)
+        if cgroup is not None:
+            full = join_argv(cgroup, full)
         err = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         out = open(stdout, "wb") if stdout else err  # noqa: SIM115
         try:

@@ -134,7 +134,8 @@ class Timeline:
             if net.sdn is not None and net.sdn.api_socket is not None:
                 env[SOCKET_ENV] = str(net.sdn.api_socket)
             self.sup.start(f"exec-{ev.node}-{ev.at_s:g}", ["sh", "-c", ev.command],
-                           netns=net.plan.namespaces[ev.node], log=log, env=env)
+                           netns=net.plan.namespaces[ev.node], log=log, env=env,
+                           cgroup=net.cgroups.get(ev.node))
             return {"log": str(log)}
         raise ValueError(f"unhandled action {a}")
 

@@ -33,7 +33,8 @@ class Flows:
                 f"iperf3-server-{flow.name}",
                 ["iperf3", "-s", "-p", str(self.ports[flow.name])],
                 netns=self.net.plan.namespaces[flow.dst],
-                log=self.sup.log_dir / flow.dst / f"iperf3-server-{flow.name}.log")
+                log=self.sup.log_dir / flow.dst / f"iperf3-server-{flow.name}.log",
+                cgroup=self.net.cgroups.get(flow.dst))  # a node's traffic uses its own CPU
 
     def argv(self, flow: Flow, duration: float) -> list[str]:
         dst = self.net.plan.primary_ip[flow.dst]
@@ -55,7 +56,7 @@ class Flows:
         self.running[name] = self.sup.start(
             f"flow-{name}", self.argv(flow, duration), netns=self.net.plan.namespaces[flow.src],
             log=self.sup.log_dir / flow.src / f"flow-{name}.log",
-            stdout=self.dir / f"{name}.{ext}")
+            stdout=self.dir / f"{name}.{ext}", cgroup=self.net.cgroups.get(flow.src))
 
     def stop(self, name: str) -> None:
         if name in self.running:

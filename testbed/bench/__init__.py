@@ -16,6 +16,8 @@
     cpn        CPN mapping time per request (ABS and baselines, 3 presets) and, on a real
                OVS backbone under os-ken, request -> first packet at the chosen instance and
                outage after a trunk cut, both from captures
+    profiles   device profiles: a node's cgroup CPU quota vs the profile's modelled speed
+               (SHA-256 kernel, time ratio vs unlimited, median of 3; target within 10 %)
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ BENCH_DIR = RESULTS / "bench"
 
 
 def main(which: list[str], console: Console) -> int:
-    from testbed.bench import cpn, drones, fidelity, lifecycle, mobility, offload, scale
+    from testbed.bench import cpn, drones, fidelity, lifecycle, mobility, offload, profiles, scale
 
     table: dict[str, Callable[[Console], dict[str, Any]]] = {
         "fidelity": fidelity.run, "scale": scale.run, "lifecycle": lifecycle.run,
-        "mobility": mobility.run, "drones": drones.run, "offload": offload.run, "cpn": cpn.run}
+        "mobility": mobility.run, "drones": drones.run, "offload": offload.run, "cpn": cpn.run,
+        "profiles": profiles.run}
     names = which or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from payloads.profiles import lookup as lookup_profile
 from testbed.channels.config import ChannelSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -162,10 +163,24 @@ class Node(Strict):
     location: Location | None = None
     motion: Motion | None = None
     autopilot: Autopilot | None = None
+    profile: str | None = Field(
+        default=None, description="device profile from payloads/profiles.py (e.g. "
+        "jetson-orin-nano, raspberry-pi-4, edge-server) that sets the node's CPU quota and "
+        "memory limit; none: the node runs unlimited")
     description: str = ""
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str | None) -> str | None:
+        if v is not None:
+            lookup_profile(v)  # ValueError listing the known profiles
+        return v
 
     @model_validator(mode="after")
     def _where(self) -> Node:
+        if self.profile is not None and self.kind is NodeKind.SWITCH:
+            raise ValueError("a switch cannot have a device profile: it is part of Open "
+                             "vSwitch, not a computer of its own; put profile on a host node")
         if self.autopilot is not None:
             if self.kind is not NodeKind.UAV:
                 raise ValueError("only a uav can have an autopilot")

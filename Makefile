@@ -22,8 +22,10 @@ SEEDS   ?= 5
 POLICIES ?=
 INSTANCE ?=
 PRESETS ?=
+INVENTORY ?=
 
-SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold)
+SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold) \
+	$(if $(INVENTORY),--inventory $(INVENTORY))
 
 .PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl \
 	train eval-offload ship-policies eval-cpn

@@ -607,14 +607,17 @@ class PayloadAgent:
 async def _discard_body(reader: asyncio.StreamReader, header: dict[str, Any]) -> None:
     """Read and drop a refused request's body (bounded in time), so that closing afterwards
     sends a FIN after the refusal rather than a reset that could destroy it."""
-    left = header.get("body_bytes", 0)
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        async with asyncio.timeout(_DISCARD_TIMEOUT_S):
-            while left > 0:
-                chunk = await reader.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                left -= len(chunk)
+    async def drain(left: int) -> None:
+        while left > 0:
+            chunk = await reader.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+    # wait_for rather than asyncio.timeout (3.11): the agent also runs on boards whose
+    # Python is older (JetPack 6 ships 3.10)
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        await asyncio.wait_for(drain(header.get("body_bytes", 0)), _DISCARD_TIMEOUT_S)
 
 
 def _resolve_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:

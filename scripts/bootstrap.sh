@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# openssh-server: only its sshd binary is used, by the hardware-free board stand-in of the
+# hardware-in-the-loop tests (testbed/boardsim.py); the package's service is not needed.
 APT_PACKAGES=(openvswitch-switch mininet tcpdump tshark iperf3 iputils-ping fping ethtool
-              iproute2 procps psmisc python3-venv)
+              iproute2 procps psmisc python3-venv openssh-server)
 
 step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 fail() { printf '\033[31m[setup] FAILED: %s\033[0m\n' "$*" >&2; exit 1; }

@@ -49,6 +49,11 @@ def leftovers(tag: str) -> dict[str, list[str]]:
 
 def teardown(ledger: Ledger) -> dict[str, int]:
     counts = {"processes": 0, "namespaces": 0, "links": 0, "cgroups": 0}
+    # first: the boards' agents and links (over SSH), and a moved NIC back to the host while
+    # its namespace still exists
+    from testbed.boards import teardown_boards  # asyncssh: imported when needed only
+
+    counts.update(teardown_boards(ledger))
     terminate(list(reversed(ledger.processes)), timeout=3.0)
     counts["processes"] = len(ledger.processes)
     namespaces = sorted(set(ledger.namespaces) | set(leftovers(ledger.tag)["namespaces"]))
@@ -83,4 +88,7 @@ def clean(include_active: bool = False) -> list[tuple[str, dict[str, int]]]:
         if ledger.run_id in active and not include_active:
             continue
         done.append((ledger.run_id, teardown(ledger)))
+    from testbed.boards import clean_orphans
+
+    done += clean_orphans(active)  # boards whose cleanup failed before (switched off)
     return done

@@ -51,6 +51,10 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
     preflight(sc0, str(path))  # type: ignore[arg-type]
     world = World.build(sc0, str(path))  # type: ignore[arg-type]
     sc = world.sc
+    if args.inventory:
+        from testbed.boards import HardwareInTheLoop
+
+        HardwareInTheLoop.load(args.inventory, con).require(sc)  # prints each board's report
     plan = planner.build(sc, "0000")
     con.print(f"[green]OK[/] {path}: {len(sc.nodes)} nodes, {len(sc.links)} links, "
               f"{len(plan.segments)} subnets, {len(sc.traffic)} flows, "
@@ -94,7 +98,9 @@ def cmd_run(args: argparse.Namespace, con: Console) -> int:
     from testbed.summary import render
 
     sc, path = _load(args)
-    result = Run(sc, str(path), RunOptions(hold=args.hold, console=con)).execute()  # type: ignore[arg-type]
+    inventory = Path(args.inventory) if args.inventory else None
+    result = Run(sc, str(path), RunOptions(hold=args.hold, console=con,  # type: ignore[arg-type]
+                                           inventory=inventory)).execute()
     if result.metrics:
         text = render(result.metrics, con)
         (result.run_dir / "summary.txt").write_text(text)
@@ -179,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb)
         sp.add_argument("name", nargs="?")
         sp.add_argument("--file")
+        sp.add_argument("--inventory", help="hardware in the loop: boards replacing nodes "
+                        "(testbed/inventory.example.yaml)")
         sp.add_argument("--duration", type=float,
                         help="shorten the run to this many seconds (flows clipped, later "
                         "events dropped)")

@@ -4,11 +4,14 @@ walk as a run's, whatever happens inside the `with` block."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from testbed import plan as planner
 from testbed.calibration import calibrate
@@ -23,12 +26,17 @@ from testbed.scenario import Scenario
 from testbed.sh import in_netns
 from testbed.supervisor import Supervisor
 
+if TYPE_CHECKING:
+    from testbed.boards import HardwareInTheLoop
+
 
 class Emulation:
     def __init__(self, net: Network, run_dir: Path, ledger: Ledger,
-                 world: World | None = None, driver: MobilityDriver | None = None) -> None:
+                 world: World | None = None, driver: MobilityDriver | None = None,
+                 token: str = "", hil: HardwareInTheLoop | None = None) -> None:
         self.net, self.run_dir, self.ledger = net, run_dir, ledger
         self.world, self.driver = world, driver
+        self.token, self.hil = token, hil  # the run's token: the boards' agents require it
 
     def ip(self, node: str, link: str | None = None) -> str:
         if link is None:
@@ -47,20 +55,26 @@ class Emulation:
 
 @contextmanager
 def emulated(sc: Scenario, base: Path = RESULTS, mobility: bool = False,
-             source: str = "") -> Iterator[Emulation]:
-    """With mobility=True the scenario's world is expanded and a mobility driver is primed
+             source: str = "", hil: HardwareInTheLoop | None = None) -> Iterator[Emulation]:
+    """With `hil`, its boards are checked before anything is created and attached before
+    the block runs (em.hil.address(node) is a board's agent address, em.token its token).
+    With mobility=True the scenario's world is expanded and a mobility driver is primed
     (state of time 0); the caller starts it (`em.driver.start(time.monotonic())`)."""
     preflight(sc, sc.name)
     world = World.build(sc, source) if mobility else None
     if world is not None:
         sc = world.sc
+    if hil is not None:
+        hil.require(sc)  # InventoryError before anything exists
     run_id, tag, run_dir = new_run(sc.name, base)
     state_dir = Path("/run/sagin-hil") / run_id
     ledger = Ledger.create(run_id, tag, sc.name, run_dir)
     ledger.add("state_dirs", str(state_dir))
     state_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(ledger, run_dir / "logs")
-    net = Network(sc, planner.build(sc, tag), ledger, sup, state_dir)
+    attached = hil.attached(sc) if hil is not None else None
+    net = Network(sc, planner.build(sc, tag, attached), ledger, sup, state_dir)
+    token = secrets.token_hex(16)
     t0 = time.monotonic()
     driver: MobilityDriver | None = None
     try:
@@ -71,11 +85,19 @@ def emulated(sc: Scenario, base: Path = RESULTS, mobility: bool = False,
         services(net)
         net.timings.update(reachability(net))
         net.timings.update(calibrate(net))
+        if hil is not None:
+            hil.attach(net, ledger, token)
+            net.timings.update(hil.timings)
         net.timings["ready_s"] = round(time.monotonic() - t0, 3)
-        yield Emulation(net, run_dir, ledger, world, driver)
+        yield Emulation(net, run_dir, ledger, world, driver, token, hil)
     finally:
         if driver is not None:
             driver.stop()
+        if hil is not None:
+            try:
+                hil.detach()
+            except RuntimeError as exc:  # BoardError; teardown() retries from the record
+                print(f"board detach: {exc}", file=sys.stderr)
         net.stop_engines()
         sup.stop_all()
         teardown(ledger)

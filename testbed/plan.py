@@ -114,6 +114,9 @@ class NetworkPlan:
     routes: dict[str, list[Route]]
     primary_ip: dict[str, str]  # node -> node address (/32 on lo)
     switch_netns: str | None = None
+    # node -> subnets behind it that are no segment of the plan (a hardware board's link,
+    # testbed.boards): every other host routes them like the node's own address
+    attached: dict[str, list[str]] = field(default_factory=dict)
 
     def endpoints(self, node: str | None = None) -> list[Endpoint]:
         return [m for s in self.segments for m in s.members if node is None or m.node == node]
@@ -168,7 +171,7 @@ def _mac(tag: str, k: int) -> str:
     return f"02:{tag[0:2]}:{tag[2:4]}:00:{k >> 8 & 0xFF:02x}:{k & 0xFF:02x}"
 
 
-def build(sc: Scenario, tag: str) -> NetworkPlan:
+def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None) -> NetworkPlan:
     if len(tag) != 4 or any(c not in "0123456789abcdef" for c in tag):
         raise ValueError("tag must be 4 lower-case hex digits")
     pool = ipaddress.ip_network(sc.addressing.pool)
@@ -225,7 +228,8 @@ def build(sc: Scenario, tag: str) -> NetworkPlan:
             assert len(m.root_name) <= IFNAMSIZ and len(m.ifname) <= IFNAMSIZ
     plan = NetworkPlan(tag=tag, scenario=sc.name, namespaces=namespaces, segments=segments,
                        switches=switches, trunks=trunks, routes={}, primary_ip=primary,
-                       switch_netns=f"sh{tag}.switch" if switches else None)
+                       switch_netns=f"sh{tag}.switch" if switches else None,
+                       attached=dict(attached or {}))
     plan.routes = compute_routes(sc, plan)
     return plan
 
@@ -353,6 +357,7 @@ def compute_routes(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = froze
             if vi != ui and reach[ui, vi]:
                 via, dev = hop_of[(ui, int(nh[ui, vi]))]
                 table.append(Route(f"{plan.primary_ip[v]}/32", via, dev, src))
+                table += [Route(s, via, dev, src) for s in plan.attached.get(v, ())]
         routes[u] = table
         if cache is not None:
             cache.keys[u], cache.tables[u] = key, table

@@ -12,12 +12,13 @@ interrupted) and whatever was measured up to then.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -40,6 +41,9 @@ from testbed.supervisor import Supervisor
 from testbed.timeline import Timeline
 from testbed.traffic import Flows
 
+if TYPE_CHECKING:
+    from testbed.boards import HardwareInTheLoop
+
 
 class Interrupted(Exception):
     pass
@@ -49,6 +53,7 @@ class Interrupted(Exception):
 class RunOptions:
     hold: bool = False
     results_base: Path = RESULTS
+    inventory: Path | None = None  # hardware in the loop: boards replacing nodes
     console: Console = field(default_factory=Console)
 
 
@@ -98,6 +103,9 @@ class Run:
         self.t_zero: float | None = None
         self.driver: MobilityDriver | None = None
         self.autopilots: Autopilots | None = None
+        self.hil: HardwareInTheLoop | None = None
+        # the run's secret, shared by the boards' agents and the timeline's exec commands
+        self.token = secrets.token_hex(16)
 
     def _phase(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.monotonic() - t0, 3)
@@ -106,6 +114,11 @@ class Run:
         preflight(self.sc, self.source)
         t_cmd = time.monotonic()
         world = World.build(self.sc, self.source)  # pure; errors before anything exists
+        if self.opt.inventory is not None:
+            from testbed.boards import HardwareInTheLoop
+
+            self.hil = HardwareInTheLoop.load(self.opt.inventory, self.console)
+            self.hil.require(world.sc)  # SSH, read-only: still nothing exists on the host
         run_id, tag, run_dir = new_run(self.sc.name, self.opt.results_base)
         self.run_dir = run_dir
         state_dir = Path("/run/sagin-hil") / run_id
@@ -119,7 +132,8 @@ class Run:
         man["mobility"] = {"epoch_unix": world.epoch_unix, "time_scale": world.time_scale}
         write_json(run_dir / "world.json", world.describe())
         self.world = world
-        plan = planner.build(world.sc, tag)
+        plan = planner.build(world.sc, tag,
+                             self.hil.attached(world.sc) if self.hil is not None else None)
         write_json(run_dir / "network.json", plan.to_dict())
         old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         status, error = "failed", None
@@ -178,6 +192,11 @@ class Run:
         self._phase("health_s", t)
         with self.console.status("measuring the emulator's per-hop delay..."):
             self.timings.update(calibrate(net))
+        if self.hil is not None:
+            with self.console.status("boards: deploying the agent, joining, starting..."):
+                self.hil.attach(net, ledger, self.token)
+            self.timings.update(self.hil.timings)
+            man["boards"] = self.hil.describe()
         self.flows = Flows(net, sup, self.run_dir / "flows")
         self.flows.prepare()
         self.captures = Captures(net, sup, self.run_dir / "pcaps")
@@ -212,7 +231,7 @@ class Run:
     def _experiment(self, sup: Supervisor) -> None:
         assert self.net is not None and self.flows is not None and self.t_zero is not None
         timeline = Timeline(self.net, self.flows, sup, self.run_dir / "events.jsonl",
-                            self.driver)
+                            self.driver, token=self.token)
         self.timeline = timeline
         with self.console.status(f"experiment running ({self.sc.duration_s:g} s)..."):
             timeline.run(self.t_zero, self.sc.duration_s, self._check)
@@ -257,6 +276,11 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - metrics must not block teardown
             metrics["metrics_error"] = f"{type(exc).__name__}: {exc}"
         t = time.monotonic()
+        if self.hil is not None:
+            try:
+                metrics["boards"] = {"detach": self.hil.detach(), **self.hil.describe()}
+            except Exception as exc:  # noqa: BLE001 - teardown retries from the record
+                metrics["boards_error"] = f"{type(exc).__name__}: {exc}"
         if net is not None:
             net.stop_engines()
         sup.stop_all()

@@ -37,7 +37,7 @@ class Entry:
 
 class Timeline:
     def __init__(self, net: Network, flows: Flows, sup: Supervisor, log_path: Path,
-                 driver: MobilityDriver | None = None) -> None:
+                 driver: MobilityDriver | None = None, token: str | None = None) -> None:
         self.net, self.flows, self.sup = net, flows, sup
         self.driver = driver
         self.log = log_path
@@ -45,7 +45,7 @@ class Timeline:
         # secret the run's services authenticate each other with (SAGIN_RUN_TOKEN; payload
         # agents refuse work without it).  The token lives only in these processes' env.
         self.run_dir = log_path.parent
-        self.token = secrets.token_hex(16)
+        self.token = token or secrets.token_hex(16)  # the runner's, when boards use it
         self.entries: list[Entry] = []
         self.errors = 0
         self.executed = 0

@@ -373,3 +373,55 @@ def test_sensor_parsers_read_what_boards_print(tmp_path: Path) -> None:
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text("51234\n")
     assert thermal_zones(tmp_path) == {"cpu-thermal": 51.234}
+
+
+def _older_python() -> str | None:
+    """A Python 3.10 (the floor boards need, JetPack 6's), if this host has one."""
+    import shutil
+
+    candidates = [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python"))]
+    candidates += [p for p in (shutil.which("python3.10"),) if p]
+    for py in candidates:  # a pyenv shim can exist without the version behind it: try it
+        try:
+            out = subprocess.run([py, "-c", "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.strip() == "(3, 10)":
+            return py
+    return None
+
+
+@pytest.mark.skipif(_older_python() is None, reason="no Python 3.10 on this host to check the "
+                    "board floor against (install one, e.g. with pyenv)")
+def test_agent_runs_on_the_boards_minimum_python() -> None:
+    py = _older_python()
+    assert py is not None
+    proc = subprocess.Popen([py, "-m", "payloads.agent", "--node", "b1", "--cpu-hz", "1e9",
+                             "--port", "0", "--host", "127.0.0.1", "--token", TOKEN],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # skip whatever the interpreter prints first
+            seen.append(line)
+            if "listening on " in line:
+                break
+        else:
+            raise AssertionError(f"agent under {py} did not start: {''.join(seen)}")
+        port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+
+        async def scenario() -> list[dict[str, Any]]:
+            async with AgentConnection("127.0.0.1", port, TOKEN, timeout=10) as conn:
+                ok = await conn.submit("t1", b"abc", 1e7)
+                bad = await conn.submit("t2", b"abc", -1)
+            refused = await submit("127.0.0.1", port, "wrong", "t3", b"x" * 5000, 1e7)
+            return [ok, bad, refused]
+
+        ok, bad, refused = asyncio.run(scenario())
+        assert ok["ok"] and ok["node"] == "b1"
+        assert "cycles must be a finite number" in bad["error"]
+        assert refused["error"] == "unauthorized"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -81,6 +81,15 @@ def preflight(sc: Scenario, source: str) -> None:
         raise ScenarioError(source, problems)
 
 
+def reference_speed(setting: str | float, profiles: list[Any], host_cores: int) -> float:
+    """`auto`: the smallest scale at which the fastest profiled device fits this host's cores
+    (never below 1.0: a host core is then a reference core, as with the default)."""
+    if setting != "auto":
+        return float(setting)
+    need = max((p.total_speed for p in profiles), default=0.0)
+    return round(max(1.0, need / host_cores), 4)
+
+
 class Network:
     def __init__(self, sc: Scenario, plan: NetworkPlan, ledger: Ledger, sup: Supervisor,
                  state_dir: Path) -> None:
@@ -94,6 +103,7 @@ class Network:
         # node -> its cgroup (nodes with a device profile only); pass it to every process
         # started in that node's namespace: sup.start(..., cgroup=net.cgroups.get(node))
         self.cgroups: dict[str, cgroups.CgroupHandle] = {}
+        self.reference_speed = 1.0
         self.ovs: OvsSwitches | None = None
         self.sdn: SdnController | None = None
         self.macs: dict[str, str] = {}
@@ -212,15 +222,18 @@ class Network:
         their names carry the run's tag, which the ledger holds before anything is created,
         and teardown (cgroups.remove(tag)) finds them from it, even after a SIGKILL."""
         host_cores = len(os.sched_getaffinity(0))
-        for node, spec in self.sc.nodes.items():
-            if spec.profile and node in self.plan.namespaces:
-                profile = lookup_profile(spec.profile)
-                self.cgroups[node] = cgroups.create(
-                    self.ledger.tag, node, quota_for(profile, host_cores), profile.memory_mb)
+        profiled = {node: lookup_profile(spec.profile) for node, spec in self.sc.nodes.items()
+                    if spec.profile and node in self.plan.namespaces}
+        self.reference_speed = reference_speed(self.sc.compute.reference_speed,
+                                               list(profiled.values()), host_cores)
+        for node, profile in profiled.items():
+            self.cgroups[node] = cgroups.create(
+                self.ledger.tag, node, quota_for(profile, host_cores, self.reference_speed),
+                profile.memory_mb)
 
     def profiles(self) -> dict[str, dict[str, Any]]:
         """What each profiled node got (for the manifest): a capped quota is not the device."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, dict[str, Any]] = {"_reference_speed": {"value": self.reference_speed}}
         for node, handle in self.cgroups.items():
             q = handle.quota
             out[node] = {"profile": self.sc.nodes[node].profile, "memory_mb": handle.memory_mb,

@@ -181,7 +181,7 @@ class Run:
         if net.cgroups:
             man["profiles"] = net.profiles()
             for node, p in man["profiles"].items():
-                if p["capped"]:
+                if p.get("capped"):
                     self.console.print(f"[yellow]profile {p['profile']} on {node} is capped:[/] "
                                        f"{p['reason']}")
         write_json(self.run_dir / "manifest.json", man)

@@ -299,3 +299,20 @@ def test_profiled_node_exec_runs_in_its_cgroup_and_teardown_removes_it(tmp_path:
     assert leftovers(tag)["cgroups"] == []
     assert not Path(f"/proc/{pid}").exists() or "sagin-" not in \
         Path(f"/proc/{pid}/cgroup").read_text()
+
+
+@pytest.mark.unit
+def test_auto_reference_speed_fits_the_fastest_device_without_capping() -> None:
+    from payloads.profiles import PROFILES, quota_for
+    from testbed.network import reference_speed
+
+    chosen = [PROFILES["jetson-nano"], PROFILES["edge-server"], PROFILES["raspberry-pi-5"]]
+    scale = reference_speed("auto", chosen, host_cores=2)
+    assert scale == pytest.approx(PROFILES["edge-server"].total_speed / 2)
+    quotas = [quota_for(p, 2, scale) for p in chosen]
+    assert not any(q.capped for q in quotas)
+    # relative speeds kept: the quotas are in the devices' total-speed ratios
+    assert quotas[1].cores / quotas[0].cores == pytest.approx(
+        PROFILES["edge-server"].total_speed / PROFILES["jetson-nano"].total_speed, rel=0.01)
+    assert reference_speed("auto", [PROFILES["jetson-nano"]], host_cores=2) == 1.0
+    assert reference_speed(3.0, chosen, host_cores=2) == 3.0

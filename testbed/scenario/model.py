@@ -520,6 +520,23 @@ class Access(Strict):
         return self
 
 
+class Compute(Strict):
+    """How device profiles map onto this host's CPU (docs/device-profiles.md)."""
+
+    reference_speed: Literal["auto"] | float = Field(
+        default=1.0, description="one host core's speed in reference cores: 1.0 takes a host "
+        "core for a reference core (devices faster than the host are capped); a larger value "
+        "scales every profiled node down by the same factor, keeping their relative speeds; "
+        "auto picks the smallest value with no node capped")
+
+    @field_validator("reference_speed")
+    @classmethod
+    def _positive(cls, v: str | float) -> str | float:
+        if not isinstance(v, str) and not 0.01 <= v <= 1000:
+            raise ValueError("reference_speed must be auto or a number in 0.01..1000")
+        return v
+
+
 class Scenario(Strict):
     name: Name
     description: str = ""
@@ -534,6 +551,7 @@ class Scenario(Strict):
     addressing: Addressing = Addressing()
     engines: Engines = Engines()
     services: Services = Services()
+    compute: Compute = Compute()
     mobility: Mobility = Mobility()
     constellation: Constellation | None = None
     access: list[Access] = Field(default_factory=list)

@@ -145,6 +145,7 @@ def test_flow_table_rewrites_at_the_instance_switch_only() -> None:
 
 ECHO = ("import socket,sys,time\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',int(sys.argv[1])))\n"
+        "print('ready',flush=True)\n"
         "while True:\n"
         " d,a=s.recvfrom(2000);print(time.time(),a[0],d.decode(),flush=True)\n"
         " s.sendto(sys.argv[2].encode()+b':'+d,a)")
@@ -187,6 +188,8 @@ def test_vip_steered_to_chosen_instance_and_rerouted_after_cut(tmp_path: Path) -
         with pytest.raises(ApiError, match=r"400.*instance 'x9'"):
             api.put_service("bad", instance="x9", port=8000)
         echoes = {n: emu.popen(n, ["python3", "-u", "-c", ECHO, "8001", n]) for n in ("e1", "e2")}
+        for p in echoes.values():  # bound before anything is sent to them
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         try:
             svc = api.put_service("svc", instance="e2", port=8000, instance_port=8001,
                                   bandwidth_mbps=10, protocols=["udp"])
@@ -217,7 +220,8 @@ def test_vip_steered_to_chosen_instance_and_rerouted_after_cut(tmp_path: Path) -
         finally:
             for p in echoes.values():
                 p.kill()
-        lines = [line.split() for line in echoes["e2"].communicate()[0].splitlines()]
+        lines = [line.split() for line in echoes["e2"].communicate()[0].splitlines()
+                 if len(line.split()) == 3]
         stream = [float(t) for t, _src, payload in lines if payload.isdigit()]
         assert len(stream) >= 280, len(stream)  # a few packets may die with the cut link
         gap_ms = max(b - a for a, b in itertools.pairwise(stream)) * 1000

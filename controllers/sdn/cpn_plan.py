@@ -38,6 +38,8 @@ PRIO_HOST = 200
 PRIO_ARP = 300
 PRIO_SERVICE = 400
 PRIO_SERVICE_EDGE = 410  # rewrite at the instance's switch: more specific than transit
+PRIO_LLDP = 0xFFFF
+LLDP_NEAREST_BRIDGE = "01:80:c2:00:00:0e"
 
 HOP_COST_MS = 0.05
 """Latency charged per switch-to-switch hop when a trunk has no configured delay, so that
@@ -385,6 +387,11 @@ def flow_table(fabric: Fabric, links: LinkGraph, services: Iterable[Service]) ->
     for sw in fabric.switches:
         flows[sw][(PRIO_TABLE_MISS, ())] = ((), 0)
         flows[sw][(PRIO_ARP, _m(eth_type=0x0806))] = ((("controller",),), 0)
+        # LLDP to the controller, as os-ken's topology app installs it: kept in our table too,
+        # because that app runs on its own thread and may install it before our connect-time
+        # wipe of the switch, which would blind discovery for good
+        flows[sw][(PRIO_LLDP, _m(eth_type=0x88CC, eth_dst=LLDP_NEAREST_BRIDGE))] = (
+            (("controller",),), 0)
     # host unicast along lowest-latency paths
     next_hop: dict[str, dict[str, str]] = {}  # host switch -> {switch: neighbour towards it}
     for sw in {h.switch for h in fabric.hosts.values()}:

@@ -61,7 +61,7 @@ def register_opts(conf: oslo_cfg.ConfigOpts = cfg.CONF) -> None:
 
 register_opts()
 
-BARRIER_TIMEOUT_S = 5.0
+BARRIER_TIMEOUT_S = 10.0
 
 
 class CpnSteering(app_manager.OSKenApp):
@@ -253,6 +253,10 @@ class CpnSteering(app_manager.OSKenApp):
         if sent or rerouted or dropped or reason != "switch_connected":
             self._event("sync", **record)
         self._announce_ready(confirmed)
+        if not confirmed:
+            # a switch that did not confirm in time (a loaded host) gets its flows checked
+            # again; without a retry a missed barrier would leave it never announced ready
+            threading.Timer(1.0, self._request_sync, args=("barrier_retry",)).start()
         return record
 
     def _reroute(self) -> tuple[list[str], list[str]]:

@@ -21,6 +21,8 @@ SLOTS   ?=
 SEEDS   ?= 5
 POLICIES ?=
 INSTANCE ?=
+PCAP    ?=
+RUNS    ?=
 PRESETS ?=
 INVENTORY ?=
 
@@ -28,7 +30,7 @@ SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(D
 	$(if $(INVENTORY),--inventory $(INVENTORY))
 
 .PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl \
-	train eval-offload ship-policies eval-cpn
+	train eval-offload ship-policies eval-cpn analyze compare
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -43,6 +45,8 @@ help:
 	@echo "make train [ALGO=cmaddpg] [CONFIG=large|file]  train offloading controllers (all: ~20 min)"
 	@echo "make eval-offload [CONFIG=file] [SEEDS=5]      every controller side by side + the papers' claims"
 	@echo "make eval-cpn [INSTANCE=file] [SEEDS=5]        CPN service mapping: ABS vs baselines, claims, plots"
+	@echo "make analyze RUN=dir | PCAP=f   packet-trace analysis -> analysis/report.html (runs do it themselves)"
+	@echo "make compare RUNS='a b'         side-by-side tables and overlaid plots of runs"
 	@echo "make test                       the test suite (what CI runs)"
 
 setup:
@@ -77,6 +81,12 @@ train: setup
 
 eval-offload: setup
 	@$(PY) -m controllers.offload.evaluate --seeds $(SEEDS) $(if $(CONFIG),--config $(CONFIG)) $(if $(POLICIES),--policies $(POLICIES))
+
+analyze: setup
+	@$(PY) -m testbed.analysis $(if $(PCAP),--pcap $(PCAP),$(RUN))
+
+compare: setup
+	@$(PY) -m testbed.analysis --compare $(RUNS)
 
 eval-cpn: setup
 	@$(PY) -m controllers.cpn.evaluate --seeds $(SEEDS) $(if $(INSTANCE),--instance $(INSTANCE)) $(if $(PRESETS),--presets $(PRESETS))

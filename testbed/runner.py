@@ -54,6 +54,7 @@ class RunOptions:
     hold: bool = False
     results_base: Path = RESULTS
     inventory: Path | None = None  # hardware in the loop: boards replacing nodes
+    analyze: bool = True  # packet-trace analysis of the run's captures at the end
     console: Console = field(default_factory=Console)
 
 
@@ -293,4 +294,10 @@ class Run:
         man.update(status=status, error=error, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    teardown=counts)
         write_json(self.run_dir / "manifest.json", man)
+        if self.opt.analyze:
+            # after teardown (it needs only the files) and never fatal: a run's results stand
+            # whether or not its analysis works
+            from testbed.analysis import on_run_finished
+
+            on_run_finished(self.run_dir, self.console)
         return metrics

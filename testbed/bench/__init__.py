@@ -13,6 +13,9 @@
                simulated vehicles at 20 Hz telemetry on one core (late ticks, CPU, memory)
     offload    offloading simulator steps/s, controller decision time, payload-agent round
                trip and throughput, MUECRS/CMADDPG vs the best baseline (ratios)
+    analysis   packets/s and peak memory of the packet-trace analyzer on a generated capture
+               (~1 GB by default), side by side with tshark -z conv,ip (defaults and with
+               heuristic dissectors off)
     cpn        CPN mapping time per request (ABS and baselines, 3 presets) and, on a real
                OVS backbone under os-ken, request -> first packet at the chosen instance and
                outage after a trunk cut, both from captures
@@ -34,12 +37,22 @@ BENCH_DIR = RESULTS / "bench"
 
 
 def main(which: list[str], console: Console) -> int:
-    from testbed.bench import cpn, drones, fidelity, lifecycle, mobility, offload, profiles, scale
+    from testbed.bench import (
+        analysis,
+        cpn,
+        drones,
+        fidelity,
+        lifecycle,
+        mobility,
+        offload,
+        profiles,
+        scale,
+    )
 
     table: dict[str, Callable[[Console], dict[str, Any]]] = {
         "fidelity": fidelity.run, "scale": scale.run, "lifecycle": lifecycle.run,
         "mobility": mobility.run, "drones": drones.run, "offload": offload.run, "cpn": cpn.run,
-        "profiles": profiles.run}
+        "profiles": profiles.run, "analysis": analysis.run}
     names = which or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:

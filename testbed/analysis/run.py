@@ -1,0 +1,261 @@
+"""Analyse one capture or a whole run and write analysis/{analysis.json,*.csv,*.png,report.html}.
+
+Captures are independent, so a run's files go to a process pool (one file per worker) and the
+one-way delay pairs after them; timelines come from the run's own logs.  A capture that cannot
+be read at all becomes an entry with an `error` sentence instead of stopping the analysis.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from testbed.analysis import plots, report, timeline
+from testbed.analysis.delay import one_way_delay, pairs_in_run
+from testbed.analysis.flows import analyze_capture
+from testbed.analysis.reader import Capture, CaptureError
+
+CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.cap")
+FLOW_COLS = ["capture", "flow", "proto", "src", "sport", "dst", "dport", "packets", "bytes",
+             "first", "last", "duration_s", "mean_bps", "retransmissions", "rtt_n",
+             "rtt_median_ms", "rtt_p95_ms", "rtt_max_ms", "echo_requests", "echo_replies",
+             "echo_loss_pct"]
+CONV_COLS = ["capture", "a", "b", "frames_a_to_b", "bytes_a_to_b", "frames_b_to_a",
+             "bytes_b_to_a", "frames", "bytes", "first", "duration_s"]
+DELAY_COLS = ["from", "to", "matched", "lost", "loss_pct", "median_ms", "p95_ms", "max_ms",
+              "mean_ms", "min_ms"]
+
+
+def analyze_pcap(path: str | Path, out: str | Path | None = None, bin_s: float = 1.0,
+                 write: bool = True) -> dict[str, Any]:
+    """Statistics and MAVLink of one capture; writes outputs when `write` (default next to it)."""
+    res = _capture_job(str(path), bin_s)
+    if write:
+        out_dir = Path(out) if out else Path(path).with_name(Path(path).stem + ".analysis")
+        doc = {"kind": "capture", "source": str(path), "captures": [res], "delay": [],
+               "markers": [], "tasks": [], "t0": res.get("first")}
+        write_outputs(doc, out_dir)
+        doc["out"] = str(out_dir)
+        return doc | {"capture": res}
+    return res
+
+
+def _capture_job(path: str, bin_s: float) -> dict[str, Any]:
+    from testbed.analysis.mavlink import MavlinkStats
+
+    try:
+        cap = Capture(path)
+    except (CaptureError, OSError) as exc:
+        return {"file": path, "error": str(exc), "packets": 0, "bytes": 0, "flows": [],
+                "conversations": [], "throughput": {"bin_s": bin_s, "bytes_per_bin": {}},
+                "rtt_series_ms": {}}
+    mav = MavlinkStats()
+    try:
+        res = analyze_capture(cap, bin_s=bin_s, mavlink_feed=mav.feed)
+    except CaptureError as exc:
+        return {"file": path, "error": str(exc), "packets": 0, "bytes": 0, "flows": [],
+                "conversations": [], "throughput": {"bin_s": bin_s, "bytes_per_bin": {}},
+                "rtt_series_ms": {}}
+    res["mavlink"] = mav.results()
+    return res
+
+
+def _delay_job(a: str, b: str, window_s: float, nat_robust: bool) -> dict[str, Any]:
+    try:
+        return one_way_delay(a, b, window_s=window_s, nat_robust=nat_robust)
+    except (CaptureError, OSError) as exc:
+        return {"a": a, "b": b, "errors": [str(exc)], "directions": []}
+
+
+def find_captures(run_dir: Path) -> list[Path]:
+    base = run_dir / "pcaps" if (run_dir / "pcaps").is_dir() else run_dir
+    found: set[Path] = set()
+    for g in CAPTURE_GLOBS:
+        found.update(base.glob(g))
+    return sorted(found)
+
+
+def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float = 1.0,
+                workers: int | None = None, window_s: float = 5.0, nat_robust: bool = False,
+                pairs: list[tuple[str, str]] | None = None, console: Console | None = None,
+                write: bool = True) -> dict[str, Any]:
+    """Every capture of a run, delay between capture points of each link, timelines."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    console = console or Console(stderr=True)
+    pcaps = find_captures(run_dir)
+    pair_list = ([(Path(a), Path(b)) for a, b in pairs] if pairs else pairs_in_run(pcaps))
+    workers = workers or min(len(pcaps) + len(pair_list), os.cpu_count() or 1) or 1
+    caps: list[dict[str, Any]] = []
+    delays: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool, Progress(
+            console=console, transient=True) as prog:
+        task = prog.add_task(f"analysing {len(pcaps)} captures, {len(pair_list)} pairs",
+                             total=len(pcaps) + len(pair_list))
+        futs = {pool.submit(_capture_job, str(p), bin_s): "cap" for p in pcaps}
+        futs |= {pool.submit(_delay_job, str(a), str(b), window_s, nat_robust): "delay"
+                 for a, b in pair_list}
+        for fut in as_completed(futs):
+            (caps if futs[fut] == "cap" else delays).append(fut.result())
+            prog.advance(task)
+    caps.sort(key=lambda c: c["file"])
+    delays.sort(key=lambda d: (d["a"], d["b"]))
+    firsts = [c["first"] for c in caps if c.get("first")]
+    t0 = timeline.run_t0(run_dir) or (min(firsts) if firsts else 0.0)
+    doc = {"kind": "run", "source": str(run_dir), "t0": t0, "captures": caps,
+           "delay": delays, "markers": timeline.markers(run_dir),
+           "tasks": timeline.tasks(run_dir)}
+    if write:
+        out_dir = Path(out) if out else run_dir / "analysis"
+        write_outputs(doc, out_dir)
+        doc["out"] = str(out_dir)
+    return doc
+
+
+def on_run_finished(run_dir: str | Path, console: Console | None = None) -> dict[str, Any] | None:
+    """End-of-scenario hook: never raises, so a failed analysis cannot fail a finished run."""
+    console = console or Console(stderr=True)
+    try:
+        doc = analyze_run(run_dir, console=console)
+    except Exception as exc:  # noqa: BLE001 - the run itself succeeded; report and move on
+        console.print(f"[yellow]analysis of {run_dir} failed: {type(exc).__name__}: {exc}[/]")
+        return None
+    console.print(f"analysis: {doc['out']}/report.html")
+    return doc
+
+
+# ---------------------------------------------------------------------------- outputs
+
+def _cap_name(c: dict[str, Any]) -> str:
+    return Path(c["file"]).stem
+
+
+def flow_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for c in doc["captures"]:
+        for f in c.get("flows", []):
+            r = {k: v for k, v in f.items() if not isinstance(v, dict)}
+            r["capture"] = _cap_name(c)
+            rtt = f.get("rtt") or (f.get("echo") or {}).get("rtt") or {}
+            r |= {"rtt_n": rtt.get("n"), "rtt_median_ms": rtt.get("median_ms"),
+                  "rtt_p95_ms": rtt.get("p95_ms"), "rtt_max_ms": rtt.get("max_ms")}
+            if "echo" in f:
+                r |= {"echo_requests": f["echo"]["requests"],
+                      "echo_replies": f["echo"]["replies"],
+                      "echo_loss_pct": f["echo"]["loss_pct"]}
+            rows.append(r)
+    return rows
+
+
+def delay_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for d in doc["delay"]:
+        for di in d.get("directions", []):
+            rows.append({k: v for k, v in di.items() if k not in ("delay", "series_ms")}
+                        | {k: v for k, v in di["delay"].items() if k != "n"})
+    return rows
+
+
+def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = doc.get("t0") or 0.0
+    flows = flow_rows(doc)
+    report.write_csv(out_dir / "flows.csv", flows, FLOW_COLS)
+    convs = [r | {"capture": _cap_name(c)} for c in doc["captures"]
+             for r in c.get("conversations", [])]
+    report.write_csv(out_dir / "conversations.csv", convs, CONV_COLS)
+    thr_rows = []
+    series: list[tuple[int, str, dict[str, int]]] = []
+    for c in doc["captures"]:
+        tp = c.get("throughput", {})
+        bin_s = tp.get("bin_s", 1.0)
+        for label, bins in tp.get("bytes_per_bin", {}).items():
+            series.append((sum(bins.values()), f"{label} @ {_cap_name(c)}", bins))
+            for b, v in bins.items():
+                thr_rows.append({"capture": _cap_name(c), "flow": label,
+                                 "t_s": round(int(b) * bin_s - t0, 3), "bytes": v,
+                                 "mbps": round(v * 8 / bin_s / 1e6, 6)})
+    report.write_csv(out_dir / "throughput.csv", thr_rows,
+                     ["capture", "flow", "t_s", "bytes", "mbps"])
+    drows = delay_rows(doc)
+    report.write_csv(out_dir / "delay.csv", drows, DELAY_COLS)
+    bin_s = next((c["throughput"]["bin_s"] for c in doc["captures"] if "throughput" in c), 1.0)
+    series.sort(key=lambda s: -s[0])
+    rtt = sorted(((f"{lbl} @ {_cap_name(c)}", pts) for c in doc["captures"]
+                  for lbl, pts in c.get("rtt_series_ms", {}).items()), key=lambda s: -len(s[1]))
+    owd = [(f"{di['from']} -> {di['to']}", di["series_ms"]) for d in doc["delay"]
+           for di in d.get("directions", []) if di.get("series_ms")]
+    owd.sort(key=lambda s: -len(s[1]))
+    figs = {
+        "throughput.png": plots.throughput([(lbl, b) for _, lbl, b in series], bin_s, t0),
+        "rtt.png": plots.timeseries(rtt, t0, "RTT (ms)", "RTT over time (TCP data->ack, ping)",
+                                    doc.get("markers")),
+        "one_way_delay.png": plots.timeseries(owd, t0, "one-way delay (ms)",
+                                              "One-way delay between capture points",
+                                              doc.get("markers")),
+        "tasks.png": plots.task_timeline(doc.get("tasks", []), t0),
+    }
+    for name, png in figs.items():
+        if png:
+            (out_dir / name).write_bytes(png)
+    # throughput bins live in throughput.csv; repeating them would make the JSON huge
+    summary = {k: v for k, v in doc.items() if k not in ("out", "captures")}
+    summary["captures"] = [{k: v for k, v in c.items() if k != "throughput"}
+                           | {"bin_s": c.get("throughput", {}).get("bin_s")}
+                           for c in doc["captures"]]
+    report.write_json(out_dir / "analysis.json", summary)
+    (out_dir / "report.html").write_text(render_html(doc, flows, drows, figs))
+
+
+def render_html(doc: dict[str, Any], flows: list[dict[str, Any]],
+                drows: list[dict[str, Any]], figs: dict[str, bytes | None]) -> str:
+    caps = doc["captures"]
+    cap_rows = [{"capture": _cap_name(c), "packets": c.get("packets"), "bytes": c.get("bytes"),
+                 "duration_s": c.get("duration_s"), "flows": len(c.get("flows", [])),
+                 "packets/s analysed": c.get("packets_per_s"), "error": c.get("error")}
+                for c in caps]
+    errors = [c["error"] for c in caps if c.get("error")] + [
+        e for d in doc["delay"] for e in d.get("errors", [])]
+    sections = [("Captures", report.table_html(
+        cap_rows, ["capture", "packets", "bytes", "duration_s", "flows", "packets/s analysed",
+                   "error"], limit=500))]
+    if errors:
+        sections.append(("Problems", "<ul>" + "".join(
+            f"<li class='err'>{html.escape(e)}</li>" for e in errors) + "</ul>"))
+    flows_by_bytes = sorted(flows, key=lambda r: -(r.get("bytes") or 0))
+    sections.append(("Flows (largest first)", report.table_html(
+        flows_by_bytes, [c for c in FLOW_COLS if c not in ("first", "last")])))
+    sections.append(("Throughput", report.img_html(figs.get("throughput.png"), "throughput")))
+    sections.append(("RTT", report.img_html(figs.get("rtt.png"), "rtt")
+                     + ("<p>Vertical lines: link changes and handovers.</p>"
+                        if doc.get("markers") else "")))
+    if drows:
+        sections.append(("One-way delay between capture points", report.table_html(
+            drows, DELAY_COLS) + report.img_html(figs.get("one_way_delay.png"), "delay")))
+    mav_rows = []
+    for c in caps:
+        m = c.get("mavlink") or {}
+        for sysid, v in m.get("vehicles", {}).items():
+            for mtype, s in v["messages"].items():
+                gap = v["gaps"].get(mtype, {}).get("max_gap_s")
+                mav_rows.append({"capture": _cap_name(c), "sysid": sysid, "message": mtype,
+                                 "count": s["count"], "rate_hz": s["rate_hz"],
+                                 "max_gap_s": gap})
+    if mav_rows:
+        acks = [{"capture": _cap_name(c)} | (c["mavlink"]["command_ack"])
+                | {"unanswered": c["mavlink"]["commands_unanswered"]}
+                for c in caps if (c.get("mavlink") or {}).get("command_ack", {}).get("n")]
+        sections.append(("MAVLink", report.table_html(
+            mav_rows, ["capture", "sysid", "message", "count", "rate_hz", "max_gap_s"], 200)
+            + "<h3>COMMAND_LONG to COMMAND_ACK</h3>" + report.table_html(
+                acks, ["capture", "n", "median_ms", "p95_ms", "max_ms", "unanswered"])))
+    if figs.get("tasks.png"):
+        sections.append(("Task offloading timeline", report.img_html(figs["tasks.png"], "tasks")))
+    return report.page(f"Packet analysis: {doc['source']}", sections)

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.errors import Problem, ScenarioError, field_path
 from testbed.scenario.model import NAME_PATTERN, NodeKind, Scenario
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -115,16 +115,6 @@ class Inventory(Strict):
     boards: list[Board] = Field(min_length=1)
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 _JOIN_MODELS: dict[str, type[BaseModel]] = {"gre": GreJoin, "vxlan": VxlanJoin, "nic": NicJoin}
 
 
@@ -169,7 +159,7 @@ def _problem(err: Any) -> Problem:
     elif kind == "string_pattern_mismatch":
         fix = ("names are lower-case letters, digits, '-' or '_', start with a letter, max 32"
                if loc[-1] in ("name", "replaces") else "a Linux interface name (max 15 chars)")
-    return Problem(_loc(loc), msg, fix)
+    return Problem(field_path(loc), msg, fix)
 
 
 def _resolve_path(value: str, base: Path) -> Path:

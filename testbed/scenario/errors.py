@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def field_path(loc: tuple[object, ...]) -> str:
+    """A pydantic error location as people write it: `links[2].delay_ms`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
 @dataclass(frozen=True)
 class Problem:
     path: str  # e.g. "links[2].delay_ms"; "" for the whole file

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from testbed.scenario import references
-from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.errors import Problem, ScenarioError, field_path
 from testbed.scenario.model import Scenario
 
 TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
@@ -99,16 +99,6 @@ def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
     return _merge(merged, data)
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the last field of `loc` (for typo suggestions)."""
     model: Any = Scenario
@@ -135,7 +125,7 @@ def _inner_model(ann: Any) -> Any:
 
 def _problem(err: dict[str, Any]) -> Problem:
     loc = tuple(err["loc"])
-    path = _loc(loc)
+    path = field_path(loc)
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
     fix = ""

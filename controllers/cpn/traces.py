@@ -1,9 +1,9 @@
 """What the captures say about steering: when the first packet of a service reached its
 instance, and how long the arrivals stopped when a link was cut.
 
-Read with dpkt, streaming, because captures are taken on the instance's own access link while
-the run is still going (tcpdump -U): the last record may be half written, which ends the read
-instead of failing it.
+Read with the testbed's streaming capture reader (testbed.analysis), because captures are taken
+on the instance's own access link while the run is still going (tcpdump -U): the last record
+may be half written, which ends the read instead of failing it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import dpkt
+from testbed.analysis.decode import l3
+from testbed.analysis.reader import Capture, CaptureError
 
 Key = tuple[str, int]  # (destination address, destination UDP/TCP port)
 
@@ -24,38 +25,28 @@ def arrivals(pcaps: Iterable[Path], wanted: set[Key]) -> dict[Key, list[float]]:
     out: dict[Key, list[float]] = {k: [] for k in wanted}
     for path in pcaps:
         try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below whatever dpkt does
-        except OSError:
-            continue
-        with f:
-            try:
-                reader = dpkt.pcap.Reader(f)
-            except (ValueError, dpkt.dpkt.NeedData):
-                continue  # empty or not yet headed: nothing captured there
-            try:
-                for ts, buf in reader:
-                    key = _key(buf)
-                    if key is not None and key in out:
-                        out[key].append(float(ts))
-            except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError):
-                pass  # a record still being written
+            capture = Capture(path)
+            # the reader stops at a record still being written and keeps what came before
+            for ts, buf, _ in capture:
+                key = _key(capture.linktype, buf)
+                if key is not None and key in out:
+                    out[key].append(ts)
+        except (OSError, CaptureError):
+            continue  # missing, not yet headed, or not a capture: nothing captured there
     for times in out.values():
         times.sort()
     return out
 
 
-def _key(buf: bytes) -> Key | None:
-    try:
-        eth = dpkt.ethernet.Ethernet(buf)
-    except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError):
+def _key(linktype: int, buf: bytes) -> Key | None:
+    version, off = l3(linktype, buf)
+    if version != 4 or len(buf) < off + 20:
         return None
-    ip = eth.data
-    if not isinstance(ip, dpkt.ip.IP):
+    proto, ihl = buf[off + 9], (buf[off] & 0x0F) * 4
+    if proto not in (6, 17) or len(buf) < off + ihl + 4:
         return None
-    l4 = ip.data
-    if not isinstance(l4, dpkt.udp.UDP | dpkt.tcp.TCP):
-        return None
-    return socket.inet_ntoa(ip.dst), int(l4.dport)
+    dport = int.from_bytes(buf[off + ihl + 2:off + ihl + 4], "big")
+    return socket.inet_ntoa(buf[off + 16:off + 20]), dport
 
 
 def first_after(times: list[float], t0: float) -> float | None:

@@ -134,6 +134,8 @@ class LinkGraph:
     """Live switch adjacency from discovery: (switch, port) -> (peer switch, peer port)."""
 
     ports: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    """change it through add / remove_port only: they keep the out-port index current"""
+    _out: dict[tuple[str, str], int] | None = field(default=None, init=False, repr=False)
 
     def add(self, a: str, pa: int, b: str, pb: int) -> bool:
         """Record a discovered direction (and its reverse: trunks are full duplex veths);
@@ -141,6 +143,8 @@ class LinkGraph:
         changed = self.ports.get((a, pa)) != (b, pb) or self.ports.get((b, pb)) != (a, pa)
         self.ports[(a, pa)] = (b, pb)
         self.ports[(b, pb)] = (a, pa)
+        if changed:
+            self._out = None
         return changed
 
     def remove_port(self, sw: str, port_no: int) -> bool:
@@ -149,15 +153,22 @@ class LinkGraph:
         if peer is None:
             return False
         self.ports.pop(peer, None)
+        self._out = None
         return True
 
     def pairs(self) -> set[frozenset[str]]:
         return {frozenset((a, b)) for (a, _), (b, _) in self.ports.items() if a != b}
 
     def out_port(self, a: str, b: str) -> int | None:
-        """a's port towards b; the lowest-numbered one when trunks are parallel."""
-        ports = [pa for (x, pa), (y, _) in self.ports.items() if x == a and y == b]
-        return min(ports) if ports else None
+        """a's port towards b; the lowest-numbered one when trunks are parallel.  Indexed
+        once per graph change: a flow table asks this for every host on every switch, on the
+        reroute path."""
+        if self._out is None:
+            self._out = {}
+            for (x, pa), (y, _) in self.ports.items():
+                if pa < self._out.get((x, y), pa + 1):
+                    self._out[(x, y)] = pa
+        return self._out.get((a, b))
 
     def graph(self, fabric: Fabric) -> nx.Graph:
         g = nx.Graph()

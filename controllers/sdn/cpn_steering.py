@@ -125,9 +125,7 @@ class CpnSteering(app_manager.OSKenApp):
             return
         with self.lock:
             # Start from nothing: flows and meters of an earlier controller may mean other things.
-            dp.send_msg(parser.OFPFlowMod(datapath=dp, table_id=ofp.OFPTT_ALL,
-                                          command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
-                                          out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
+            l2_proactive.wipe_flows(dp)
             dp.send_msg(parser.OFPMeterMod(datapath=dp, command=ofp.OFPMC_DELETE, flags=0,
                                            meter_id=ofp.OFPM_ALL))
             self.datapaths[name] = dp

@@ -192,6 +192,15 @@ class Topology:
         return plan
 
 
+def wipe_flows(dp: Datapath) -> None:
+    """Delete every flow in every table: what a switch keeps from an earlier controller may
+    point at ports or services that now mean something else."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    dp.send_msg(parser.OFPFlowMod(datapath=dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+                                  out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                  match=parser.OFPMatch()))
+
+
 class ProactiveL2(app_manager.OSKenApp):
     """Installs the whole L2 table on switch connect; packet-in is never used."""
 
@@ -221,7 +230,7 @@ class ProactiveL2(app_manager.OSKenApp):
     def _on_features(self, ev: Any) -> None:
         """Install at connect time so forwarding never waits on the controller."""
         dp: Datapath = ev.msg.datapath
-        ofp, parser = dp.ofproto, dp.ofproto_parser
+        parser = dp.ofproto_parser
         name = self.topology.name_of(dp.id)
         if name is None:
             # Touching an unknown switch could bridge networks that were meant to stay apart;
@@ -231,9 +240,7 @@ class ProactiveL2(app_manager.OSKenApp):
             return
         plan = self.topology.plan(name)
         # Flows from a previous controller run may point at ports that changed meaning.
-        dp.send_msg(parser.OFPFlowMod(datapath=dp, table_id=ofp.OFPTT_ALL,
-                                      command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
-                                      out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
+        wipe_flows(dp)
         self._add_flow(dp, PRIO_TABLE_MISS, parser.OFPMatch())
         for mac, port_no in plan.unicast.items():
             self._add_flow(dp, PRIO_UNICAST, parser.OFPMatch(eth_dst=mac),
@@ -284,4 +291,5 @@ class ProactiveL2(app_manager.OSKenApp):
                 self.logger.error("sagin: cannot write ready file %s: %s", self.ready_file, e)
 
 
-__all__ = ["FlowPlan", "ProactiveL2", "Topology", "dpid_str", "register_opts", "topology_file"]
+__all__ = ["FlowPlan", "ProactiveL2", "Topology", "dpid_str", "register_opts", "topology_file",
+           "wipe_flows"]

@@ -61,7 +61,7 @@ from testbed.inventory import (
 )
 from testbed.inventory import check as check_inventory
 from testbed.inventory import load as load_inventory
-from testbed.ledger import LEDGER_DIR, Ledger
+from testbed.ledger import BOARD_RECORDS, LEDGER_DIR, Ledger
 from testbed.plan import NetworkPlan, Route, count_segments, node_addresses
 from testbed.scenario.errors import Problem
 from testbed.scenario.model import Scenario
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
 MIN_PYTHON = (3, 10)
 AGENT_PORT = 7700
 BUNDLE_DIR = "sagin-hil-agent"
-RECORDS = LEDGER_DIR / "boards"
+RECORDS = BOARD_RECORDS
 REPO = Path(__file__).resolve().parents[1]
 PAYLOADS = REPO / "payloads"
 BOARD_PREFIX = 30

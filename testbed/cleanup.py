@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from testbed import cgroups
-from testbed.ledger import Ledger, active_ledgers, all_ledgers
+from testbed.ledger import BOARD_RECORDS, Ledger, active_ledgers, all_ledgers
 from testbed.sh import ip_batch
 from testbed.supervisor import terminate
 
@@ -48,12 +48,14 @@ def leftovers(tag: str) -> dict[str, list[str]]:
 
 
 def teardown(ledger: Ledger) -> dict[str, int]:
-    counts = {"processes": 0, "namespaces": 0, "links": 0, "cgroups": 0}
+    counts = {"processes": 0, "namespaces": 0, "links": 0, "cgroups": 0, "boards": 0,
+              "board_errors": 0}
     # first: the boards' agents and links (over SSH), and a moved NIC back to the host while
-    # its namespace still exists
-    from testbed.boards import teardown_boards  # asyncssh: imported when needed only
+    # its namespace still exists.  Only a run that recorded boards pays for importing asyncssh.
+    if (BOARD_RECORDS / f"{ledger.run_id}.json").is_file():
+        from testbed.boards import teardown_boards
 
-    counts.update(teardown_boards(ledger))
+        counts.update(teardown_boards(ledger))
     terminate(list(reversed(ledger.processes)), timeout=3.0)
     counts["processes"] = len(ledger.processes)
     namespaces = sorted(set(ledger.namespaces) | set(leftovers(ledger.tag)["namespaces"]))
@@ -88,7 +90,8 @@ def clean(include_active: bool = False) -> list[tuple[str, dict[str, int]]]:
         if ledger.run_id in active and not include_active:
             continue
         done.append((ledger.run_id, teardown(ledger)))
-    from testbed.boards import clean_orphans
+    if BOARD_RECORDS.is_dir() and any(BOARD_RECORDS.glob("*.json")):
+        from testbed.boards import clean_orphans
 
-    done += clean_orphans(active)  # boards whose cleanup failed before (switched off)
+        done += clean_orphans(active)  # boards whose cleanup failed before (switched off)
     return done

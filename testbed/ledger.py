@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 LEDGER_DIR = Path(os.environ.get("SAGIN_STATE_DIR", "/run/sagin-hil"))
+BOARD_RECORDS = LEDGER_DIR / "boards"  # hardware-in-the-loop records (testbed.boards)
 
 
 def proc_start_ticks(pid: int) -> int | None:

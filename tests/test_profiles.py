@@ -217,7 +217,7 @@ def test_limits_written_children_inherit_and_remove_kills_and_leaves_nothing() -
             if memory_mb is not None:
                 mem = next(d for d in handle.dirs if d.is_relative_to(layout.memory))
                 assert int((mem / "memory.limit_in_bytes").read_text()) == memory_mb << 20
-        proc = subprocess.Popen(cgroups.join_argv(handle, ["sh", "-c", "sleep 60 & wait"]),
+        proc = subprocess.Popen(cgroups.join_argv(handle, ["sh", "-c", "sleep 60; sleep 60"]),
                                 start_new_session=True)
         deadline = time.monotonic() + 5
         while len(handle.pids()) < 2 and time.monotonic() < deadline:

@@ -40,6 +40,11 @@ if [ ! -f "$stamp" ]; then
   step "installing pinned Python packages into .venv (first time only)"
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >/tmp/sagin-pip.log 2>&1 \
     || fail "pip install -e .[dev] (log: /tmp/sagin-pip.log)"
+  nodeps=$(.venv/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["sagin-hil"]["no-deps"]))')
+  step "installing without dependencies: $nodeps"
+  # shellcheck disable=SC2086
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps $nodeps >>/tmp/sagin-pip.log 2>&1 \
+    || fail "pip install --no-deps $nodeps (log: /tmp/sagin-pip.log)"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -332,7 +332,7 @@ class PayloadAgent:
     def __init__(self, node: str, cpu_hz: float, token: str, mode: Mode = "emulated",
                  max_queue: int = 64, log_path: Path | None = None,
                  report_path: Path | None = None, report_interval_s: float = 1.0,
-                 calibration_s: float = 0.2) -> None:
+                 calibration_s: float = 0.2, llm: Any = None) -> None:
         if not node:
             raise ValueError("node name must not be empty")
         if not (math.isfinite(cpu_hz) and cpu_hz > 0):
@@ -364,6 +364,7 @@ class PayloadAgent:
         self._report: TextIO | None = None
         self._infer_pool: ThreadPoolExecutor | None = None
         self._model: Any = None  # payloads.inference.TinyCnn, built by the first inference
+        self.llm = llm  # payloads.llm.node.ShardHost when this node hosts LLM shards
 
     @property
     def queue_len(self) -> int:
@@ -406,6 +407,8 @@ class PayloadAgent:
                 await self._report_task
             self._report_task = None
         await self.cpu.close()
+        if self.llm is not None:
+            await self.llm.close()
         if self._infer_pool is not None:
             self._infer_pool.shutdown(wait=False, cancel_futures=True)
             self._infer_pool = None
@@ -468,9 +471,17 @@ class PayloadAgent:
         elif kind == "task":
             reply, result = await self._task(header, body, t_recv, queue_len)
             await write_message(writer, reply, result)
+        elif kind == "llm" and self.llm is not None:
+            answer = await self.llm.handle(header, body)
+            if answer is not None:  # pipeline steps are one-way
+                await write_message(writer, *answer)
+        elif kind == "llm":
+            await write_message(writer, self._error(
+                header, "bad request: this agent hosts no LLM shards (start it with --llm)"))
         else:
             await write_message(writer, self._error(
-                header, f"bad request: unknown kind {kind!r}, expected 'task' or 'health'"))
+                header, f"bad request: unknown kind {kind!r}, expected 'task', 'health' or "
+                "'llm'"))
         return True
 
     async def _task(self, header: dict[str, Any], body: bytes, t_recv: float,
@@ -654,6 +665,21 @@ async def _run_until_signal(agent: PayloadAgent, host: str, port: int) -> None:
         await agent.close()
 
 
+def _llm_host(args: argparse.Namespace, token: str) -> Any:
+    # One BLAS thread: an emulated device is one core's worth of work (its speed comes from
+    # --llm-speed), and several nodes share this host's cores.  Must precede numpy's import.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from payloads.llm.node import ShardHost
+
+    speed = args.llm_speed
+    if speed is None and args.llm_profile:
+        from payloads.profiles import lookup
+
+        speed = lookup(args.llm_profile).cpu_speed  # numpy decode runs on one core
+    mem = int(args.llm_mem_mb * 2**20) if args.llm_mem_mb else None
+    return ShardHost(args.node, token, speed=speed, mem_limit_bytes=mem)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m payloads.agent",
@@ -675,13 +701,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, help="JSON lines: one per finished/refused task")
     parser.add_argument("--report", type=Path, help="JSON lines: periodic load report")
     parser.add_argument("--report-interval", type=float, default=1.0, help="seconds")
+    llm = parser.add_argument_group("edge-LLM shards (payloads/llm)")
+    llm.add_argument("--llm", action="store_true", help="host LLM layer windows / TP slices")
+    llm.add_argument("--llm-profile", help="device profile whose per-core speed the shards "
+                     "emulate (payloads/profiles.py), e.g. jetson-orin-nano")
+    llm.add_argument("--llm-speed", type=float, help="emulated device speed relative to one "
+                     "host core (overrides --llm-profile); omit both to run at host speed")
+    llm.add_argument("--llm-mem-mb", type=float, help="memory the device gives model weights")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")
     token = _resolve_token(args, parser)
     try:
+        host = _llm_host(args, token) if args.llm else None
         agent = PayloadAgent(args.node, args.cpu_hz, token, args.mode, args.max_queue,
-                             args.log, args.report, args.report_interval)
+                             args.log, args.report, args.report_interval, llm=host)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -21,6 +21,7 @@ import asyncio
 import csv
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -42,18 +43,18 @@ def _log(msg: str) -> None:
 
 
 async def alive(cluster: ShardCluster, timeout_s: float = 3.0) -> list[str]:
-    """The nodes whose agent answers a health request within `timeout_s`."""
-    out = []
-    for name in cluster.nodes:
+    """The nodes whose agent answers a health request within `timeout_s` (asked together)."""
+    async def one(name: str) -> str | None:
         probe = ShardCluster([cluster.nodes[name]], cluster.token, timeout=timeout_s)
         try:
             await probe.wait_ready(timeout_s)
-            out.append(name)
+            return name
         except ClusterError:
-            pass
+            return None
         finally:
             await probe.close()
-    return out
+
+    return [n for n in await asyncio.gather(*(one(n) for n in cluster.nodes)) if n]
 
 
 async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float = 10.0
@@ -93,6 +94,7 @@ async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float =
             for g in row.get("generations", []):
                 g["text"] = tok.decode(g["tokens"], skip_special=True)
             summary["methods"].append(row)
+            write_outputs(summary, out_dir)  # a run cut short keeps what it measured
             _log(f"{method}: ms/token {row.get('ms_per_token')} (predicted "
                  f"{plan.predicted_ms_per_token}), tokens equal: {row.get('tokens_equal')}")
         if cfg.failover is not None:
@@ -108,38 +110,45 @@ async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float =
 async def failover(cluster: ShardCluster, cfg: LlmConfig, devices: list[Any], shape: Any,
                    links: Any, prompts: list[list[int]], eos: int, reference: list[list[int]],
                    deadline: float) -> dict[str, Any]:
-    """Serve with Halda until a prompt fails; then re-plan on the nodes still alive."""
-    plan = plan_for("halda", devices, shape, links, cfg.master, cfg.max_rounds)
-    out: dict[str, Any] = {"plan": plan.stages, "served_before_failure": 0}
+    """Serve with Halda until a prompt (or a load) fails; then re-plan on the nodes still
+    alive and serve every prompt again.  Works whenever the node dies: before this phase (the
+    load fails), or in the middle of a generation (the master's step timeout)."""
+    up = await alive(cluster)
+    plan = plan_for("halda", [d for d in devices if d.name in up], shape, links, cfg.master,
+                    cfg.max_rounds)
+    out: dict[str, Any] = {"plan": plan.stages, "served_before_failure": 0, "failure": None}
     if not plan.feasible:
         return out | {"error": f"halda infeasible: {plan.reason}"}
-    await cluster.load_pipeline("failover", plan.stages, cfg.model)
-    failure = None
-    while time.monotonic() < deadline:
+    failure: str | None = None
+    tokens_done = 0
+    try:
+        await cluster.load_pipeline("failover", plan.stages, cfg.model)
+    except ClusterError as exc:
+        failure = f"load failed: {exc}"
+    while failure is None and time.monotonic() < deadline:
         g = await cluster.generate("failover", plan.master, plan.members, prompts[0],
                                    cfg.max_new_tokens, eos)
         if not g.ok:
-            failure = g
+            failure, tokens_done = g.error, len(g.tokens)
             break
         out["served_before_failure"] += 1
     await cluster.release("failover")
     if failure is None:
-        return out | {"failure": None, "note": "no prompt failed before the deadline"}
+        return out | {"note": "no prompt failed before the deadline"}
     t_fail = time.monotonic()
-    _log(f"failover: prompt failed: {failure.error}")
+    _log(f"failover: {failure}")
     up = await alive(cluster)
     dead = [n for n in cluster.nodes if n not in up]
-    out |= {"failure": failure.error, "tokens_before_failure": len(failure.tokens),
-            "dead": dead}
+    out |= {"failure": failure, "tokens_before_failure": tokens_done, "dead": dead}
     if cfg.master in dead:
         return out | {"replanned": None, "note": "the master died: nothing left to re-plan on"}
-    survivors = [d for d in devices if d.name in up]
-    again = plan_for("halda", survivors, shape, links, cfg.master, cfg.max_rounds)
+    again = plan_for("halda", [d for d in devices if d.name in up], shape, links, cfg.master,
+                     cfg.max_rounds)
     row = await serve(cluster, again, prompts, cfg.max_new_tokens, eos, reference, cfg.model,
                       tag="-replanned")
     out |= {"replanned": row, "failure_to_served_s": round(time.monotonic() - t_fail, 3)}
     _log(f"failover: re-planned on {again.members}: ok {row.get('ok')}, tokens equal "
-         f"{row.get('tokens_equal')}")
+         f"{row.get('tokens_equal')}, ms/token {row.get('ms_per_token')}")
     return out
 
 
@@ -198,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("SAGIN_RUN_TOKEN")
     if not args.run_dir or not token:
         ap.error("--run-dir (or SAGIN_RUN_DIR) and SAGIN_RUN_TOKEN are needed")
+    # the scenario's end sends SIGTERM: leave through `finally`, which writes the outputs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     summary = asyncio.run(run(cfg, Path(args.run_dir) / "llm", token, args.step_timeout))
     _log("done: " + json.dumps({r["method"]: r.get("ms_per_token")
                                 for r in summary["methods"]}))

@@ -63,7 +63,7 @@ class ShardCluster:
         self._conns.clear()
 
     async def call(self, node: str, header: dict[str, Any], body: bytes = b"",
-                   check: bool = True) -> dict[str, Any]:
+                   check: bool = True, timeout: float | None = None) -> dict[str, Any]:
         """One llm request to `node`; raises ClusterError if it cannot be sent, or (with
         `check`) if the node refuses."""
         a = self.nodes[node]
@@ -71,7 +71,8 @@ class ShardCluster:
         if conn is None:
             conn = self._conns[node] = AgentConnection(a.host, a.port, self.token, self.timeout)
         try:
-            reply, *_ = await conn.request({"kind": "llm", **header}, body)
+            reply, *_ = await asyncio.wait_for(
+                conn.request({"kind": "llm", **header}, body), timeout or self.timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             self._conns.pop(node, None)
             raise ClusterError(f"{node} ({a.host}:{a.port}) unreachable: "
@@ -143,17 +144,18 @@ class ShardCluster:
                 for r in replies}
 
     async def release(self, plan: str) -> None:
-        for n in self.nodes:
+        async def one(n: str) -> None:
             try:
-                await self.call(n, {"op": "release", "plan": plan})
+                await self.call(n, {"op": "release", "plan": plan}, timeout=5.0)
             except ClusterError:
                 pass  # a dead node holds nothing we can free
+
+        await asyncio.gather(*(one(n) for n in self.nodes))
 
     async def generate(self, plan: str, master: str, members: list[str], prompt_ids: list[int],
                        max_new_tokens: int, eos_id: int | None = None) -> Generation:
         """Greedy generation on a loaded plan, with the wire bytes of all its members."""
-        for n in members:
-            await self._stats(n, plan, reset=True)
+        await asyncio.gather(*(self._stats(n, plan, reset=True) for n in members))
         t0 = time.perf_counter()
         try:
             r = await self.call(master, {"op": "generate", "plan": plan,
@@ -165,11 +167,9 @@ class ShardCluster:
             r = {"ok": False, "error": str(exc)}
         ok, err = bool(r.get("ok")), r.get("error")
         wall = time.perf_counter() - t0
-        sent = msgs = 0
-        for n in members:
-            s = await self._stats(n, plan, reset=False)
-            sent += s.get("bytes_sent", 0)
-            msgs += s.get("messages_sent", 0)
+        stats = await asyncio.gather(*(self._stats(n, plan, reset=False) for n in members))
+        sent = sum(s.get("bytes_sent", 0) for s in stats)
+        msgs = sum(s.get("messages_sent", 0) for s in stats)
         times = r.get("token_times_s") or []
         decode = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
         return Generation(ok=ok, tokens=r.get("tokens", []),
@@ -180,6 +180,8 @@ class ShardCluster:
 
     async def _stats(self, node: str, plan: str, reset: bool) -> dict[str, Any]:
         try:
-            return await self.call(node, {"op": "stats", "plan": plan, "reset": reset})
+            # short: after a failure a member may be dead, and its counters are lost anyway
+            return await self.call(node, {"op": "stats", "plan": plan, "reset": reset},
+                                   timeout=5.0)
         except ClusterError:
             return {}

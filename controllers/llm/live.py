@@ -98,8 +98,9 @@ async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float =
             _log(f"{method}: ms/token {row.get('ms_per_token')} (predicted "
                  f"{plan.predicted_ms_per_token}), tokens equal: {row.get('tokens_equal')}")
         if cfg.failover is not None:
-            summary["failover"] = await failover(cluster, cfg, devices, shape, links, prompts,
-                                                 eos, reference, t_start + cfg.failover.until_s)
+            summary["failover"] = {}
+            await failover(cluster, cfg, devices, shape, links, prompts, eos, reference,
+                           t_start + cfg.failover.until_s, summary["failover"])
     finally:
         await cluster.close()
         summary["wall_s"] = round(time.monotonic() - t_start, 3)
@@ -109,14 +110,15 @@ async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float =
 
 async def failover(cluster: ShardCluster, cfg: LlmConfig, devices: list[Any], shape: Any,
                    links: Any, prompts: list[list[int]], eos: int, reference: list[list[int]],
-                   deadline: float) -> dict[str, Any]:
+                   deadline: float, out: dict[str, Any]) -> dict[str, Any]:
     """Serve with Halda until a prompt (or a load) fails; then re-plan on the nodes still
     alive and serve every prompt again.  Works whenever the node dies: before this phase (the
-    load fails), or in the middle of a generation (the master's step timeout)."""
+    load fails), or in the middle of a generation (the master's step timeout).  Fills `out` as
+    it goes, so a run that ends meanwhile keeps what happened."""
     up = await alive(cluster)
     plan = plan_for("halda", [d for d in devices if d.name in up], shape, links, cfg.master,
                     cfg.max_rounds)
-    out: dict[str, Any] = {"plan": plan.stages, "served_before_failure": 0, "failure": None}
+    out |= {"plan": plan.stages, "served_before_failure": 0, "failure": None}
     if not plan.feasible:
         return out | {"error": f"halda infeasible: {plan.reason}"}
     failure: str | None = None

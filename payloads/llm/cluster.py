@@ -58,9 +58,9 @@ class ShardCluster:
         self._conns: dict[str, AgentConnection] = {}
 
     async def close(self) -> None:
-        for c in self._conns.values():
+        conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
             await c.close()
-        self._conns.clear()
 
     async def call(self, node: str, header: dict[str, Any], body: bytes = b"",
                    check: bool = True, timeout: float | None = None) -> dict[str, Any]:

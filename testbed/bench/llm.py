@@ -96,6 +96,8 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
         ids = load_tokenizer().encode_chat([{"role": "user", "content": PROMPT}])
         eos = load_config().eos_id
         ref = generate_local(None, ids, NEW_TOKENS)
+        if spec["set"] == "homogeneous":
+            out["model_crossover_rtt_ms"] = model_crossover(devices, shape)
         for cfg in spec["configs"]:
             sub = [d for d in devices if d.name in cfg["nodes"]]
             plan = plan_for(cfg["method"], sub, shape, links, cfg["nodes"][0])
@@ -115,6 +117,27 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
                   file=sys.stderr, flush=True)
     finally:
         await cluster.close()
+    return out
+
+
+def model_crossover(devices: list[Any], shape: Any) -> dict[str, float | None]:
+    """Per node count, the largest RTT at which the latency model (fed with the measured device
+    profiles) still predicts tensor parallel faster than the even pipeline: the crossover."""
+    from controllers.llm.experiment import plan_for
+    from controllers.llm.latency import full_mesh
+
+    out: dict[str, float | None] = {}
+    for n in range(2, len(devices) + 1):
+        sub = devices[:n]
+        best = None
+        for step in range(0, 201):
+            rtt = step * 0.01
+            links = full_mesh([d.name for d in sub], rtt / 2)
+            tp = plan_for("tensor", sub, shape, links, sub[0].name).predicted_ms_per_token
+            pp = plan_for("even", sub, shape, links, sub[0].name).predicted_ms_per_token
+            if tp is not None and pp is not None and tp < pp:
+                best = rtt
+        out[str(n)] = best
     return out
 
 
@@ -189,8 +212,8 @@ def run(console: Console) -> dict[str, Any]:
                                            f"{res.stderr[-2000:]}")
                     got = json.loads(res.stdout.strip().splitlines()[-1])
                     rows += got["rows"]
-                    extra[f"{set_name}/{rtt:g}"] = {k: got[k] for k in ("profiles",
-                                                                         "probe_rtt_ms")}
+                    extra[f"{set_name}/{rtt:g}"] = {k: got[k] for k in (
+                        "profiles", "probe_rtt_ms", "model_crossover_rtt_ms") if k in got}
             finally:
                 _stop(agents)
     result = {"rows": rows, "measured": extra, "wall_s": round(time.monotonic() - t_all, 1),

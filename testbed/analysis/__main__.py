@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="output folder (default: RUN/analysis, FILE.analysis/)")
     ap.add_argument("--bin", type=float, default=1.0, help="throughput bin in seconds")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    ap.add_argument("--split-mb", type=float, default=64,
+                    help="captures larger than this are read by several processes (MB)")
+    ap.add_argument("--warmup-mb", type=float, default=16,
+                    help="bytes read before each range to rebuild TCP/ping state (MB)")
     ap.add_argument("--window", type=float, default=5.0,
                     help="longest one-way delay considered before a packet counts lost (s)")
     ap.add_argument("--nat-robust", action="store_true",
@@ -25,13 +29,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="capture pair for one-way delay (default: same link, two nodes)")
     args = ap.parse_args(argv)
     console = Console()
+    split = {"workers": args.workers, "split_min": int(args.split_mb * (1 << 20)),
+             "warmup": int(args.warmup_mb * (1 << 20))}
     from testbed.analysis.run import analyze_pcap, analyze_run
 
     if args.pcap:
         if not Path(args.pcap).is_file():
             console.print(f"[red]{args.pcap}: no such file[/]")
             return 2
-        doc = analyze_pcap(args.pcap, out=args.out, bin_s=args.bin)
+        doc = analyze_pcap(args.pcap, out=args.out, bin_s=args.bin, **split)
         c = doc["capture"]
         console.print(f"{c['file']}: {c.get('packets', 0)} packets, {len(c['flows'])} flows")
         if c.get("error"):
@@ -48,9 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"-> {out}")
         return 0
     try:
-        doc = analyze_run(args.run[0], out=args.out, bin_s=args.bin, workers=args.workers,
-                          window_s=args.window, nat_robust=args.nat_robust, pairs=args.pair,
-                          console=console)
+        doc = analyze_run(args.run[0], out=args.out, bin_s=args.bin, window_s=args.window,
+                          nat_robust=args.nat_robust, pairs=args.pair, console=console, **split)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/]")
         return 2

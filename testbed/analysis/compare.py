@@ -76,6 +76,16 @@ def _total_throughput(run: Path, t0: float) -> dict[str, int]:
     return {str(round(float(t) + t0)): v for t, v in busiest.items()}
 
 
+def _rtt_points(run: Path, doc: dict[str, Any]) -> list[list[float]]:
+    """[t, rtt_ms] of every RTT sample of a run: from rtt.csv (times since the run's time
+    zero), or from analysis.json's series where an older analysis kept them there."""
+    path = run / "analysis" / "rtt.csv"
+    if path.is_file():
+        with path.open(newline="") as f:
+            return [[float(r["t_s"]), float(r["rtt_ms"])] for r in csv.DictReader(f)]
+    return [p for c in doc["captures"] for s in c.get("rtt_series_ms", {}).values() for p in s]
+
+
 def compare_runs(runs: list[Path], out: str | Path | None = None,
                  console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
@@ -95,8 +105,8 @@ def compare_runs(runs: list[Path], out: str | Path | None = None,
     thr = [(n, {str(int(float(k) - min(map(float, b)))): v for k, v in b.items()})
            for n, b in thr if b]
     rtt = []
-    for n, d in zip(names, docs, strict=True):
-        pts = [p for c in d["captures"] for s in c.get("rtt_series_ms", {}).values() for p in s]
+    for n, r, d in zip(names, runs, docs, strict=True):
+        pts = _rtt_points(Path(r), d)
         if pts:
             start = min(p[0] for p in pts)
             rtt.append((n, sorted([[p[0] - start, p[1]] for p in pts])))

@@ -1,22 +1,23 @@
-"""Header offsets for the link types we read: where the IP header starts in a frame.
+"""Link types and header offsets: where the IP header starts in a frame.
 
-Kept apart from the statistics so that the per-flow pass and the fingerprinting pass of the
-one-way delay analysis take frames apart the same way.
+Kept apart from the statistics so that the per-flow pass, the fingerprinting pass of the
+one-way delay analysis and the capture reader (which re-frames packets of a pcapng interface
+whose link type differs from the file's) take frames apart the same way.
 """
 
 from __future__ import annotations
 
 import socket
 
-from testbed.analysis.reader import (
-    LINK_ETHERNET,
-    LINK_IPV4,
-    LINK_IPV6,
-    LINK_NULL,
-    LINK_RAW,
-    LINK_SLL,
-    LINK_SLL2,
-)
+# Link types we can take apart (LINKTYPE_* numbers as written in capture files).
+LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = (
+    0, 1, 101, 113, 228, 229, 276)
+RAW_ALIASES = {12: LINK_RAW, 14: LINK_RAW}
+SUPPORTED_LINKTYPES = {LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6,
+                       LINK_SLL2}
+LINK_NAMES = {LINK_NULL: "BSD loopback", LINK_ETHERNET: "Ethernet", LINK_RAW: "raw IP",
+              LINK_SLL: "Linux cooked (SLL)", LINK_IPV4: "raw IPv4", LINK_IPV6: "raw IPv6",
+              LINK_SLL2: "Linux cooked v2 (SLL2)"}
 
 ETH_IPV4, ETH_IPV6, ETH_VLAN, ETH_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
 IPV6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options: skipped to reach L4
@@ -59,6 +60,38 @@ def l3(linktype: int, buf: bytes) -> tuple[int, int]:
     if et == ETH_IPV6:
         return 6, off
     return 0, off
+
+
+def reframe(src: int, dst: int, buf: bytes) -> bytes:
+    """A `src` link-type frame re-written with a `dst` link header, payload untouched.
+
+    For pcapng files whose interfaces have different link types: every frame is decoded as
+    the file's one link type.  Frames of an unsupported link type, and non-IP frames going
+    to raw IP (which has no way to say "not IP"), become empty frames: counted, not decoded.
+    """
+    if src not in SUPPORTED_LINKTYPES:
+        return b""
+    ver, off = l3(src, buf)
+    if ver:
+        et = ETH_IPV4 if ver == 4 else ETH_IPV6
+    elif src == LINK_SLL2 and len(buf) >= 20:
+        et = (buf[0] << 8) | buf[1]
+    elif src in (LINK_ETHERNET, LINK_SLL) and 2 <= off <= len(buf):
+        et = (buf[off - 2] << 8) | buf[off - 1]
+    else:
+        et = 0
+    e = et.to_bytes(2, "big")
+    if dst == LINK_ETHERNET:
+        head = bytes(12) + e
+    elif dst == LINK_SLL:
+        head = bytes(14) + e
+    elif dst == LINK_SLL2:
+        head = e + bytes(18)
+    elif dst == LINK_NULL:
+        head = (2 if ver == 4 else 24 if ver == 6 else 0).to_bytes(4, "little")
+    else:  # raw IP
+        return buf[off:] if ver else b""
+    return head + buf[off:]
 
 
 def ip_str(addr: bytes) -> str:

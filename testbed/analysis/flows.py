@@ -3,8 +3,10 @@
 Memory depends on the number of flows and the capture's duration (throughput bins), never on
 the number of packets: TCP retransmissions are found from the highest sequence number seen
 (as Wireshark does), RTT matching keeps a bounded queue of unacknowledged segments, and RTT
-sample lists are thinned when they grow past a cap.  The per-packet loop is written inline
-(no per-packet objects, no dpkt decoding) because it sets the analyzer's speed.
+sample lists are thinned when they grow past a cap.  The per-packet loop (`scan`) is written
+inline (no per-packet objects, no dpkt decoding) because it sets the analyzer's speed; it
+works on an explicit `State`, so that ranges of one file can be read by separate processes
+(testbed.analysis.parallel) and their states merged.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import statistics
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from testbed.analysis.decode import ip_str, l3, proto_name
@@ -27,8 +29,9 @@ ECHO_CAP = 100_000  # unanswered ICMP echo requests remembered before counting t
 TCP_SYN, TCP_FIN, TCP_ACK = 0x02, 0x01, 0x10
 
 _u16 = struct.Struct("!H").unpack_from
+_ip4 = struct.Struct("!H2xH").unpack_from  # total length, flags + fragment offset
 _tcp = struct.Struct("!IIBB").unpack_from
-_udp = struct.Struct("!HH").unpack_from
+_udp = struct.Struct("!HHH").unpack_from
 
 
 def pctl(values: list[float], q: float) -> float:
@@ -62,32 +65,110 @@ def flow_label(key: tuple) -> str:
     return f"{proto_name(proto)} {ip_str(src)} > {ip_str(dst)}"
 
 
+class State:
+    """What one pass over packets accumulates; picklable, so that byte ranges of one capture
+    can be analysed by separate processes and merged in file order (`merge`)."""
+
+    def __init__(self) -> None:
+        self.flows: dict[tuple, list] = {}  # key -> [pkts, bytes, first, last, {bin: bytes}]
+        self.tcp: dict[tuple, list] = {}  # key -> [next_end, retrans, outstanding, karn, rtts,
+        #                                           reverse key]
+        self.non_ip: dict[str, list] = {}  # name -> [pkts, bytes]
+        self.echo_pending: dict[tuple, float] = {}  # (addrs, id, seq) -> request time
+        self.echo: dict[tuple, list] = {}  # request flow key -> [requests, replies, rtts, evicted]
+        self.n = 0
+        self.total = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def reset_counts(self) -> None:
+        """After a warm-up pass: keep TCP sequence state, unacknowledged segments and pending
+        echo requests (what the packets before a range start tell about the ones in it),
+        forget every count."""
+        self.flows, self.non_ip = {}, {}
+        self.n = self.total = 0
+        self.first = self.last = None
+        for st in self.tcp.values():
+            st[1], st[4] = 0, []
+        for e in self.echo.values():
+            e[:] = [0, 0, [], 0]
+
+    def trim(self) -> None:
+        """Drop what only reading on would need (unacknowledged segments, pending echo
+        requests), before a range's state travels back to be merged: it is most of the
+        state's memory (up to OUTSTANDING_CAP segments per TCP flow)."""
+        for st in self.tcp.values():
+            st[2] = deque(maxlen=OUTSTANDING_CAP)
+        self.echo_pending = {}
+
+    def merge(self, later: State) -> None:
+        """Add the state of the range that follows this one in the file."""
+        self.n += later.n
+        self.total += later.total
+        if self.first is None:
+            self.first = later.first
+        if later.last is not None:
+            self.last = later.last
+        for key, (pk, by, t0, t1, bins) in later.flows.items():
+            f = self.flows.get(key)
+            if f is None:
+                self.flows[key] = [pk, by, t0, t1, bins]
+                continue
+            f[0] += pk
+            f[1] += by
+            f[3] = t1
+            mine = f[4]
+            for b, v in bins.items():
+                mine[b] = mine.get(b, 0) + v
+        for name, (pk, by) in later.non_ip.items():
+            e = self.non_ip.setdefault(name, [0, 0])
+            e[0] += pk
+            e[1] += by
+        for key, st in later.tcp.items():
+            mine = self.tcp.setdefault(key, st)
+            if mine is not st:  # sequence state is the later range's; counts add up
+                mine[:] = [st[0], mine[1] + st[1], st[2], st[3], _capped(mine[4] + st[4]),
+                           st[5]]
+        for key, e in later.echo.items():
+            mine = self.echo.setdefault(key, e)
+            if mine is not e:
+                mine[:] = [mine[0] + e[0], mine[1] + e[1], _capped(mine[2] + e[2]),
+                           mine[3] + e[3]]
+        self.echo_pending = later.echo_pending
+
+
+def _capped(samples: list) -> list:
+    while len(samples) > RTT_CAP:
+        _thin(samples)
+    return samples
+
+
 def analyze_capture(cap: Capture, bin_s: float = 1.0,
-                    mavlink_feed: Callable[..., None] | None
-                    = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                    mavlink_feed: Callable[..., None] | None = None) -> dict[str, Any]:
     """Statistics of one capture; partial results with `error` set if reading stopped early."""
-    flows: dict[tuple, list] = {}  # key -> [pkts, bytes, first, last, bins]
-    tcp: dict[tuple, list] = {}  # key -> [next_end, retrans, outstanding, karn_end, rtt]
-    non_ip: dict[str, list] = {}
-    echo_pending: dict[tuple, float] = {}
-    echo: dict[tuple, list] = {}  # request flow key -> [requests, replies, rtts, evicted]
-    n = 0
-    total = 0
-    first = last = None
     t_start = time.perf_counter()
-    lt = -1
-    fast_eth = False
+    st = scan(cap, State(), cap.linktype, bin_s, mavlink_feed)
+    return results(cap, st, bin_s, time.perf_counter() - t_start)
+
+
+def scan(packets: Iterable[tuple[float, bytes, int]], state: State, lt: int, bin_s: float = 1.0,
+         mavlink_feed: Callable[..., None] | None = None) -> State:
+    """Add (timestamp, frame, wire length) records of link type `lt` to `state`; return it.
+
+    The per-packet loop: everything it touches is a local name, no per-packet objects beyond
+    the flow key, no dpkt decoding; it sets the analyzer's speed.
+    """
+    flows, tcp, non_ip, echo = state.flows, state.tcp, state.non_ip, state.echo
+    echo_pending = state.echo_pending
+    n, total, first, last = state.n, state.total, state.first, state.last
+    fast_eth = lt == LINK_ETHERNET
     inv_bin = 1.0 / bin_s
-    for ts, buf, wirelen in cap:
-        if n == 0:
-            lt = cap.linktype
-            fast_eth = lt == LINK_ETHERNET
-            first = ts
+    for ts, buf, wirelen in packets:
         n += 1
         total += wirelen
         last = ts
-        if progress is not None and not n & 0x3FFFF:
-            progress(n)
+        if first is None:
+            first = ts
         caplen = len(buf)
         # Key = (protocol, source+destination address bytes, port bytes or ICMP id bytes):
         # slices of the frame, decoded into text only once per flow at the end.
@@ -96,8 +177,9 @@ def analyze_capture(cap: Capture, bin_s: float = 1.0,
             proto = buf[23]
             addrs = buf[26:34]
             l4 = 34
-            l4len = _u16(buf, 16)[0] - 20
-            frag = _u16(buf, 20)[0] & 0x1FFF
+            l4len, frag = _ip4(buf, 16)
+            l4len -= 20
+            frag &= 0x1FFF
             alen = 4
         else:
             ver, off = l3(lt, buf)
@@ -160,16 +242,20 @@ def analyze_capture(cap: Capture, bin_s: float = 1.0,
         if proto == 17:
             if mavlink_feed is not None and caplen > l4 + 8 and (
                     buf[l4 + 8] == 0xFD or buf[l4 + 8] == 0xFE):
-                mavlink_feed(ts, buf[l4 + 8:], addrs[:alen], addrs[alen:],
-                             *_udp(buf, l4), wirelen > caplen)
+                sport, dport, ulen = _udp(buf, l4)
+                # cut: tcpdump's snaplen truncated the datagram (from the UDP length, which
+                # stays right when a pcapng frame was re-framed to another link type)
+                mavlink_feed(ts, buf[l4 + 8:], addrs[:alen], addrs[alen:], sport, dport,
+                             ulen > caplen - l4)
         elif proto == 6:
             if caplen < l4 + 14:
                 continue
             seq, ack, doff, flags = _tcp(buf, l4 + 4)
             seglen = l4len - (doff >> 4) * 4 + (flags & TCP_SYN) // 2 + (flags & TCP_FIN)
             st = tcp.get(key)
-            if st is None:
-                st = tcp[key] = [None, 0, deque(maxlen=OUTSTANDING_CAP), None, []]
+            if st is None:  # the last item is the reverse direction's key, for its ACKs
+                st = tcp[key] = [None, 0, deque(maxlen=OUTSTANDING_CAP), None, [],
+                                 (6, addrs[alen:] + addrs[:alen], ports[2:] + ports[:2])]
             if seglen > 0:
                 end = (seq + seglen) & MOD
                 nxt = st[0]
@@ -184,7 +270,7 @@ def analyze_capture(cap: Capture, bin_s: float = 1.0,
                     st[1] += 1
                     st[3] = nxt if st[3] is None or ((nxt - st[3]) & MOD) < HALF else st[3]
             if flags & TCP_ACK:
-                rst = tcp.get((6, addrs[alen:] + addrs[:alen], ports[2:] + ports[:2]))
+                rst = tcp.get(st[5])
                 if rst is not None and rst[2]:
                     q = rst[2]
                     hit = None
@@ -221,8 +307,8 @@ def analyze_capture(cap: Capture, bin_s: float = 1.0,
                     e[2].append((ts, ts - t0))
                     if len(e[2]) > RTT_CAP:
                         _thin(e[2])
-    elapsed = time.perf_counter() - t_start
-    return _results(cap, n, total, first, last, elapsed, bin_s, flows, tcp, non_ip, echo)
+    state.n, state.total, state.first, state.last = n, total, first, last
+    return state
 
 
 def split_key(key: tuple) -> tuple[int, bytes, bytes, int, int]:
@@ -234,9 +320,10 @@ def split_key(key: tuple) -> tuple[int, bytes, bytes, int, int]:
     return proto, addrs[:half], addrs[half:], sport, dport
 
 
-def _results(cap: Capture, n: int, total: int, first: float | None, last: float | None,
-             elapsed: float, bin_s: float, flows: dict, tcp: dict, non_ip: dict,
-             echo: dict) -> dict[str, Any]:
+def results(cap: Capture, state: State, bin_s: float, elapsed: float) -> dict[str, Any]:
+    """The capture's result: per flow, conversation and protocol; RTT series kept apart."""
+    flows, tcp, non_ip, echo = state.flows, state.tcp, state.non_ip, state.echo
+    n, total, first, last = state.n, state.total, state.first, state.last
     # Conversations and protocol totals are sums over flows: cheaper than per packet.
     convs: dict[tuple, list] = {}
     protos: dict[int, list] = {}
@@ -299,4 +386,6 @@ def _results(cap: Capture, n: int, total: int, first: float | None, last: float 
         "flows": out_flows, "conversations": out_convs,
         "throughput": {"bin_s": bin_s, "bytes_per_bin": series},
         "rtt_series_ms": rtt_series,
-    }
+    } | ({"interfaces": [
+        {"section": i[0], "id": i[1], "name": i[2], "linktype": i[3], "packets": i[4],
+         "bytes": i[5]} for i in cap.interfaces]} if cap.format == "pcapng" else {})

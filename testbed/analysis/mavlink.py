@@ -4,6 +4,14 @@ Vehicles here talk over UDP on 14540+/14550+, but ports are not relied on: any U
 starting with a MAVLink 2 (0xFD) or 1 (0xFE) magic byte is offered to pymavlink's parser,
 which rejects non-MAVLink by CRC.  Each datagram is parsed on its own (UDP carries whole
 frames), so one bad datagram cannot corrupt the next.
+
+`MavlinkStats.merge` adds the statistics of the next byte range of a capture read by another
+process (testbed.analysis.parallel).  Counts, rates, versions and telemetry gaps (including
+the gap across the boundary) come out as in one pass.  An ACK that found no COMMAND_LONG in
+its own range is matched at merge time against the commands still pending before it, so
+command latency is exact too, except in two cases: the same command to the same target is
+outstanding on both sides of a boundary (an ACK may then pair with the later copy instead of
+the earlier one), or more than PENDING_CAP commands are pending.
 """
 
 from __future__ import annotations
@@ -21,15 +29,12 @@ class MavlinkStats:
     """Accumulates decoded messages; `feed` is the hook analyze_capture calls per datagram."""
 
     def __init__(self) -> None:
-        from pymavlink.dialects.v20 import common
-
-        self._mod = common
         self.counts: dict[tuple[int, str], list[float]] = {}  # (sysid, type) -> [n, first, last]
         self.last_seen: dict[tuple[int, str], float] = {}
         self.gaps: dict[tuple[int, str], tuple[float, float]] = {}  # -> (gap_s, at)
         self.commands: deque = deque(maxlen=PENDING_CAP)  # (ts, target_sys, command, src_sys)
         self.latencies: list[tuple[float, float, int, int]] = []  # (ts, s, sysid, command)
-        self.unanswered = 0
+        self.orphan_acks: deque = deque(maxlen=PENDING_CAP)  # (ts, sysid, command) unmatched
         self.bad = 0
         self.versions = {1: 0, 2: 0}
 
@@ -40,7 +45,9 @@ class MavlinkStats:
             return
         # A fresh parser per datagram: UDP carries whole frames, and a parser left holding a
         # partial frame would re-scan an ever-growing buffer on every later datagram.
-        p = self._mod.MAVLink(None)
+        from pymavlink.dialects.v20 import common  # deferred: costs 40 ms and 10 MB
+
+        p = common.MAVLink(None)
         p.robust_parsing = True
         try:
             msgs = p.parse_buffer(payload) or []
@@ -73,12 +80,44 @@ class MavlinkStats:
             self.last_seen[k] = ts
         if mtype == "COMMAND_LONG":
             self.commands.append((ts, m.target_system, m.command, sysid))
-        elif mtype == "COMMAND_ACK":
-            for i, (t0, target, cmd, _src) in enumerate(self.commands):
-                if cmd == m.command and (target in (0, sysid)):
-                    self.latencies.append((t0, ts - t0, sysid, cmd))
-                    del self.commands[i]
-                    break
+        elif mtype == "COMMAND_ACK" and not self._ack(ts, sysid, m.command):
+            self.orphan_acks.append((ts, sysid, m.command))
+
+    def _ack(self, ts: float, sysid: int, command: int) -> bool:
+        for i, (t0, target, cmd, _src) in enumerate(self.commands):
+            if cmd == command and (target in (0, sysid)):
+                self.latencies.append((t0, ts - t0, sysid, cmd))
+                del self.commands[i]
+                return True
+        return False
+
+    def merge(self, later: MavlinkStats) -> None:
+        """Add the statistics of the byte range that follows this one in the capture."""
+        for k, (n, t0, t1) in later.counts.items():
+            c = self.counts.get(k)
+            if c is None:
+                self.counts[k] = [n, t0, t1]
+            else:
+                c[0] += n
+                c[2] = t1
+            prev = self.last_seen.get(k)
+            if prev is not None and t0 - prev > self.gaps.get(k, (0.0, 0.0))[0]:
+                self.gaps[k] = (t0 - prev, prev)  # the gap across the boundary
+        for k, g in later.gaps.items():
+            if g[0] > self.gaps.get(k, (0.0, 0.0))[0]:
+                self.gaps[k] = g
+        self.last_seen.update(later.last_seen)
+        kept = deque(maxlen=PENDING_CAP)
+        for ts, sysid, cmd in later.orphan_acks:
+            if not self._ack(ts, sysid, cmd):
+                kept.append((ts, sysid, cmd))
+        self.orphan_acks = kept
+        self.commands.extend(later.commands)
+        self.latencies += later.latencies
+        self.latencies.sort(key=lambda x: x[0] + x[1])  # in ACK order, as one pass has them
+        self.bad += later.bad
+        for v, k in later.versions.items():
+            self.versions[v] += k
 
     def results(self) -> dict[str, Any]:
         vehicles: dict[str, dict[str, Any]] = {}

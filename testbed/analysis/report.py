@@ -10,6 +10,7 @@ import base64
 import csv
 import html
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def img_html(png: bytes | None, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], cols: list[str]) -> None:
+def write_csv(path: Path, rows: Iterable[dict[str, Any]], cols: list[str]) -> None:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

@@ -1,25 +1,38 @@
 """Analyse one capture or a whole run and write analysis/{analysis.json,*.csv,*.png,report.html}.
 
-Captures are independent, so a run's files go to a process pool (one file per worker) and the
-one-way delay pairs after them; timelines come from the run's own logs.  A capture that cannot
-be read at all becomes an entry with an `error` sentence instead of stopping the analysis.
+The work goes to a process pool sized by the total work: whole captures, byte ranges of
+captures large enough to be split (testbed.analysis.parallel), and one-way delay pairs, the
+largest first; timelines come from the run's own logs.  A capture that cannot be read at all
+becomes an entry with an `error` sentence instead of stopping the analysis.
 """
 
 from __future__ import annotations
 
 import html
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
-from testbed.analysis import plots, report, timeline
-from testbed.analysis.delay import one_way_delay, pairs_in_run
-from testbed.analysis.flows import analyze_capture
-from testbed.analysis.reader import Capture, CaptureError
+from testbed.analysis import report, timeline
+from testbed.analysis.delay import pairs_in_run
+from testbed.analysis.parallel import (
+    SPLIT_MIN,
+    WARMUP,
+    Part,
+    capture_job,
+    combine,
+    delay_job,
+    part_job,
+    parts_for,
+    plan,
+)
 
 CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.cap")
 FLOW_COLS = ["capture", "flow", "proto", "src", "sport", "dst", "dport", "packets", "bytes",
@@ -30,12 +43,23 @@ CONV_COLS = ["capture", "a", "b", "frames_a_to_b", "bytes_a_to_b", "frames_b_to_
              "bytes_b_to_a", "frames", "bytes", "first", "duration_s"]
 DELAY_COLS = ["from", "to", "matched", "lost", "loss_pct", "median_ms", "p95_ms", "max_ms",
               "mean_ms", "min_ms"]
+# Series and samples go to CSV files, never to analysis.json (which keeps summaries)
+SERIES_KEYS = ("throughput", "rtt_series_ms")
+RTT_COLS = ["capture", "flow", "t_s", "rtt_ms"]
+OWD_COLS = ["from", "to", "t_s", "delay_ms"]
+ACK_COLS = ["capture", "t_s", "sysid", "command", "latency_ms"]
 
 
 def analyze_pcap(path: str | Path, out: str | Path | None = None, bin_s: float = 1.0,
-                 write: bool = True) -> dict[str, Any]:
-    """Statistics and MAVLink of one capture; writes outputs when `write` (default next to it)."""
-    res = _capture_job(str(path), bin_s)
+                 write: bool = True, workers: int | None = None, split_min: int = SPLIT_MIN,
+                 warmup: int = WARMUP) -> dict[str, Any]:
+    """Statistics and MAVLink of one capture; writes outputs when `write` (default next to it).
+
+    A capture larger than `split_min` bytes is read by `workers` processes (default: CPUs).
+    """
+    caps, _ = analyze_captures([Path(path)], [], bin_s=bin_s, workers=workers,
+                               split_min=split_min, warmup=warmup)
+    res = caps[0]
     if write:
         out_dir = Path(out) if out else Path(path).with_name(Path(path).stem + ".analysis")
         doc = {"kind": "capture", "source": str(path), "captures": [res], "delay": [],
@@ -47,30 +71,79 @@ def analyze_pcap(path: str | Path, out: str | Path | None = None, bin_s: float =
 
 
 def _capture_job(path: str, bin_s: float) -> dict[str, Any]:
-    from testbed.analysis.mavlink import MavlinkStats
-
-    try:
-        cap = Capture(path)
-    except (CaptureError, OSError) as exc:
-        return {"file": path, "error": str(exc), "packets": 0, "bytes": 0, "flows": [],
-                "conversations": [], "throughput": {"bin_s": bin_s, "bytes_per_bin": {}},
-                "rtt_series_ms": {}}
-    mav = MavlinkStats()
-    try:
-        res = analyze_capture(cap, bin_s=bin_s, mavlink_feed=mav.feed)
-    except CaptureError as exc:
-        return {"file": path, "error": str(exc), "packets": 0, "bytes": 0, "flows": [],
-                "conversations": [], "throughput": {"bin_s": bin_s, "bytes_per_bin": {}},
-                "rtt_series_ms": {}}
-    res["mavlink"] = mav.results()
-    return res
+    """One capture's statistics, split over the CPUs when large (the earlier API's name)."""
+    return analyze_pcap(path, bin_s=bin_s, write=False)
 
 
-def _delay_job(a: str, b: str, window_s: float, nat_robust: bool) -> dict[str, Any]:
-    try:
-        return one_way_delay(a, b, window_s=window_s, nat_robust=nat_robust)
-    except (CaptureError, OSError) as exc:
-        return {"a": a, "b": b, "errors": [str(exc)], "directions": []}
+def analyze_captures(pcaps: list[Path], pairs: list[tuple[Path, Path]], bin_s: float = 1.0,
+                     workers: int | None = None, window_s: float = 5.0,
+                     nat_robust: bool = False, split_min: int = SPLIT_MIN,
+                     warmup: int = WARMUP, done: Callable[[], None] | None = None,
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Capture results (in `pcaps` order) and delay results (in `pairs` order).
+
+    Each worker's share is the total bytes to read over `workers`; a capture larger than
+    both that share and `split_min` is read in ranges.  One job runs in this process; more
+    go to a pool of forked processes: they start at once and, unlike spawned ones, do not
+    re-import the caller's main module (a script without a __main__ guard keeps working).
+    """
+    workers = max(1, workers or os.cpu_count() or 1)
+    size = {p: (p.stat().st_size if p.is_file() else 0) for p in pcaps}
+    for a, b in pairs:
+        for x in (a, b):
+            size.setdefault(x, x.stat().st_size if x.is_file() else 0)
+    share = (sum(size[p] for p in pcaps) + sum(size[a] + size[b] for a, b in pairs)) / workers
+    jobs: list[tuple[int, Callable[..., Any], tuple, tuple]] = []  # (weight, fn, args, tag)
+    ranges: dict[int, list[Part]] = {}
+    for i, p in enumerate(pcaps):
+        parts = plan(p, parts_for(size[p], share, workers, split_min), warmup)
+        if parts is None:
+            jobs.append((size[p], capture_job, (str(p), bin_s), ("cap", i)))
+            continue
+        ranges[i] = parts
+        for j, part in enumerate(parts):
+            weight = (part.end or size[p]) - part.warm
+            jobs.append((weight, part_job, (part, bin_s), ("part", i, j)))
+    for k, (a, b) in enumerate(pairs):
+        jobs.append((size[a] + size[b], delay_job, (str(a), str(b), window_s, nat_robust),
+                     ("delay", k)))
+    jobs.sort(key=lambda j: -j[0])
+    caps: list[dict[str, Any] | None] = [None] * len(pcaps)
+    delays: list[dict[str, Any] | None] = [None] * len(pairs)
+    t0 = time.perf_counter()
+
+    def finish(tag: tuple, result: Any) -> None:
+        kind, i = tag[0], tag[1]
+        if kind == "part":
+            if caps[i] is not None:  # a range failed and the capture was read whole
+                return
+            ranges[i][tag[2]] = result
+            if any(part.cap is None for part in ranges[i]):
+                return
+            result = combine(ranges[i], bin_s, time.perf_counter() - t0)
+        (delays if kind == "delay" else caps)[i] = result
+        if done is not None:
+            done()
+
+    if len(jobs) <= 1 or workers == 1:
+        for _, fn, args, tag in jobs:
+            finish(tag, fn(*args))
+    else:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+            futs: dict[Future, tuple] = {pool.submit(fn, *args): tag for _, fn, args, tag in jobs}
+            for fut in as_completed(futs):
+                tag = futs[fut]
+                try:
+                    result = fut.result()
+                except Exception:  # a range failed: read that capture whole
+                    if tag[0] != "part":
+                        raise
+                    if caps[tag[1]] is None:
+                        finish(("cap", tag[1]), capture_job(str(pcaps[tag[1]]), bin_s))
+                    continue
+                finish(tag, result)
+    return [c for c in caps if c is not None], [d for d in delays if d is not None]
 
 
 def find_captures(run_dir: Path) -> list[Path]:
@@ -84,7 +157,8 @@ def find_captures(run_dir: Path) -> list[Path]:
 def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float = 1.0,
                 workers: int | None = None, window_s: float = 5.0, nat_robust: bool = False,
                 pairs: list[tuple[str, str]] | None = None, console: Console | None = None,
-                write: bool = True) -> dict[str, Any]:
+                write: bool = True, split_min: int = SPLIT_MIN,
+                warmup: int = WARMUP) -> dict[str, Any]:
     """Every capture of a run, delay between capture points of each link, timelines."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -92,19 +166,13 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float
     console = console or Console(stderr=True)
     pcaps = find_captures(run_dir)
     pair_list = ([(Path(a), Path(b)) for a, b in pairs] if pairs else pairs_in_run(pcaps))
-    workers = workers or min(len(pcaps) + len(pair_list), os.cpu_count() or 1) or 1
-    caps: list[dict[str, Any]] = []
-    delays: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool, Progress(
-            console=console, transient=True) as prog:
+    with Progress(console=console, transient=True) as prog:
         task = prog.add_task(f"analysing {len(pcaps)} captures, {len(pair_list)} pairs",
                              total=len(pcaps) + len(pair_list))
-        futs = {pool.submit(_capture_job, str(p), bin_s): "cap" for p in pcaps}
-        futs |= {pool.submit(_delay_job, str(a), str(b), window_s, nat_robust): "delay"
-                 for a, b in pair_list}
-        for fut in as_completed(futs):
-            (caps if futs[fut] == "cap" else delays).append(fut.result())
-            prog.advance(task)
+        caps, delays = analyze_captures(pcaps, pair_list, bin_s=bin_s, workers=workers,
+                                        window_s=window_s, nat_robust=nat_robust,
+                                        split_min=split_min, warmup=warmup,
+                                        done=lambda: prog.advance(task))
     caps.sort(key=lambda c: c["file"])
     delays.sort(key=lambda d: (d["a"], d["b"]))
     firsts = [c["first"] for c in caps if c.get("first")]
@@ -186,6 +254,18 @@ def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
                      ["capture", "flow", "t_s", "bytes", "mbps"])
     drows = delay_rows(doc)
     report.write_csv(out_dir / "delay.csv", drows, DELAY_COLS)
+    report.write_csv(out_dir / "rtt.csv", (
+        {"capture": _cap_name(c), "flow": label, "t_s": round(t - t0, 6), "rtt_ms": ms}
+        for c in doc["captures"] for label, pts in c.get("rtt_series_ms", {}).items()
+        for t, ms in pts), RTT_COLS)
+    report.write_csv(out_dir / "one_way_delay.csv", (
+        {"from": di["from"], "to": di["to"], "t_s": round(t - t0, 6), "delay_ms": ms}
+        for d in doc["delay"] for di in d.get("directions", [])
+        for t, ms in di.get("series_ms", [])), OWD_COLS)
+    report.write_csv(out_dir / "command_ack.csv", (
+        {"capture": _cap_name(c)} | a | {"t_s": round(a["t"] - t0, 6)}
+        for c in doc["captures"]
+        for a in (c.get("mavlink") or {}).get("command_ack_samples", [])), ACK_COLS)
     bin_s = next((c["throughput"]["bin_s"] for c in doc["captures"] if "throughput" in c), 1.0)
     series.sort(key=lambda s: -s[0])
     rtt = sorted(((f"{lbl} @ {_cap_name(c)}", pts) for c in doc["captures"]
@@ -193,6 +273,8 @@ def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
     owd = [(f"{di['from']} -> {di['to']}", di["series_ms"]) for d in doc["delay"]
            for di in d.get("directions", []) if di.get("series_ms")]
     owd.sort(key=lambda s: -len(s[1]))
+    from testbed.analysis import plots  # deferred: matplotlib costs 0.4 s and 60 MB
+
     figs = {
         "throughput.png": plots.throughput([(lbl, b) for _, lbl, b in series], bin_s, t0),
         "rtt.png": plots.timeseries(rtt, t0, "RTT (ms)", "RTT over time (TCP data->ack, ping)",
@@ -205,13 +287,25 @@ def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
     for name, png in figs.items():
         if png:
             (out_dir / name).write_bytes(png)
-    # throughput bins live in throughput.csv; repeating them would make the JSON huge
-    summary = {k: v for k, v in doc.items() if k not in ("out", "captures")}
-    summary["captures"] = [{k: v for k, v in c.items() if k != "throughput"}
-                           | {"bin_s": c.get("throughput", {}).get("bin_s")}
-                           for c in doc["captures"]]
-    report.write_json(out_dir / "analysis.json", summary)
+    report.write_json(out_dir / "analysis.json", json_summary(doc))
     (out_dir / "report.html").write_text(render_html(doc, flows, drows, figs))
+
+
+def json_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without its series (throughput bins, RTT and one-way delay samples, command
+    latencies): those live in the CSV files, and in the JSON they made it tens of MB."""
+    out = {k: v for k, v in doc.items() if k not in ("out", "captures", "delay")}
+    out["captures"] = []
+    for c in doc["captures"]:
+        s = {k: v for k, v in c.items() if k not in SERIES_KEYS}
+        s["bin_s"] = c.get("throughput", {}).get("bin_s")
+        if c.get("mavlink"):
+            s["mavlink"] = {k: v for k, v in c["mavlink"].items() if k != "command_ack_samples"}
+        out["captures"].append(s)
+    out["delay"] = [d | {"directions": [{k: v for k, v in di.items() if k != "series_ms"}
+                                        for di in d.get("directions", [])]}
+                    for d in doc["delay"]]
+    return out
 
 
 def render_html(doc: dict[str, Any], flows: list[dict[str, Any]],

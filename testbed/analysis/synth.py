@@ -162,3 +162,97 @@ def bulk_file(path: Path, size_bytes: int, seed: int = 7, flows: int = 64,
                 pending = 0
         f.write(b"".join(out))
     return n
+
+
+def ng_block(btype: int, body: bytes, e: str = "<") -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
+
+
+def _ng_opts(opts: list[tuple[int, bytes]], e: str = "<") -> bytes:
+    out = b""
+    for code, val in opts:
+        out += struct.pack(e + "HH", code, len(val)) + val + b"\x00" * (-len(val) % 4)
+    return out + (struct.pack(e + "HH", 0, 0) if opts else b"")
+
+
+def pcapng_bytes(interfaces: list[tuple[int, int, str]],
+                 packets: list[tuple[int, float, bytes]], endian: str = "<",
+                 tsresol: int = 6, extra: bool = True) -> bytes:
+    """A pcapng section: SHB, one IDB per (linktype, snaplen, name), an EPB per
+    (interface, ts, frame) cut to its interface's snaplen with the original length kept.
+    `extra` adds blocks a reader must skip (name resolution, interface statistics, custom)."""
+    e = endian
+    out = [ng_block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1), e)]
+    for lt, snap, name in interfaces:
+        out.append(ng_block(1, struct.pack(e + "HHI", lt, 0, snap) + _ng_opts(
+            [(2, name.encode()), (9, bytes([tsresol]))], e), e))
+    if extra:
+        out.append(ng_block(4, struct.pack(e + "HH", 1, 9) + ip4("10.0.0.1") + b"host\x00"
+                             + bytes(3) + struct.pack(e + "HH", 0, 0), e))  # NRB
+        out.append(ng_block(0x40000BAD, struct.pack(e + "I", 32473) + b"custom", e))
+    mult = 10 ** tsresol
+    for k, (i, ts, frame) in enumerate(packets):
+        snap = interfaces[i][1] or len(frame)
+        cap = frame[:snap]
+        ticks = round(ts * mult)
+        out.append(ng_block(6, struct.pack(e + "IIIII", i, ticks >> 32, ticks & 0xFFFFFFFF,
+                                            len(cap), len(frame)) + cap, e))
+        if extra and k == len(packets) // 2:
+            out.append(ng_block(5, struct.pack(e + "III", 0, ticks >> 32, ticks & 0xFFFFFFFF),
+                                 e))  # ISB
+    return b"".join(out)
+
+
+def tricky_traffic(t0: float = 1_700_000_000.0, seconds: float = 8.0,
+                   seed: int = 3) -> list[tuple[float, bytes]]:
+    """Traffic for split tests: a TCP transfer acked 20 ms later with retransmissions, pings
+    (some lost), MAVLink heartbeats and command/ack pairs, and UDP datagrams whose random
+    payloads embed chains of fake pcap record headers and pcapng blocks with plausible
+    timestamps and lengths, so that a resynchronising reader has something to trip on."""
+    from pymavlink.dialects.v20 import common
+
+    rng = random.Random(seed)
+    pkts: list[tuple[float, bytes]] = []
+    a, b = "10.0.0.1", "10.0.0.2"
+    seq, ack0 = 1000, 5000
+    n_seg = int(seconds * 150)
+    for i in range(n_seg):
+        t = t0 + i / 150
+        data = rng.randbytes(rng.choice((200, 600, 1000)))
+        pkts.append((t, tcp(a, b, 40000, 80, seq, ack0, 0x18, data, ip_id=i & 0xFFFF)))
+        if i % 97 == 5:  # first copy "lost": sent again 30 ms later, acked after that
+            pkts.append((t + 0.03, tcp(a, b, 40000, 80, seq, ack0, 0x18, data)))
+            pkts.append((t + 0.05, tcp(b, a, 80, 40000, ack0, seq + len(data), 0x10)))
+        else:
+            pkts.append((t + 0.02, tcp(b, a, 80, 40000, ack0, seq + len(data), 0x10)))
+        seq += len(data)
+    for i in range(int(seconds * 10)):
+        t = t0 + i * 0.1 + 0.004
+        pkts.append((t, icmp_echo(a, "10.0.0.9", 77, i)))
+        if i % 13 != 4:
+            pkts.append((t + 0.03, icmp_echo("10.0.0.9", a, 77, i, reply=True)))
+    veh = common.MAVLink(None, srcSystem=1, srcComponent=1)
+    gcs = common.MAVLink(None, srcSystem=255, srcComponent=190)
+    for i in range(int(seconds * 2)):
+        t = t0 + i * 0.5 + 0.002
+        pkts.append((t, udp("10.0.0.5", "10.0.0.1", 14580, 14540,
+                            veh.heartbeat_encode(2, 3, 0, 0, 4).pack(veh))))
+        if i % 3 == 1:
+            cmd = gcs.command_long_encode(1, 1, 400 + i, 0, 1, 0, 0, 0, 0, 0, 0).pack(gcs)
+            pkts.append((t + 0.1, udp("10.0.0.1", "10.0.0.5", 40001, 14580, cmd)))
+            pkts.append((t + 0.145, udp("10.0.0.5", "10.0.0.1", 14580, 40001,
+                                        veh.command_ack_encode(400 + i, 0).pack(veh))))
+    for i in range(int(seconds * 300)):
+        t = t0 + i / 300 + 0.001
+        fake = b""
+        for k in range(10):  # a chain of plausible empty-ish pcap records
+            sec = int(t)
+            fake += struct.pack("<IIII", sec, int((t - sec) * 1e6) + k, 4, 4) + b"\x00" * 4
+        blk = ng_block(6, struct.pack("<IIIII", 0, 0, 0, 4, 4) + b"abcd")
+        payload = rng.randbytes(rng.randrange(0, 40)) + fake + blk * 9 + rng.randbytes(
+            rng.randrange(0, 300))
+        pkts.append((t, udp("10.0.0.3", "10.0.0.4", 5000, 6000, payload, ip_id=i & 0xFFFF)))
+    pkts.sort(key=lambda p: p[0])
+    return pkts

@@ -21,6 +21,9 @@
                outage after a trunk cut, both from captures
     profiles   device profiles: a node's cgroup CPU quota vs the profile's modelled speed
                (SHA-256 kernel, time ratio vs unlimited, median of 3; target within 10 %)
+    llm        SmolLM2-135M split over 1-5 payload-agent nodes at RTT 1/10/50 ms:
+               ms/token of even pipeline vs tensor parallel (homogeneous), and single /
+               even / proportional / Halda / tensor on heterogeneous devices (Halda vs even)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def main(which: list[str], console: Console) -> int:
         drones,
         fidelity,
         lifecycle,
+        llm,
         mobility,
         offload,
         profiles,
@@ -52,7 +56,7 @@ def main(which: list[str], console: Console) -> int:
     table: dict[str, Callable[[Console], dict[str, Any]]] = {
         "fidelity": fidelity.run, "scale": scale.run, "lifecycle": lifecycle.run,
         "mobility": mobility.run, "drones": drones.run, "offload": offload.run, "cpn": cpn.run,
-        "profiles": profiles.run, "analysis": analysis.run}
+        "profiles": profiles.run, "analysis": analysis.run, "llm": llm.run}
     names = which or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:

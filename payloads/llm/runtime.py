@@ -20,7 +20,7 @@ GGUF row order of Q and K; Hugging Face weights are permuted into that order at 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -373,6 +373,22 @@ def _argmax(logits: np.ndarray) -> int:
     return int(np.argmax(logits[-1]))
 
 
+def _greedy(step: Callable[[list[int], int], np.ndarray], prompt_ids: Sequence[int],
+            max_new: int, eos_id: int | None) -> list[int]:
+    """The greedy loop shared by every in-process layout: `step(ids, pos)` runs the new
+    tokens `ids` at positions pos.. through the model and returns the last row's logits."""
+    out: list[int] = []
+    ids, pos = list(prompt_ids), 0
+    while len(out) < max_new:
+        tok = _argmax(step(ids, pos))
+        if tok == eos_id:
+            break
+        out.append(tok)
+        pos += len(ids)
+        ids = [tok]
+    return out
+
+
 def greedy_pipeline(stages: Sequence[LayerWindow], prompt_ids: Sequence[int], max_new: int,
                     eos_id: int | None = None) -> list[int]:
     """Greedy decoding through the stages in sequence, in process: the first embeds, each
@@ -383,19 +399,14 @@ def greedy_pipeline(stages: Sequence[LayerWindow], prompt_ids: Sequence[int], ma
     if not prompt_ids or max_new <= 0:
         return []
     caches = [s.new_cache(len(prompt_ids) + max_new) for s in stages]
-    out: list[int] = []
-    ids, pos = list(prompt_ids), 0
-    while len(out) < max_new:
+
+    def step(ids: list[int], pos: int) -> np.ndarray:
         h = stages[0].embed(ids)
         for stage, cache in zip(stages, caches, strict=True):
             h = stage.forward(h, pos, cache)
-        tok = _argmax(stages[-1].logits(h[-1:]))
-        if tok == eos_id:
-            break
-        out.append(tok)
-        pos += len(ids)
-        ids = [tok]
-    return out
+        return stages[-1].logits(h[-1:])
+
+    return _greedy(step, prompt_ids, max_new, eos_id)
 
 
 def greedy_tensor_parallel(coord: LayerWindow, shards: Sequence[TensorShard],
@@ -408,19 +419,14 @@ def greedy_tensor_parallel(coord: LayerWindow, shards: Sequence[TensorShard],
     if any(s.layers != layers for s in shards):
         raise ValueError("all ranks must hold the same layers")
     caches = [s.new_cache(len(prompt_ids) + max_new) for s in shards]
-    out: list[int] = []
-    ids, pos = list(prompt_ids), 0
-    while len(out) < max_new:
+
+    def step(ids: list[int], pos: int) -> np.ndarray:
         h = coord.embed(ids)
         for i in layers:
             h = tp_layer_forward(shards, i, h, pos, caches)
-        tok = _argmax(coord.logits(h[-1:]))
-        if tok == eos_id:
-            break
-        out.append(tok)
-        pos += len(ids)
-        ids = [tok]
-    return out
+        return coord.logits(h[-1:])
+
+    return _greedy(step, prompt_ids, max_new, eos_id)
 
 
 @lru_cache(maxsize=1)

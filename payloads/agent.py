@@ -677,7 +677,11 @@ def _llm_host(args: argparse.Namespace, token: str) -> Any:
 
         speed = lookup(args.llm_profile).cpu_speed  # numpy decode runs on one core
     mem = int(args.llm_mem_mb * 2**20) if args.llm_mem_mb else None
-    return ShardHost(args.node, token, speed=speed, mem_limit_bytes=mem)
+    if args.llm_offload and mem is None:
+        raise ValueError("--llm-offload needs --llm-mem-mb: without a memory limit every layer "
+                         "stays resident and nothing is streamed")
+    return ShardHost(args.node, token, speed=speed, mem_limit_bytes=mem,
+                     offload=args.llm_offload)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -708,6 +712,10 @@ def main(argv: list[str] | None = None) -> int:
     llm.add_argument("--llm-speed", type=float, help="emulated device speed relative to one "
                      "host core (overrides --llm-profile); omit both to run at host speed")
     llm.add_argument("--llm-mem-mb", type=float, help="memory the device gives model weights")
+    llm.add_argument("--llm-offload", action="store_true",
+                     help="accept plans larger than --llm-mem-mb: keep what fits resident and "
+                     "re-read the other layers from the model file for every token (TPI-LLM "
+                     "sliding window, payloads/llm/stream.py) instead of refusing the plan")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")

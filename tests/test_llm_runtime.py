@@ -18,12 +18,15 @@ from payloads.llm import (
     GGUFFile,
     KVCache,
     LayerWindow,
+    ModelWeights,
+    StreamingLayers,
     TensorShard,
     Tokenizer,
     greedy_pipeline,
     greedy_tensor_parallel,
     hidden_from_bytes,
     layer_bytes,
+    layer_bytes_of,
     load_config,
     load_tokenizer,
     load_weights,
@@ -228,6 +231,69 @@ def test_shard_holds_only_its_window(model_path: Path) -> None:
     assert tp.nbytes < 2 * est.layer / 2.5
     # the last stage with a tied head holds the table once
     assert shard_bytes(cfg, [], True, True) == est.embed + est.head_with_embed
+
+
+# ---- sliding-window weights (TPI-LLM): more layers than fit, the rest re-read per token
+
+
+def test_streamed_window_equals_the_resident_window(model_path: Path, full: LayerWindow,
+                                                    prompts: list[list[int]]) -> None:
+    """10 layers with 3 resident: the same greedy tokens, at most 3 + 1 layers alive, and the
+    7 streamed layers read once per pass (prefill + every decode step)."""
+    cfg, w, n_new = full.config, full.weights, 8
+    ref = LayerWindow(w.subset(range(10), embed=True, head=True))
+    want = greedy_pipeline([ref], prompts[0], n_new)
+    store = StreamingLayers(model_path, cfg, range(10), resident=3)
+    try:
+        assert store.resident_bytes == 3 * store.layer_bytes  # only the pinned ones loaded
+        win = LayerWindow(ModelWeights(cfg, store, w.part, w.embed_t, w.output_norm, w.head_t))
+        assert (win.start, win.end) == (0, 10)
+        assert greedy_pipeline([win], prompts[0], n_new) == want
+        st = store.stats()
+        assert st["loads"] == 7 * n_new and st["bytes"] == 7 * n_new * store.layer_bytes
+        assert st["wasted"] == 0 and st["load_s"] > 0
+        # the first streamed layer of every pass was prefetched (after the previous pass or
+        # while the pinned layers ran); the others were read on demand
+        assert st["loads"] - st["misses"] == n_new
+        assert store.peak_bytes <= 4 * store.layer_bytes
+        assert store.resident_bytes <= 4 * store.layer_bytes
+    finally:
+        store.close()
+
+
+def test_streamed_windows_share_one_budget_and_tp_slices_stream(
+        model_path: Path, full: LayerWindow, prompts: list[list[int]]) -> None:
+    """Two windows of one node over one store (what ShardHost builds for two rounds of the
+    ring), and a tensor-parallel rank streaming its slices: both give the resident tokens."""
+    cfg, w, n_new = full.config, full.weights, 4
+    order = [*range(0, 3), *range(6, 9)]
+    store = StreamingLayers(model_path, cfg, order, resident=2)
+    try:
+        a, b = (LayerWindow(ModelWeights(cfg, store.view(r), w.part)) for r in
+                (range(0, 3), range(6, 9)))
+        first = LayerWindow(w.subset(range(0), embed=True, head=False))
+        mid = LayerWindow(w.subset(range(3, 6), embed=False, head=False))
+        last = LayerWindow(w.subset(range(9, 10), embed=False, head=True))
+        stages = [first, a, mid, b, last]
+        want = greedy_pipeline([LayerWindow(w.subset(range(10), True, True))], prompts[1], n_new)
+        assert greedy_pipeline(stages, prompts[1], n_new) == want
+        assert store.stats()["loads"] == 4 * n_new  # layers 2, 6, 7, 8 each pass
+        assert store.peak_bytes <= 3 * store.layer_bytes
+    finally:
+        store.close()
+    coord = LayerWindow(w.subset(range(0), embed=True, head=True))
+    resident = [TensorShard(w.subset(range(5), False, False), rank=r, world=2) for r in (0, 1)]
+    part = resident[0].weights.part
+    tp = StreamingLayers(model_path, cfg, range(5), resident=2, part=part)
+    try:
+        streamed = TensorShard(ModelWeights(cfg, tp, part), rank=0, world=2)
+        assert tp.layer_bytes == layer_bytes_of(cfg, part)
+        assert (greedy_tensor_parallel(coord, [streamed, resident[1]], prompts[0], n_new)
+                == greedy_tensor_parallel(coord, resident, prompts[0], n_new))
+        assert tp.stats()["loads"] == 3 * n_new
+        assert tp.peak_bytes <= 3 * tp.layer_bytes
+    finally:
+        tp.close()
 
 
 # ---- Hugging Face directory, rope permutation

@@ -90,7 +90,7 @@ def _run(coro):
 @pytest.mark.unit
 def test_pipeline_and_tensor_parallel_over_tcp_equal_single_device(
         agents: Agents, prompt_ids: list[int], reference: list[int]) -> None:
-    async def go() -> None:
+    async def go() -> dict:
         cl = ShardCluster(agents.addrs, TOKEN, timeout=60)
         try:
             await cl.wait_ready(30)
@@ -127,6 +127,83 @@ def test_memory_limit_refuses_a_window_that_does_not_fit(agents: Agents) -> None
             await cl.close()
 
     _run(go())
+
+
+@pytest.mark.unit
+def test_offloading_node_streams_a_window_that_does_not_fit(
+        prompt_ids: list[int], reference: list[int]) -> None:
+    """--llm-offload: 16 layers (227 MB) on a 200 MiB device are accepted, 13 stay resident
+    and 3 are re-read per token, the tokens are the reference's; the same plan on the same
+    device without --llm-offload is refused.  The profile's disk_ms_per_layer and buffer make
+    the solver's capacity and overflow equal what the node does."""
+    from controllers.llm.experiment import devices_from_profiles, model_shape
+    from controllers.llm.latency import layer_capacity, overflow_layers
+
+    agents = Agents([("m0", []), ("m1", ["--llm-offload", "--llm-mem-mb", "200"]),
+                     ("m2", ["--llm-mem-mb", "200"])])
+
+    async def go() -> dict:
+        cl = ShardCluster(agents.addrs, TOKEN, timeout=60)
+        try:
+            await cl.wait_ready(30)
+            # two rounds: m1's two windows share one budget and one streaming buffer
+            stages = [("m0", 0, 7), ("m1", 7, 15), ("m0", 15, 22), ("m1", 22, 30)]
+            load = await cl.load_pipeline("o", stages)
+            assert load["m1"]["resident_layers"] == 13 and load["m1"]["streamed_layers"] == 3
+            assert load["m1"]["weights_bytes"] > 200 * 2**20 >= load["m1"]["resident_bytes"]
+            assert "streamed_layers" not in load["m0"]
+            g = await cl.generate("o", "m0", ["m0", "m1"], prompt_ids, 12, EOS)
+            assert g.ok, g.error
+            assert g.tokens == reference
+            st = await cl.call("m1", {"op": "stats", "plan": "o"})
+            # prefill + decode steps (+ the step that produced EOS, when it came before the cap)
+            steps = len(reference) + (len(reference) < 12)
+            assert st["streamed"]["streamed_layers"] == 3
+            assert st["streamed"]["bytes"] == 3 * steps * 14_160_384 > 0
+            assert st["streamed"]["peak_bytes"] <= 14 * 14_160_384 <= 200 * 2**20
+            assert st["resident_bytes"] <= 200 * 2**20
+            await cl.release("o")
+            with pytest.raises(Exception, match=r"m2: plan r needs 216\.1 MiB .* 200\.0 MiB"):
+                await cl.load_pipeline("r", [(n, a, b) if n == "m0" else ("m2", a, b)
+                                             for n, a, b in stages])
+            prof = await cl.call("m1", {"op": "profile", "layers": 1, "tokens": 2,
+                                        "disk_loads": 3})
+            return prof
+        finally:
+            await cl.close()
+
+    try:
+        prof = _run(go())
+    finally:
+        agents.close()
+    assert prof["offload"] is True and prof["disk_ms_per_layer"] > 0
+    dev = devices_from_profiles({"m1": prof})[0]
+    shape = model_shape()
+    assert dev.disk_ms_per_layer == prof["disk_ms_per_layer"]
+    assert layer_capacity(dev, shape, master=False) == 13  # the node's resident layers
+    assert overflow_layers(dev, 16, shape, master=False) == 3  # what it re-reads per token
+
+
+@pytest.mark.unit
+def test_offload_refuses_when_not_even_one_layer_and_the_buffer_fit() -> None:
+    from payloads.llm.node import ShardHost
+
+    async def go() -> dict:
+        host = ShardHost("x", TOKEN, mem_limit_bytes=120 * 2**20, offload=True)
+        try:
+            reply, _ = await host.handle({"op": "load", "plan": "p", "master": "x",
+                                          "stages": [{"node": "x", "host": "127.0.0.1",
+                                                      "port": 1, "start": 0, "end": 30}]}, b"")
+            return reply
+        finally:
+            await host.close()
+
+    reply = _run(go())
+    assert not reply["ok"]
+    assert ("x: plan p cannot run here even streaming its layers from the model file "
+            "(--llm-offload): it needs at least the embedding and head (108.0 MiB) + one "
+            "resident layer + the streaming buffer (27.0 MiB) = 135.0 MiB, the device's "
+            "model memory is 120.0 MiB") in reply["error"]
 
 
 @pytest.mark.unit

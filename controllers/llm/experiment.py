@@ -33,10 +33,23 @@ UNLIMITED = 1 << 40  # a node without a memory limit
 
 
 def devices_from_profiles(profiles: dict[str, dict[str, Any]]) -> list[Device]:
-    """Solver devices from the nodes' own measurements (op profile), in the given order."""
-    return [Device(name, layer_ms=p["layer_ms"], head_ms=p["head_ms"],
-                   mem_bytes=int(p.get("mem_limit_bytes") or UNLIMITED))
-            for name, p in profiles.items()]
+    """Solver devices from the nodes' own measurements (op profile), in the given order.
+
+    A node that offloads (``--llm-offload``: its profile has ``offload`` and
+    ``disk_ms_per_layer``) becomes a device that may hold more layers than fit, paying
+    ``disk_ms_per_layer`` per overflowing layer per token.  Its streaming buffer is reserved
+    memory: the node keeps ``(mem - embedding/head) // layer - 1`` layers resident and re-reads
+    every other one per token (payloads/llm/stream.py), which is exactly the solver's
+    ``layer_capacity`` and ``overflow`` with that reserve."""
+    out = []
+    for name, p in profiles.items():
+        disk = p.get("disk_ms_per_layer") if p.get("offload") else None
+        out.append(Device(name, layer_ms=p["layer_ms"], head_ms=p["head_ms"],
+                          mem_bytes=int(p.get("mem_limit_bytes") or UNLIMITED),
+                          os_reserved_bytes=int(p.get("stream_buffer_bytes") or 0)
+                          if disk is not None else 0,
+                          disk_ms_per_layer=None if disk is None else float(disk)))
+    return out
 
 
 def links_from_probe(probe: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Link]]:

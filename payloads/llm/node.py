@@ -23,7 +23,15 @@ make a device look slower than its profile; only when the host is too slow to ke
 wall time exceed the emulated time, and that is counted (``late``).
 
 Memory: a node refuses a plan whose windows would exceed its `mem_limit_bytes` (the device's
-budget for model weights), naming the plan, the bytes and the limit.
+budget for model weights), naming the plan, the bytes and the limit - unless it offloads
+(``offload=True``, the agent's ``--llm-offload``): then it keeps resident as many of its layers
+as fit next to the embedding and head (the master's, always resident) and one streaming buffer,
+and re-reads the others from the model file for every token (`payloads.llm.stream`, TPI-LLM's
+sliding window).  That is the solver's model (controllers/llm/latency.py): the node's profile
+reports ``disk_ms_per_layer`` and the buffer as reserved memory, so the solver's layer capacity
+is the node's pinned-layer count and its ``overflow`` is exactly the layers the node re-reads
+per token.  The time an emulated device spends loading counts as its own: loads on demand run
+in the compute thread (its CPU time), and the time it waits for a background load is added.
 
 Failures: when a node cannot reach the next stage it tells the master, which fails the prompt
 with a sentence naming both nodes; a stage that never answers fails it after `step_timeout_s`.
@@ -45,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from payloads.llm.stream import StreamingLayers
 from payloads.protocol import encode_header, read_message, write_message
 
 DEFAULT_STEP_TIMEOUT_S = 30.0
@@ -58,6 +67,12 @@ def message_bytes(header: dict[str, Any], body: bytes) -> int:
 
 class ShardError(Exception):
     """A plan or prompt that cannot be served, with the reason in words."""
+
+
+def _close_stores(plan: Any) -> None:
+    """Stop a released plan's prefetch threads (its layers go with it)."""
+    for s in plan.stores:
+        s.close()
 
 
 @dataclass
@@ -135,6 +150,7 @@ class Plan:
     ranks: list[Stage] = field(default_factory=list)  # tensor: rank r -> its node
     caches: dict[tuple[str, int], Any] = field(default_factory=dict)
     resident_bytes: int = 0
+    stores: list[Any] = field(default_factory=list)  # stream.StreamingLayers (offloading)
     bytes_sent: int = 0
     messages_sent: int = 0
     compute_s: float = 0.0  # emulated device time spent
@@ -145,11 +161,12 @@ class ShardHost:
 
     def __init__(self, node: str, token: str, speed: float | None = None,
                  mem_limit_bytes: int | None = None,
-                 step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S) -> None:
+                 step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S, offload: bool = False) -> None:
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be > 0 (device speed relative to one host core), "
                              f"got {speed!r}")
         self.node, self.speed, self.mem_limit = node, speed, mem_limit_bytes
+        self.offload = bool(offload)
         self.step_timeout_s = step_timeout_s
         self._token = token
         self._plans: dict[str, Plan] = {}
@@ -169,6 +186,8 @@ class ShardHost:
         for p in self._peers.values():
             await p.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for plan in self._plans.values():
+            _close_stores(plan)
         self._plans.clear()
 
     # ------------------------------------------------------------------ dispatch
@@ -205,14 +224,23 @@ class ShardHost:
             self._peers[key] = Peer(host, int(port), self._token)
         return self._peers[key]
 
-    async def _compute(self, fn: Callable[[], Any]) -> tuple[Any, float]:
-        """Run `fn` on the device's worker and hold its result for the emulated device time."""
+    async def _compute(self, fn: Callable[[], Any],
+                       plan: Plan | None = None) -> tuple[Any, float]:
+        """Run `fn` on the device's worker and hold its result for the emulated device time.
+
+        With streamed weights (`plan.stores`), the time the worker sat waiting for a background
+        layer load is device time too: a real device would be loading at its own speed then,
+        and thread CPU time does not see a wait."""
         t_wall = time.perf_counter()
+        stores = plan.stores if plan is not None else []
 
         def timed() -> tuple[Any, float]:
+            w0 = sum(s.wait_s for s in stores)
             c0 = time.thread_time()
             out = fn()
-            return out, time.thread_time() - c0
+            cpu = time.thread_time() - c0
+            # (max: a `stats` reset may zero the counters meanwhile)
+            return out, cpu + (max(0.0, sum(s.wait_s for s in stores) - w0) if stores else 0.0)
 
         out, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, timed)
         device_s = cpu / self.speed if self.speed else time.perf_counter() - t_wall
@@ -241,7 +269,9 @@ class ShardHost:
         path = Path(h["model"]) if h.get("model") else mdl.default_model_path()
         stages = [Stage(**s) for s in h.get("stages", [])]
         master = str(h.get("master") or (stages[0].node if stages else self.node))
-        self._plans.pop(name, None)
+        old = self._plans.pop(name, None)
+        if old is not None:
+            _close_stores(old)
         cfg = mdl.load_config(path)
         t0 = time.perf_counter()
         if mode == "pipeline":
@@ -253,15 +283,29 @@ class ShardHost:
             layers = [j for i in mine for j in range(stages[i].start, stages[i].end)]
             need = mdl.shard_bytes(cfg, layers, embed=self.node == master,
                                    head=self.node == master)
-            self._check_memory(name, need)
+            per_layer = mdl.layer_bytes_of(cfg)
+            resident = self._fit(name, need, len(layers), per_layer)
 
             def build() -> Plan:
-                windows = {i: rt.LayerWindow(mdl.load_weights(
-                    path, range(stages[i].start, stages[i].end), embed=False, head=False), cfg)
+                stores, held = [], need
+                if resident is None:
+                    def layers_of(i: int) -> Any:
+                        return mdl.load_weights(path, range(stages[i].start, stages[i].end),
+                                                embed=False, head=False).layers
+                else:  # one store over all this node's windows: one budget, ring order
+                    store = StreamingLayers(path, cfg, layers, resident)
+                    stores.append(store)
+                    held = need - (len(layers) - resident - 1) * per_layer
+
+                    def layers_of(i: int) -> Any:
+                        return store.view(range(stages[i].start, stages[i].end))
+                windows = {i: rt.LayerWindow(mdl.ModelWeights(
+                    cfg, layers_of(i), mdl.TPSlice.full(cfg), source=str(path)), cfg)
                     for i in mine}
                 head = (rt.LayerWindow(mdl.load_weights(path, range(0), embed=True, head=True),
                                        cfg) if self.node == master else None)
-                return Plan(name, mode, master, stages, windows, head=head, resident_bytes=need)
+                return Plan(name, mode, master, stages, windows, head=head, resident_bytes=held,
+                            stores=stores)
         else:
             ranks = stages
             world = len(ranks)
@@ -270,33 +314,65 @@ class ShardHost:
                 raise ShardError(f"{self.node}: plan {name} gives this node no rank")
             need = (mdl.shard_bytes(cfg, range(cfg.n_layers), False, False, tp=(rank, world))
                     + (mdl.shard_bytes(cfg, [], True, True) if rank == 0 else 0))
-            self._check_memory(name, need)
+            part = mdl.TPSlice.of(cfg, rank, world)
+            per_layer = mdl.layer_bytes_of(cfg, part)
+            resident = self._fit(name, need, cfg.n_layers, per_layer)
 
             def build() -> Plan:
-                w = mdl.load_weights(path, range(cfg.n_layers), embed=False, head=False,
-                                     tp=(rank, world))
+                stores, held = [], need
+                if resident is None:
+                    w = mdl.load_weights(path, range(cfg.n_layers), embed=False, head=False,
+                                         tp=(rank, world))
+                else:
+                    store = StreamingLayers(path, cfg, range(cfg.n_layers), resident, part)
+                    stores.append(store)
+                    held = need - (cfg.n_layers - resident - 1) * per_layer
+                    w = mdl.ModelWeights(cfg, store, part, source=str(path))
                 shard = rt.TensorShard(w, cfg, rank, world)
                 head = (rt.LayerWindow(mdl.load_weights(path, range(0), embed=True, head=True),
                                        cfg) if rank == 0 else None)
                 return Plan(name, mode, ranks[0].node, [], {}, shard=shard, head=head,
-                            ranks=ranks, resident_bytes=need)
+                            ranks=ranks, resident_bytes=held, stores=stores)
 
         plan = await asyncio.get_running_loop().run_in_executor(self._pool, build)
         self._plans[name] = plan
-        return {"ok": True, "node": self.node, "plan": name, "resident_bytes": need,
-                "load_s": round(time.perf_counter() - t0, 3)}, b""
+        out = {"ok": True, "node": self.node, "plan": name, "resident_bytes": plan.resident_bytes,
+               "load_s": round(time.perf_counter() - t0, 3)}
+        if plan.stores:
+            out |= {"weights_bytes": need, "resident_layers": resident,
+                    "streamed_layers": sum(len(s.streamed) for s in plan.stores)}
+        return out, b""
 
-    def _check_memory(self, plan: str, need: int) -> None:
-        if self.mem_limit is not None and need > self.mem_limit:
+    def _fit(self, plan: str, need: int, n_layers: int, per_layer: int) -> int | None:
+        """None when the plan's ``need`` bytes fit the device; otherwise, on an offloading
+        node, how many of its ``n_layers`` layers stay resident (the rest stream through one
+        buffer); otherwise refuse, naming the plan, the bytes and the limit."""
+        if self.mem_limit is None or need <= self.mem_limit:
+            return None
+        if not self.offload:
             raise ShardError(f"{self.node}: plan {plan} needs {need / 2**20:.1f} MiB of weights "
                              f"here but the device's model memory is "
                              f"{self.mem_limit / 2**20:.1f} MiB (mem_limit); give it fewer "
                              f"layers")
+        fixed = need - n_layers * per_layer  # embedding and head: always resident
+        slots = (self.mem_limit - fixed) // per_layer
+        if slots < 2:
+            what = f"the embedding and head ({fixed / 2**20:.1f} MiB) + " if fixed else ""
+            least = fixed + 2 * per_layer
+            raise ShardError(f"{self.node}: plan {plan} cannot run here even streaming its "
+                             f"layers from the model file (--llm-offload): it needs at least "
+                             f"{what}one resident layer + the streaming buffer ("
+                             f"{2 * per_layer / 2**20:.1f} MiB) = {least / 2**20:.1f} MiB, "
+                             f"the device's model memory is {self.mem_limit / 2**20:.1f} MiB "
+                             f"(mem_limit)")
+        return int(slots) - 1
 
     async def _release(self, h: dict[str, Any], _b: bytes) -> tuple[dict[str, Any], bytes]:
         names = [str(h["plan"])] if h.get("plan") else list(self._plans)
         for n in names:
-            self._plans.pop(n, None)
+            plan = self._plans.pop(n, None)
+            if plan is not None:
+                _close_stores(plan)
         return {"ok": True, "node": self.node, "released": names}, b""
 
     async def _stats(self, h: dict[str, Any], _b: bytes) -> tuple[dict[str, Any], bytes]:
@@ -304,13 +380,19 @@ class ShardHost:
         out = {"ok": True, "node": self.node, "bytes_sent": plan.bytes_sent,
                "messages_sent": plan.messages_sent, "compute_s": round(plan.compute_s, 6),
                "host_late_s": round(self.late_s, 6), "resident_bytes": plan.resident_bytes}
+        if plan.stores:
+            st = [s.stats() for s in plan.stores]
+            out["streamed"] = {k: sum(x[k] for x in st) for k in st[0]}
         if h.get("reset"):
             plan.bytes_sent = plan.messages_sent = 0
             plan.compute_s = 0.0
+            for s in plan.stores:
+                s.reset_stats()
         return out, b""
 
     async def _profile(self, h: dict[str, Any], _b: bytes) -> tuple[dict[str, Any], bytes]:
-        """Decode time per layer and of the head on this device (Halda's compute input)."""
+        """Decode time per layer and of the head on this device (Halda's compute input), and
+        on an offloading node the time to load one layer from the file (its overflow cost)."""
         from payloads.llm import model as mdl
         from payloads.llm import runtime as rt
 
@@ -319,20 +401,36 @@ class ShardHost:
         tokens = int(h.get("tokens", 8))
         cfg = mdl.load_config(path)
 
+        disk_loads = int(h.get("disk_loads", 5)) if self.offload else 0
+
         def measure() -> dict[str, Any]:
             w = rt.LayerWindow(mdl.load_weights(path, range(n_layers), embed=True, head=True),
                                cfg)
-            return rt.profile_layers(w, n_tokens=tokens)
+            out = rt.profile_layers(w, n_tokens=tokens)
+            loads = []  # what streaming costs here: one layer read and dequantised
+            for k in range(disk_loads):
+                t0 = time.perf_counter()
+                mdl.load_layer(path, cfg, k % cfg.n_layers)
+                loads.append(time.perf_counter() - t0)
+            out["disk_ms"] = float(np.median(loads)) * 1e3 if loads else None
+            return out
 
         prof, _ = await self._compute(measure)
         scale = 1.0 / self.speed if self.speed else 1.0
         head_ms = prof["head_ms"] + prof["embed_ms"]  # the master does both for every token
-        return {"ok": True, "node": self.node, "speed": self.speed,
-                "layer_ms": prof["layer_ms"] * scale, "head_ms": head_ms * scale,
-                "host_layer_ms": prof["layer_ms"], "host_head_ms": head_ms,
-                "layer_bytes": mdl.shard_bytes(cfg, [0], False, False),
-                "embed_head_bytes": mdl.shard_bytes(cfg, [], True, True),
-                "mem_limit_bytes": self.mem_limit}, b""
+        layer_b = mdl.shard_bytes(cfg, [0], False, False)
+        out = {"ok": True, "node": self.node, "speed": self.speed,
+               "layer_ms": prof["layer_ms"] * scale, "head_ms": head_ms * scale,
+               "host_layer_ms": prof["layer_ms"], "host_head_ms": head_ms,
+               "layer_bytes": layer_b,
+               "embed_head_bytes": mdl.shard_bytes(cfg, [], True, True),
+               "mem_limit_bytes": self.mem_limit, "offload": self.offload}
+        if prof["disk_ms"] is not None:
+            # dequantisation is CPU work: it scales with the device's speed like layer_ms.
+            # The streaming buffer is memory the solver must not count as layer capacity.
+            out |= {"disk_ms_per_layer": prof["disk_ms"] * scale,
+                    "host_disk_ms_per_layer": prof["disk_ms"], "stream_buffer_bytes": layer_b}
+        return out, b""
 
     async def _echo(self, h: dict[str, Any], _b: bytes) -> tuple[dict[str, Any], bytes]:
         return {"ok": True, "node": self.node}, b"\0" * int(h.get("reply_bytes", 0))
@@ -452,7 +550,8 @@ class ShardHost:
             cache = plan.caches.get((session, idx))
             if cache is None:
                 cache = plan.caches[(session, idx)] = window.new_cache()
-            x, dev = await self._compute(lambda w=window, c=cache, v=x: w.forward(v, pos, c))
+            x, dev = await self._compute(lambda w=window, c=cache, v=x: w.forward(v, pos, c),
+                                         plan)
             plan.compute_s += dev
             nxt = idx + 1
             if nxt < len(plan.stages) and plan.stages[nxt].node == self.node:
@@ -571,7 +670,8 @@ class ShardHost:
         remotes = [asyncio.ensure_future(remote(s)) for s in plan.ranks[1:]]
         try:
             mine, dev = await self._compute(
-                (lambda: fn(layer, x, pos, cache)) if part == "attn" else (lambda: fn(layer, x)))
+                (lambda: fn(layer, x, pos, cache)) if part == "attn" else (lambda: fn(layer, x)),
+                plan)
             plan.compute_s += dev
             parts = await asyncio.gather(*remotes)
         except BaseException:
@@ -595,8 +695,9 @@ class ShardHost:
         if cache is None or (layer == 0 and h.get("part") == "attn" and pos == 0):
             cache = plan.caches[(session, 0)] = shard.new_cache()
         if h.get("part") == "attn":
-            out, dev = await self._compute(lambda: shard.attn_partial(layer, x, pos, cache))
+            out, dev = await self._compute(lambda: shard.attn_partial(layer, x, pos, cache),
+                                           plan)
         else:
-            out, dev = await self._compute(lambda: shard.mlp_partial(layer, x))
+            out, dev = await self._compute(lambda: shard.mlp_partial(layer, x), plan)
         plan.compute_s += dev
         return {"ok": True}, np.ascontiguousarray(out, dtype=np.float32).tobytes()

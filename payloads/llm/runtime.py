@@ -243,6 +243,9 @@ class LayerWindow:
             raise ValueError("LayerWindow needs whole layers; use TensorShard for a TP slice")
         self.layers = sorted(weights.layers)
         self._block = _Block(self.config, weights.part)
+        # a streamed window (payloads.llm.stream) is told when its pass is over, so that it
+        # can load its next streamed layer meanwhile; a plain dict has no such hook
+        self._pass_done: Callable[[], None] | None = getattr(weights.layers, "pass_done", None)
 
     @property
     def start(self) -> int:
@@ -284,6 +287,8 @@ class LayerWindow:
         h = _as_hidden(hidden, self.config.dim)
         for i in self.layers:
             h = self.forward_layer(i, h, pos, cache)
+        if self._pass_done is not None:
+            self._pass_done()
         return np.ascontiguousarray(h)
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:

@@ -11,8 +11,11 @@
     max_new_tokens: 24
     methods: [single, even, proportional, halda, tensor]
     max_rounds: null            # Halda's piped-ring rounds k (null: any)
-    failover: {until_s: 170}    # after the methods, serve prompts with Halda until a node
-                                # fails (or until_s after start), then re-plan without it
+    failover: {until_s: 170, method: even}
+                                # after the methods, serve prompts with `method` (even: every
+                                # node in use, so whichever dies is in the plan) until a node
+                                # fails (or until_s after start), then re-plan with Halda
+                                # on the nodes still alive
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class _Strict(BaseModel):
 
 class Failover(_Strict):
     until_s: float = Field(gt=0, description="seconds after the orchestrator's start")
+    method: str = Field(default="even", description="plan served until a node fails")
 
 
 class LlmConfig(_Strict):
@@ -59,6 +63,8 @@ class LlmConfig(_Strict):
                 raise ValueError(f"addresses.{node}: {addr!r} must be 'host:port' for one of "
                                  f"nodes {self.nodes}")
         bad = [m for m in self.methods if m not in METHODS]
+        if self.failover is not None and self.failover.method not in METHODS:
+            bad.append(self.failover.method)
         if bad:
             raise ValueError(f"methods {bad} are unknown; use some of {list(METHODS)}")
         return self

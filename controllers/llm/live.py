@@ -7,8 +7,9 @@
    parallel) loads the plan on the nodes, sends every prompt to the plan's master and records
    time to first token, ms/token, bytes between nodes per token, and whether the tokens equal
    the reference;
-4. failover (optional): serves prompts with Halda until one fails (the scenario crashes a
-   node), finds the dead node by health checks, re-plans without it and serves again.
+4. failover (optional): serves prompts with the failover method (even split by default: every
+   node in use) until one fails (the scenario crashes a node), finds the dead node by health
+   checks, re-plans with Halda on the nodes still alive and serves again.
 
 Writes $SAGIN_RUN_DIR/llm/: summary.json (everything, with predictions next to measurements),
 table.md (one row per method, ratios to even split) and generations.csv.
@@ -111,20 +112,26 @@ async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float =
 async def failover(cluster: ShardCluster, cfg: LlmConfig, devices: list[Any], shape: Any,
                    links: Any, prompts: list[list[int]], eos: int, reference: list[list[int]],
                    deadline: float, out: dict[str, Any]) -> dict[str, Any]:
-    """Serve with Halda until a prompt (or a load) fails; then re-plan on the nodes still
-    alive and serve every prompt again.  Works whenever the node dies: before this phase (the
-    load fails), or in the middle of a generation (the master's step timeout).  Fills `out` as
-    it goes, so a run that ends meanwhile keeps what happened."""
+    """Serve with the failover method until a prompt (or a load) fails; then re-plan with
+    Halda on the nodes still alive and serve every prompt again.  Works whenever the node
+    dies: before this phase (the load fails), or in the middle of a generation (the master's
+    step timeout).  Fills `out` as it goes, so a run that ends meanwhile keeps what happened."""
+    assert cfg.failover is not None
+    method = cfg.failover.method
     up = await alive(cluster)
-    plan = plan_for("halda", [d for d in devices if d.name in up], shape, links, cfg.master,
+    plan = plan_for(method, [d for d in devices if d.name in up], shape, links, cfg.master,
                     cfg.max_rounds)
-    out |= {"plan": plan.stages, "served_before_failure": 0, "failure": None}
+    out |= {"method": method, "plan": plan.stages or plan.ranks, "served_before_failure": 0,
+            "failure": None}
     if not plan.feasible:
-        return out | {"error": f"halda infeasible: {plan.reason}"}
+        return out | {"error": f"{method} infeasible: {plan.reason}"}
     failure: str | None = None
     tokens_done = 0
     try:
-        await cluster.load_pipeline("failover", plan.stages, cfg.model)
+        if plan.mode == "tensor":
+            await cluster.load_tensor("failover", plan.ranks, cfg.model)
+        else:
+            await cluster.load_pipeline("failover", plan.stages, cfg.model)
     except ClusterError as exc:
         failure = f"load failed: {exc}"
     while failure is None and time.monotonic() < deadline:

@@ -43,7 +43,24 @@ from typing import Any
 from payloads.llm.model import LayerWeights, ModelConfig, TPSlice, layer_bytes_of, load_layer
 
 
-class StreamingLayers(Mapping[int, LayerWeights]):
+class _OrderedLayers(Mapping[int, LayerWeights]):
+    """Mapping plumbing shared by a store and its views: keys are `order` (the walk order of
+    decoding), membership through the `_keys` set; subclasses supply `__getitem__`."""
+
+    order: list[int]
+    _keys: set[int]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __contains__(self, i: object) -> bool:
+        return i in self._keys
+
+
+class StreamingLayers(_OrderedLayers):
     """Layer index -> weights, with only ``resident`` layers (+ one buffer) in memory.
 
     ``layers`` is the node's execution order (its windows in ring order, each ascending); the
@@ -105,15 +122,6 @@ class StreamingLayers(Mapping[int, LayerWeights]):
         if i not in self._keys:
             raise KeyError(i)
         return self._streamed(i)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __contains__(self, i: object) -> bool:
-        return i in self._keys
 
     def view(self, layers: Iterable[int]) -> StreamingView:
         """The layers of one window, sharing this store (its budget, buffer and counters)."""
@@ -232,7 +240,7 @@ class StreamingLayers(Mapping[int, LayerWeights]):
             pool.shutdown(wait=True)
 
 
-class StreamingView(Mapping[int, LayerWeights]):
+class StreamingView(_OrderedLayers):
     """One window's layers of a `StreamingLayers`.  `LayerWindow` calls `pass_done` after each
     pass (it looks the method up once, so a plain dict costs nothing)."""
 
@@ -249,15 +257,6 @@ class StreamingView(Mapping[int, LayerWeights]):
         if i not in self._keys:
             raise KeyError(i)
         return self.store[i]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __contains__(self, i: object) -> bool:
-        return i in self._keys
 
     def pass_done(self) -> None:
         if self._last is not None:

@@ -154,6 +154,14 @@ def test_unknown_scenario_name_suggests_close_one():
         assert name in problem.fix
 
 
+def test_every_listed_scenario_is_valid_and_companion_files_are_not_listed():
+    names = scenario.available()
+    assert {"quickstart", "edge-llm", "cpn-mapping"} <= set(names)
+    assert not [n for n in names if "." in n or n.startswith("_")]
+    for path in names.values():
+        scenario.load(path)  # raises ScenarioError naming the problem
+
+
 def test_resolve_known_name():
     assert scenario.resolve(name="quickstart") == scenario.available()["quickstart"]
     assert scenario.resolve(name="quickstart").samefile(QUICKSTART)

@@ -24,8 +24,11 @@ TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
 
 
 def available(directory: Path = TOPOLOGY_DIR) -> dict[str, Path]:
-    """Runnable scenarios: every YAML file in topologies/ except include-only fragments."""
-    return {p.stem: p for p in sorted(directory.glob("*.yaml")) if not p.stem.startswith("_")}
+    """Runnable scenarios: every YAML file in topologies/ except include-only fragments
+    (`_name.yaml`) and a scenario's companion files (`name.cpn.yaml`, `name.llm.yaml`: the
+    experiment a scenario's command reads, not a scenario)."""
+    return {p.stem: p for p in sorted(directory.glob("*.yaml"))
+            if not p.stem.startswith("_") and "." not in p.stem}
 
 
 def resolve(name: str | None = None, file: str | Path | None = None) -> Path:

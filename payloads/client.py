@@ -15,7 +15,7 @@ import contextlib
 import time
 from typing import Any
 
-from payloads.protocol import read_message, write_message
+from payloads.protocol import message_bytes, read_message, write_message
 
 
 class AgentConnection:
@@ -33,8 +33,9 @@ class AgentConnection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> AgentConnection:
-        async with asyncio.timeout(self.timeout):
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        # wait_for, not asyncio.timeout: shard nodes use this class on boards' Python 3.10
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), self.timeout)
         return self
 
     async def __aenter__(self) -> AgentConnection:
@@ -54,15 +55,34 @@ class AgentConnection:
                       body: bytes = b"") -> tuple[dict[str, Any], bytes, float, float]:
         """Send one message (the token is added) and read the reply: (header, body, t_sent,
         t_result)."""
-        if self._reader is None or self._writer is None:
+        reader, writer = await self._stream()
+        msg = {**header, "token": self._token}
+
+        async def exchange() -> tuple[dict[str, Any], bytes, float, float]:
+            t_sent = time.time()
+            await write_message(writer, msg, body)
+            reply, result = await read_message(reader)
+            return reply, result, t_sent, time.time()
+
+        return await self._guarded(exchange())
+
+    async def send(self, header: dict[str, Any], body: bytes = b"") -> int:
+        """One-way message (the token is added; no reply is read): the bytes it put on the
+        wire.  For peers that answer some messages with none, like LLM pipeline steps."""
+        _, writer = await self._stream()
+        msg = {**header, "token": self._token}
+        await self._guarded(write_message(writer, msg, body))
+        return message_bytes(msg, body)
+
+    async def _stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None or self._writer.is_closing():
             await self.open()
         assert self._reader is not None and self._writer is not None
+        return self._reader, self._writer
+
+    async def _guarded(self, coro: Any) -> Any:
         try:
-            async with asyncio.timeout(self.timeout):
-                t_sent = time.time()
-                await write_message(self._writer, {**header, "token": self._token}, body)
-                reply, result = await read_message(self._reader)
-                return reply, result, t_sent, time.time()
+            return await asyncio.wait_for(coro, self.timeout)
         except BaseException:
             await self.close()  # the stream's state is unknown: never reuse it
             raise

@@ -87,6 +87,11 @@ async def write_message(writer: asyncio.StreamWriter, header: dict[str, Any], bo
     await writer.drain()
 
 
+def message_bytes(header: dict[str, Any], body: bytes = b"") -> int:
+    """Bytes one message puts on the wire above TCP: length prefix + JSON header + body."""
+    return _PREFIX.size + len(encode_header(header, len(body))) + len(body)
+
+
 def encode_header(header: dict[str, Any], body_bytes: int, *, max_header: int = MAX_HEADER_BYTES,
                   max_body: int = MAX_BODY_BYTES) -> bytes:
     """The JSON bytes of `header` with `body_bytes` set, checked against the limits."""

@@ -53,16 +53,11 @@ from typing import Any
 
 import numpy as np
 
+from payloads.client import AgentConnection
 from payloads.llm.stream import StreamingLayers
-from payloads.protocol import encode_header, read_message, write_message
+from payloads.protocol import message_bytes
 
 DEFAULT_STEP_TIMEOUT_S = 30.0
-_PREFIX_BYTES = 4
-
-
-def message_bytes(header: dict[str, Any], body: bytes) -> int:
-    """Bytes one protocol message puts on the wire above TCP (prefix + JSON + body)."""
-    return _PREFIX_BYTES + len(encode_header(header, len(body))) + len(body)
 
 
 class ShardError(Exception):
@@ -75,56 +70,29 @@ def _close_stores(plan: Any) -> None:
         s.close()
 
 
-@dataclass
-class Peer:
-    """A persistent connection to another node's agent (requests one at a time)."""
+class Peer(AgentConnection):
+    """A persistent connection to another node's agent, shared by the node's tasks: one
+    message at a time, each with its own time limit."""
 
-    host: str
-    port: int
-    token: str
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    def __init__(self, host: str, port: int, token: str) -> None:
+        super().__init__(host, port, token)
+        self._token_header = {"token": token}
+        self.lock = asyncio.Lock()
 
-    async def _open(self, timeout: float) -> None:
-        if self.writer is None or self.writer.is_closing():
-            self.reader, self.writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout)
-
-    async def send(self, header: dict[str, Any], body: bytes, timeout: float) -> int:
+    async def send_within(self, header: dict[str, Any], body: bytes, timeout: float) -> int:
         """One-way message; returns the bytes written."""
         async with self.lock:
-            try:
-                await self._open(timeout)
-                assert self.writer is not None
-                msg = {**header, "token": self.token}
-                await asyncio.wait_for(write_message(self.writer, msg, body), timeout)
-                return message_bytes(msg, body)
-            except BaseException:
-                await self.close()
-                raise
+            self.timeout = timeout
+            return await self.send(header, body)
 
-    async def request(self, header: dict[str, Any], body: bytes,
-                      timeout: float) -> tuple[dict[str, Any], bytes, int]:
+    async def request_within(self, header: dict[str, Any], body: bytes,
+                             timeout: float) -> tuple[dict[str, Any], bytes, int]:
         """Request and reply; returns (reply, reply body, bytes both ways)."""
         async with self.lock:
-            try:
-                await self._open(timeout)
-                assert self.writer is not None and self.reader is not None
-                msg = {**header, "token": self.token}
-                await asyncio.wait_for(write_message(self.writer, msg, body), timeout)
-                reply, rbody = await asyncio.wait_for(read_message(self.reader), timeout)
-                return reply, rbody, message_bytes(msg, body) + message_bytes(reply, rbody)
-            except BaseException:
-                await self.close()
-                raise
-
-    async def close(self) -> None:
-        writer, self.reader, self.writer = self.writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+            self.timeout = timeout
+            reply, rbody, *_ = await self.request(header, body)
+        return reply, rbody, (message_bytes({**header, **self._token_header}, body)
+                              + message_bytes(reply, rbody))
 
 
 @dataclass
@@ -446,11 +414,12 @@ class ShardHost:
                 rtts = []
                 for _ in range(count):
                     t0 = time.perf_counter()
-                    await peer.request({"kind": "llm", "op": "echo"}, b"", self.step_timeout_s)
+                    await peer.request_within({"kind": "llm", "op": "echo"}, b"",
+                                              self.step_timeout_s)
                     rtts.append(time.perf_counter() - t0)
                 rtt = float(np.median(rtts))
                 t0 = time.perf_counter()
-                await peer.request({"kind": "llm", "op": "echo"}, b"\0" * bulk,
+                await peer.request_within({"kind": "llm", "op": "echo"}, b"\0" * bulk,
                                    self.step_timeout_s)
                 dt = max(time.perf_counter() - t0 - rtt, 1e-6)
                 out[p["node"]] = {"rtt_ms": round(rtt * 1e3, 3),
@@ -514,7 +483,7 @@ class ShardHost:
         for s in {(s.host, s.port, s.node) for s in plan.stages + plan.ranks
                   if s.node != self.node}:
             with contextlib.suppress(OSError, asyncio.TimeoutError):
-                await self._peer(s[0], s[1]).send(
+                await self._peer(s[0], s[1]).send_within(
                     {"kind": "llm", "op": "step", "plan": plan.name, "session": session,
                      "drop": True}, b"", 5.0)
 
@@ -571,7 +540,7 @@ class ShardHost:
             header = {"kind": "llm", "op": "final", "plan": plan.name, "session": session,
                       "pos": pos, "rows": int(x.shape[0])}
         try:
-            plan.bytes_sent += await self._peer(target.host, target.port).send(
+            plan.bytes_sent += await self._peer(target.host, target.port).send_within(
                 header, body, self.step_timeout_s)
             plan.messages_sent += 1
         except (OSError, asyncio.TimeoutError) as exc:
@@ -585,7 +554,7 @@ class ShardHost:
             return
         m = plan.stages[0]
         with contextlib.suppress(OSError, asyncio.TimeoutError):
-            await self._peer(m.host, m.port).send(
+            await self._peer(m.host, m.port).send_within(
                 {"kind": "llm", "op": "final", "plan": plan.name, "session": session,
                  "pos": pos, "error": why}, b"", 5.0)
 
@@ -651,7 +620,7 @@ class ShardHost:
 
         async def remote(stage: Stage) -> np.ndarray:
             try:
-                reply, rbody, nbytes = await self._peer(stage.host, stage.port).request(
+                reply, rbody, nbytes = await self._peer(stage.host, stage.port).request_within(
                     header, body, timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise ShardError(f"plan {plan.name}: rank on {stage.node} ({stage.host}:"

@@ -18,19 +18,15 @@ PYTEST_ARGS ?=
 ALGO    ?= all
 CONFIG  ?=
 SLOTS   ?=
-SEEDS   ?= 5
-POLICIES ?=
-INSTANCE ?=
 PCAP    ?=
 RUNS    ?=
-PRESETS ?=
 INVENTORY ?=
 
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold) \
 	$(if $(INVENTORY),--inventory $(INVENTORY))
 
 .PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl \
-	train eval-offload ship-policies eval-cpn analyze compare
+	train ship-policies analyze compare
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -40,11 +36,12 @@ help:
 	@echo "make shell NODE=uav1 [RUN=id]   shell inside a node of a running scenario"
 	@echo "make exec NODE=uav1 CMD='...'   one command inside a node of a running scenario"
 	@echo "make status | make clean        running scenarios | remove leftovers of killed runs"
-	@echo "make bench [BENCH=fidelity]     benchmarks -> results/bench/*.json"
+	@echo "make bench [BENCH=fidelity]     benchmarks -> results/bench/*.json (python -m testbed bench --list)"
 	@echo "make sitl N=3 [FLAVOUR=px4]     N simulated vehicles on loopback with PX4 SITL's ports"
 	@echo "make train [ALGO=cmaddpg] [CONFIG=large|file]  train offloading controllers (all: ~20 min)"
 	@echo "make eval-offload [CONFIG=file] [SEEDS=5]      every controller side by side + the papers' claims"
 	@echo "make eval-cpn [INSTANCE=file] [SEEDS=5]        CPN service mapping: ABS vs baselines, claims, plots"
+	@echo "make eval-<name> [VAR=value ...]  any workload's evaluation (python -m testbed workloads)"
 	@echo "make analyze RUN=dir | PCAP=f   packet-trace analysis -> analysis/report.html (runs do it themselves)"
 	@echo "make compare RUNS='a b'         side-by-side tables and overlaid plots of runs"
 	@echo "make test                       the test suite (what CI runs)"
@@ -79,8 +76,6 @@ clean: setup
 train: setup
 	@$(PY) -m controllers.offload.train --algo $(ALGO) $(if $(CONFIG),--config $(CONFIG)) $(if $(SLOTS),--slots $(SLOTS))
 
-eval-offload: setup
-	@$(PY) -m controllers.offload.evaluate --seeds $(SEEDS) $(if $(CONFIG),--config $(CONFIG)) $(if $(POLICIES),--policies $(POLICIES))
 
 analyze: setup
 	@$(PY) -m testbed.analysis $(if $(PCAP),--pcap $(PCAP),$(RUN))
@@ -88,8 +83,10 @@ analyze: setup
 compare: setup
 	@$(PY) -m testbed.analysis --compare $(RUNS)
 
-eval-cpn: setup
-	@$(PY) -m controllers.cpn.evaluate --seeds $(SEEDS) $(if $(INSTANCE),--instance $(INSTANCE)) $(if $(PRESETS),--presets $(PRESETS))
+# every workload's evaluation, found through the registry: command-line variables
+# (SEEDS=3 CONFIG=x ...) become the eval's flags (testbed/workloads.py Eval.make_vars)
+eval-%: setup
+	@$(PY) -m testbed eval $* $(MAKEOVERRIDES)
 
 # regenerate the policies shipped in the repository: default preset, and 10k slots on large
 ship-policies: setup

@@ -6,20 +6,42 @@ last waypoint when the mission ends."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 from pymavlink.dialects.v20 import ardupilotmega as mav
 
-if TYPE_CHECKING:
-    from firmware.vehicle import Vehicle
+from firmware.dynamics import Body
+from firmware.params import ParamTable
 
 RELATIVE_FRAMES = (mav.MAV_FRAME_GLOBAL_RELATIVE_ALT, mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT)
 NO_MISSION, NOT_STARTED, ACTIVE, COMPLETE = 1, 2, 3, 5  # MAVLink MISSION_STATE
 
 
+class MissionVehicle(Protocol):
+    """What the mission server uses of the vehicle that owns it (firmware.vehicle.Vehicle).
+    Declared here, so the mission protocol depends on this interface and not on the vehicle
+    module, which imports the mission server: one direction, no import cycle."""
+
+    send: Callable[[Any, Any], None]
+    mode: tuple[int, int]
+    speed: float | None
+    armed: bool
+    landed: int
+    body: Body
+    params: ParamTable
+    home: Any  # firmware.vehicle.Home: lat, lon, alt (AMSL)
+
+    @property
+    def rel_alt(self) -> float: ...
+    def set_mode(self, main: int, sub: int = 0) -> bool: ...
+    def ned_to_global(self, ned: np.ndarray) -> tuple[float, float, float]: ...
+    def global_to_ned(self, lat: float, lon: float, alt_amsl: float) -> np.ndarray: ...
+
+
 class MissionServer:
-    def __init__(self, vehicle: Vehicle) -> None:
+    def __init__(self, vehicle: MissionVehicle) -> None:
         self.v = vehicle
         self.items: list[Any] = []
         self.current = 0

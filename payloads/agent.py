@@ -673,7 +673,7 @@ def _llm_host(args: argparse.Namespace, token: str) -> Any:
 
     speed = args.llm_speed
     if speed is None and args.llm_profile:
-        from payloads.profiles import lookup
+        from testbed.devices.profiles import lookup
 
         speed = lookup(args.llm_profile).cpu_speed  # numpy decode runs on one core
     mem = int(args.llm_mem_mb * 2**20) if args.llm_mem_mb else None
@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     llm = parser.add_argument_group("edge-LLM shards (payloads/llm)")
     llm.add_argument("--llm", action="store_true", help="host LLM layer windows / TP slices")
     llm.add_argument("--llm-profile", help="device profile whose per-core speed the shards "
-                     "emulate (payloads/profiles.py), e.g. jetson-orin-nano")
+                     "emulate (testbed/devices/profiles.py), e.g. jetson-orin-nano")
     llm.add_argument("--llm-speed", type=float, help="emulated device speed relative to one "
                      "host core (overrides --llm-profile); omit both to run at host speed")
     llm.add_argument("--llm-mem-mb", type=float, help="memory the device gives model weights")

@@ -2,13 +2,13 @@
 # Idempotent installer used by every make target that needs the testbed.
 #   1. Debian packages (only the missing ones; apt-get runs only when something is missing)
 #   2. the project's virtual environment .venv with the pins from pyproject.toml
-#   3. the ns-3 wheel's helper-path fix (done by testbed.ns3setup)
+#   3. the ns-3 wheel's helper-path fix (done by testbed.engines.ns3setup)
 # Each step prints what it does and stops with the step's name when it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 # openssh-server: only its sshd binary is used, by the hardware-free board stand-in of the
-# hardware-in-the-loop tests (testbed/boardsim.py); the package's service is not needed.
+# hardware-in-the-loop tests (testbed/hil/boardsim.py); the package's service is not needed.
 APT_PACKAGES=(openvswitch-switch mininet tcpdump tshark iperf3 iputils-ping fping ethtool
               iproute2 procps psmisc python3-venv openssh-server)
 
@@ -49,4 +49,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-.venv/bin/python -m testbed.ns3setup || fail "ns-3 helper-path fix"
+.venv/bin/python -m testbed.engines.ns3setup || fail "ns-3 helper-path fix"

@@ -7,7 +7,9 @@
     exec   NODE CMD...             run one command inside a node of a running scenario
     status                         running scenarios
     clean  [--all]                 remove what crashed or killed runs left behind
-    bench  [fidelity|scale|lifecycle|mobility ...]   benchmarks -> results/bench/*.json
+    bench  [NAME ...] | --list     benchmarks -> results/bench/*.json (the core's and workloads')
+    eval   NAME [VAR=value ...] [-- ARGS]   a workload's evaluation (make eval-NAME)
+    workloads                      what each installed workload adds
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from testbed import plan as planner
+from testbed.net import plan as planner
 from testbed.scenario import ScenarioError, available, load, resolve
 
 
@@ -45,14 +47,14 @@ def cmd_scenarios(args: argparse.Namespace, con: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, con: Console) -> int:
     from testbed.mobility.world import World
-    from testbed.network import preflight
+    from testbed.net.network import preflight
 
     sc0, path = _load(args)
     preflight(sc0, str(path))  # type: ignore[arg-type]
     world = World.build(sc0, str(path))  # type: ignore[arg-type]
     sc = world.sc
     if args.inventory:
-        from testbed.boards import HardwareInTheLoop
+        from testbed.hil.boards import HardwareInTheLoop
 
         HardwareInTheLoop.load(args.inventory, con).require(sc)  # prints each board's report
     plan = planner.build(sc, "0000")
@@ -94,8 +96,8 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, con: Console) -> int:
-    from testbed.runner import Run, RunOptions
-    from testbed.summary import render
+    from testbed.run.runner import Run, RunOptions
+    from testbed.run.summary import render
 
     sc, path = _load(args)
     inventory = Path(args.inventory) if args.inventory else None
@@ -103,6 +105,11 @@ def cmd_run(args: argparse.Namespace, con: Console) -> int:
                                            inventory=inventory)).execute()
     if result.metrics:
         text = render(result.metrics, con)
+        lines = headlines(result.run_dir, con)
+        if lines:
+            text += "\n".join(lines) + "\n"
+            for line in lines:
+                con.print(line, highlight=False)
         (result.run_dir / "summary.txt").write_text(text)
     con.print(f"results: {result.run_dir}  (status: {result.status})")
     if result.error:
@@ -110,8 +117,21 @@ def cmd_run(args: argparse.Namespace, con: Console) -> int:
     return {"done": 0, "interrupted": 130}.get(result.status, 1)
 
 
+def headlines(run_dir: Path, con: Console) -> list[str]:
+    """Every workload's headline for this run (e.g. offloading's delay and deadline hits)."""
+    from testbed.workloads import Registry
+
+    out: list[str] = []
+    for w, fn in Registry.installed().calls("headline"):
+        try:
+            out += fn(run_dir)
+        except Exception as exc:  # noqa: BLE001 - a headline must never fail a finished run
+            con.print(f"[yellow]{w.name} headline failed: {type(exc).__name__}: {exc}[/]")
+    return out
+
+
 def _find_run(run: str | None) -> object:
-    from testbed.ledger import active_ledgers
+    from testbed.lifecycle.ledger import active_ledgers
 
     runs = active_ledgers()
     if run:
@@ -147,7 +167,7 @@ def cmd_exec(args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_status(args: argparse.Namespace, con: Console) -> int:
-    from testbed.ledger import all_ledgers
+    from testbed.lifecycle.ledger import all_ledgers
 
     table = Table(title="Runs on this host")
     for col in ("run", "scenario", "state", "nodes", "results"):
@@ -160,7 +180,7 @@ def cmd_status(args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, con: Console) -> int:
-    from testbed.cleanup import clean
+    from testbed.run.cleanup import clean
 
     done = clean(include_active=args.all)
     for run_id, counts in done:
@@ -171,9 +191,63 @@ def cmd_clean(args: argparse.Namespace, con: Console) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, con: Console) -> int:
+    from testbed.bench import listing
     from testbed.bench import main as bench_main
 
+    if args.list:
+        print(listing())
+        return 0
     return bench_main(args.which, con)
+
+
+def eval_argv(name: str, words: list[str]) -> list[str]:
+    """`VAR=value` words (make's command-line variables) become the eval's flags; other
+    words pass through.  Unknown variables are an error that lists the known ones."""
+    from testbed.workloads import Registry
+
+    evals = Registry.installed().evals()
+    if name not in evals:
+        raise SystemExit(f"no eval named '{name}'; available: {', '.join(evals) or '(none)'}")
+    flags = evals[name].make_vars
+    out: list[str] = []
+    for word in words:
+        var, eq, value = word.partition("=")
+        if eq and var.isupper() and not word.startswith("-"):
+            if var not in flags:
+                raise SystemExit(f"eval {name} takes {', '.join(sorted(flags)) or 'no '}"
+                                 f" variables, not {var} (other options: -- --help)")
+            out += [flags[var], value]
+        elif word != "--":
+            out.append(word)
+    return out
+
+
+def cmd_eval(args: argparse.Namespace, con: Console) -> int:
+    from testbed.workloads import Registry, resolve
+
+    argv = eval_argv(args.name, args.args)
+    rc = resolve(Registry.installed().evals()[args.name].main)(argv)
+    return int(rc or 0)
+
+
+def cmd_workloads(args: argparse.Namespace, con: Console) -> int:
+    from testbed.workloads import Registry
+
+    table = Table(title="Workloads (entry points sagin_hil.workloads, testbed/workloads.py)")
+    for col in ("workload", "adds"):
+        table.add_column(col)
+    for w in Registry.installed().workloads:
+        adds = [f"node section {n}" for n in w.node_sections]
+        adds += [f"SDN app {a.name}" for a in w.sdn_apps]
+        adds += ["run-time service"] if w.service else []
+        adds += [f"bench {b.name}" for b in w.benches]
+        adds += [f"eval {e.name}" for e in w.evals]
+        adds += ["console headline"] if w.headline else []
+        adds += ["report section"] if w.report else []
+        adds += ["board agent"] if w.board_agent else []
+        table.add_row(w.name, f"{w.about}\n[dim]{', '.join(adds)}[/]")
+    con.print(table)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -186,7 +260,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("name", nargs="?")
         sp.add_argument("--file")
         sp.add_argument("--inventory", help="hardware in the loop: boards replacing nodes "
-                        "(testbed/inventory.example.yaml)")
+                        "(testbed/hil/inventory.example.yaml)")
         sp.add_argument("--duration", type=float,
                         help="shorten the run to this many seconds (flows clipped, later "
                         "events dropped)")
@@ -213,7 +287,14 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_clean)
     sp = sub.add_parser("bench")
     sp.add_argument("which", nargs="*", default=[])
+    sp.add_argument("--list", action="store_true", help="list the benchmarks")
     sp.set_defaults(fn=cmd_bench)
+    sp = sub.add_parser("eval", help="a workload's evaluation: eval NAME [VAR=value ...] "
+                        "[-- ARGS]")
+    sp.add_argument("name")
+    sp.add_argument("args", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_eval)
+    sub.add_parser("workloads").set_defaults(fn=cmd_workloads)
     return p
 
 

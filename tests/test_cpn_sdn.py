@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controllers.sdn.cpn_plan import (
+from controllers.cpn.sdn.plan import (
     PRIO_SERVICE_EDGE,
     Fabric,
     LinkGraph,
@@ -172,10 +172,10 @@ def ring_scenario() -> dict[str, Any]:
 @pytest.mark.skipif(shutil.which("ovs-vswitchd") is None,
                     reason="Open vSwitch missing: run `make setup`")
 def test_vip_steered_to_chosen_instance_and_rerouted_after_cut(tmp_path: Path) -> None:
-    from controllers.sdn.api import ApiClient, ApiError
-    from testbed.cleanup import leftovers
+    from controllers.cpn.sdn.api import ApiClient, ApiError
     from testbed.engines.base import Change
-    from testbed.harness import emulated
+    from testbed.run.cleanup import leftovers
+    from testbed.run.harness import emulated
     from testbed.scenario import parse
 
     sc = parse(ring_scenario(), "cpn-ring")
@@ -243,8 +243,8 @@ def test_cpn_mapping_scenario_enacts_abs_decisions(tmp_path: Path) -> None:
 
     import yaml
 
-    from testbed.cleanup import leftovers
-    from testbed.runner import Run, RunOptions
+    from testbed.run.cleanup import leftovers
+    from testbed.run.runner import Run, RunOptions
     from testbed.scenario import load
 
     root = Path(__file__).resolve().parents[1]

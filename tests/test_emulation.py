@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.cleanup import leftovers
 from testbed.engines.base import Change
-from testbed.harness import emulated
+from testbed.run.cleanup import leftovers
+from testbed.run.harness import emulated
 from testbed.scenario import load, parse
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -295,7 +295,7 @@ def test_relay_carries_mavlink_both_ways_and_reports_positions(tmp_path):
 
 
 def test_px4_sitl_flavour_without_px4_is_a_clear_error(monkeypatch):
-    from testbed.network import preflight
+    from testbed.net.network import preflight
     from testbed.scenario import ScenarioError, parse
 
     monkeypatch.delenv("SAGIN_PX4_DIR", raising=False)

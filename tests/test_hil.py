@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed import boards as hil
-from testbed import inventory
-from testbed.boardsim import SSHD, BoardSim, clean_stale
-from testbed.cleanup import leftovers, teardown
-from testbed.inventory import InventoryError, check, parse
-from testbed.ledger import LEDGER_DIR, Ledger
-from testbed.plan import build as build_plan
+from testbed.hil import boards as hil
+from testbed.hil import inventory
+from testbed.hil.boardsim import SSHD, BoardSim, clean_stale
+from testbed.hil.inventory import InventoryError, check, parse
+from testbed.lifecycle.ledger import LEDGER_DIR, Ledger
+from testbed.lifecycle.sh import in_netns
+from testbed.net.plan import build as build_plan
+from testbed.run.cleanup import leftovers, teardown
 from testbed.scenario import parse as parse_scenario
-from testbed.sh import in_netns
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "jetson-orin-nano"
@@ -177,7 +177,7 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_example_inventory_parses() -> None:
-    loaded = inventory.load(ROOT / "testbed" / "inventory.example.yaml")
+    loaded = inventory.load(ROOT / "testbed" / "hil" / "inventory.example.yaml")
     assert {b.join.mode for b in loaded.boards} == {"gre", "vxlan", "nic"}
 
 
@@ -205,8 +205,14 @@ def test_board_subnets_avoid_the_plan_and_routes_follow_the_node(key: Path) -> N
 def test_agent_bundle_follows_the_agents_imports() -> None:
     b = hil.agent_bundle()
     assert {"payloads/__init__.py", "payloads/agent.py", "payloads/protocol.py"} <= set(b.files)
-    assert "payloads/client.py" not in b.files
+    # lazy imports are followed into subpackages (the LLM shard host) and into the core
+    # modules the agent uses (device profiles for --llm-profile), with their parents
+    assert {"payloads/llm/__init__.py", "payloads/llm/node.py", "testbed/__init__.py",
+            "testbed/devices/__init__.py", "testbed/devices/profiles.py"} <= set(b.files)
+    assert not any(f.startswith(("controllers/", "firmware/")) for f in b.files)
+    assert "payloads/bench.py" not in b.files and "payloads/workload.py" not in b.files
     assert b.required == []  # the agent starts on a bare Python
+    assert "payloads/llm/model.py" in b.optional["numpy"]  # shards need numpy on the board
     assert len(b.version) == 12 and b.version == hil.agent_bundle().version
 
 
@@ -262,7 +268,7 @@ def test_preflight_reports_python_clock_and_tunnel(board: BoardSim, tmp_path: Pa
         pytest.skip(f"this kernel has no {mode} tunnels ({why}); refusal checked")
     assert problems == [], problems
     rep = h.reports["sim1"]
-    assert tuple(map(int, rep.python_version.split("."))) >= hil.MIN_PYTHON
+    assert tuple(map(int, rep.python_version.split("."))) >= hil.board_agent().min_python
     assert rep.clock_offset_ms is not None and abs(rep.clock_offset_ms) < 5.0
     assert rep.mtu == 1500 - hil.OVERHEAD[mode]
     assert rep.local == board.host_address
@@ -337,7 +343,7 @@ def _ping_min(emu: Any, node: str, ip: str) -> float:
 @pytest.mark.parametrize("mode", [pytest.param(m, marks=needs_board)
                                   for m in ("gre", "vxlan", "nic")])
 def test_board_replaces_edge_end_to_end(board: BoardSim, tmp_path: Path, mode: str) -> None:
-    from testbed.harness import emulated
+    from testbed.run.harness import emulated
 
     if mode != "nic" and (why := inventory.tunnel_support(mode)) is not None:
         pytest.skip(f"this kernel has no {mode} tunnels: {why}")
@@ -449,8 +455,8 @@ def test_bad_inventory_fails_before_anything_is_created(board: BoardSim, tmp_pat
 _CRASH = """
 import json, secrets, sys, time
 from pathlib import Path
-from testbed import boards as hil
-from testbed.harness import emulated
+from testbed.hil import boards as hil
+from testbed.run.harness import emulated
 from testbed.scenario import parse
 sc = parse(json.loads(sys.argv[3]), "hil-small")
 h = hil.HardwareInTheLoop.load(sys.argv[1])

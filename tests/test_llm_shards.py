@@ -278,8 +278,8 @@ def test_edge_llm_scenario_end_to_end(tmp_path: Path) -> None:
     is left behind."""
     import json
 
-    from testbed.cleanup import leftovers
-    from testbed.runner import Run, RunOptions
+    from testbed.run.cleanup import leftovers
+    from testbed.run.runner import Run, RunOptions
     from testbed.scenario import load
 
     exp = yaml.safe_load((REPO / "topologies" / "edge-llm.llm.yaml").read_text())

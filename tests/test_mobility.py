@@ -16,8 +16,8 @@ from testbed.mobility.handover import Candidate, choose
 from testbed.mobility.motion import Circle, Polyline, RandomWaypoint, read_trace
 from testbed.mobility.report import outage_s
 from testbed.mobility.world import World, ray_min_altitude_km
-from testbed.plan import Route
-from testbed.routing import diff
+from testbed.net.plan import Route
+from testbed.net.routing import diff
 from testbed.scenario import ScenarioError
 from testbed.scenario.model import CircleMotion, RandomWaypointMotion
 
@@ -142,7 +142,7 @@ def test_leo_expansion(leo: World):
     g = leo.groups[0]
     assert set(g.links) == {"user1", "gw1"} and all(g.links.values())
     # the expanded scenario is a valid network: plan builds, every subnet distinct
-    from testbed import plan as planner
+    from testbed.net import plan as planner
 
     plan = planner.build(sc, "ab12")
     assert len({s.subnet for s in plan.segments}) == len(plan.segments)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from testbed.autopilots import PX4_MISSING, find_px4
-from testbed.cleanup import leftovers
+from firmware.scenario import PX4_MISSING, find_px4
 from testbed.mobility.report import ping_replies
-from testbed.runner import Run, RunOptions
+from testbed.run.cleanup import leftovers
+from testbed.run.runner import Run, RunOptions
 from testbed.scenario import load, parse
 
 ROOT = Path(__file__).resolve().parents[1]

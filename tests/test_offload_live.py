@@ -91,8 +91,8 @@ def test_simulated_prediction_is_deterministic():
 def test_live_offloading_runs_tasks_on_remote_agents(tmp_path: Path, variant: str) -> None:
     """sagin-offload (MUECRS on the ground station) and sagin-offload-cmaddpg (clusters from
     the satellite node, decisions by the UAVs' head services), 12 slots each."""
-    from testbed.cleanup import leftovers
-    from testbed.runner import Run, RunOptions
+    from testbed.run.cleanup import leftovers
+    from testbed.run.runner import Run, RunOptions
     from testbed.scenario import load
 
     source = SCENARIO if variant == "muecrs" else SCENARIO.with_name("sagin-offload-cmaddpg.yaml")

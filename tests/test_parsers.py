@@ -13,10 +13,10 @@ import pytest
 
 from testbed.engines.base import Change
 from testbed.engines.netem import netem_args
-from testbed.ledger import ProcRecord, proc_start_ticks
-from testbed.network import default_queue, tbf_args
+from testbed.lifecycle.ledger import ProcRecord, proc_start_ticks
+from testbed.net.network import default_queue, tbf_args
+from testbed.run.traffic import parse_iperf3, parse_ping
 from testbed.scenario.model import Flow
-from testbed.traffic import parse_iperf3, parse_ping
 
 pytestmark = pytest.mark.unit
 

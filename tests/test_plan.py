@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed import plan as planmod
 from testbed import scenario
-from testbed.plan import IFNAMSIZ, NetworkPlan
+from testbed.net import plan as planmod
+from testbed.net.plan import IFNAMSIZ, NetworkPlan
 from testbed.scenario import Scenario
+from testbed.scenario.layout import count_segments
 
 pytestmark = pytest.mark.unit
 
@@ -150,7 +151,7 @@ def test_subnets_distinct_and_in_pool(quickstart: Scenario, qplan: NetworkPlan):
             assert a == b or not a.overlaps(b)
     # the network address of the whole pool is kept out of use
     assert ipaddress.ip_network("198.18.0.0/24") not in nets
-    assert len(nets) == planmod.count_segments(quickstart)
+    assert len(nets) == count_segments(quickstart)
 
 
 def test_addresses_inside_their_subnet_and_unique(qplan: NetworkPlan):

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import pytest
 
 from payloads.agent import calibrate_kernel
-from payloads.profiles import (
+from testbed.devices import cgroups
+from testbed.devices.profiles import (
     MIN_QUOTA_US,
     PROFILES,
     CpuQuota,
@@ -24,7 +25,6 @@ from payloads.profiles import (
     lookup,
     quota_for,
 )
-from testbed import cgroups
 from testbed.scenario import ScenarioError, parse
 
 REQUIRED = ("jetson-orin-nano", "jetson-nano", "raspberry-pi-4", "raspberry-pi-5", "uav-mec",
@@ -182,7 +182,7 @@ def _quota(cores: float) -> CpuQuota:
 
 @needs_cgroups
 def test_quarter_core_quota_makes_kernel_about_four_times_slower() -> None:
-    from testbed.bench.profiles import measure
+    from payloads.bench import measure
 
     tag = _tag()
     try:
@@ -242,8 +242,8 @@ def test_limits_written_children_inherit_and_remove_kills_and_leaves_nothing() -
 @needs_cgroups
 def test_teardown_of_a_dead_runs_ledger_removes_its_groups(tmp_path: Path) -> None:
     """What `make clean` does after a SIGKILL: only the ledger (with its tag) is left."""
-    from testbed.cleanup import leftovers, teardown
-    from testbed.ledger import Ledger
+    from testbed.lifecycle.ledger import Ledger
+    from testbed.run.cleanup import leftovers, teardown
 
     tag = _tag()
     ledger = Ledger.create(f"test-profiles-{tag}", tag, "test-profiles", tmp_path)
@@ -263,11 +263,11 @@ def test_teardown_of_a_dead_runs_ledger_removes_its_groups(tmp_path: Path) -> No
 
 @needs_cgroups
 def test_profiled_node_exec_runs_in_its_cgroup_and_teardown_removes_it(tmp_path: Path) -> None:
-    from testbed.cleanup import leftovers
-    from testbed.harness import emulated
+    from testbed.run.cleanup import leftovers
+    from testbed.run.harness import emulated
+    from testbed.run.timeline import Timeline
+    from testbed.run.traffic import Flows
     from testbed.scenario.model import Event
-    from testbed.timeline import Timeline
-    from testbed.traffic import Flows
 
     sc = parse(two_nodes(), "profiles")
     with emulated(sc, tmp_path) as emu:
@@ -303,8 +303,8 @@ def test_profiled_node_exec_runs_in_its_cgroup_and_teardown_removes_it(tmp_path:
 
 @pytest.mark.unit
 def test_auto_reference_speed_fits_the_fastest_device_without_capping() -> None:
-    from payloads.profiles import PROFILES, quota_for
-    from testbed.network import reference_speed
+    from testbed.devices.profiles import PROFILES, quota_for
+    from testbed.net.network import reference_speed
 
     chosen = [PROFILES["jetson-nano"], PROFILES["edge-server"], PROFILES["raspberry-pi-5"]]
     scale = reference_speed("auto", chosen, host_cores=2)

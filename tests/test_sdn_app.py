@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from controllers.sdn.l2_proactive import Topology, register_opts
+from testbed.net.sdn.l2_proactive import Topology, register_opts
 
 pytestmark = [pytest.mark.emulation]
 
@@ -178,7 +178,7 @@ def bed() -> Iterator[Bed]:
         topo = d / "topology.json"
         topo.write_text(json.dumps(TOPOLOGY))
         ctl = subprocess.Popen(
-            in_sw(sys.executable, "-m", "controllers.sdn.launch", "--topology", str(topo),
+            in_sw(sys.executable, "-m", "testbed.net.sdn.launch", "--topology", str(topo),
              "--port", str(port), "--ready-file", str(d / "ready"),
              "--log-file", str(d / "controller.log")),
             cwd=REPO, stdout=stack.enter_context(open(d / "controller.out", "wb")),

@@ -71,3 +71,11 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(mapping_times(Console()), indent=1))
+
+
+def run(console: Console) -> dict[str, Any]:
+    """`make bench BENCH=cpn`: the mapping times above, then the SDN side on a real OVS
+    backbone (controllers/cpn/sdn/bench.py)."""
+    from controllers.cpn.sdn.bench import sdn_side
+
+    return {"mapping": mapping_times(console), "sdn": sdn_side(console)}

@@ -44,9 +44,9 @@ from controllers.cpn.instances import PRESETS, Instance, generate_requests
 from controllers.cpn.mappers import BASELINES, MAPPERS, make_mapper
 from controllers.cpn.model import Infrastructure, Mapping, ServiceRequest, State
 from controllers.cpn.online import simulate
+from controllers.cpn.sdn.api import ApiClient, ApiError
+from controllers.cpn.sdn.plan import HOP_COST_MS
 from controllers.cpn.traces import arrivals, first_after, outage
-from controllers.sdn.api import ApiClient, ApiError
-from controllers.sdn.cpn_plan import HOP_COST_MS
 
 VIP_PORT_BASE = 8000
 INSTANCE_PORTS = range(9000, 9064)  # what controllers.cpn.endpoint serves by default

@@ -1,6 +1,6 @@
 """Serve prompts on shard nodes with each assignment method and measure what happened.
 
-Shared by the live scenario (controllers/llm/live.py) and the benchmark (testbed/bench/llm.py):
+Shared by the live scenario (controllers/llm/live.py) and the benchmark (controllers/llm/bench.py):
 measurements from the nodes become the solver's inputs (`devices_from_profiles`,
 `links_from_probe`, `model_shape`), each method becomes a plan (`plan_for`), and `serve` loads
 the plan, generates every prompt and compares the tokens with a single-device reference.

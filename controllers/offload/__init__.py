@@ -27,9 +27,24 @@ Use::
     team = OffloadParallelEnv(association="cluster")     # CMADDPG-style, one agent per UAV
 """
 
-from controllers.offload.clustering import Clustering, kmeans_clusters
-from controllers.offload.config import OffloadConfig, load_config, save_config
-from controllers.offload.model import Contention, Counters, Decision, Modes, OffloadModel
+from __future__ import annotations
 
-__all__ = ["Clustering", "Contention", "Counters", "Decision", "Modes", "OffloadConfig",
-           "OffloadModel", "kmeans_clusters", "load_config", "save_config"]
+from testbed.workloads import lazy_exports
+
+# Imported on first use (PEP 562, testbed.workloads.lazy_exports): the testbed reads this
+# package's registration module (workload.py) for every scenario it loads.
+_EXPORTS = {
+    "Clustering": "controllers.offload.clustering",
+    "kmeans_clusters": "controllers.offload.clustering",
+    "OffloadConfig": "controllers.offload.config",
+    "load_config": "controllers.offload.config",
+    "save_config": "controllers.offload.config",
+    "Contention": "controllers.offload.model",
+    "Counters": "controllers.offload.model",
+    "Decision": "controllers.offload.model",
+    "Modes": "controllers.offload.model",
+    "OffloadModel": "controllers.offload.model",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(_EXPORTS)

@@ -263,12 +263,13 @@ class Layout:
 
     @classmethod
     def from_scenario(cls, path: Path, satellite: str, cloud: str) -> Layout:
+        from firmware.scenario import autopilots as autopilots_of
         from testbed.mobility.geo import LocalFrame
         from testbed.scenario import load
         from testbed.scenario.model import NodeKind
 
         sc = load(path)
-        autopilots = sc.autopilots()
+        autopilots = autopilots_of(sc)
         users = [n for n, node in sc.nodes.items() if node.kind is NodeKind.GROUND_USER]
         uavs = [n for n in sc.nodes if n in autopilots]
         for role, node in (("satellite", satellite), ("cloud", cloud)):
@@ -340,8 +341,8 @@ def _figures(t: dict[str, float]) -> dict[str, float]:
 async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> dict[str, Any]:
     from controllers.fleet import Fleet
     from controllers.offload.evaluate import policy_for
+    from firmware.autopilots import api_url
     from payloads.client import health
-    from testbed.autopilots import api_url
 
     layout = Layout.from_scenario(run_dir / "scenario.resolved.yaml", args.satellite,
                                   args.cloud)

@@ -18,7 +18,9 @@ from testbed.analysis import plots, report
 
 METRICS = ["captures", "packets", "bytes", "flows", "tcp_retransmissions", "rtt_median_ms",
            "rtt_p95_ms", "owd_median_ms", "owd_p95_ms", "owd_loss_pct", "mavlink_messages",
-           "command_ack_median_ms", "tasks"]
+           "command_ack_median_ms"]
+"""The core's metrics; workloads add theirs (analysis.json "workloads", from their report
+hooks, e.g. the offloading workload's "tasks")."""
 
 
 def _load(run: Path, console: Console) -> dict[str, Any]:
@@ -56,8 +58,7 @@ def summarize(doc: dict[str, Any]) -> dict[str, Any]:
         "owd_loss_pct": round(100 * lost / (matched + lost), 3) if matched + lost else None,
         "mavlink_messages": sum((c.get("mavlink") or {}).get("messages", 0) for c in caps),
         "command_ack_median_ms": _median([a["median_ms"] for a in acks]),
-        "tasks": len(doc.get("tasks", [])),
-    }
+    } | {k: v for numbers in doc.get("workloads", {}).values() for k, v in numbers.items()}
 
 
 def _total_throughput(run: Path, t0: float) -> dict[str, int]:
@@ -94,8 +95,9 @@ def compare_runs(runs: list[Path], out: str | Path | None = None,
     sums = [summarize(d) for d in docs]
     out_dir = Path(out) if out else Path("results") / "compare" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [{"metric": m} | {n: s[m] for n, s in zip(names, sums, strict=True)}
-            for m in METRICS]
+    extra = sorted({k for s in sums for k in s} - set(METRICS))
+    rows = [{"metric": m} | {n: s.get(m) for n, s in zip(names, sums, strict=True)}
+            for m in METRICS + extra]
     md = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     md += ["| " + " | ".join([r["metric"]] + [report._fmt(r[n]) for n in names]) + " |"
            for r in rows]

@@ -18,7 +18,8 @@ TOP = 8
 MARKER_COLORS = {"link": "tab:red", "handover": "tab:purple"}
 
 
-def _png(fig: Any) -> bytes:
+def to_png(fig: Any) -> bytes:
+    """A finished figure as PNG bytes (closed afterwards): the one way every plot is saved."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
@@ -49,7 +50,7 @@ def throughput(series: list[tuple[str, dict[str, int]]], bin_s: float, t0: float
     ax.set_ylabel("Mbit/s")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return to_png(fig)
 
 
 def timeseries(series: list[tuple[str, list[list[float]]]], t0: float, ylabel: str,
@@ -65,21 +66,6 @@ def timeseries(series: list[tuple[str, list[list[float]]]], t0: float, ylabel: s
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7, markerscale=4)
-    return _png(fig)
+    return to_png(fig)
 
 
-def task_timeline(tasks: list[dict[str, Any]], t0: float) -> bytes | None:
-    if not tasks:
-        return None
-    shown = tasks[:200]
-    fig, ax = plt.subplots(figsize=(9, max(3, len(shown) * 0.04 + 1)))
-    for i, t in enumerate(shown):
-        ax.barh(i, t["t_start"] - t["t_recv"], left=t["t_recv"] - t0, color="tab:orange",
-                height=0.8, label="queued" if i == 0 else None)
-        ax.barh(i, t["t_done"] - t["t_start"], left=t["t_start"] - t0, color="tab:blue",
-                height=0.8, label="computing" if i == 0 else None)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("task")
-    ax.set_title(f"Task timeline ({len(shown)} of {len(tasks)} tasks)")
-    ax.legend(fontsize=7)
-    return _png(fig)

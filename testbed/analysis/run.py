@@ -33,6 +33,7 @@ from testbed.analysis.parallel import (
     parts_for,
     plan,
 )
+from testbed.workloads import Registry, ReportPart
 
 CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.cap")
 FLOW_COLS = ["capture", "flow", "proto", "src", "sport", "dst", "dport", "packets", "bytes",
@@ -177,14 +178,31 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float
     delays.sort(key=lambda d: (d["a"], d["b"]))
     firsts = [c["first"] for c in caps if c.get("first")]
     t0 = timeline.run_t0(run_dir) or (min(firsts) if firsts else 0.0)
+    parts = workload_parts(run_dir, t0, console)
     doc = {"kind": "run", "source": str(run_dir), "t0": t0, "captures": caps,
            "delay": delays, "markers": timeline.markers(run_dir),
-           "tasks": timeline.tasks(run_dir)}
+           "workloads": {name: part.numbers for name, part in parts.items()}}
     if write:
         out_dir = Path(out) if out else run_dir / "analysis"
-        write_outputs(doc, out_dir)
+        write_outputs(doc, out_dir, parts)
         doc["out"] = str(out_dir)
     return doc
+
+
+def workload_parts(run_dir: Path, t0: float, console: Console) -> dict[str, ReportPart]:
+    """Each registered workload's share of the report (its outputs in the run folder:
+    sections, figures, numbers for `make compare`); one that fails is reported and left out."""
+    parts: dict[str, ReportPart] = {}
+    for w, report_fn in Registry.installed().calls("report"):
+        try:
+            part = report_fn(run_dir, t0)
+        except Exception as exc:  # noqa: BLE001 - a workload's report must not sink the rest
+            console.print(f"[yellow]{w.name} report of {run_dir} failed: "
+                          f"{type(exc).__name__}: {exc}[/]")
+            continue
+        if part is not None:
+            parts[w.name] = part
+    return parts
 
 
 def on_run_finished(run_dir: str | Path, console: Console | None = None) -> dict[str, Any] | None:
@@ -231,7 +249,8 @@ def delay_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
+def write_outputs(doc: dict[str, Any], out_dir: Path,
+                  parts: dict[str, ReportPart] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = doc.get("t0") or 0.0
     flows = flow_rows(doc)
@@ -282,13 +301,14 @@ def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
         "one_way_delay.png": plots.timeseries(owd, t0, "one-way delay (ms)",
                                               "One-way delay between capture points",
                                               doc.get("markers")),
-        "tasks.png": plots.task_timeline(doc.get("tasks", []), t0),
     }
+    for part in (parts or {}).values():
+        figs |= part.files
     for name, png in figs.items():
         if png:
             (out_dir / name).write_bytes(png)
     report.write_json(out_dir / "analysis.json", json_summary(doc))
-    (out_dir / "report.html").write_text(render_html(doc, flows, drows, figs))
+    (out_dir / "report.html").write_text(render_html(doc, flows, drows, figs, parts or {}))
 
 
 def json_summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +329,8 @@ def json_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(doc: dict[str, Any], flows: list[dict[str, Any]],
-                drows: list[dict[str, Any]], figs: dict[str, bytes | None]) -> str:
+                drows: list[dict[str, Any]], figs: dict[str, bytes | None],
+                parts: dict[str, ReportPart]) -> str:
     caps = doc["captures"]
     cap_rows = [{"capture": _cap_name(c), "packets": c.get("packets"), "bytes": c.get("bytes"),
                  "duration_s": c.get("duration_s"), "flows": len(c.get("flows", [])),
@@ -350,6 +371,6 @@ def render_html(doc: dict[str, Any], flows: list[dict[str, Any]],
             mav_rows, ["capture", "sysid", "message", "count", "rate_hz", "max_gap_s"], 200)
             + "<h3>COMMAND_LONG to COMMAND_ACK</h3>" + report.table_html(
                 acks, ["capture", "n", "median_ms", "p95_ms", "max_ms", "unanswered"])))
-    if figs.get("tasks.png"):
-        sections.append(("Task offloading timeline", report.img_html(figs["tasks.png"], "tasks")))
+    for part in parts.values():
+        sections += part.sections
     return report.page(f"Packet analysis: {doc['source']}", sections)

@@ -1,4 +1,4 @@
-"""What happened during a run, as wall-clock markers and task spans for the plots.
+"""What happened during a run, as wall-clock markers for the plots.
 
 Captures carry wall-clock timestamps; events.jsonl and link-changes.jsonl carry `wall`, the
 handover log carries seconds since the run's time zero, which events.jsonl lets us convert
@@ -8,15 +8,12 @@ and hundreds of vertical lines would hide the data they are meant to explain.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 MARKER_CAP = 200
-TASK_CAP = 500
-TASK_FIELDS = ("t_recv", "t_queued", "t_start", "t_done")
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -68,28 +65,3 @@ def markers(run_dir: Path) -> list[dict[str, Any]]:
         step = len(out) / MARKER_CAP
         out = [out[int(i * step)] for i in range(MARKER_CAP)]
     return out
-
-
-def tasks(run_dir: Path) -> list[dict[str, Any]]:
-    """Offloaded tasks with their receive/queue/start/done times (wall clock)."""
-    rows: list[dict[str, Any]] = []
-    path = run_dir / "offload" / "tasks.csv"
-    if path.is_file():
-        with path.open(newline="") as f:
-            for r in csv.DictReader(f):
-                rows.append(r)
-    else:
-        for log in sorted((run_dir / "logs").glob("*/*.log")):
-            for rec in _jsonl(log):
-                if all(k in rec for k in TASK_FIELDS):
-                    rec.setdefault("node", log.parent.name)
-                    rows.append(rec)
-    out = []
-    for r in rows:
-        try:
-            t = {k: float(r[k]) for k in TASK_FIELDS}
-        except (KeyError, TypeError, ValueError):
-            continue
-        out.append({"id": str(r.get("id", len(out))), "node": str(r.get("node", "")), **t})
-    out.sort(key=lambda t: t["t_recv"])
-    return out[:TASK_CAP]

@@ -18,8 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from testbed.harness import emulated
-from testbed.probes import PROBE_IP_BYTES
+from testbed.run.harness import emulated
+from testbed.run.probes import PROBE_IP_BYTES
 from testbed.scenario import parse
 
 DELAYS_MS = [5, 25, 125, 270]

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from testbed.runner import Run, RunOptions
+from testbed.run.runner import Run, RunOptions
 from testbed.scenario import load, resolve
 
 REPEAT = 3

@@ -21,9 +21,9 @@ from typing import Any
 
 from rich.console import Console
 
-from testbed.harness import emulated
-from testbed.plan import compute_routes
-from testbed.runner import Run, RunOptions
+from testbed.net.plan import compute_routes
+from testbed.run.harness import emulated
+from testbed.run.runner import Run, RunOptions
 from testbed.scenario import load, parse, resolve
 
 UPDATE_SECONDS = 60.0

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from testbed.runner import Run, RunOptions
+from testbed.run.runner import Run, RunOptions
 from testbed.scenario import parse
 
 UAVS, USERS, SATS, EDGES = 20, 50, 20, 10

@@ -9,7 +9,7 @@ rather than pretending to work.
 
 from __future__ import annotations
 
-from testbed import features
+from testbed.engines import features
 from testbed.engines.base import EngineUnavailable
 
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed import features
+from testbed.engines import features
 from testbed.engines.base import Change, EngineLink, EngineUnavailable
+from testbed.lifecycle.sh import ip_batch, run
 from testbed.scenario.model import Medium
-from testbed.sh import ip_batch, run
 
 
 def netem_args(delay_ms: float, rate_mbps: float, loss_pct: float, limit: int) -> list[str]:

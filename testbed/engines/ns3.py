@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from testbed.engines.base import Change, EngineLink
-from testbed.ns3setup import ns3_dir
+from testbed.engines.ns3setup import ns3_dir
+from testbed.lifecycle.supervisor import Managed, ServiceDied, Supervisor
 from testbed.scenario.model import Medium
-from testbed.supervisor import Managed, ServiceDied, Supervisor
 
 # ns-3's FdReader (behind every TapBridge) waits with select(), which cannot watch a file
 # descriptor >= 1024; each tap costs about three descriptors, so above ~330 taps a process
@@ -43,7 +43,7 @@ class Ns3Engine:
         self.timings: dict[str, float] = {}
         # Delay compensation: every p2p hop through ns-3 costs some fixed processing time
         # (tap read thread, real-time wake-up, kernel forwarding), measured at start-up by
-        # testbed.calibration; configured delays are applied minus that, never below 0.
+        # testbed.net.calibration; configured delays are applied minus that, never below 0.
         self.p2p_delay: dict[str, float] = {}
         self.compensation_ms = 0.0
 

@@ -4,7 +4,7 @@ Run as `python -m testbed.engines.ns3_sim <spec.json>` by the Ns3Engine.  It imp
 first (about 10 s, overlapped with the host building namespaces), then waits for the spec file
 to appear (the host writes it once every namespace exists), builds one ns-3 ghost node per
 link endpoint with a TapBridge in UseLocal mode, writes the device MACs, and runs the
-real-time simulator.  The tap-creator wrapper (testbed.ns3setup) moves each tap into its
+real-time simulator.  The tap-creator wrapper (testbed.engines.ns3setup) moves each tap into its
 node's namespace as it is created.
 
 Runtime control: a TCP server on 127.0.0.1 speaking JSON lines, polled from inside the

@@ -36,7 +36,7 @@ from testbed.engines.base import Change
 from testbed.mobility.association import Associator, reason
 from testbed.mobility.geo import C_KM_S, ecef_to_geodetic
 from testbed.mobility.world import LinkState, Snapshot, World
-from testbed.network import Network
+from testbed.net.network import Network
 from testbed.scenario.model import FlowKind, Medium
 
 LATE_MS = 20.0

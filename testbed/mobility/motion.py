@@ -5,7 +5,7 @@ Positions are metres in the scenario's local east/north/up frame (anchored at
 from a seeded generator, lazily and in order), so the link engine, the route predictor and
 the plots all see the same positions, and a rerun with the same seed moves identically.
 UAVs flown by an autopilot have a TelemetryTrack: the position their autopilot last
-reported (testbed.autopilots feeds it).
+reported (a workload service feeds it: firmware.autopilots).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class RandomWaypoint:
 
 
 class TelemetryTrack:
-    """A UAV's position as its autopilot reports it (local frame, metres)."""
+    """A node's position as its telemetry reports it (local frame, metres): a UAV flown by
+    its autopilot."""
 
     def __init__(self, initial: np.ndarray, frame: LocalFrame) -> None:
         self.xyz = np.asarray(initial, dtype=float)

@@ -131,7 +131,7 @@ class World:
 
                 initial = frame.from_ecef(geodetic_to_ecef(loc.lat_deg, loc.lon_deg,
                                                            loc.alt_m / 1000.0))
-            if node.autopilot is not None and initial is not None:
+            if node.reports_position and initial is not None:
                 tracks[name] = TelemetryTrack(initial, frame)
                 continue
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,14 @@ def field_path(loc: tuple[object, ...]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def suggest(name: str, known: list[str], what: str) -> str:
+    """The fix for an unknown name: the closest known one, and the known ones."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    listed = ", ".join(sorted(known)[:12]) + (" ..." if len(known) > 12 else "")
+    return f"{hint}known {what}: {listed or '(none)'}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 from testbed.scenario import references
 from testbed.scenario.errors import Problem, ScenarioError, field_path
 from testbed.scenario.model import Scenario
+from testbed.scenario.schema import scenario_model
+from testbed.workloads import Registry
 
 TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -102,9 +104,9 @@ def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
     return _merge(merged, data)
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model that owns the last field of `loc` (for typo suggestions)."""
-    model: Any = Scenario
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
             continue
@@ -126,14 +128,14 @@ def _inner_model(ann: Any) -> Any:
     return None
 
 
-def _problem(err: dict[str, Any]) -> Problem:
+def _problem(err: dict[str, Any], root: type[BaseModel]) -> Problem:
     loc = tuple(err["loc"])
     path = field_path(loc)
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
     fix = ""
     if kind == "extra_forbidden":
-        model = _model_at(loc)
+        model = _model_at(loc, root)
         fields = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
         msg = f"unknown field '{loc[-1]}'"
@@ -149,12 +151,15 @@ def _problem(err: dict[str, Any]) -> Problem:
     return Problem(path, msg, fix)
 
 
-def parse(data: dict[str, Any], source: Path | str) -> Scenario:
+def parse(data: dict[str, Any], source: Path | str,
+          registry: Registry | None = None) -> Scenario:
+    """Validate against the schema of `registry` (default: the installed workloads)."""
+    model = scenario_model(registry)
     try:
-        sc = Scenario.model_validate(data)
+        sc = model.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(source, [_problem(e) for e in exc.errors()]) from None
-    problems = references.check(sc)
+        raise ScenarioError(source, [_problem(e, model) for e in exc.errors()]) from None
+    problems = references.check(sc, registry)
     if problems:
         raise ScenarioError(source, problems)
     return sc

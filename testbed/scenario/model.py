@@ -2,7 +2,7 @@
 
 A scenario says *what* network to build (nodes, links), *what* runs on it (traffic flows,
 services) and *when* things happen (the timeline).  It never says how: the plan
-(testbed.plan) turns it into names, addresses and routes, and the network builder makes it
+(testbed.net.plan) turns it into names, addresses and routes, and the network builder makes it
 real.  Cross-references (a link naming a node, an event naming a flow) are checked here so
 that every error is reported against the scenario file, before anything is created.
 """
@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from payloads.profiles import lookup as lookup_profile
 from testbed.channels.config import ChannelSpec
+from testbed.devices.profiles import lookup as lookup_profile
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -140,21 +140,6 @@ Motion = Annotated[WaypointsMotion | CircleMotion | RandomWaypointMotion | Trace
                    Field(discriminator="model")]
 
 
-class Autopilot(Strict):
-    """The UAV is flown by a simulated autopilot (firmware/) running in its namespace; its
-    MAVLink API link goes to the controller node across the emulated network (PX4 SITL
-    conventions: instance i sends to the controller's UDP 14540+i)."""
-
-    flavour: Literal["px4", "arducopter", "px4-sitl"] = Field(
-        default="px4", description="px4 / arducopter: the built-in vehicle (firmware/); "
-        "px4-sitl: the real PX4 SITL binary under $SAGIN_PX4_DIR")
-    controller: Name = Field(description="node running the flight controller code (MAVSDK)")
-    sysid: int | None = Field(default=None, ge=1, le=255,
-                              description="default: 1, 2, ... in the order of the nodes")
-    telemetry_hz: float = Field(default=20.0, ge=1.0, le=100.0)
-    params: dict[str, float] = Field(default_factory=dict)
-
-
 class Node(Strict):
     kind: NodeKind
     position: Xyz | None = Field(
@@ -162,9 +147,8 @@ class Node(Strict):
     )
     location: Location | None = None
     motion: Motion | None = None
-    autopilot: Autopilot | None = None
     profile: str | None = Field(
-        default=None, description="device profile from payloads/profiles.py (e.g. "
+        default=None, description="device profile from testbed/devices/profiles.py (e.g. "
         "jetson-orin-nano, raspberry-pi-4, edge-server) that sets the node's CPU quota and "
         "memory limit; none: the node runs unlimited")
     description: str = ""
@@ -181,12 +165,6 @@ class Node(Strict):
         if self.profile is not None and self.kind is NodeKind.SWITCH:
             raise ValueError("a switch cannot have a device profile: it is part of Open "
                              "vSwitch, not a computer of its own; put profile on a host node")
-        if self.autopilot is not None:
-            if self.kind is not NodeKind.UAV:
-                raise ValueError("only a uav can have an autopilot")
-            if self.motion is not None:
-                raise ValueError("a UAV with an autopilot is moved by its flight controller, "
-                                 "not by a motion model: remove motion (its position is home)")
         if self.position is not None and self.location is not None:
             raise ValueError("give either position (local metres) or location (lat/lon), "
                              "not both")
@@ -194,6 +172,19 @@ class Node(Strict):
             raise ValueError(f"a {self.kind.value} cannot have a motion model (satellites "
                              "move on orbits: see the constellation section)")
         return self
+
+    @property
+    def sections(self) -> dict[str, BaseModel]:
+        """The workload sections set on this node (e.g. autopilot), by field name.  The
+        fields exist on the schema built from the registry (testbed.scenario.schema)."""
+        return {k: v for k in type(self).model_fields if k not in Node.model_fields
+                and isinstance(v := getattr(self, k), BaseModel)}
+
+    @property
+    def reports_position(self) -> bool:
+        """A section says the node's position comes from telemetry at run time (a UAV flown
+        by its autopilot): it then moves by what it reports, not by a motion model."""
+        return any(getattr(type(s), "reports_position", False) for s in self.sections.values())
 
     @property
     def placed(self) -> bool:
@@ -387,9 +378,10 @@ class Engines(Strict):
 
 
 class Sdn(Strict):
-    app: Literal["l2-proactive", "cpn"] = Field(
-        default="l2-proactive", description="l2-proactive: the whole L2 table at connect; "
-        "cpn: LLDP discovery, service VIP steering and a mapping API (controllers/sdn/api.py)")
+    app: str = Field(
+        default="l2-proactive", description="the os-ken app: l2-proactive (the whole L2 "
+        "table at connect) or one a workload registers (cpn: LLDP discovery, service VIP "
+        "steering and a mapping API); checked against the registry when the file loads")
 
 
 class Services(Strict):
@@ -555,24 +547,6 @@ class Scenario(Strict):
     mobility: Mobility = Mobility()
     constellation: Constellation | None = None
     access: list[Access] = Field(default_factory=list)
-
-    def autopilots(self) -> dict[str, tuple[int, Autopilot]]:
-        """UAV name -> (MAVLink system id, settings), ids assigned in node order."""
-        out: dict[str, tuple[int, Autopilot]] = {}
-        next_id = 1
-        taken = {n.autopilot.sysid for n in self.nodes.values()
-                 if n.autopilot is not None and n.autopilot.sysid is not None}
-        for name, node in self.nodes.items():
-            if node.autopilot is None:
-                continue
-            sysid = node.autopilot.sysid
-            if sysid is None:
-                while next_id in taken:
-                    next_id += 1
-                sysid = next_id
-                taken.add(sysid)
-            out[name] = (sysid, node.autopilot)
-        return out
 
     def switches(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.kind is NodeKind.SWITCH]

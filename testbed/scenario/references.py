@@ -6,31 +6,26 @@ with the exact field path so the user can fix the file in one pass.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Callable
 
 import networkx as nx
 
-from testbed.scenario.errors import Problem
+from testbed.scenario.errors import Problem, suggest
+from testbed.scenario.layout import count_segments
 from testbed.scenario.model import EventAction, Medium, NodeKind, Scenario
+from testbed.workloads import Registry
 
 
-def _suggest(name: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    listed = ", ".join(sorted(known)[:12]) + (" ..." if len(known) > 12 else "")
-    return f"{hint}known {what}: {listed or '(none)'}"
-
-
-def check(sc: Scenario) -> list[Problem]:
+def check(sc: Scenario, registry: Registry | None = None) -> list[Problem]:
+    registry = registry or Registry.installed()
     problems: list[Problem] = []
     nodes = list(sc.nodes)
     link_names = [link.name for link in sc.links]
     flow_names = [f.name for f in sc.traffic]
 
     def unknown(path: str, name: str, pool: list[str], what: str) -> None:
-        problems.append(Problem(path, f"unknown {what[:-1]} '{name}'", _suggest(name, pool, what)))
+        problems.append(Problem(path, f"unknown {what[:-1]} '{name}'", suggest(name, pool, what)))
 
     for names, section in ((link_names, "links"), (flow_names, "traffic")):
         seen: set[str] = set()
@@ -115,7 +110,8 @@ def check(sc: Scenario) -> list[Problem]:
                                     "crash, restart and exec act on hosts"))
 
     problems += _access(sc, unknown, link_names)
-    problems += _autopilots(sc, unknown)
+    problems += _telemetry(sc)
+    problems += _workloads(sc, registry)
 
     if isinstance(sc.capture.links, list):
         for i, name in enumerate(sc.capture.links):
@@ -166,39 +162,34 @@ def _access(sc: Scenario, unknown: Callable[[str, str, list[str], str], None],
     return problems
 
 
-def _autopilots(sc: Scenario, unknown: Callable[[str, str, list[str], str], None]
-                ) -> list[Problem]:
+def _telemetry(sc: Scenario) -> list[Problem]:
+    """Nodes whose position a workload section reports at run time (an autopilot's UAV):
+    they start at their home and move by telemetry, never by a motion model."""
     problems: list[Problem] = []
-    ids: dict[int, str] = {}
     for name, node in sc.nodes.items():
-        ap = node.autopilot
-        if ap is None:
+        if not node.reports_position:
             continue
-        path = f"nodes.{name}.autopilot"
-        if ap.controller not in sc.nodes:
-            unknown(f"{path}.controller", ap.controller, sc.hosts(), "nodes")
-        elif ap.controller == name or sc.nodes[ap.controller].kind is NodeKind.SWITCH:
-            problems.append(Problem(f"{path}.controller", f"'{ap.controller}' cannot control "
-                                    f"'{name}'", "name another host, e.g. the ground station"))
-        if ap.sysid is not None and ap.sysid in ids:
-            problems.append(Problem(f"{path}.sysid", f"system id {ap.sysid} is already "
-                                    f"'{ids[ap.sysid]}''s", "give each vehicle its own id"))
-        if ap.sysid is not None:
-            ids[ap.sysid] = name
+        section = next(k for k, v in node.sections.items()
+                       if getattr(type(v), "reports_position", False))
+        if node.motion is not None:
+            problems.append(Problem(f"nodes.{name}.motion", f"'{name}' is moved by its "
+                                    f"{section}, not by a motion model",
+                                    "remove motion (its position is home)"))
         if node.position is None and node.location is None:
-            problems.append(Problem(f"nodes.{name}.position", f"'{name}' has an autopilot "
+            problems.append(Problem(f"nodes.{name}.position", f"'{name}' has an {section} "
                                     "but no home", "add position: [x, y, z] (metres, local "
                                     "frame) or location: {lat_deg, lon_deg}"))
-        from firmware.params import PX4_DEFAULTS
+    return problems
 
-        if ap.flavour == "px4":
-            for k in ap.params:
-                if k not in PX4_DEFAULTS:
-                    problems.append(Problem(f"{path}.params.{k}", f"unknown parameter '{k}'",
-                                            _suggest(k, list(PX4_DEFAULTS), "parameters")))
-    if len(sc.autopilots()) > 255:
-        problems.append(Problem("nodes", "more than 255 vehicles: MAVLink system ids are 1..255",
-                                "split the fleet over several scenarios"))
+
+def _workloads(sc: Scenario, registry: Registry) -> list[Problem]:
+    apps = registry.sdn_apps()
+    problems: list[Problem] = []
+    if sc.services.sdn.app not in apps:
+        problems.append(Problem("services.sdn.app", f"unknown SDN app '{sc.services.sdn.app}'",
+                                suggest(sc.services.sdn.app, list(apps), "apps")))
+    for _, check in registry.calls("check"):
+        problems += check(sc)
     return problems
 
 
@@ -233,8 +224,6 @@ def _reachability(sc: Scenario) -> list[Problem]:
 
 
 def _address_space(sc: Scenario) -> list[Problem]:
-    from testbed.plan import count_segments  # local: plan imports this package
-
     pool = ipaddress.ip_network(sc.addressing.pool)
     # one /24 is kept unused at the bottom; node addresses take 254 per /24 at the top
     available = 2 ** (24 - pool.prefixlen) - 1

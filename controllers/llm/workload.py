@@ -1,0 +1,60 @@
+"""The edge-LLM workload (prima.cpp / Halda layer assignment, TPI-LLM tensor parallelism) as
+the testbed sees it.
+
+Registered as the entry point ``llm`` (pyproject.toml).  What it adds: `make bench
+BENCH=llm`, and for an `edge-llm` run the ms/token of every method on the console and the
+method table in the report, read from results/<run>/llm/summary.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from testbed.workloads import Bench, ReportPart, Workload, run_output
+
+WORKLOAD = Workload(
+    name="llm",
+    about="SmolLM2-135M split over edge devices: Halda ILP, baselines, tensor parallelism",
+    benches=(Bench("llm", "controllers.llm.bench:run",
+                   "SmolLM2-135M split over 1-5 payload-agent nodes at RTT 1/10/50 ms:\n"
+                   "ms/token of even pipeline vs tensor parallel (homogeneous), and single /\n"
+                   "even / proportional / Halda / tensor on heterogeneous devices "
+                   "(Halda vs even)"),),
+    headline="controllers.llm.workload:headline",
+    report="controllers.llm.workload:report",
+)
+
+
+def headline(run_dir: Path) -> list[str]:
+    s = run_output(run_dir, "llm")
+    if s is None:
+        return []
+    cells = []
+    for r in s.get("methods", []):
+        mpt = r.get("ms_per_token")
+        if r.get("feasible", True) and isinstance(mpt, int | float):
+            same = "" if r.get("tokens_equal") else " (tokens differ!)"
+            cells.append(f"{r['method']} {mpt:.1f}{same}")
+        else:
+            cells.append(f"{r['method']} -")
+    lines = ["llm ms/token: " + ", ".join(cells)] if cells else []
+    fo = s.get("failover") or {}
+    if fo.get("replanned"):
+        lines.append(f"llm failover: {', '.join(fo.get('dead', []))} died; re-planned and "
+                     f"served again after {fo.get('failure_to_served_s')} s at "
+                     f"{fo['replanned'].get('ms_per_token')} ms/token")
+    return lines
+
+
+def report(run_dir: Path, t0: float) -> ReportPart | None:
+    table = run_dir / "llm" / "table.md"
+    s = run_output(run_dir, "llm")
+    if s is None or not table.is_file():
+        return None
+    import html
+
+    halda = next((r.get("ms_per_token") for r in s.get("methods", [])
+                  if r.get("method") == "halda"), None)
+    return ReportPart(sections=[("Edge LLM: every method on the same prompts",
+                                 f"<pre>{html.escape(table.read_text())}</pre>")],
+                      numbers={"llm_halda_ms_per_token": halda})

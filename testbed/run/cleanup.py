@@ -1,0 +1,97 @@
+"""Teardown: remove what a run's ledger says it created, and leftovers that carry its tag.
+
+The same function ends a normal run, a failed or interrupted one, and serves `make clean`
+after a SIGKILL.  It only ever touches namespaces named sh<tag>-*, interfaces named s<tag>*,
+processes recorded with their start time, directories the run recorded, and cgroups under
+sagin-<tag> (device profiles; found by the tag alone, so a SIGKILLed run's are found too).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from testbed.devices import cgroups
+from testbed.lifecycle.ledger import BOARD_RECORDS, Ledger, active_ledgers, all_ledgers
+from testbed.lifecycle.sh import ip_batch
+from testbed.lifecycle.supervisor import terminate
+
+
+def _netns_list() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _root_links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = []
+    for line in out.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) > 1:
+            names.append(parts[1].strip().split("@")[0])
+    return names
+
+
+def leftovers(tag: str) -> dict[str, list[str]]:
+    """What still exists on the host with this run's tag (used by tests, too)."""
+    return {
+        "namespaces": [n for n in _netns_list()
+                       if n.startswith((f"sh{tag}-", f"sh{tag}."))],
+        "links": [n for n in _root_links() if n.startswith(f"s{tag}")],
+        "etc_netns": [str(p) for p in Path("/etc/netns").glob(f"sh{tag}-*")]
+        if Path("/etc/netns").is_dir() else [],
+        "cgroups": cgroups.leftover_groups(tag),
+    }
+
+
+def teardown(ledger: Ledger) -> dict[str, int]:
+    counts = {"processes": 0, "namespaces": 0, "links": 0, "cgroups": 0, "boards": 0,
+              "board_errors": 0}
+    # first: the boards' agents and links (over SSH), and a moved NIC back to the host while
+    # its namespace still exists.  Only a run that recorded boards pays for importing asyncssh.
+    if (BOARD_RECORDS / f"{ledger.run_id}.json").is_file():
+        from testbed.hil.boards import teardown_boards
+
+        counts.update(teardown_boards(ledger))
+    terminate(list(reversed(ledger.processes)), timeout=3.0)
+    counts["processes"] = len(ledger.processes)
+    namespaces = sorted(set(ledger.namespaces) | set(leftovers(ledger.tag)["namespaces"]))
+    for ns in namespaces:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+    ip_batch([f"netns del {ns}" for ns in namespaces], force=True)
+    counts["namespaces"] = len(namespaces)
+    links = sorted(set(ledger.root_links) | set(leftovers(ledger.tag)["links"]))
+    present = set(_root_links())
+    ip_batch([f"link del {n}" for n in links if n in present], force=True)
+    counts["links"] = len([n for n in links if n in present])
+    # after the namespaces' processes are gone, so the groups are empty (remove() kills
+    # whatever of the run is still inside them)
+    counts["cgroups"] = len(cgroups.remove(ledger.tag))
+    for d in [*ledger.etc_netns, *leftovers(ledger.tag)["etc_netns"], *ledger.state_dirs]:
+        shutil.rmtree(d, ignore_errors=True)
+    ledger.remove()
+    return counts
+
+
+def clean(include_active: bool = False) -> list[tuple[str, dict[str, int]]]:
+    """Tear down every run whose runner process is gone (or all, with include_active)."""
+    active = {lg.run_id for lg in active_ledgers()}
+    done = []
+    for ledger in all_ledgers():
+        if ledger.run_id in active and not include_active:
+            continue
+        done.append((ledger.run_id, teardown(ledger)))
+    if BOARD_RECORDS.is_dir() and any(BOARD_RECORDS.glob("*.json")):
+        from testbed.hil.boards import clean_orphans
+
+        done += clean_orphans(active)  # boards whose cleanup failed before (switched off)
+    return done

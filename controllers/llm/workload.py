@@ -36,13 +36,14 @@ def headline(run_dir: Path) -> list[str]:
             same = "" if r.get("tokens_equal") else " (tokens differ!)"
             cells.append(f"{r['method']} {mpt:.1f}{same}")
         else:
-            cells.append(f"{r['method']} -")
+            cells.append(f"{r['method']} " + ("infeasible" if not r.get("feasible", True)
+                                               else "failed"))
     lines = ["llm ms/token: " + ", ".join(cells)] if cells else []
     fo = s.get("failover") or {}
     if fo.get("replanned"):
         lines.append(f"llm failover: {', '.join(fo.get('dead', []))} died; re-planned and "
                      f"served again after {fo.get('failure_to_served_s')} s at "
-                     f"{fo['replanned'].get('ms_per_token')} ms/token")
+                     f"{fo['replanned'].get('ms_per_token') or 0:.1f} ms/token")
     return lines
 
 

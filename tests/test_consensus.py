@@ -84,6 +84,15 @@ def test_wbft_weights_push_colluders_out_and_keep_answers_right() -> None:
         sum(w[n] for n in committee) / 3
 
 
+def test_nodes_that_missed_a_decision_catch_up_from_its_certificate() -> None:
+    """Equivocating committee members can leave some honest nodes one commit short; those
+    ask again (view change) and the decided nodes send the commit certificate."""
+    from controllers.consensus.evaluate import point
+
+    m = point("wbft", "wifi", 16, 5 / 16, "equivocate", 20000, 40)
+    assert m["undecided"] == 0 and m["conflicting"] == 0
+
+
 def test_a_silent_first_leader_forces_a_view_change() -> None:
     out = run(Config("wbft", NODES, view_timeout=0.5), PROFILES["lan"], ["A", "B"],
               accuracy={n: 1.0 for n in NODES}, behaviours={"n00": "silent"}, seed=1)

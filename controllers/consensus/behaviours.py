@@ -51,8 +51,10 @@ class Byzantine(Node):
     # what it answers
     def answer_for(self, seq: int, honest: str, key: str | None) -> str:
         self.keys[seq] = key
-        if self.behaviour in ("wrong", "collude", "equivocate"):
-            return wrong_answer(seq, key)
+        if self.behaviour in ("collude", "equivocate"):
+            return wrong_answer(seq, key)  # one wrong answer shared by the group
+        if self.behaviour == "wrong":
+            return wrong_answer(seq, key, salt=zlib.crc32(self.name.encode()))
         if self.behaviour == "random":
             return self.rng.choice(CHOICES)
         return honest

@@ -160,6 +160,7 @@ class Instance:
     view_changes: dict[int, dict[str, Msg]] = field(default_factory=dict)
     proposed_views: set[int] = field(default_factory=set)
     qc_sent: set[tuple[int, int]] = field(default_factory=set)  # hotstuff (view, phase)
+    cert: dict[str, Any] = field(default_factory=dict)  # the commit certificate's signatures
     decided: Decision | None = None
 
 
@@ -175,6 +176,8 @@ class Node:
         self.decisions: dict[int, Decision] = {}
         self.on_decide = on_decide
         self.sent = 0
+        self.certs: dict[int, dict[str, Any]] = {}  # seq -> how it was decided (for laggards)
+        self.helped: set[tuple[int, str]] = set()
         self.height = 0  # decided instances; instance height+1 is the one in progress
         self.base_view = 0  # views persist: the next instance starts where the last decided
         self.waiting: list[Callable[[], None]] = []  # events of later instances, in order
@@ -255,6 +258,7 @@ class Node:
 
     def on_message(self, m: Msg) -> None:
         if m.seq in self.decisions:
+            self._help(m)
             return
         if m.seq > self.height + 1:
             self.waiting.append(lambda: self.on_message(m))
@@ -262,6 +266,37 @@ class Node:
         handler = getattr(self, f"_on_{m.kind.lower()}", None)
         if handler is not None:
             handler(self.inst(m.seq), m)
+
+    # ---- laggards: a node that missed a decision gets its certificate ---------------------
+    def _help(self, m: Msg) -> None:
+        """Someone still working on an instance we decided (its answer, a view change): send
+        it the commit certificate and the proposal, once, so it can decide too."""
+        cert = self.certs.get(m.seq)
+        if cert is None or m.kind not in ("ANSWER", "VIEW_CHANGE") or m.sender == self.name \
+                or (m.seq, m.sender) in self.helped:
+            return
+        self.helped.add((m.seq, m.sender))
+        self._send(m.sender, Msg("CATCHUP", self.name, m.seq, cert["view"], cert["value"],
+                                 ref=cert["ref"], body=cert))
+
+    def _on_catchup(self, it: Instance, m: Msg) -> None:
+        body = m.body or {}
+        proposal = body.get("proposal") or {}
+        if proposal_digest(m.value, proposal) != m.ref:
+            return
+        if self.cfg.protocol == "hotstuff":
+            payload = ("VOTE", m.seq, m.view, 3, m.value, m.ref)
+        else:
+            payload = ("COMMIT", m.seq, m.view, m.value, m.ref)
+        if self.cfg.protocol != "raft":
+            voters = {n for n, sig in (body.get("sigs") or {}).items()
+                      if self.ctx.verify(n, payload, sig)}
+            if not self.quorum(voters, self.committee()):
+                return
+        elif m.sender != self.leader(m.view):
+            return
+        self._decide(it, m.value or "", m.view, Msg("PROPOSE", m.sender, m.seq, m.view,
+                                                     m.value, ref=m.ref, body=proposal))
 
     # ---- 1-2: answers and the proposal -----------------------------------------------------
     def _on_answer(self, it: Instance, m: Msg) -> None:
@@ -380,6 +415,7 @@ class Node:
         tally = self._tally(it, m)
         tally[m.sender] = m.sig
         if self.quorum(tally, self.committee()):
+            it.cert = dict(tally)
             self._committed(it, m.view, m.value or "", m.ref)
 
     def _committed(self, it: Instance, view: int, value: str, ref: str) -> None:
@@ -419,6 +455,7 @@ class Node:
         if m.phase == 1 and (it.prepared is None or it.prepared[0] < m.view):
             it.prepared = (m.view, m.value or "", m.ref, {n: m.body[n] for n in voters})
         if m.phase >= 3:
+            it.cert = {n: m.body[n] for n in voters}
             self._committed(it, m.view, m.value or "", m.ref)
         elif self.name in self.committee() and it.proposal is not None and \
                 it.proposal.ref == m.ref:
@@ -498,6 +535,9 @@ class Node:
         self.decisions[it.seq] = d
         self.height = max(self.height, it.seq)
         self.base_view = max(self.base_view, view)
+        self.certs[it.seq] = {"view": view, "value": value, "ref": proposal.ref,
+                              "sigs": it.cert, "proposal": {"answers": body.get("answers"),
+                                                            "key": body.get("key")}}
         self.book.update(answers, value, body.get("key"))
         reply_body = {"answers": body.get("answers"), "key": body.get("key")}
         self._send(CLIENT, Msg("REPLY", self.name, it.seq, view, value, ref=proposal.ref,

@@ -25,7 +25,8 @@ what the paper's text left open and what we assumed):
    * raft - the leader replicates its proposal and commits on a majority of acks; followers
      check nothing (crash faults only: what it cannot handle is the point).
    * majority - no agreement: nodes send their answers to the client, which takes the
-     plurality (a baseline for answer quality, not a consensus protocol).
+     plurality of all of them, or of those in `view_timeout` after the (n-f)-th (a baseline
+     for answer quality, not a consensus protocol).
 4. REPLY    a node that decided tells the client; the client accepts an answer once replies
             for it carry more than 1/3 of the weight (at least one honest node decided it).
 

@@ -161,6 +161,7 @@ class Simulation:
                              Byzantine(self.cfg, ctx, b, colluders, self.late_s, self.seed + i))
         self.client = Client(self.cfg, verify)
         self.pending: dict[int, float] = {}
+        self.fixed: dict[str, tuple[str, float]] = {}  # node -> (answer, answer time): replay
         self.accepted_at: dict[int, float] = {}
 
     # ---- the event engine ---------------------------------------------------------------------
@@ -180,6 +181,10 @@ class Simulation:
     def _client_reply(self, msg: Msg) -> None:
         if self.client.on_reply(msg) is not None:
             self.accepted_at[msg.seq] = self.t
+        elif self.cfg.protocol == "majority" and \
+                len(self.client.replies.get(msg.seq, {})) == len(self.cfg.nodes) - self.cfg.f:
+            # n - f answers are in: the rest get `view_timeout` more, then the plurality
+            self.at(self.t + self.cfg.view_timeout, lambda: self._close(msg.seq))
 
     def run_until(self, done: Callable[[], bool], limit: float) -> None:
         while self.queue and not done():
@@ -204,13 +209,17 @@ class Simulation:
         before = (self.net.messages, self.net.bytes)
         for name in self.cfg.nodes:
             arrive = self.t + self.net.transit(self.t, 200)
-            ans = self.answer(name, seq, key)
-            delay = self.answer_s.get(name, 0.0) * self.rng.uniform(0.8, 1.2) + \
-                self.rng.uniform(0.0, self.answer_jitter_s)
+            if name in self.fixed:  # a live run's own answer and LLM time, replayed
+                ans, delay = self.fixed[name]
+                node = self.nodes[name]
+                if isinstance(node, Byzantine):
+                    ans = node.answer_for(seq, ans, key)
+            else:
+                ans = self.answer(name, seq, key)
+                delay = self.answer_s.get(name, 0.0) * self.rng.uniform(0.8, 1.2) + \
+                    self.rng.uniform(0.0, self.answer_jitter_s)
             self.at(arrive + delay, lambda n=name, a=ans: self.nodes[n].on_answer(
                 seq, a, previous_key))
-        if self.cfg.protocol == "majority":
-            self.at(t0 + self.cfg.view_timeout, lambda: self._close(seq))
         self.run_until(lambda: seq in self.client.accepted, t0 + self.timeout_s)
         honest = {self.nodes[n].decisions[seq].value for n in self.cfg.nodes
                   if n not in self.behaviours and seq in self.nodes[n].decisions}

@@ -125,6 +125,9 @@ class Wire:
                         await writer.drain()
             except (OSError, ConnectionError):
                 await asyncio.sleep(0.2)  # reconnect; the message in hand is lost (a crash)
+            except asyncio.CancelledError:
+                writer.close()
+                return
 
     async def serve(self, port: int) -> asyncio.Server:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -137,7 +140,7 @@ class Wire:
                         continue
                     obj["from"] = peer
                     self.deliver(obj)
-            except (OSError, ValueError, ConnectionError):
+            except (OSError, ValueError, ConnectionError, asyncio.CancelledError):
                 pass
             finally:
                 writer.close()
@@ -341,9 +344,10 @@ async def client_main(exp: ConsensusExperiment, out: Path) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _write_answers(out, stats)
     _plot(out, rows)
-    print("client: " + json.dumps({p: {k: v for k, v in m.items() if k != "gap"}
-                                   for p, m in summary["protocols"].items()}), flush=True)
+    print("client: " + json.dumps(summary["protocols"]), flush=True)
     server.close()
+    for task in wire.tasks:
+        task.cancel()
     return 0
 
 

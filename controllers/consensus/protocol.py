@@ -187,10 +187,14 @@ class Node:
     def weights(self) -> dict[str, float]:
         return self.book.weights()
 
-    def committee(self) -> list[str]:
-        if self.cfg.protocol == "wbft":
-            return self.book.committee(self.cfg.committee_share)
-        return list(self.cfg.nodes)
+    def committee(self, view: int | None = None) -> list[str]:
+        """Who votes in `view`.  wbft: the core cluster in an instance's first view; once a
+        view failed, every node (a core cluster that cannot decide - too much Byzantine weight
+        inside it - must not stall the network, and weights change only by decisions)."""
+        if self.cfg.protocol != "wbft":
+            return list(self.cfg.nodes)
+        first = view is None or view <= self.base_view
+        return self.book.committee(self.cfg.committee_share if first else 1.0)
 
     def leader(self, view: int) -> str:
         order = self.book.ranking() if self.cfg.protocol == "wbft" else list(self.cfg.nodes)
@@ -292,7 +296,7 @@ class Node:
         if self.cfg.protocol != "raft":
             voters = {n for n, sig in (body.get("sigs") or {}).items()
                       if self.ctx.verify(n, payload, sig)}
-            if not self.quorum(voters, self.committee()):
+            if not self.quorum(voters, self.committee(m.view)):
                 return
         elif m.sender != self.leader(m.view):
             return
@@ -310,22 +314,41 @@ class Node:
         view = it.view
         if self.leader(view) != self.name or view in it.proposed_views or it.my_answer is None:
             return
+        proof: dict[str, Any] = {}
         if view > it.start_view and self.cfg.protocol in BFT:
-            vcs = it.view_changes.get(view, {})
-            if not self.quorum(vcs, self.committee()):
+            vcs = {n: vc for n, vc in it.view_changes.get(view, {}).items()
+                   if self._backed(it.seq, vc)}
+            if not self.quorum(vcs, self.committee(view)):
                 return
+            # the new-view proof: every view change's signed claim of what it had prepared
+            proof = {"vcs": {n: [(vc.body or {}).get("pv"), (vc.body or {}).get("pref"),
+                                 vc.sig] for n, vc in vcs.items()}}
             carried = _highest_prepared(vcs.values())
             if carried is not None:
                 pview, value, _ref, sigs, body = carried
                 self._propose(it, value, {"answers": body.get("answers"), "key": body.get("key"),
-                                          "prepared": sigs, "pview": pview})
+                                          "prepared": sigs, "pview": pview, **proof})
                 return
         if not self.quorum(it.answers, list(self.cfg.nodes)):
             return
         answers = {n: a for n, (a, _) in it.answers.items()}
         value = weighted_plurality(answers, self.weights())
         self._propose(it, value or "", {"answers": {n: [a, s] for n, (a, s) in
-                                                    it.answers.items()}, "key": it.key})
+                                                    it.answers.items()}, "key": it.key,
+                                        **proof})
+
+    def _backed(self, seq: int, vc: Msg) -> bool:
+        """A view change whose claim of a prepared value comes with its certificate."""
+        body = vc.body or {}
+        p = body.get("prepared")
+        if body.get("pv") is None:
+            return p is None
+        if not p or p["view"] != body["pv"] or p["ref"] != body.get("pref"):
+            return False
+        voters = {n for n, sig in (p.get("sigs") or {}).items()
+                  if self.ctx.verify(n, self._cert_payload(seq, p["view"], p["value"], p["ref"]),
+                                     sig)}
+        return self.quorum(voters, self.committee(p["view"]))
 
     def _propose(self, it: Instance, value: str, body: dict[str, Any]) -> None:
         it.proposed_views.add(it.view)
@@ -349,10 +372,18 @@ class Node:
         body = m.body or {}
         if m.ref != proposal_digest(m.value, body):
             return False
+        if m.view > it.start_view and self.cfg.protocol in BFT:
+            claims = {n: (pv, pref) for n, (pv, pref, sig) in (body.get("vcs") or {}).items()
+                      if self.ctx.verify(n, ("VC", m.seq, m.view, pv, pref), sig)}
+            if not self.quorum(claims, self.committee(m.view)):
+                return False
+            highest = max((pv for pv, _ in claims.values() if pv is not None), default=None)
+            if highest is not None and ("prepared" not in body or body["pview"] != highest):
+                return False  # a prepared value may have committed: it must be carried
         if "prepared" in body:  # a proposal carried across a view change: its certificate
             voters = {n for n, s in (body["prepared"] or {}).items() if self.ctx.verify(
                 n, self._cert_payload(m.seq, body["pview"], m.value, m.ref), s)}
-            return self.quorum(voters, self.committee())
+            return self.quorum(voters, self.committee(body["pview"]))
         answers: dict[str, str] = {}
         for node, (ans, sig) in (body.get("answers") or {}).items():
             if node in self.cfg.nodes and self.ctx.verify(node, ("answer", m.seq, ans), sig):
@@ -373,27 +404,25 @@ class Node:
             return
         if it.proposal is not None and it.proposal.view == m.view:
             return  # one proposal per view: a second one is equivocation
-        if it.prepared is not None and m.ref != it.prepared[2]:
-            body = m.body or {}  # locked: only a newer certificate unlocks
-            if "prepared" not in body or body.get("pview", -1) <= it.prepared[0]:
-                return
+        if it.prepared is not None and m.ref != it.prepared[2] and m.view <= it.start_view:
+            return  # locked in this view (later views are checked against their VC proof)
         it.view = m.view
         it.proposal = m
-        if self.name not in self.committee():
+        if self.name not in self.committee(m.view):
             return  # not in the core cluster: it learns the decision from the commits
         if self.cfg.protocol == "hotstuff":
             self._hs_vote(it, m, 1)
             return
         sig = self.ctx.sign(("PREPARE", m.seq, m.view, m.value, m.ref))
         vote = Msg("PREPARE", self.name, m.seq, m.view, m.value, ref=m.ref, sig=sig)
-        self._multicast(self.committee(), vote)
+        self._multicast(self.committee(m.view), vote)
         self._on_prepare(it, vote)
 
     def _tally(self, it: Instance, m: Msg) -> dict[str, Any]:
         return it.votes.setdefault((m.kind, m.view, m.phase, m.value or "", m.ref), {})
 
     def _on_prepare(self, it: Instance, m: Msg) -> None:
-        if m.sender not in self.committee() or not self.ctx.verify(
+        if m.sender not in self.committee(m.view) or not self.ctx.verify(
                 m.sender, ("PREPARE", m.seq, m.view, m.value, m.ref), m.sig):
             return
         tally = self._tally(it, m)
@@ -401,7 +430,7 @@ class Node:
         p = it.proposal
         if p is None or (p.view, p.ref) != (m.view, m.ref) or m.view in it.committed_views:
             return
-        if self.quorum(tally, self.committee()):
+        if self.quorum(tally, self.committee(m.view)):
             it.prepared = (m.view, m.value or "", m.ref, dict(tally))
             it.committed_views.add(m.view)
             sig = self.ctx.sign(("COMMIT", m.seq, m.view, m.value, m.ref))
@@ -410,12 +439,12 @@ class Node:
             self._on_commit(it, c)
 
     def _on_commit(self, it: Instance, m: Msg) -> None:
-        if m.sender not in self.committee() or not self.ctx.verify(
+        if m.sender not in self.committee(m.view) or not self.ctx.verify(
                 m.sender, ("COMMIT", m.seq, m.view, m.value, m.ref), m.sig):
             return
         tally = self._tally(it, m)
         tally[m.sender] = m.sig
-        if self.quorum(tally, self.committee()):
+        if self.quorum(tally, self.committee(m.view)):
             it.cert = dict(tally)
             self._committed(it, m.view, m.value or "", m.ref)
 
@@ -442,7 +471,7 @@ class Node:
             return
         tally = self._tally(it, m)
         tally[m.sender] = m.sig
-        if self.quorum(tally, self.committee()) and (m.view, m.phase) not in it.qc_sent:
+        if self.quorum(tally, self.committee(m.view)) and (m.view, m.phase) not in it.qc_sent:
             it.qc_sent.add((m.view, m.phase))
             qc = Msg("QC", self.name, m.seq, m.view, m.value, m.phase, m.ref, body=dict(tally))
             self._multicast(self.cfg.nodes, qc)
@@ -451,14 +480,14 @@ class Node:
     def _on_qc(self, it: Instance, m: Msg) -> None:
         voters = {n for n, s in (m.body or {}).items()
                   if self.ctx.verify(n, ("VOTE", m.seq, m.view, m.phase, m.value, m.ref), s)}
-        if not self.quorum(voters, self.committee()) or it.decided is not None:
+        if not self.quorum(voters, self.committee(m.view)) or it.decided is not None:
             return
         if m.phase == 1 and (it.prepared is None or it.prepared[0] < m.view):
             it.prepared = (m.view, m.value or "", m.ref, {n: m.body[n] for n in voters})
         if m.phase >= 3:
             it.cert = {n: m.body[n] for n in voters}
             self._committed(it, m.view, m.value or "", m.ref)
-        elif self.name in self.committee() and it.proposal is not None and \
+        elif self.name in self.committee(m.view) and it.proposal is not None and \
                 it.proposal.ref == m.ref:
             self._hs_vote(it, it.proposal, m.phase + 1)
 
@@ -506,19 +535,25 @@ class Node:
             body = it.bodies[ref].body if ref in it.bodies else {}
             prepared = {"view": pv, "value": pval, "ref": ref, "sigs": sigs,
                         "answers": body.get("answers"), "key": body.get("key")}
-        vc = Msg("VIEW_CHANGE", self.name, it.seq, view, body={"prepared": prepared})
-        self._multicast(self.committee(), vc)
+        pv = it.prepared[0] if it.prepared is not None else None
+        pref = it.prepared[2] if it.prepared is not None else None
+        vc = Msg("VIEW_CHANGE", self.name, it.seq, view, body={"prepared": prepared, "pv": pv,
+                                                                 "pref": pref},
+                 sig=self.ctx.sign(("VC", it.seq, view, pv, pref)))
+        self._multicast(self.committee(view), vc)
         self._on_view_change(it, vc)
         self._send_answer(it)
         backoff = 2 ** min(view - it.start_view, 6)
         self.ctx.set_timer(self.cfg.view_timeout * backoff, f"view:{it.seq}:{view}")
 
     def _on_view_change(self, it: Instance, m: Msg) -> None:
-        if m.sender not in self.committee():
+        body = m.body or {}
+        if m.sender not in self.committee(m.view) or not self.ctx.verify(
+                m.sender, ("VC", m.seq, m.view, body.get("pv"), body.get("pref")), m.sig):
             return
         it.view_changes.setdefault(m.view, {})[m.sender] = m
         w = self.weights()
-        members = self.committee()
+        members = self.committee(m.view)
         moved = set(it.view_changes[m.view]) & set(members)
         if m.view > it.view and weight_of(moved, w) > weight_of(members, w) / 3:
             self._view_change(it, m.view)  # more than 1/3 moved on: an honest node did, join

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.consensus.behaviours import BEHAVIOURS
 from controllers.consensus.protocol import BFT, PROTOCOLS
@@ -94,22 +93,11 @@ class ConfigError(Exception):
 
 
 def load_experiment(path: str | Path, check_model: bool = True) -> ConsensusExperiment:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read it as YAML: {exc}") from None
-    try:
-        exp = ConsensusExperiment.model_validate(data)
-    except ValidationError as exc:
-        from testbed.scenario.errors import field_path  # deferred: it pulls in numpy
+    from testbed.scenario.experiment import load_model  # deferred: it pulls in numpy
 
-        lines = [f"{path}: {len(exc.errors())} problem(s):"]
-        for e in exc.errors():
-            where = field_path(tuple(e["loc"])) or "(file)"
-            lines.append(f"  {where}: {e['msg'].removeprefix('Value error, ')}")
-        lines.append("  fix: see the format in controllers/consensus/config.py's docstring")
-        raise ConfigError("\n".join(lines)) from None
+    path = Path(path)
+    exp = load_model(path, ConsensusExperiment, ConfigError,
+                     "controllers/consensus/config.py's docstring")
     if check_model:
         try:
             from payloads.llm.model import default_model_path

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from testbed.scenario.errors import field_path
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 METHODS = ("single", "even", "proportional", "halda", "tensor")
 
@@ -79,17 +76,6 @@ class ConfigError(Exception):
 
 
 def load_config(path: str | Path) -> LlmConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read it as YAML: {exc}") from None
-    try:
-        return LlmConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{path}: {len(exc.errors())} problem(s):"]
-        for e in exc.errors():
-            where = field_path(tuple(e["loc"])) or "(file)"
-            lines.append(f"  {where}: {e['msg']}")
-        lines.append("  fix: see the format in controllers/llm/config.py's docstring")
-        raise ConfigError("\n".join(lines)) from None
+    from testbed.scenario.experiment import load_model
+
+    return load_model(path, LlmConfig, ConfigError, "controllers/llm/config.py's docstring")

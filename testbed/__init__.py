@@ -11,6 +11,10 @@ The data flows one way through the package:
 Every resource a run creates is written to a ledger first (testbed.lifecycle.ledger), so that a
 normal end, Ctrl-C, a failure and `make clean` after SIGKILL all remove exactly what the
 run created and nothing else.
+
+This package is the core and imports no workload: workloads (task offloading, CPN, the edge
+LLM, drones, the payload agent, consensus) register with it through entry points
+(testbed.workloads; docs/architecture.md has the layers and how to add one).
 """
 
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from controllers.consensus.behaviours import BEHAVIOURS
 from controllers.consensus.protocol import Config
-from controllers.consensus.sim import PROFILES, run
+from controllers.consensus.sim import PROFILES, outcome_stats, run
 
 SEED = 30_000
 COMPARED = ("wbft", "pbft", "hotstuff")
@@ -45,18 +45,12 @@ def _acc(nodes: tuple[str, ...], seed: int) -> dict[str, float]:
     return {n: rng.uniform(0.4, 0.8) for n in nodes}
 
 
-def _summary(out: list[Any], warmup: int = 20) -> dict[str, float]:
-    scored = out[warmup:]
-    lat = [o.latency_s for o in scored if o.latency_s is not None]
-    return {"latency_ms": round(1000 * statistics.median(lat), 2) if lat else None,
-            "latency_p95_ms": round(1000 * sorted(lat)[int(0.95 * (len(lat) - 1))], 2)
-            if lat else None,
-            "decisions_per_s": round(len(lat) / sum(lat), 2) if lat else 0.0,
-            "messages": round(statistics.mean(o.messages for o in scored), 1),
-            "kbytes": round(statistics.mean(o.bytes for o in scored) / 1000, 2),
-            "accuracy": round(sum(o.accepted == o.key for o in scored) / len(scored), 4),
-            "undecided": sum(o.accepted is None for o in scored),
-            "conflicting": sum(o.conflicting for o in out)}
+def _summary(out: list[Any], warmup: int = 20) -> dict[str, Any]:
+    m = outcome_stats(out, warmup)
+    digits = {"latency_ms": 2, "latency_p95_ms": 2, "decisions_per_s": 2, "messages": 1,
+              "kbytes": 2, "accuracy": 4}
+    return {k: (round(m[k], d) if m[k] == m[k] else None) for k, d in digits.items()} | {
+        "undecided": int(m["undecided"]), "conflicting": int(m["conflicting"])}
 
 
 def latency(console: Console) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,7 +36,7 @@ from rich.console import Console
 
 from controllers.consensus.behaviours import BEHAVIOURS
 from controllers.consensus.protocol import PROTOCOLS, Config
-from controllers.consensus.sim import PROFILES, run
+from controllers.consensus.sim import PROFILES, outcome_stats, run
 from controllers.report import mean_ci, results_table
 
 EVAL_SEED = 20_000
@@ -66,17 +65,9 @@ def point(protocol: str, profile: str, n: int, fraction: float, behaviour: str, 
     keys = [rng.choice("ABCD") for _ in range(decisions)]
     out = run(Config(protocol, nodes), PROFILES[profile], keys, accuracy=acc,
               behaviours=dict.fromkeys(faulty, behaviour), seed=seed)
-    scored = out[WARMUP:]
-    lat = [o.latency_s for o in scored if o.latency_s is not None]
-    busy = sum(lat) if lat else float("nan")
-    return {"latency_ms": 1000 * statistics.median(lat) if lat else float("nan"),
-            "decisions_per_s": len(lat) / busy if lat else 0.0,
-            "messages": statistics.mean(o.messages for o in scored),
-            "kbytes": statistics.mean(o.bytes for o in scored) / 1000,
-            "accuracy": sum(o.accepted == o.key for o in scored) / len(scored),
-            "undecided": sum(o.accepted is None for o in scored) / len(scored),
-            "conflicting": float(sum(o.conflicting for o in out)),
-            "views": statistics.mean(o.views for o in scored)}
+    m = outcome_stats(out, WARMUP)
+    m["undecided"] /= len(out) - WARMUP  # a fraction of the scored queries
+    return {k: m[k] for k in METRICS}
 
 
 def _job(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, float]]:

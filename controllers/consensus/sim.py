@@ -23,12 +23,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.consensus.behaviours import Byzantine, wrong_answer
-from controllers.consensus.protocol import CLIENT, Client, Config, Decision, Msg, Node, digest
+from controllers.consensus.protocol import CLIENT, Client, Config, Msg, Node, digest
 
 CHOICES = ("A", "B", "C", "D")
 
@@ -160,7 +161,6 @@ class Simulation:
             self.nodes[n] = (Node(self.cfg, ctx) if b == "honest" else
                              Byzantine(self.cfg, ctx, b, colluders, self.late_s, self.seed + i))
         self.client = Client(self.cfg, verify)
-        self.pending: dict[int, float] = {}
         self.fixed: dict[str, tuple[str, float]] = {}  # node -> (answer, answer time): replay
         self.accepted_at: dict[int, float] = {}
 
@@ -221,8 +221,7 @@ class Simulation:
             self.at(arrive + delay, lambda n=name, a=ans: self.nodes[n].on_answer(
                 seq, a, previous_key))
         self.run_until(lambda: seq in self.client.accepted, t0 + self.timeout_s)
-        honest = {self.nodes[n].decisions[seq].value for n in self.cfg.nodes
-                  if n not in self.behaviours and seq in self.nodes[n].decisions}
+        honest = self.honest_values(seq)
         views = max((d.view for n in self.cfg.nodes if (d := self.nodes[n].decisions.get(seq))
                      is not None), default=0)
         accepted = self.client.accepted.get(seq)
@@ -231,6 +230,11 @@ class Simulation:
             self.t = max(self.t, t0 + self.timeout_s)
         return Outcome(seq, accepted, key, lat, honest, views,
                        self.net.messages - before[0], self.net.bytes - before[1])
+
+    def honest_values(self, seq: int) -> set[str]:
+        """What the honest nodes decided for `seq`: more than one value is a conflict."""
+        return {self.nodes[n].decisions[seq].value for n in self.cfg.nodes
+                if n not in self.behaviours and seq in self.nodes[n].decisions}
 
     def _close(self, seq: int) -> None:
         if self.client.close(seq) is not None:
@@ -254,10 +258,22 @@ def run(cfg: Config, profile: LinkProfile, keys: Sequence[str], *,
     sim.settle()
     # decisions that landed after the client moved on still count for safety
     for o in out:
-        o.honest_values = {sim.nodes[n].decisions[o.seq].value for n in cfg.nodes
-                           if n not in sim.behaviours and o.seq in sim.nodes[n].decisions}
+        o.honest_values = sim.honest_values(o.seq)
     return out
 
 
-def decisions(nodes: dict[str, Node]) -> dict[str, dict[int, Decision]]:
-    return {n: node.decisions for n, node in nodes.items()}
+def outcome_stats(out: Sequence[Outcome], warmup: int = 0) -> dict[str, float]:
+    """What a run measured, the queries after `warmup` scored (conflicts over all of them):
+    the one summary the evaluation and the benchmark both report from."""
+    scored = out[warmup:]
+    lat = sorted(o.latency_s for o in scored if o.latency_s is not None)
+    nan = float("nan")
+    return {"latency_ms": 1000 * statistics.median(lat) if lat else nan,
+            "latency_p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))] if lat else nan,
+            "decisions_per_s": len(lat) / sum(lat) if lat else 0.0,
+            "messages": statistics.mean(o.messages for o in scored),
+            "kbytes": statistics.mean(o.bytes for o in scored) / 1000,
+            "accuracy": sum(o.accepted == o.key for o in scored) / len(scored),
+            "undecided": float(sum(o.accepted is None for o in scored)),
+            "conflicting": float(sum(o.conflicting for o in out)),
+            "views": statistics.mean(o.views for o in scored)}

@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if a.what == "leave" and exp.method == "torchelastic":
+        from controllers.training.elastic import leave
+
+        return leave(exp, a.name, _out())
     if a.what == "leave":
         return asyncio.run(_leave(exp.port, a.name))
     if a.what == "store" and exp.method not in ("checkpoint", "torchelastic"):

@@ -117,6 +117,38 @@ class Monitor(asyncio.DatagramProtocol):
                     out.setdefault((dst, src), float(ms))
         return out
 
+    async def watch_routes(self, changed: Callable[[float, dict[str, tuple[str, str]]], None],
+                           period_s: float = 0.02) -> None:
+        """Topology: the node's IPv4 routes (/proc/net/route, this namespace's), read every
+        20 ms; `changed(t, {destination: (gateway, interface)})` gets each change - the
+        testbed re-routes when a link is cut or restored, so that is how a link event shows
+        here.  (Reading a small proc file is far cheaper than a netlink subscriber process.)"""
+        last = read_routes()
+        while True:
+            await asyncio.sleep(period_s)
+            now = read_routes()
+            if now != last:
+                diff = {d: r for d, r in now.items() if last.get(d) != r}
+                diff.update({d: ("", "") for d in last if d not in now})
+                last = now
+                changed(time.time(), diff)
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def read_routes() -> dict[str, tuple[str, str]]:
+    """{destination/prefix: (gateway, interface)} of the main table, from /proc/net/route."""
+    out: dict[str, tuple[str, str]] = {}
+    try:
+        lines = open("/proc/net/route").read().splitlines()[1:]  # noqa: SIM115
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        if len(f) < 8:
+            continue
+        dst, gw = (socket.inet_ntoa(int(x, 16).to_bytes(4, "little")) for x in (f[1], f[2]))
+        out[f"{dst}/{bin(int(f[7], 16)).count('1')}"] = (gw, f[0])
+    return out

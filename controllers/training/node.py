@@ -73,8 +73,9 @@ class Aborted(Exception):
 
 class Node:
     def __init__(self, exp: TrainingExperiment, me: str, out: Path, *,
-                 resume: dict[str, Any] | None = None) -> None:
+                 resume: dict[str, Any] | None = None, passive: bool = False) -> None:
         self.exp, self.me, self.out = exp, me, out
+        self.passive = passive  # a store that only keeps checkpoints (TorchElastic's)
         self.admin = me == exp.store  # the baselines' central store and admin
         self.peer_led = exp.method in ("chaos", "single")
         self.log = Log(out / f"{me}.jsonl")
@@ -153,6 +154,9 @@ class Node:
         self.log("start", method=self.exp.method, admin=self.admin, pid=os.getpid(),
                  process_start=t_process)
         try:
+            if self.passive:
+                await self.stopping.wait()
+                return
             if self.admin:
                 tasks.append(asyncio.create_task(self.admin_main()))
             else:
@@ -162,6 +166,8 @@ class Node:
                          n_params=self.trainer.n_params)
                 tasks.append(asyncio.create_task(self.member_main(t_process)))
             tasks.append(asyncio.create_task(self.watch()))
+            if not os.environ.get("SAGIN_TRAIN_ADDRS"):  # (tests on one host: no topology)
+                tasks.append(asyncio.create_task(self.monitor.watch_routes(self.on_routes)))
             tasks.append(asyncio.create_task(self.handle_requests()))
             await self.stopping.wait()
         finally:
@@ -329,6 +335,9 @@ class Node:
                     await self.on_commit(m)
                 elif t == "ready":
                     (self.admin_ready if self.admin else self.on_ready)(m)
+                elif t == "link":
+                    if self.coordinator() == self.me and self.members:
+                        self.spawn(self.handle_link(m))
                 elif t in ("join", "leave", "suspect"):
                     await self.on_event_request(m)
                 elif t == "go":
@@ -449,6 +458,45 @@ class Node:
                     self.spawn(self.change("relink", order=best, t_detect=time.time(),
                                                     detail={"ring_ms_before": round(now, 2),
                                                             "ring_ms_after": round(new, 2)}))
+
+    def on_routes(self, t: float, diff: dict[str, tuple[str, str]]) -> None:
+        """A route to a member changed (a link went down or came back, the testbed re-routed):
+        a link event.  The coordinator re-plans; anyone else tells it."""
+        ips: dict[str, str] = {}
+        for m in self.members:
+            a = self.monitor.resolve(m) if m != self.me else None
+            if a is not None:
+                ips[a[0]] = m
+        hit = sorted({ips[d.split("/")[0]] for d in diff if d.split("/")[0] in ips})
+        if not hit:
+            return
+        self.log("link_event", t_detect=t, peers=hit,
+                 routes={ips[d.split("/")[0]]: list(r) for d, r in diff.items()
+                         if d.split("/")[0] in ips})
+        msg = {"t": "link", "from": self.me, "t_detect": t, "peers": hit}
+        coord = self.coordinator()
+        if coord == self.me:
+            self.spawn(self.handle_link(msg))
+        else:
+            self.spawn(self.peers.send(coord, msg))
+
+    async def handle_link(self, m: dict[str, Any]) -> None:
+        """The control path of a link event: the ring re-planned over the monitor's current
+        round trips; a better ring is committed (a relink), else the ring stays."""
+        t0 = time.perf_counter()
+        mat = self.monitor.matrix(self.members)
+        best = schedule.ring_order(self.members, mat)
+        now, new = schedule.ring_cost(self.members, mat), schedule.ring_cost(best, mat)
+        relink = best != self.members and new < 0.7 * now and now - new > RELINK_MIN_MS
+        decide_ms = (time.perf_counter() - t0) * 1000
+        self.log("link_handled", t_detect=m["t_detect"], reporter=m["from"], peers=m["peers"],
+                 decide_ms=round(decide_ms, 4), relink=relink,
+                 handled_ms=round((time.time() - m["t_detect"]) * 1000, 3),
+                 ring_ms=round(now, 2), best_ring_ms=round(new, 2))
+        if relink and self.gate.is_set() and not self.change_lock.locked():
+            await self.change("relink", order=best, t_detect=m["t_detect"],
+                              detail={"link_event": True, "ring_ms_before": round(now, 2),
+                                      "ring_ms_after": round(new, 2)})
 
     def rejoin_needed(self) -> bool:
         """We were dropped (cut off, taken for crashed) while alive: a peer holds a later view
@@ -690,9 +738,11 @@ class Node:
         return self.blob_cache[1], self.blob_cache[2]
 
     async def send_shards(self, head: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        deadline = time.monotonic() + (60 if self.admin else 10)
+        if self.admin and head["step"] == -1:  # the latest (TorchElastic's workers)
+            head["step"] = max(self.ckpts, default=-1)
+        deadline = time.monotonic() + (60 if self.admin and head["step"] >= 0 else 10)
         while time.monotonic() < deadline and (
-                head["step"] not in self.ckpts if self.admin
+                0 <= head["step"] not in self.ckpts if self.admin
                 else self.version < head["v"] or self.gate.is_set()):
             await asyncio.sleep(0.005)  # serve the committed step, never a moving state
         if self.admin and head["step"] not in self.ckpts:

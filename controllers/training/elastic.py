@@ -10,10 +10,12 @@ a UTS namespace named after the node, so the hostname torchrun and gloo advertis
 name (it resolves to the node address in every namespace).  `live leave` sends the agent
 SIGTERM (its pid file is training/<node>.agent.pid).
 
-Settings we tuned in TorchElastic's favour, all stated: rendezvous last-call 3 s (default 30),
-gloo collective timeout 10 s (default 30 min) so that a crashed peer is noticed in seconds, a
-checkpoint every `checkpoint_every` steps (as the checkpoint baseline).  Each worker appends
-the same records as node.py to training/<node>.jsonl, so summary.py reads both alike.
+Settings, all stated: rendezvous last-call 30 s (torchrun's default; 3 s split rendezvous
+rounds here when agents under CPU quotas were slow, and the job hung), store reads 300 s; gloo
+collective timeout 10 s (default 30 min: tuned in TorchElastic's favour, so a crashed peer is
+noticed in seconds); a checkpoint every `checkpoint_every` steps, as the checkpoint baseline.
+Each worker appends the same records as node.py to training/<node>.jsonl, so summary.py reads
+both alike.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from controllers.training import wire
 from controllers.training.config import TrainingExperiment, load_experiment
 
 GLOO_TIMEOUT_S = 10
-LAST_CALL_S = 3
+LAST_CALL_S = 30  # torchrun's default: shorter ones split rounds when agents are slow
 
 
 def rdzv_port(exp: TrainingExperiment) -> int:
@@ -49,7 +51,8 @@ def run_agent(exp: TrainingExperiment, me: str, out: Path, is_store: bool,
     argv = [os.path.join(os.path.dirname(sys.executable), "torchrun"),
             f"--nnodes=1:{len(exp.nodes)}", "--nproc-per-node=1", "--rdzv-backend=c10d",
             f"--rdzv-endpoint={exp.store}:{rdzv_port(exp)}", "--rdzv-id=sagin-training",
-            f"--rdzv-conf=is_host=false,last_call_timeout={LAST_CALL_S},join_timeout=600",
+            f"--rdzv-conf=is_host=false,last_call_timeout={LAST_CALL_S},join_timeout=600,"
+            "read_timeout=300",
             "--max-restarts=100", "--monitor-interval=0.5",
             "-m", "controllers.training.elastic", "--config",
             os.environ["SAGIN_TRAIN_CONFIG"], "--name", me]
@@ -129,7 +132,7 @@ def worker(exp: TrainingExperiment, me: str, out: Path) -> int:
     import torch
     import torch.distributed as dist
 
-    from controllers.training.model import Trainer, batch_indices, digest, digits
+    from controllers.training.model import batch_indices, digest, digits, trainer_for
     from controllers.training.node import Log
 
     torch.set_num_threads(1)
@@ -141,7 +144,7 @@ def worker(exp: TrainingExperiment, me: str, out: Path) -> int:
     log("view", v=restarts, m=[f"rank{i}" for i in range(world)], rank=rank,
         reason="rendezvous", world=world)
     x_train = digits()[0]
-    tr = Trainer(tuple(exp.hidden), exp.lr, exp.momentum, exp.seed)
+    tr = trainer_for(tuple(exp.hidden), exp.lr, exp.momentum, exp.seed, exp.state_mb)
     head, blob = _call(exp, {"t": "get", "v": 0, "step": -1, "from": me, "ids": [0],
                              "shards": [[0, len(tr.blob())]]})
     if head.get("t") == "shard":

@@ -182,3 +182,11 @@ def ballast_words(state_mb: float, n_params: int) -> int:
     """Words of ballast that make the state `state_mb` MB (never negative)."""
     target = int(state_mb * 1e6) // 4
     return max(0, target - 2 * n_params - HEADER.size // 4)
+
+
+def trainer_for(hidden: tuple[int, ...], lr: float, momentum: float, seed: int,
+                state_mb: float = 0.0) -> Trainer:
+    """The experiment's trainer, its state padded to `state_mb` MB when asked."""
+    t = Trainer(hidden, lr, momentum, seed)
+    words = ballast_words(state_mb, t.n_params) if state_mb else 0
+    return Trainer(hidden, lr, momentum, seed, words) if words else t

@@ -43,7 +43,7 @@ import numpy as np
 
 from controllers.training import schedule, wire
 from controllers.training.config import TrainingExperiment
-from controllers.training.model import Trainer, ballast_words, batch_indices, digest, digits
+from controllers.training.model import Trainer, batch_indices, digest, digits, trainer_for
 from controllers.training.monitor import Monitor
 
 PROBE_BYTES = 256 * 1024
@@ -139,12 +139,6 @@ class Node:
         return min(live) if live else self.me
 
     # ---- start ---------------------------------------------------------------------------------
-    def make_trainer(self) -> Trainer:
-        e = self.exp
-        probe = Trainer(tuple(e.hidden), e.lr, e.momentum, e.seed)
-        words = ballast_words(e.state_mb, probe.n_params) if e.state_mb else 0
-        return probe if not words else Trainer(tuple(e.hidden), e.lr, e.momentum, e.seed, words)
-
     async def main(self, t_process: float) -> None:
         host, port = wire.address(self.me, self.exp.port)
         bind = host if os.environ.get("SAGIN_TRAIN_ADDRS") else "0.0.0.0"
@@ -161,7 +155,8 @@ class Node:
                 tasks.append(asyncio.create_task(self.admin_main()))
             else:
                 digits()
-                self.trainer = self.make_trainer()
+                e = self.exp
+                self.trainer = trainer_for(tuple(e.hidden), e.lr, e.momentum, e.seed, e.state_mb)
                 self.log("ready_to_train", state_bytes=len(self.trainer.blob()),
                          n_params=self.trainer.n_params)
                 tasks.append(asyncio.create_task(self.member_main(t_process)))

@@ -96,13 +96,8 @@ class Timeline:
         net = self.net
         a = ev.action
         if a in (EventAction.LINK_DOWN, EventAction.LINK_UP):
-            up = a is EventAction.LINK_UP
-            net.apply([Change("set", link=ev.link, node=ev.node, up=up)])
-            if ev.node is None:
-                assert ev.link is not None
-                with net.lock:
-                    (net.down_links.discard if up else net.down_links.add)(ev.link)
-                net.reroute()
+            assert ev.link is not None
+            set_link_state(net, ev.link, ev.node, up=a is EventAction.LINK_UP)
             return None
         if a is EventAction.SET_LINK:
             net.apply([Change("set", link=ev.link, delay_ms=ev.delay_ms, rate_mbps=ev.rate_mbps,
@@ -157,6 +152,15 @@ class Timeline:
                 subprocess.run(["kill", "-9", pid], capture_output=True)
                 killed += 1
         return {"interfaces": len(changes), "killed_processes": killed}
+
+
+def set_link_state(net: Network, link: str, node: str | None, up: bool) -> None:
+    """A link (or one member's side of it) down or up; a whole link's change re-routes."""
+    net.apply([Change("set", link=link, node=node, up=up)])
+    if node is None:
+        with net.lock:
+            (net.down_links.discard if up else net.down_links.add)(link)
+        net.reroute()
 
 
 def _describe(ev: Event) -> str:

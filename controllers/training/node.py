@@ -253,7 +253,9 @@ class Node:
     async def allreduce(self, grad: np.ndarray, v: int, step: int, ring: list[str]
                         ) -> np.ndarray:
         """Ring all-reduce (reduce-scatter, then all-gather): every member ends with the same
-        bytes, whatever order the partial sums were made in."""
+        bytes, whatever order the partial sums were made in.  Sends are not awaited (they
+        leave in order on the one connection), so only the receives wait - and a proposal's
+        abort stops them at once, never a send stuck behind a full link."""
         n = len(ring)
         if n == 1:
             return grad
@@ -262,13 +264,13 @@ class Node:
         chunks = [c.copy() for c in np.array_split(grad, n)]
         for p in range(n - 1):
             si, ri = (r - p) % n, (r - p - 1) % n
-            await self.peers.send(succ, {"t": "ring", "v": v, "s": step, "p": p,
-                                         "from": self.me}, chunks[si].tobytes())
+            self.spawn(self.peers.send(succ, {"t": "ring", "v": v, "s": step, "p": p,
+                                              "from": self.me}, chunks[si].tobytes()))
             chunks[ri] += np.frombuffer(await self.take(v, step, p, pred), np.float32)
         for p in range(n - 1):
             si, ri = (r + 1 - p) % n, (r - p) % n
-            await self.peers.send(succ, {"t": "ring", "v": v, "s": step, "p": n - 1 + p,
-                                         "from": self.me}, chunks[si].tobytes())
+            self.spawn(self.peers.send(succ, {"t": "ring", "v": v, "s": step, "p": n - 1 + p,
+                                              "from": self.me}, chunks[si].tobytes()))
             chunks[ri] = np.frombuffer(await self.take(v, step, n - 1 + p, pred),
                                        np.float32).copy()
         return np.concatenate(chunks) / np.float32(n)
@@ -519,6 +521,9 @@ class Node:
                      detail: dict[str, Any] | None = None) -> None:
         add, remove = list(add or []), list(remove or [])
         async with self.change_lock:
+            while self.admin and any(d > time.monotonic() for d in self.restarting.values()):
+                await asyncio.sleep(0.05)  # (checkpoint) a restart is under way: this event
+                # waits for it to finish, as a central admin serialises them
             t_lock = time.time()
             t_detect = t_detect or t_lock
             add = [a for a in add if a not in self.members]
@@ -651,10 +656,14 @@ class Node:
         async def one(p: str) -> tuple[str, float]:
             try:
                 r, w = await self.connect(p)
-                t0 = time.monotonic()
                 await wire.send(w, {"t": "probe", "bytes": PROBE_BYTES})
-                await asyncio.wait_for(wire.recv(r), 10.0)
-                dt = time.monotonic() - t0 - self.monitor.rtt.get(p, 0.0)
+                # timed from the reply's first bytes (its header) to its last: the link's
+                # rate, without the request's round trip or a busy event loop's delays
+                (k,) = wire.LEN.unpack(await asyncio.wait_for(r.readexactly(wire.LEN.size), 10))
+                await r.readexactly(k)
+                t0 = time.monotonic()
+                await asyncio.wait_for(r.readexactly(PROBE_BYTES), 10.0)
+                dt = time.monotonic() - t0
                 w.close()
                 return p, PROBE_BYTES / max(dt, 1e-4)
             except (OSError, TimeoutError, asyncio.IncompleteReadError):

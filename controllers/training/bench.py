@@ -81,7 +81,10 @@ class Rig:
         py = sys.executable
         cmd = (f"cd {Path.cwd()} && exec env {env} {py} -m controllers.training.live {what} "
                f"--config {cfg} > {folder}/{node}-{what}.log 2>&1")
-        self.emu.popen(node, ["sh", "-c", cmd])
+        p = self.emu.popen(node, ["sh", "-c", cmd])
+        # on the run's ledger, so that a killed bench leaves nothing (`make clean`)
+        self.emu.ledger.add_process(p.pid, f"train-{node}-{what}",
+                                    self.emu.net.plan.namespaces[node])
 
     def stop_all(self) -> None:
         import subprocess

@@ -35,6 +35,7 @@ from controllers.training import wire
 from controllers.training.config import TrainingExperiment, load_experiment
 
 GLOO_TIMEOUT_S = 10
+INIT_TIMEOUT_S = 300
 LAST_CALL_S = 30  # torchrun's default: shorter ones split rounds when agents are slow
 
 
@@ -59,8 +60,11 @@ def run_agent(exp: TrainingExperiment, me: str, out: Path, is_store: bool,
     # a UTS namespace whose hostname is the node's name: torchrun's master address and gloo's
     # device are taken from the hostname, and the node names resolve in every namespace
     full = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', me, *argv]
+    # the rendezvous store outlives rounds here (it is the store node's, not an agent's), so
+    # workers must not share it: their process-group keys carry no round and a later round
+    # would read an earlier one's addresses.  Rank 0 then hosts a fresh store every round.
     env = {**os.environ, "SAGIN_T_REQUEST": str(time.time()),
-           "SAGIN_T_PROCESS": str(t_process)}
+           "SAGIN_T_PROCESS": str(t_process), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     with open(out / f"{me}.jsonl", "a") as f:
         f.write(json.dumps({"t": time.time(), "k": "start", "method": "torchelastic",
                             "admin": False, "pid": os.getpid(), "process_start": t_process})
@@ -139,7 +143,10 @@ def worker(exp: TrainingExperiment, me: str, out: Path) -> int:
     log = Log(out / f"{me}.jsonl")
     t_gap = _last_step_time(out / f"{me}.jsonl")
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    dist.init_process_group("gloo", timeout=timedelta(seconds=GLOO_TIMEOUT_S))
+    # the group forms with a long timeout (restarted workers import torch at different
+    # speeds); the collectives then use a group with the short one
+    dist.init_process_group("gloo", timeout=timedelta(seconds=INIT_TIMEOUT_S))
+    group = dist.new_group(timeout=timedelta(seconds=GLOO_TIMEOUT_S))
     rank, world = dist.get_rank(), dist.get_world_size()
     log("view", v=restarts, m=[f"rank{i}" for i in range(world)], rank=rank,
         reason="rendezvous", world=world)
@@ -172,7 +179,7 @@ def worker(exp: TrainingExperiment, me: str, out: Path) -> int:
                 log("idle", s=round(now - t_gap, 4), v=restarts, reason="restart")
             first = False
         t = torch.from_numpy(grad)
-        dist.all_reduce(t)
+        dist.all_reduce(t, group=group)
         tr.apply(t.numpy() / np.float32(world))
         t2 = time.monotonic()
         log("step", step=tr.step, v=restarts, n=world, loss=round(loss, 5),

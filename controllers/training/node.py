@@ -52,7 +52,8 @@ STALL_S = 5.0  # a sender silent this long during a pull is taken as gone
 # at most every 5 s: the monitor's smoothed round trips still jitter on a radio link
 RELINK_MIN_MS = 5.0
 RELINK_HOLD_S = 5.0
-RESTART_GRACE_S = 120.0  # checkpoint baseline: a restarting process may be silent this long
+RESTART_GRACE_S = 300.0  # checkpoint baseline: a restarting process may be silent this long
+CHECKPOINT_WAIT_S = 300.0  # and waits this long for the checkpoint to be stored
 LIVE = "controllers.training.live"
 
 
@@ -744,14 +745,13 @@ class Node:
     async def send_shards(self, head: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         if self.admin and head["step"] == -1:  # the latest (TorchElastic's workers)
             head["step"] = max(self.ckpts, default=-1)
-        deadline = time.monotonic() + (60 if self.admin and head["step"] >= 0 else 10)
-        while time.monotonic() < deadline and (
-                0 <= head["step"] not in self.ckpts if self.admin
-                else self.version < head["v"] or self.gate.is_set()):
-            await asyncio.sleep(0.005)  # serve the committed step, never a moving state
-        if self.admin and head["step"] not in self.ckpts:
+        if self.admin and head["step"] not in self.ckpts:  # not (yet): the caller retries
             await wire.send(writer, {"t": "error", "error": f"no checkpoint of {head['step']}"})
             return
+        deadline = time.monotonic() + 10
+        while (not self.admin and time.monotonic() < deadline
+               and (self.version < head["v"] or self.gate.is_set())):
+            await asyncio.sleep(0.005)  # serve the committed step, never a moving state
         blob, h = self.state_blob(head["step"])
         step = int.from_bytes(blob[:8], "little")
         view = memoryview(blob)
@@ -848,9 +848,9 @@ class Node:
                                        t_req or time.time())
                 break
             except RuntimeError:
-                if time.monotonic() - t_wait > 60:
+                if time.monotonic() - t_wait > CHECKPOINT_WAIT_S:
                     raise
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
         self.trainer.load(blob)
         self.log("loaded_checkpoint", step=self.trainer.step, v=commit["v"])
         self.first_step = {"t_request": t_req, "joined": t_req is not None,

@@ -159,6 +159,7 @@ def worker(exp: TrainingExperiment, me: str, out: Path) -> int:
         log("loaded_checkpoint", step=tr.step, sha256=digest(blob)[:16])
     elif rank == 0:
         _call(exp, {"t": "put", "step": tr.step, "from": me}, tr.blob())
+    dist.barrier()  # (long timeout) everyone waits for the first checkpoint, as below
     first = True
     t_req = float(os.environ.get("SAGIN_T_REQUEST", "0")) or None
     while True:
@@ -187,11 +188,13 @@ def worker(exp: TrainingExperiment, me: str, out: Path) -> int:
         if tr.step % exp.eval_every == 0:
             acc, tl = tr.accuracy()
             log("accuracy", step=tr.step, acc=round(acc, 5), loss=round(tl, 5))
-        if rank == 0 and tr.step % exp.checkpoint_every == 0:
-            t3 = time.time()
-            b = tr.blob()
-            _call(exp, {"t": "put", "step": tr.step, "from": me}, b)
-            log("checkpoint", step=tr.step, bytes=len(b), s=round(time.time() - t3, 4))
+        if tr.step % exp.checkpoint_every == 0:  # a synchronous checkpoint: rank 0 stores
+            if rank == 0:  # it, the others wait at the barrier (whose timeout is the long one)
+                t3 = time.time()
+                b = tr.blob()
+                _call(exp, {"t": "put", "step": tr.step, "from": me}, b)
+                log("checkpoint", step=tr.step, bytes=len(b), s=round(time.time() - t3, 4))
+            dist.barrier()
 
 
 def main() -> int:

@@ -127,6 +127,11 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
             elif k == "state_check":
                 transfers.append({"t_s": rel(r["t"]), "joiner": node, "source": "(all)",
                                   "sha256": r["sha256"][:16], "identical": r["identical"]})
+    # the interface a pull left by -> the scenario's link (the run's network.json)
+    links_of = _interfaces(run_dir)
+    for t in transfers:
+        if t.get("interface"):
+            t["link"] = links_of.get((t["joiner"], t["interface"]))
     # the scale-out delay is join request -> first step computed with the state
     for so in scale_outs:
         first = next((c for c in computing if c["node"] == so["node"]
@@ -145,7 +150,8 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
                 "link_up" if e.startswith("link_up") else None)
         if kind is None or (ev.get("planned_s") == 0.0 and kind == "join"):
             continue
-        tl.append({"at_s": ev.get("actual_s"), "kind": kind, "event": e[:80]})
+        node = next((w.split("=", 1)[1] for w in e.split() if w.startswith("node=")), None)
+        tl.append({"at_s": ev.get("actual_s"), "kind": kind, "node": node, "event": e[:80]})
     for e in tl:  # the first detection after the event, by kind
         if e["kind"] in ("link_down", "link_up"):
             hit = [x for x in links if x["t_s"] is not None and x["t_s"] >= e["at_s"]]
@@ -156,7 +162,8 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         else:
             want = {"join": "join", "leave": "leave", "crash": "crash"}[e["kind"]]
             hit = [c for c in changes if c["reason"] == want and c["detect_t_s"] is not None
-                   and c["detect_t_s"] >= e["at_s"] - 0.5]
+                   and c["detect_t_s"] >= e["at_s"] - 0.5
+                   and e["node"] in (c["add"] if want == "join" else c["remove"])]
             if hit:
                 e["detect_s"] = round(hit[0]["detect_t_s"] - e["at_s"], 4)
                 e["handling_ms"] = hit[0]["handling_ms"]
@@ -178,6 +185,7 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         "link_decide_ms_median": _median([x["decide_ms"] for x in links]),
         "link_handled_ms_median": _median([x["handled_ms"] for x in links]),
         "state_identical": all(t.get("identical", True) for t in transfers),
+        "transfers": transfers,
         "nodes": nodes, "timeline": tl, "changes": changes, "accuracy": accuracy,
     }
     out_dir.mkdir(exist_ok=True)
@@ -190,6 +198,16 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a plot never costs the numbers
         summary["plot_error"] = str(exc)
     return summary
+
+
+def _interfaces(run_dir: Path) -> dict[tuple[str, str], str]:
+    """(node, interface) -> link name, from the run's network plan."""
+    path = run_dir / "network.json"
+    if not path.is_file():
+        return {}
+    plan = json.loads(path.read_text())
+    return {(m["node"], m["ifname"]): m["link"] for seg in plan.get("segments", [])
+            for m in seg.get("members", [])}
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -104,7 +104,8 @@ class Node:
         self.resume_info = resume
         self.stopping = asyncio.Event()
         self.leaving = False
-        self.bw: dict[str, float] = {}
+        self.bw: dict[str, float] = {}  # the joiner's probe: bytes/s and
+        self.latency: dict[str, float] = {}  # seconds to first byte, per neighbour
         self.tasks: set[asyncio.Task[Any]] = set()
         self.last_change = time.monotonic()
         self.restarting: dict[str, float] = {}  # admin: node -> until when it may be silent
@@ -631,7 +632,7 @@ class Node:
         sources = [m for m in self.members if m != self.me and m in self.bw]
         if not sources:
             sources = [m for m in self.members if m != self.me]
-        srcs = [schedule.Source(m, self.bw.get(m, 1e6), self.monitor.rtt.get(m, 0.0))
+        srcs = [schedule.Source(m, self.bw.get(m, 1e6), self.latency.get(m, 0.0))
                 for m in sources]
         if self.exp.method == "single":
             plan = schedule.single(len(self.trainer.blob()), srcs)
@@ -657,12 +658,14 @@ class Node:
         async def one(p: str) -> tuple[str, float]:
             try:
                 r, w = await self.connect(p)
+                t_ask = time.monotonic()
                 await wire.send(w, {"t": "probe", "bytes": PROBE_BYTES})
-                # timed from the reply's first bytes (its header) to its last: the link's
-                # rate, without the request's round trip or a busy event loop's delays
+                # the rate is timed from the reply's first bytes (its header) to its last:
+                # without the request's round trip, which is measured apart (the latency)
                 (k,) = wire.LEN.unpack(await asyncio.wait_for(r.readexactly(wire.LEN.size), 10))
                 await r.readexactly(k)
                 t0 = time.monotonic()
+                self.latency[p] = t0 - t_ask
                 await asyncio.wait_for(r.readexactly(PROBE_BYTES), 10.0)
                 dt = time.monotonic() - t0
                 w.close()

@@ -144,6 +144,10 @@ class Trainer:
                        else buf.detach().numpy().ravel())
         return out
 
+    @property
+    def blob_size(self) -> int:
+        return HEADER.size + 4 * (2 * self.n_params + self.ballast_words)
+
     def blob(self) -> bytes:
         parts = [HEADER.pack(self.step, self.ballast_words)]
         parts += [t.astype(np.float32, copy=False).tobytes() for t in self._tensors()]

@@ -159,7 +159,7 @@ class Node:
                 digits()
                 e = self.exp
                 self.trainer = trainer_for(tuple(e.hidden), e.lr, e.momentum, e.seed, e.state_mb)
-                self.log("ready_to_train", state_bytes=len(self.trainer.blob()),
+                self.log("ready_to_train", state_bytes=self.trainer.blob_size,
                          n_params=self.trainer.n_params)
                 tasks.append(asyncio.create_task(self.member_main(t_process)))
             tasks.append(asyncio.create_task(self.watch()))
@@ -249,7 +249,10 @@ class Node:
                 self.log("accuracy", step=tr.step, acc=round(acc, 5), loss=round(tl, 5))
             if (not self.peer_led and tr.step % self.exp.checkpoint_every == 0
                     and members[0] == self.me):
-                self.spawn(self.upload_checkpoint())
+                # the bytes are taken here, at the step boundary, off the event loop (100 MB
+                # would stall the heartbeats); the upload then runs beside the training
+                blob = await asyncio.to_thread(tr.blob)
+                self.spawn(self.upload_checkpoint(blob))
             await asyncio.sleep(0)  # let control messages in between steps
 
     async def allreduce(self, grad: np.ndarray, v: int, step: int, ring: list[str]
@@ -306,7 +309,8 @@ class Node:
                 elif t == "probe":
                     await wire.send(writer, {"t": "probe"}, bytes(int(head["bytes"])))
                 elif t == "put":
-                    self.ckpts[int(head["step"])] = (payload, digest(payload))
+                    h = await asyncio.to_thread(digest, payload)
+                    self.ckpts[int(head["step"])] = (payload, h)
                     for old in sorted(self.ckpts)[:-3]:
                         del self.ckpts[old]
                     self.log("checkpoint_stored", step=head["step"], bytes=len(payload),
@@ -635,12 +639,12 @@ class Node:
         srcs = [schedule.Source(m, self.bw.get(m, 1e6), self.latency.get(m, 0.0))
                 for m in sources]
         if self.exp.method == "single":
-            plan = schedule.single(len(self.trainer.blob()), srcs)
+            plan = schedule.single(self.trainer.blob_size, srcs)
         else:
             srcs = sorted(srcs, key=lambda s: -s.bandwidth)[:self.exp.neighbours]
-            plan = schedule.greedy(len(self.trainer.blob()), srcs)
+            plan = schedule.greedy(self.trainer.blob_size, srcs)
         blob = await self.pull(plan, srcs, commit, t_req)
-        self.trainer.load(blob)
+        await asyncio.to_thread(self.trainer.load, blob)
         t_ready = time.time()
         for m in self.members:
             if m != self.me:
@@ -699,7 +703,7 @@ class Node:
             self.log("plan", v=commit["v"], plan=plan.describe(), replan=True,
                      makespan_s=round(plan.makespan, 4))
         blob = bytes(buf)
-        h = digest(blob)
+        h = await asyncio.to_thread(digest, blob)
         agree = {n: hv == h for n, hv in hashes.items()}
         for n, st in stats.items():
             self.log("pulled", source=n, **st)
@@ -736,13 +740,16 @@ class Node:
         finally:
             st["seconds"] = round(st["seconds"] + time.monotonic() - t0, 4)
 
-    def state_blob(self, step: int) -> tuple[bytes, str]:
+    async def state_blob(self, step: int) -> tuple[bytes, str]:
+        """The bytes to serve and their hash, made once per view and off the event loop (the
+        members are parked, so the state holds still)."""
         if self.admin:
             return self.ckpts[step]
         assert self.trainer is not None
         if self.blob_cache is None or self.blob_cache[0] != self.version:
-            b = self.trainer.blob()
-            self.blob_cache = (self.version, b, digest(b))
+            v = self.version
+            b = await asyncio.to_thread(self.trainer.blob)
+            self.blob_cache = (v, b, await asyncio.to_thread(digest, b))
         return self.blob_cache[1], self.blob_cache[2]
 
     async def send_shards(self, head: dict[str, Any], writer: asyncio.StreamWriter) -> None:
@@ -755,7 +762,7 @@ class Node:
         while (not self.admin and time.monotonic() < deadline
                and (self.version < head["v"] or self.gate.is_set())):
             await asyncio.sleep(0.005)  # serve the committed step, never a moving state
-        blob, h = self.state_blob(head["step"])
+        blob, h = await self.state_blob(head["step"])
         step = int.from_bytes(blob[:8], "little")
         view = memoryview(blob)
         t0 = time.time()
@@ -765,17 +772,18 @@ class Node:
                  bytes=sum(b - a for a, b in head["shards"]), s=round(time.time() - t0, 4))
 
     # ---- the checkpoint baseline (central store and admin) -------------------------------------
-    async def upload_checkpoint(self) -> None:
+    async def upload_checkpoint(self, blob: bytes | None = None) -> None:
         assert self.trainer is not None
-        blob = self.trainer.blob()
+        if blob is None:  # the members are parked: the state is still
+            blob = await asyncio.to_thread(self.trainer.blob)
+        step = int.from_bytes(blob[:8], "little")
         t0 = time.time()
         try:
             r, w = await self.connect(self.exp.store)
-            await wire.send(w, {"t": "put", "step": self.trainer.step, "from": self.me}, blob)
+            await wire.send(w, {"t": "put", "step": step, "from": self.me}, blob)
             await wire.recv(r)
             w.close()
-            self.log("checkpoint", step=self.trainer.step, bytes=len(blob),
-                     s=round(time.time() - t0, 4))
+            self.log("checkpoint", step=step, bytes=len(blob), s=round(time.time() - t0, 4))
         except (OSError, asyncio.IncompleteReadError) as exc:
             self.log("error", where="checkpoint", error=str(exc))
 
@@ -841,7 +849,7 @@ class Node:
 
     async def checkpoint_load(self, commit: dict[str, Any], t_req: float | None) -> None:
         assert self.trainer is not None and self.exp.store is not None
-        size = len(self.trainer.blob())
+        size = self.trainer.blob_size
         src = schedule.Source(self.exp.store, 1e6)
         plan = schedule.single(size, [src])
         t_wait = time.monotonic()
@@ -854,7 +862,7 @@ class Node:
                 if time.monotonic() - t_wait > CHECKPOINT_WAIT_S:
                     raise
                 await asyncio.sleep(0.5)
-        self.trainer.load(blob)
+        await asyncio.to_thread(self.trainer.load, blob)
         self.log("loaded_checkpoint", step=self.trainer.step, v=commit["v"])
         self.first_step = {"t_request": t_req, "joined": t_req is not None,
                            "restarted": t_req is None}

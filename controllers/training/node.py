@@ -108,6 +108,7 @@ class Node:
         self.latency: dict[str, float] = {}  # seconds to first byte, per neighbour
         self.tasks: set[asyncio.Task[Any]] = set()
         self.last_change = time.monotonic()
+        self.uploading = False  # (checkpoint) a periodic checkpoint is on its way
         self.restarting: dict[str, float] = {}  # admin: node -> until when it may be silent
         self.first_step: dict[str, Any] | None = None  # logged when a (re)joined node computes
 
@@ -248,7 +249,8 @@ class Node:
                 acc, tl = tr.accuracy()
                 self.log("accuracy", step=tr.step, acc=round(acc, 5), loss=round(tl, 5))
             if (not self.peer_led and tr.step % self.exp.checkpoint_every == 0
-                    and members[0] == self.me):
+                    and members[0] == self.me and not self.uploading):
+                # (one at a time: a checkpoint still uploading skips the next)
                 # the bytes are taken here, at the step boundary, off the event loop (100 MB
                 # would stall the heartbeats); the upload then runs beside the training
                 blob = await asyncio.to_thread(tr.blob)
@@ -778,6 +780,7 @@ class Node:
             blob = await asyncio.to_thread(self.trainer.blob)
         step = int.from_bytes(blob[:8], "little")
         t0 = time.time()
+        self.uploading = True
         try:
             r, w = await self.connect(self.exp.store)
             await wire.send(w, {"t": "put", "step": step, "from": self.me}, blob)
@@ -786,6 +789,8 @@ class Node:
             self.log("checkpoint", step=step, bytes=len(blob), s=round(time.time() - t0, 4))
         except (OSError, asyncio.IncompleteReadError) as exc:
             self.log("error", where="checkpoint", error=str(exc))
+        finally:
+            self.uploading = False
 
     async def admin_main(self) -> None:
         """The store: waits for the first view to appear, then adopts it (it coordinates every

@@ -109,6 +109,7 @@ class Node:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.last_change = time.monotonic()
         self.uploading = False  # (checkpoint) a periodic checkpoint is on its way
+        self.last_commit: dict[str, Any] | None = None  # the coordinator's latest commit
         self.restarting: dict[str, float] = {}  # admin: node -> until when it may be silent
         self.first_step: dict[str, Any] | None = None  # logged when a (re)joined node computes
 
@@ -430,7 +431,12 @@ class Node:
             await self.peers.send(coord, m)
             return
         t_detect = m.get("t_detect", time.time())
-        if m["t"] == "join":
+        if m["t"] == "join" and m["from"] in self.members and self.last_commit is not None:
+            # it is in the view already: our commit to it was lost (it had restarted and the
+            # old connection took the bytes) - send it again on a fresh connection
+            self.peers.drop(m["from"])
+            self.spawn(self.peers.send(m["from"], self.last_commit))
+        elif m["t"] == "join":
             self.spawn(self.change("join", add=[m["from"]], t_detect=t_detect))
         elif m["t"] == "leave":
             self.spawn(self.change("leave", remove=[m["from"]], graceful=True,
@@ -581,6 +587,10 @@ class Node:
             if not self.peer_led:
                 commit.update(await self.admin_plan(reason, acks, step, graceful))
             targets = set(voters) | set(add) | (set(remove) if graceful else set())
+            for m in [*add, *(r for r in remove if not graceful)]:
+                self.peers.drop(m)  # a joiner may be a restarted node: never reuse a
+                # connection to its previous process (a crash sends no FIN through a dead link)
+            self.last_commit = commit
             for m in targets - {self.me}:
                 self.spawn(self.peers.send(m, commit))
             if self.me in targets:

@@ -53,6 +53,11 @@ def _timeline(run_dir: Path) -> tuple[float, float, list[dict[str, Any]]]:
     return float(t0 or 0.0), duration, events
 
 
+def node_alive(recs: list[dict[str, Any]]) -> bool:
+    """Its process did not exit (crashed nodes just stop logging: the timeline knows)."""
+    return not any(r["k"] == "exit" for r in recs)
+
+
 def _median(xs: list[float]) -> float | None:
     return round(statistics.median(xs), 4) if xs else None
 
@@ -72,6 +77,12 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
     method = next((r["method"] for r in starts), "?")
     if target is None:
         target = 0.95
+    crashes: dict[str, list[float]] = {}  # node -> wall times the timeline crashed it
+    for ev in timeline:
+        if str(ev.get("event", "")).startswith("node_crash"):
+            n = next((w.split("=", 1)[1] for w in ev["event"].split() if w.startswith("node=")),
+                     "")
+            crashes.setdefault(n, []).append(ev["wall"])
     nodes: dict[str, Any] = {}
     steps_rows: list[dict[str, Any]] = []
     acc: dict[int, tuple[float, float, float]] = {}
@@ -83,9 +94,18 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         else:
             st = [r for r in recs if r["k"] == "step"]
             idle = [r["s"] for r in recs if r["k"] == "idle"]
+            # parked by a proposal and never resumed before the end: idle until the end
+            # (a process that exited or was killed is not parked)
+            marks = [r for r in recs if r["k"] in ("propose", "idle", "exit", "restart",
+                                                       "removed", "step")]
+            open_park = bool(marks) and marks[-1]["k"] == "propose" and node_alive(recs)
+            if open_park:
+                crashed = [t for t in crashes.get(node, []) if t >= marks[-1]["t"]]
+                idle.append(round(min([end, *crashed]) - marks[-1]["t"], 4))
             nodes[node] = {"role": "member", "steps": len(st),
                            "last_step": st[-1]["step"] if st else None,
                            "idle_s": round(sum(idle), 4), "idle_events": len(idle),
+                           "parked_at_end": open_park,
                            "compute_ms_median": _median([r["compute_ms"] for r in st]),
                            "step_ms_median": _median([r["compute_ms"] + r["comm_ms"]
                                                       for r in st]),

@@ -112,7 +112,8 @@ def test_a_neighbour_crashing_mid_pull_is_survived(tmp_path: Path) -> None:
     plans = [r for r in j if r["k"] == "plan"]
     check = next(r for r in j if r["k"] == "state_check")
     assert lost and lost[0]["lost"] == ["n3"], [r["k"] for r in j]
-    assert len(plans) == 2 and all(p["neighbour"] != "n3" for p in plans[1]["plan"])
+    # re-planned without n3 (once, or again if a slowed neighbour also timed out)
+    assert len(plans) >= 2 and all(p["neighbour"] != "n3" for pl in plans[1:] for p in pl["plan"])
     assert check["identical"]
     pulled = sum(r["bytes"] for r in j if r["k"] == "pulled")
     assert pulled >= 30_000_000

@@ -67,6 +67,7 @@ def run_agent(exp: TrainingExperiment, me: str, out: Path, is_store: bool,
            "SAGIN_T_PROCESS": str(t_process), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     with open(out / f"{me}.jsonl", "a") as f:
         f.write(json.dumps({"t": time.time(), "k": "start", "method": "torchelastic",
+                            "target": exp.target_accuracy,
                             "admin": False, "pid": os.getpid(), "process_start": t_process})
                 + "\n")
     proc = subprocess.Popen(full, env=env)

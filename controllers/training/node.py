@@ -149,7 +149,8 @@ class Node:
         server = await asyncio.start_server(self.serve, bind, port)
         await self.monitor.start()
         tasks = [asyncio.create_task(self.monitor.run())]
-        self.log("start", method=self.exp.method, admin=self.admin, pid=os.getpid(),
+        self.log("start", method=self.exp.method, target=self.exp.target_accuracy,
+                 admin=self.admin, pid=os.getpid(),
                  process_start=t_process)
         try:
             if self.passive:

@@ -75,8 +75,8 @@ def summarize(run_dir: Path, target: float | None = None) -> dict[str, Any]:
 
     starts = [r for recs in logs.values() for r in recs if r["k"] == "start"]
     method = next((r["method"] for r in starts), "?")
-    if target is None:
-        target = 0.95
+    if target is None:  # the experiment's, as every node logged it at start
+        target = next((r["target"] for r in starts if "target" in r), 0.95)
     crashes: dict[str, list[float]] = {}  # node -> wall times the timeline crashed it
     for ev in timeline:
         if str(ev.get("event", "")).startswith("node_crash"):

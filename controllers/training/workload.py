@@ -39,22 +39,9 @@ def summary_of(run_dir: Path) -> dict[str, Any] | None:
         return None
     out = folder / "summary.json"
     if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in logs):
-        from controllers.training.config import load_experiment
         from controllers.training.summary import summarize
 
-        target = None
-        try:
-            import yaml
-
-            sc = yaml.safe_load((run_dir / "scenario.resolved.yaml").read_text()) or {}
-            cfg = next((a for e in sc.get("timeline", []) if "training.live" in
-                        str(e.get("command", "")) for a in [str(e["command"]).split()]
-                        if "--config" in a), None)
-            if cfg:
-                target = load_experiment(cfg[cfg.index("--config") + 1]).target_accuracy
-        except Exception:  # noqa: BLE001 - the default target then
-            target = None
-        return summarize(run_dir, target)
+        return summarize(run_dir)
     import json
 
     return json.loads(out.read_text())

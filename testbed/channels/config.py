@@ -28,7 +28,7 @@ class RateSpec(BaseModel):
 
     method: Literal["shannon", "mcs"] = "shannon"
     gap_db: float = Field(3.0, ge=0)  # Shannon SNR gap
-    table: Literal["dvb-s2", "802.11ac"] = "802.11ac"  # for method "mcs"
+    table: Literal["dvb-s2", "802.11ac", "802.11p"] = "802.11ac"  # for method "mcs"
     efficiency: float = Field(1.0, gt=0, le=1)  # fraction of the PHY rate left as IP goodput
     max_rate_mbps: float | None = Field(None, gt=0)
     # PER is 50 % here; None: the table's lowest threshold (mcs) or 0 dB (shannon)
@@ -63,6 +63,18 @@ class A2GSpec(_RadioSpec):
     freq_hz: float = Field(2.0e9, gt=0)  # the frequency the environment constants fit
 
 
+class V2XSpec(_RadioSpec):
+    """Vehicle-to-vehicle and vehicle-to-RSU radio (ITS-G5 / DSRC, 802.11p at 5.9 GHz in a
+    10 MHz channel) with 3GPP TR 37.885 path loss (testbed.channels.v2x)."""
+
+    model: Literal["v2x"]
+    environment: Literal["highway", "urban", "urban-nlos"] = "urban"
+    freq_hz: float = Field(5.9e9, gt=0)
+    tx_power_dbm: float = 23.0
+    bandwidth_hz: float = Field(10e6, gt=0)
+    rate: RateSpec = RateSpec(method="mcs", table="802.11p")
+
+
 class SatelliteSpec(BaseModel):
     model_config = _FROZEN
 
@@ -76,5 +88,5 @@ class SatelliteSpec(BaseModel):
     rate: RateSpec = RateSpec(method="mcs", table="dvb-s2")
 
 
-ChannelSpec = Annotated[FreeSpaceSpec | LogDistanceSpec | A2GSpec | SatelliteSpec,
+ChannelSpec = Annotated[FreeSpaceSpec | LogDistanceSpec | A2GSpec | V2XSpec | SatelliteSpec,
                         Field(discriminator="model")]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
-from testbed.channels import a2g, rate, satellite
+from testbed.channels import a2g, rate, satellite, v2x
 from testbed.channels.config import (
     A2GSpec,
     ChannelSpec,
@@ -26,6 +26,7 @@ from testbed.channels.config import (
     LogDistanceSpec,
     RateSpec,
     SatelliteSpec,
+    V2XSpec,
 )
 from testbed.channels.free_space import fspl_db, log_distance_db
 
@@ -99,8 +100,13 @@ class SatelliteChannel:
         return self.link.quality(snr)
 
 
-def _path_loss(spec: FreeSpaceSpec | LogDistanceSpec | A2GSpec) -> Callable[[float, float], float]:
+Terrestrial = FreeSpaceSpec | LogDistanceSpec | A2GSpec | V2XSpec
+
+
+def _path_loss(spec: Terrestrial) -> Callable[[float, float], float]:
     match spec:
+        case V2XSpec():
+            return lambda d, _el: v2x.path_loss_db(d, spec.freq_hz, spec.environment)
         case LogDistanceSpec():
             return lambda d, _el: log_distance_db(d, spec.freq_hz, spec.exponent, spec.d0_m)
         case A2GSpec():
@@ -109,7 +115,7 @@ def _path_loss(spec: FreeSpaceSpec | LogDistanceSpec | A2GSpec) -> Callable[[flo
             return lambda d, _el: fspl_db(d, spec.freq_hz)
 
 
-def _terrestrial(spec: FreeSpaceSpec | LogDistanceSpec | A2GSpec) -> TerrestrialChannel:
+def _terrestrial(spec: Terrestrial) -> TerrestrialChannel:
     noise_dbm = THERMAL_NOISE_DBM_HZ + 10.0 * math.log10(spec.bandwidth_hz) + spec.noise_figure_db
     return TerrestrialChannel(path_loss_db=_path_loss(spec),
                               link_budget_db=spec.tx_power_dbm + spec.antenna_gain_dbi - noise_dbm,

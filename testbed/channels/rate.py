@@ -23,6 +23,10 @@ bit/s/Hz), so a table scales with the channel bandwidth.
   by 20 MHz.  Required SNR: the receiver minimum sensitivity of IEEE 802.11-2016 Table
   21-25 (-82 ... -57 dBm) minus the 20 MHz thermal noise (-101 dBm) and the 10 dB noise
   figure the standard assumes; it keeps the standard's 5 dB implementation margin.
+* "802.11p": the OFDM PHY in a 10 MHz channel (ITS-G5 / DSRC), 3 ... 27 Mbit/s; required
+  SNR from the 10 MHz receiver minimum sensitivity of IEEE 802.11-2016 Table 17-18
+  (-85 ... -68 dBm) minus the 10 MHz thermal noise (-104 dBm) and the same 10 dB noise
+  figure.
 
 Packet loss: a logistic curve around a threshold::
 
@@ -51,8 +55,11 @@ class McsEntry(NamedTuple):
     efficiency: float  # bit/s/Hz
 
 
-def _wifi(mcs: int, modulation: str, sensitivity_dbm: float, rate_mbps: float) -> McsEntry:
-    return McsEntry(f"MCS{mcs} {modulation}", sensitivity_dbm + 101.0 - 10.0, rate_mbps / 20.0)
+def _wifi(mcs: int, modulation: str, sensitivity_dbm: float, rate_mbps: float,
+          bandwidth_mhz: float = 20.0) -> McsEntry:
+    noise_dbm = round(-174.0 + 10.0 * float(np.log10(bandwidth_mhz * 1e6)))  # -101, -104
+    return McsEntry(f"MCS{mcs} {modulation}", sensitivity_dbm - noise_dbm - 10.0,
+                    rate_mbps / bandwidth_mhz)
 
 
 MCS_TABLES: dict[str, tuple[McsEntry, ...]] = {
@@ -97,6 +104,16 @@ MCS_TABLES: dict[str, tuple[McsEntry, ...]] = {
         _wifi(7, "64-QAM 5/6", -64, 65.0),
         _wifi(8, "256-QAM 3/4", -59, 78.0),
         _wifi(9, "256-QAM 5/6", -57, 86.7),
+    ),
+    "802.11p": (
+        _wifi(0, "BPSK 1/2", -85, 3.0, 10.0),
+        _wifi(1, "BPSK 3/4", -84, 4.5, 10.0),
+        _wifi(2, "QPSK 1/2", -82, 6.0, 10.0),
+        _wifi(3, "QPSK 3/4", -80, 9.0, 10.0),
+        _wifi(4, "16-QAM 1/2", -77, 12.0, 10.0),
+        _wifi(5, "16-QAM 3/4", -73, 18.0, 10.0),
+        _wifi(6, "64-QAM 2/3", -69, 24.0, 10.0),
+        _wifi(7, "64-QAM 3/4", -68, 27.0, 10.0),
     ),
 }
 

@@ -104,19 +104,22 @@ class Sim:
         nodes = ns.NodeContainer()
         nodes.Create(n)
         standard = {"802.11a": ns.WIFI_STANDARD_80211a, "802.11g": ns.WIFI_STANDARD_80211g,
-                    "802.11n-5GHz": ns.WIFI_STANDARD_80211n}[link["standard"]]
+                    "802.11n-5GHz": ns.WIFI_STANDARD_80211n,
+                    "802.11p": ns.WIFI_STANDARD_80211p}[link["standard"]]
         wifi = ns.WifiHelper()
         wifi.SetStandard(standard)
         control = "ErpOfdmRate6Mbps" if link["standard"] == "802.11g" else "OfdmRate6Mbps"
         if link["data_mode"].startswith("HtMcs"):
             control = "HtMcs0"
+        if link["standard"] == "802.11p":
+            control = "OfdmRate6MbpsBW10MHz"
         wifi.SetRemoteStationManager("ns3::ConstantRateWifiManager",
                                      "DataMode", ns.StringValue(link["data_mode"]),
                                      "ControlMode", ns.StringValue(control))
         chan = ns.YansWifiChannelHelper()
         chan.SetPropagationDelay("ns3::ConstantSpeedPropagationDelayModel")
         if link["propagation"] == "friis":
-            freq = 2.437e9 if link["standard"] == "802.11g" else 5.18e9
+            freq = {"802.11g": 2.437e9, "802.11p": 5.9e9}.get(link["standard"], 5.18e9)
             chan.AddPropagationLoss("ns3::FriisPropagationLossModel",
                                     "Frequency", ns.DoubleValue(freq))
         else:

@@ -26,6 +26,7 @@ import math
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ class MobilityDriver:
         self.last_log = -1.0
         self.graph: nx.Graph | None = None
         self.pings = [f for f in world.sc.traffic if f.kind is FlowKind.PING]
+        self.on_map: set[str] = set()  # vehicles on the road map (testbed.mobility.roads)
+        self.road_events = 0
         self._files: dict[str, Any] = {}
         self._writers: dict[str, Any] = {}
 
@@ -96,6 +99,8 @@ class MobilityDriver:
         return self._writers[name]
 
     def close(self) -> None:
+        if self.world.roads is not None and self.stats.ticks:
+            self.world.roads.save(self.dir / "drive.csv")
         for f in self._files.values():
             f.close()
         self._files.clear()
@@ -238,10 +243,21 @@ class MobilityDriver:
                         int(st.up), int(name not in unroutable), f"{st.delay_ms:.6f}",
                         f"{st.rate_mbps:.3f}", f"{st.loss_pct:.4f}", f"{st.range_km:.3f}",
                         f"{st.elevation_deg:.3f}", f"{st.snr_db:.2f}"])
+        if self.world.vehicles:
+            on_map = set(self.world.vehicles) - snap.absent
+            if on_map != self.on_map:
+                vw = self._csv("vehicles.csv", ["t_s", "t_mobility_s", "vehicle", "event"])
+                for v in sorted(on_map ^ self.on_map):
+                    vw.writerow([f"{rel:.3f}", f"{snap.t:.3f}", v,
+                                 "enter" if v in on_map else "leave"])
+                    self.road_events += 1
+                self.on_map = on_map
         if full:
             self.last_log = rel
             pw = self._csv("positions.csv", ["t_s", "node", "lat_deg", "lon_deg", "alt_km"])
             for node, p in snap.ecef.items():
+                if node in snap.absent:
+                    continue
                 lat, lon, alt = ecef_to_geodetic(p)
                 pw.writerow([f"{rel:.3f}", node, f"{float(lat):.6f}", f"{float(lon):.6f}",
                              f"{float(alt):.4f}"])
@@ -325,6 +341,7 @@ class MobilityDriver:
                 k += 1
         except Exception as exc:  # noqa: BLE001 - reported by check(), the run stops cleanly
             self.error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc(file=sys.stderr)
         finally:
             self.stats.cpu_s = time.thread_time() - cpu0
 
@@ -359,6 +376,7 @@ class MobilityDriver:
                 "cpu_fraction_of_core": round(s.cpu_s / run_s, 4) if run_s else None,
                 "reroute_cpu_s": round(self.rerouter.cpu_s, 3),
                 "handovers": len([h for h in self.handovers if h["reason"] != "initial"]),
+                "vehicle_events": self.road_events if self.world.vehicles else None,
                 "routes": self.net.routes.summary()}
 
 

@@ -31,6 +31,8 @@ from testbed.mobility.geo import (
 )
 from testbed.mobility.motion import Static, TelemetryTrack, Track, track_for
 from testbed.mobility.orbits import Constellation, walker_isl_pairs
+from testbed.mobility.roads import RoadFeed, VehicleTrack, open_roads
+from testbed.mobility.roads import describe as describe_roads
 from testbed.scenario.errors import Problem, ScenarioError
 from testbed.scenario.model import (
     Access,
@@ -85,6 +87,7 @@ class Snapshot:
     links: dict[str, LinkState]
     # visibility of candidates, per access link: eligible by mask/range (before the policy)
     eligible: dict[str, bool] = field(default_factory=dict)
+    absent: frozenset[str] = frozenset()  # vehicles off the road map: all their links down
 
 
 @dataclass
@@ -97,8 +100,11 @@ class AccessGroup:
 class World:
     def __init__(self, sc: Scenario, original: Scenario, frame: LocalFrame, epoch_unix: float,
                  tracks: dict[str, Track], const: Constellation | None,
-                 dyn: dict[str, DynLink], groups: list[AccessGroup]) -> None:
+                 dyn: dict[str, DynLink], groups: list[AccessGroup],
+                 roads: RoadFeed | None = None) -> None:
         self.sc, self.original, self.frame = sc, original, frame
+        self.roads = roads
+        self.vehicles = {n: tr for n, tr in tracks.items() if isinstance(tr, VehicleTrack)}
         self.epoch_unix = epoch_unix
         self.time_scale = sc.mobility.time_scale
         self.tracks = tracks
@@ -121,7 +127,12 @@ class World:
         epoch = epoch_unix if epoch_unix is not None else parse_epoch(mob.epoch)
         frame = LocalFrame(mob.origin.lat_deg, mob.origin.lon_deg, mob.origin.alt_m / 1000.0)
         tracks: dict[str, Track] = {}
+        roads = open_roads(sc, source, base)
         for name, node in sc.nodes.items():
+            if node.kind is NodeKind.VEHICLE and roads is not None and sc.roads is not None:
+                tracks[name] = VehicleTrack(roads, name, sc.roads.offset,
+                                            sc.roads.antenna_height_m)
+                continue
             initial = None
             if node.position is not None:
                 initial = np.asarray(node.position, dtype=float)
@@ -143,6 +154,7 @@ class World:
                 tracks[name] = tr
         const = _constellation(sc, source, base, epoch) if sc.constellation else None
         builder = _Expander(sc, source, frame, epoch, tracks, const)
+        builder.roads = roads
         return builder.run()
 
     # ---- geometry -------------------------------------------------------------------------
@@ -192,8 +204,9 @@ class World:
             self._index()
         p = self._positions_array(t)
         ecef = {n: p[i] for i, n in enumerate(self._nodes)}
+        absent = frozenset(n for n, tr in self.vehicles.items() if not tr.present(t))
         if not self._links:
-            return Snapshot(t, ecef, {}, {})
+            return Snapshot(t, ecef, {}, {}, absent)
         lat, lon, alt = (np.atleast_1d(x) for x in ecef_to_geodetic(p))
         pa, pb = p[self._ia], p[self._ib]
         d = pb - pa
@@ -232,6 +245,8 @@ class World:
             else:
                 rate, loss, snr = dl.rate_mbps, 0.0, float("nan")
             up_k = not bool(blocked[k]) and loss < 100.0
+            if absent and (dl.a in absent or dl.b in absent):
+                up_k = False
             if dl.role == "access":
                 g = self._group(dl.group)
                 ok = up_k and e >= g.min_elevation_deg
@@ -239,7 +254,7 @@ class World:
                     ok = ok and r <= g.spec.max_range_km
                 eligible[name] = ok
             links[name] = LinkState(up_k, float(delay[k]), rate, loss, r, e, snr)
-        return Snapshot(t, ecef, links, eligible)
+        return Snapshot(t, ecef, links, eligible, absent)
 
     def _group(self, name: str | None) -> AccessGroup:
         return next(g for g in self.groups if g.spec.name == name)
@@ -311,7 +326,8 @@ class World:
                 "time_scale": self.time_scale,
                 "satellites": sorted(self.sat_names), "dynamic_links": roles,
                 "moving_nodes": sorted(self.moving),
-                "access": {g.spec.name: g.links for g in self.groups}}
+                "access": {g.spec.name: g.links for g in self.groups},
+                **describe_roads(self.roads)}
 
 
 def elevation_deg(low: np.ndarray, high: np.ndarray) -> float:
@@ -373,6 +389,7 @@ class _Expander:
         self.dyn: dict[str, DynLink] = {}
         self.groups: list[AccessGroup] = []
         self.taken = set(sc.nodes) | {link.name for link in sc.links}
+        self.roads: RoadFeed | None = None
 
     def fail(self, path: str, message: str, fix: str) -> ScenarioError:
         return ScenarioError(self.source, [Problem(path, message, fix)])
@@ -401,7 +418,7 @@ class _Expander:
         expanded = sc.model_copy(update={"nodes": nodes, "links": self.links})
         self._check_addresses(expanded)
         world = World(expanded, sc, self.frame, self.epoch, self.tracks, self.const, self.dyn,
-                      self.groups)
+                      self.groups, self.roads)
         self._initial_delays(world)
         return world
 

@@ -37,6 +37,8 @@ class NodeKind(StrEnum):
     EDGE_SERVER = "edge_server"
     CLOUD = "cloud"
     SWITCH = "switch"
+    VEHICLE = "vehicle"  # driven by road traffic (the `roads` section: SUMO or its trace)
+    RSU = "rsu"  # a roadside unit: fixed, on the backbone, the vehicles' access point
 
 
 class LinkKind(StrEnum):
@@ -140,6 +142,18 @@ Motion = Annotated[WaypointsMotion | CircleMotion | RandomWaypointMotion | Trace
                    Field(discriminator="model")]
 
 
+class Drive(Strict):
+    """How a vehicle node drives on the scenario's road network (the `roads` section)."""
+
+    depart_s: float = Field(default=0.0, ge=0.0, description="when it enters the map")
+    route: list[str] | None = Field(
+        default=None, description="edge ids of the road network, in driving order; none: a "
+        "random trip drawn from the scenario seed")
+    cruise: bool = Field(
+        default=True, description="at the end of its route, drive on to a new random "
+        "destination; false: leave the map there (the node goes down)")
+
+
 class Node(Strict):
     kind: NodeKind
     position: Xyz | None = Field(
@@ -147,6 +161,8 @@ class Node(Strict):
     )
     location: Location | None = None
     motion: Motion | None = None
+    drive: Drive | None = Field(
+        default=None, description="vehicles only: departure and route on the road network")
     profile: str | None = Field(
         default=None, description="device profile from testbed/devices/profiles.py (e.g. "
         "jetson-orin-nano, raspberry-pi-4, edge-server) that sets the node's CPU quota and "
@@ -171,6 +187,13 @@ class Node(Strict):
         if self.motion is not None and self.kind in (NodeKind.SATELLITE, NodeKind.SWITCH):
             raise ValueError(f"a {self.kind.value} cannot have a motion model (satellites "
                              "move on orbits: see the constellation section)")
+        if self.kind is NodeKind.VEHICLE:
+            if self.motion is not None or self.position is not None or self.location is not None:
+                raise ValueError("a vehicle drives on the road network (the roads section): "
+                                 "remove position/location/motion, or use kind: ground_user "
+                                 "for a node with its own motion model")
+        elif self.drive is not None:
+            raise ValueError("drive is for kind: vehicle only")
         return self
 
     @property
@@ -189,19 +212,27 @@ class Node(Strict):
     @property
     def placed(self) -> bool:
         return (self.position is not None or self.location is not None
-                or self.motion is not None)
+                or self.motion is not None or self.kind is NodeKind.VEHICLE)
 
 
 
 class WifiSettings(Strict):
-    standard: Literal["802.11a", "802.11g", "802.11n-5GHz"] = "802.11a"
+    standard: Literal["802.11a", "802.11g", "802.11n-5GHz", "802.11p"] = "802.11a"
     data_mode: str = Field(
         default="OfdmRate24Mbps",
-        description="ns-3 WifiMode for data frames (ConstantRateWifiManager)",
+        description="ns-3 WifiMode for data frames (ConstantRateWifiManager); 802.11p (5.9 GHz, "
+        "10 MHz, ad hoc MAC) takes the BW10MHz modes, e.g. OfdmRate6MbpsBW10MHz",
     )
     propagation: Literal["friis", "log-distance"] = "friis"
     exponent: float = Field(default=3.0, gt=1.0, le=6.0, description="log-distance only")
     tx_power_dbm: float = Field(default=16.0, ge=-10.0, le=30.0)
+
+    @model_validator(mode="after")
+    def _modes(self) -> WifiSettings:
+        if (self.standard == "802.11p") != self.data_mode.endswith("BW10MHz"):
+            raise ValueError("802.11p uses the 10 MHz OFDM modes (OfdmRate3MbpsBW10MHz ... "
+                             "OfdmRate27MbpsBW10MHz) and only 802.11p does")
+        return self
 
 
 class Link(Strict):
@@ -512,6 +543,27 @@ class Access(Strict):
         return self
 
 
+class Roads(Strict):
+    """The road network vehicles drive on, and who drives them: Eclipse SUMO stepped in
+    lock-step with the mobility clock, or a recorded drive replayed without SUMO."""
+
+    net: str = Field(description="SUMO network (.net.xml), relative to the scenario file or "
+                     "topologies/")
+    step_s: float = Field(default=0.1, ge=0.01, le=1.0, description="SUMO's step length")
+    offset: tuple[float, float] = Field(
+        default=(0.0, 0.0), description="where the network's (0, 0) lies in the local "
+        "east/north frame, metres")
+    antenna_height_m: float = Field(default=1.5, ge=0.0, le=50.0)
+    background_vehicles: int = Field(
+        default=0, ge=0, le=5000, description="extra SUMO traffic that is not a node: it "
+        "congests the roads, and is recorded in the drive")
+    depart_spread_s: float = Field(
+        default=0.0, ge=0.0, description="background vehicles enter uniformly over this")
+    trace: str | None = Field(
+        default=None, description="replay this recorded drive (a run's mobility/drive.csv) "
+        "instead of running SUMO; relative to the scenario file")
+
+
 class Compute(Strict):
     """How device profiles map onto this host's CPU (docs/device-profiles.md)."""
 
@@ -547,6 +599,7 @@ class Scenario(Strict):
     mobility: Mobility = Mobility()
     constellation: Constellation | None = None
     access: list[Access] = Field(default_factory=list)
+    roads: Roads | None = None
 
     def switches(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.kind is NodeKind.SWITCH]

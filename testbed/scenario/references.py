@@ -111,6 +111,7 @@ def check(sc: Scenario, registry: Registry | None = None) -> list[Problem]:
 
     problems += _access(sc, unknown, link_names)
     problems += _telemetry(sc)
+    problems += _roads(sc)
     problems += _workloads(sc, registry)
 
     if isinstance(sc.capture.links, list):
@@ -180,6 +181,17 @@ def _telemetry(sc: Scenario) -> list[Problem]:
                                     "but no home", "add position: [x, y, z] (metres, local "
                                     "frame) or location: {lat_deg, lon_deg}"))
     return problems
+
+
+def _roads(sc: Scenario) -> list[Problem]:
+    """Vehicles need a road network to drive on (the network itself and the routes are
+    checked when the world opens it: testbed.mobility.roads)."""
+    vehicles = [n for n, node in sc.nodes.items() if node.kind is NodeKind.VEHICLE]
+    if vehicles and sc.roads is None:
+        return [Problem(f"nodes.{vehicles[0]}.kind", f"{len(vehicles)} vehicle(s) "
+                        f"({', '.join(vehicles[:3])}...) but no road network to drive them",
+                        "add a roads section, e.g. roads: {net: roads/grid5x5.net.xml}")]
+    return []
 
 
 def _workloads(sc: Scenario, registry: Registry) -> list[Problem]:

@@ -1,0 +1,1 @@
+"""Internet of Vehicles: DRDST sharded blockchain among vehicles and roadside units."""

@@ -444,13 +444,16 @@ class DagNode:
         self.order_no = 0
         self.ticks = 0
 
-    def reshard(self, now_ms: float, members: dict[int, list[str]], shard: int) -> list[Send]:
-        """New epoch: fresh DAG; our own not-yet-ordered transactions go in again."""
+    def reshard(self, now_ms: float, members: dict[int, list[str]], shard: int,
+                epoch: int | None = None) -> list[Send]:
+        """New epoch (the next one, or `epoch` when the node layer numbers them globally, so
+        a node that missed an epoch agrees with its shard): fresh DAG; our own
+        not-yet-ordered transactions go in again."""
         again = [tx_from_wire(i["tx"]) for i in self.pending if i["k"] == "tx"]
         for ev in self.hg.unordered.values():
             if ev.creator == self.me:
                 again += [tx_from_wire(i["tx"]) for i in ev.items if i["k"] == "tx"]
-        self.epoch += 1
+        self.epoch = self.epoch + 1 if epoch is None else epoch
         self._start_epoch(members, shard)
         out: list[Send] = []
         for tx in again:

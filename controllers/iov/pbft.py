@@ -172,9 +172,11 @@ class PbftNode:
         self.guess_view: dict[int, int] = {}
         self.waiting: dict[str, tuple[Tx, float]] = {}  # submitted here: tx, next retry
 
-    def reshard(self, now_ms: float, members: dict[int, list[str]], shard: int) -> list[Send]:
+    def reshard(self, now_ms: float, members: dict[int, list[str]], shard: int,
+                epoch: int | None = None) -> list[Send]:
+        """New epoch (see DagNode.reshard): a fresh view 0; our waiting requests go in again."""
         again = [tx for tx, _ in self.waiting.values()]
-        self.epoch += 1
+        self.epoch = self.epoch + 1 if epoch is None else epoch
         self._start_epoch(now_ms, members, shard)
         out: list[Send] = []
         for tx in again:

@@ -1,0 +1,84 @@
+"""The Internet-of-Vehicles chain workload (DRDST, arXiv 2412.04742) as the testbed sees it.
+
+Registered as the entry point ``iov`` (pyproject.toml): it checks a scenario's chain
+experiment before anything starts (unknown method, more shards than nodes or RSUs), adds
+`make bench BENCH=iov` and `make eval-iov`, and the console headline and report section of an
+`iov-drdst` run, read from results/<run>/chain/summary.json (made from the nodes' records when
+the run ends).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from testbed.workloads import Bench, Eval, ReportPart, Workload
+
+WORKLOAD = Workload(
+    name="iov",
+    about="Internet of Vehicles: DRDST sharded DAG chain vs sharding, broadcast and "
+          "consensus baselines, on SUMO-driven vehicles and RSUs",
+    check="controllers.iov.config:check_scenario",
+    benches=(Bench("iov", "controllers.iov.bench:run_bench",
+                   "SUMO step + link update for 200 vehicles at 10 Hz (late ticks, CPU);\n"
+                   "DRDST vs the best baseline at 100 vehicles (latency, TPS, success,\n"
+                   "max node traffic); live vs simulated commit latency, same seed"),),
+    evals=(Eval("iov", "controllers.iov.evaluate:main",
+                "every method vs vehicle count and transaction rate over SUMO drives; the "
+                "broadcast structures; the paper's claims",
+                {"SEEDS": "--seeds", "VEHICLES": "--vehicles", "RATES": "--rates",
+                 "METHODS": "--methods", "DURATION": "--duration"}),),
+    headline="controllers.iov.workload:headline",
+    report="controllers.iov.workload:report",
+)
+
+
+def summary_of(run_dir: Path) -> dict[str, Any] | None:
+    """The run's chain summary, made now if the nodes' records are newer than it."""
+    folder = run_dir / "chain"
+    logs = list(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if not logs:
+        return None
+    out = folder / "summary.json"
+    if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in logs):
+        from controllers.iov.summary import summarize
+
+        return summarize(run_dir)
+    return json.loads(out.read_text())
+
+
+def headline(run_dir: Path) -> list[str]:
+    s = summary_of(run_dir)
+    if not s:
+        return []
+    return [f"chain ({s['method']}, {s['nodes']} nodes, {s['epochs']} epochs): "
+            f"{s['committed']}/{s['submitted']} committed, success {s['success_rate']}, "
+            f"latency median {s['latency_ms_median']} ms (cross-shard "
+            f"{s['cross_latency_ms_median']}), {s['tps']} tx/s, max node load "
+            f"{s['max_node_traffic_kBps']} kB/s"]
+
+
+def report(run_dir: Path, t0: float) -> ReportPart | None:
+    s = summary_of(run_dir)
+    if not s:
+        return None
+    from testbed.analysis import report as html
+
+    keys = ["method", "nodes", "submitted", "committed", "success_rate", "tps",
+            "latency_ms_median", "latency_ms_p95", "cross_latency_ms_median",
+            "max_node_traffic_kBps", "epochs"]
+    sections = [("IoV chain", html.table_html([{k: s.get(k) for k in keys}], keys))]
+    if s.get("shards_over_time"):
+        rows = s["shards_over_time"]
+        sections.append(("IoV chain: epochs", html.table_html(rows, list(rows[0]))))
+    files = {}
+    png = run_dir / "chain" / "chain.png"
+    if png.is_file():
+        files["chain.png"] = png.read_bytes()
+        sections.append(("IoV chain: latency, rounds, traffic",
+                         html.img_html(files["chain.png"], "chain")))
+    return ReportPart(sections=sections, files=files,
+                      numbers={"chain_latency_ms": s.get("latency_ms_median"),
+                               "chain_success": s.get("success_rate"),
+                               "chain_tps": s.get("tps")})

@@ -87,7 +87,9 @@ class VehicleTrack:
         if not self.present(t):
             return PARKED
         i = max(bisect.bisect_right(d.t, t) - 1, 0)
-        if i >= len(d.t) - 1 or t <= d.t[0]:
+        if t <= d.t[0]:
+            x, y = d.xy[0]
+        elif i >= len(d.t) - 1:
             x, y = d.xy[-1]
         else:
             f = (t - d.t[i]) / (d.t[i + 1] - d.t[i])
@@ -200,6 +202,8 @@ class SumoFeed:
             if v in self.drives and self.drives[v].cruise and \
                     res[c.VAR_ROUTE_INDEX] >= self._route_len[v] - 1:
                 edge = lib.vehicle.getRoadID(v)
+                if edge.startswith(":"):  # inside a junction: choose on the next edge
+                    continue
                 nxt = self.trips.random(self._rngs[v], start=edge)
                 if len(nxt) > 1:
                     lib.vehicle.setRoute(v, nxt)

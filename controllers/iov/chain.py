@@ -338,12 +338,14 @@ class ChainNode:
             return PbftNode(self.name, self.shard, members, **common)
         return DagNode(self.name, self.shard, members, peer_picker=self._pick, **common)
 
+    def _tree_neighbours(self) -> list[str]:
+        near = list(self.tree.get(self.name, []))
+        return near + [p for p, kids in self.tree.items() if self.name in kids]
+
     def _pick(self, live: list[str]) -> str:
         """Whom the DAG syncs with next, by the method's broadcast structure."""
         if self.method.broadcast == "tree" and self.tree:
-            near = list(self.tree.get(self.name, []))
-            near += [p for p, kids in self.tree.items() if self.name in kids]
-            cands = [p for p in near if p in live]
+            cands = [p for p in self._tree_neighbours() if p in live]
             if cands:
                 pick = min(cands, key=lambda p: (self._last_sync.get(p, -1.0), p))
                 self._last_sync[pick] = float(self._rr)

@@ -40,6 +40,7 @@ def read_run(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, in
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
+    from controllers.iov.chain import ChainConfig
     from controllers.iov.config import LIVE, load_experiment
     from controllers.iov.metrics import summarize as metrics
 
@@ -47,16 +48,17 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     records, traffic, method = read_run(folder)
     sc = yaml.safe_load((run_dir / "scenario.resolved.yaml").read_text())
     duration = float(sc.get("duration_s", 60.0))
-    timeout = 10_000.0
+    cfg = ChainConfig()
     for ev in sc.get("timeline") or []:
         args = str(ev.get("command") or "").split()
         if LIVE in args and "--config" in args:
             try:
-                timeout = load_experiment(args[args.index("--config") + 1]).chain.tx_timeout_ms
-            except Exception:  # noqa: BLE001 - the default is good enough for a summary
+                cfg = load_experiment(args[args.index("--config") + 1]).chain
+            except Exception:  # noqa: BLE001 - the defaults are good enough for a summary
                 pass
             break
-    m = metrics(records, traffic, duration, timeout, warmup_s=0.0)
+    # the same window as the simulator's: transactions start with the first epoch
+    m = metrics(records, traffic, duration, cfg.tx_timeout_ms, warmup_s=cfg.first_epoch_s)
     rounds = [r for r in records if r.get("ev") == "round"]
     out = {"method": method, "nodes": len({r["node"] for r in records}),
            "vehicle_events": _vehicle_events(run_dir), **m,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import TypeAdapter
 
 from testbed.channels import a2g, rate, satellite, v2x
@@ -43,6 +44,9 @@ class LinkQuality:
 
 class Channel(Protocol):
     def sample(self, distance_m: float, elevation_deg: float) -> LinkQuality: ...
+
+    def sample_many(self, distance_m: np.ndarray, elevation_deg: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,22 @@ class LinkAdapter:
         return LinkQuality(snr_db, max(mbps, MIN_RATE_MBPS), 100.0 * per)
 
 
+    def quality_many(self, snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`quality` for an array of SNRs at once: (rate Mbit/s, loss %), same rules."""
+        snr = np.asarray(snr_db, dtype=float)
+        if self.spec.method == "mcs":
+            bps = rate.mcs_rate_bps(snr, self.bandwidth_hz, self.spec.table)
+        else:
+            bps = rate.shannon_rate_bps(snr, self.bandwidth_hz, self.spec.gap_db)
+        mbps = np.asarray(bps, dtype=float) * self.spec.efficiency / 1e6
+        if self.spec.max_rate_mbps is not None:
+            mbps = np.minimum(mbps, self.spec.max_rate_mbps)
+        per = rate.packet_loss(snr, self.loss_threshold_db, self.spec.loss_slope_db)
+        dead = mbps <= 0.0
+        return (np.where(dead, 0.0, np.maximum(mbps, MIN_RATE_MBPS)),
+                np.where(dead, 100.0, 100.0 * per))
+
+
 @dataclass(frozen=True)
 class TerrestrialChannel:
     """Transmit power, antenna gains and receiver noise around a path-loss function."""
@@ -85,6 +105,14 @@ class TerrestrialChannel:
     def sample(self, distance_m: float, elevation_deg: float) -> LinkQuality:
         return self.link.quality(self.link_budget_db - self.path_loss_db(distance_m,
                                                                           elevation_deg))
+
+    def sample_many(self, distance_m: np.ndarray, elevation_deg: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Many links at once (the path-loss formulas are numpy): (SNR dB, rate, loss %)."""
+        snr = self.link_budget_db - np.asarray(self.path_loss_db(distance_m, elevation_deg),
+                                               dtype=float)
+        mbps, loss = self.link.quality_many(snr)
+        return snr, mbps, loss
 
 
 @dataclass(frozen=True)
@@ -98,6 +126,13 @@ class SatelliteChannel:
                                g_over_t_dbk=s.g_over_t_dbk, bandwidth_hz=s.bandwidth_hz,
                                rain_rate_mm_h=s.rain_rate_mm_h, extra_loss_db=s.extra_loss_db)
         return self.link.quality(snr)
+
+    def sample_many(self, distance_m: np.ndarray, elevation_deg: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        qs = [self.sample(float(d), float(e)) for d, e in zip(distance_m, elevation_deg,
+                                                             strict=True)]
+        return (np.array([q.snr_db for q in qs]), np.array([q.rate_mbps for q in qs]),
+                np.array([q.loss_pct for q in qs]))
 
 
 Terrestrial = FreeSpaceSpec | LogDistanceSpec | A2GSpec | V2XSpec

@@ -77,15 +77,20 @@ class VehicleTrack:
         self.offset = np.array([offset[0], offset[1], height_m])
 
     def present(self, t: float) -> bool:
-        d = self.feed.record(self.vehicle, t)
+        return self._on_map(self.feed.record(self.vehicle, t), t)
+
+    def _on_map(self, d: Drove, t: float) -> bool:
         if not d.t or t < d.t[0] - 1e-9:
             return False
         return not (d.gone and t > d.t[-1] + self.feed.step_s / 2)
 
     def position(self, t: float) -> np.ndarray:
         d = self.feed.record(self.vehicle, t)
-        if not self.present(t):
+        if not self._on_map(d, t):
             return PARKED
+        if abs(d.t[-1] - t) < 1e-6:  # the driver's tick: SUMO's latest step
+            x, y = d.xy[-1]
+            return self.offset + np.array([x, y, 0.0])
         i = max(bisect.bisect_right(d.t, t) - 1, 0)
         if t <= d.t[0]:
             x, y = d.xy[0]

@@ -184,6 +184,11 @@ class World:
         self._ib = np.array([pos[d.b] for d in dyn], dtype=int)
         self._isl = np.array([d.role.startswith("isl") for d in dyn], dtype=bool)
         self._inter = np.array([d.role == "isl-inter" for d in dyn], dtype=bool)
+        groups: dict[int, tuple[Channel, list[int]]] = {}
+        for k, d in enumerate(dyn):
+            if d.channel is not None and not self._isl[k]:
+                groups.setdefault(id(d.channel), (d.channel, []))[1].append(k)
+        self._chan_groups = [(ch, np.array(idx, dtype=int)) for ch, idx in groups.values()]
         isl = self.sc.constellation.isl if self.sc.constellation else None
         self._isl_range = isl.max_range_km if isl else np.inf
         self._isl_lat = isl.max_latitude_deg if isl else 90.0
@@ -232,6 +237,9 @@ class World:
                             <= self._isl_lat))
         links: dict[str, LinkState] = {}
         eligible: dict[str, bool] = {}
+        q_rate, q_loss, q_snr = (np.zeros(len(self._links)) for _ in range(3))
+        for ch, idx in self._chan_groups:  # every link of a channel in one numpy pass
+            q_snr[idx], q_rate[idx], q_loss[idx] = ch.sample_many(rng[idx] * 1000.0, el[idx])
         for k, name in enumerate(self._links):
             dl = self.dyn[name]
             r, e = float(rng[k]), float(el[k])
@@ -240,8 +248,7 @@ class World:
                                         r, e)
                 continue
             if dl.channel is not None:
-                q = dl.channel.sample(r * 1000.0, e)
-                rate, loss, snr = q.rate_mbps, q.loss_pct, q.snr_db
+                rate, loss, snr = float(q_rate[k]), float(q_loss[k]), float(q_snr[k])
             else:
                 rate, loss, snr = dl.rate_mbps, 0.0, float("nan")
             up_k = not bool(blocked[k]) and loss < 100.0

@@ -2,7 +2,8 @@
 emulated links as one batch, hands terminals over, and keeps routes following.
 
 One thread, absolute deadlines (tick k is due at time zero + k / rate_hz, so a slow tick
-never shifts the schedule), and per tick: snapshot of the geometry -> handover decisions ->
+never shifts the schedule; tick k+1 is computed as soon as tick k is applied, so at a deadline
+only the apply is left), and per tick: snapshot of the geometry -> handover decisions ->
 a batch of link changes (only links whose delay moved by >= 1 us, rate by >= 0.5 %, loss by
 >= 0.05 points, or whose state flipped) -> Wi-Fi node positions -> routes when the set of
 usable links changed (and every `reroute_interval_s` to follow changing delays; only
@@ -53,6 +54,18 @@ class Applied:
 
 
 @dataclass
+class Prepared:
+    """One tick computed ahead of its deadline (MobilityDriver.prepare)."""
+
+    snap: Snapshot
+    events: list[dict[str, Any]]
+    desired: dict[str, LinkState]
+    unroutable: set[str]
+    changes: list[Change]
+    flipped: list[str]
+
+
+@dataclass
 class TickStats:
     ticks: int = 0
     late: int = 0
@@ -60,6 +73,7 @@ class TickStats:
     changes: int = 0
     compute_ms: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
+    late_at_s: list[float] = field(default_factory=list)  # when the late ones were due
 
 
 class MobilityDriver:
@@ -173,7 +187,10 @@ class MobilityDriver:
         return changes, flipped
 
     # ---- one tick ----------------------------------------------------------------------------
-    def step(self, t_mob: float, now: float, deadline: float | None) -> None:
+    def prepare(self, t_mob: float, now: float) -> Prepared:
+        """Everything of the tick at mobility time t_mob that can be known before it is due:
+        geometry, handover decisions, the batch of link changes.  The loop computes tick k+1
+        right after applying tick k, so at its deadline only the apply is left."""
         c0 = time.perf_counter()
         snap = self.world.snapshot(t_mob)
         events = self._associate(snap, now)
@@ -182,30 +199,39 @@ class MobilityDriver:
         changes += [Change("position", node=n, xyz=self.world.enu(n, t_mob))
                     for n in self.world.wifi_moving]
         self.stats.compute_ms.append((time.perf_counter() - c0) * 1e3)
-        applied = self.net.apply(changes) if changes else None
-        self.stats.changes += len(changes)
+        return Prepared(snap, events, desired, unroutable, changes, flipped)
+
+    def commit(self, p: Prepared, now: float, deadline: float | None) -> None:
+        """Apply a prepared tick (at its due time), then routes and the record."""
+        applied = self.net.apply(p.changes) if p.changes else None
+        self.stats.changes += len(p.changes)
         if deadline is not None and applied is not None:
             late = (applied - deadline) * 1e3
             self.stats.lateness_ms.append(late)
             self.stats.late += late > LATE_MS
+            if late > LATE_MS:
+                self.stats.late_at_s.append(self._rel(now))
         self.stats.ticks += 1
         rel = self._rel(now)
-        for ev in events:
+        for ev in p.events:
             ev["t_s"] = round(rel, 4)
-        for name, st in snap.links.items():
+        for name, st in p.snap.links.items():
             self.net.segment_cost[name] = st.delay_ms + 0.2
-        topology = unroutable != self.net.mobility_down
+        topology = p.unroutable != self.net.mobility_down
         if topology:
-            self.net.mobility_down = set(unroutable)
-        if topology or events or now - self.last_reroute >= \
+            self.net.mobility_down = set(p.unroutable)
+        if topology or p.events or now - self.last_reroute >= \
                 self.world.sc.mobility.reroute_interval_s:
             self.last_reroute = now
-            release = [e["_release"] for e in events if e.get("_release")]
+            release = [e["_release"] for e in p.events if e.get("_release")]
             if self.thread is None:  # prime: synchronously, before time zero
-                self._reroute(events, release, now)
+                self._reroute(p.events, release, now)
             else:
-                self.rerouter.request(events, release, now)
-        self._log(snap, desired, unroutable, flipped, rel)
+                self.rerouter.request(p.events, release, now)
+        self._log(p.snap, p.desired, p.unroutable, p.flipped, rel)
+
+    def step(self, t_mob: float, now: float, deadline: float | None) -> None:
+        self.commit(self.prepare(t_mob, now), now, deadline)
 
     def _reroute(self, events: list[dict[str, Any]], release: list[str],
                  requested: float) -> None:
@@ -326,18 +352,17 @@ class MobilityDriver:
         try:
             while not self.stop_event.is_set():
                 due = self.t_zero + k * period
+                ahead = self.prepare((due - self.t_zero) * self.world.time_scale, due)
                 wait = due - time.monotonic()
                 if wait > 0 and self.stop_event.wait(wait):
                     break
+                self.commit(ahead, time.monotonic(), due + mono_to_wall)
                 now = time.monotonic()
                 if now - due > period:  # fell behind by whole periods: skip, count as late
                     skipped = int((now - due) / period)
                     self.stats.late += skipped
                     self.stats.ticks += skipped
                     k += skipped
-                    due = self.t_zero + k * period
-                t_mob = (due - self.t_zero) * self.world.time_scale
-                self.step(t_mob, time.monotonic(), due + mono_to_wall)
                 k += 1
         except Exception as exc:  # noqa: BLE001 - reported by check(), the run stops cleanly
             self.error = f"{type(exc).__name__}: {exc}"
@@ -370,6 +395,7 @@ class MobilityDriver:
                 "dynamic_links": len(self.world.dyn), "ticks": s.ticks,
                 "late_ticks_over_20ms": s.late,
                 "late_fraction": round(s.late / s.ticks, 5) if s.ticks else None,
+                "late_ticks_by_10s": _bins(s.late_at_s, 10.0),
                 "lateness_ms_p50": pct(late, 0.5), "lateness_ms_p99": pct(late, 0.99),
                 "compute_ms_p50": pct(comp, 0.5), "compute_ms_p99": pct(comp, 0.99),
                 "changes_sent": s.changes, "cpu_s": round(s.cpu_s, 3),
@@ -378,6 +404,16 @@ class MobilityDriver:
                 "handovers": len([h for h in self.handovers if h["reason"] != "initial"]),
                 "vehicle_events": self.road_events if self.world.vehicles else None,
                 "routes": self.net.routes.summary()}
+
+
+def _bins(times: list[float], width: float) -> dict[str, int]:
+    """How many of `times` fall in each `width`-second bin ("0-10": 3, ...)."""
+    out: dict[str, int] = {}
+    for t in times:
+        lo = int(t // width * width)
+        key = f"{lo}-{lo + int(width)}"
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 class _Rerouter:

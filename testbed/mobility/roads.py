@@ -308,14 +308,14 @@ def read_trace(path: Path) -> tuple[dict[str, Drove], float]:
     return records, step
 
 
-def locate(base: Path, name: str) -> Path | None:
-    from testbed.mobility.world import TOPOLOGIES
-
-    tried = [base / name, TOPOLOGIES / name]
+def locate(base: Path, name: str, shared: Path | None = None) -> Path | None:
+    """`name` relative to the scenario's folder, else to the shared topologies folder."""
+    tried = [base / name] + ([shared / name] if shared is not None else [])
     return next((p.resolve() for p in tried if p.is_file()), None)
 
 
-def open_roads(sc: Scenario, source: str, base: Path) -> RoadFeed | None:
+def open_roads(sc: Scenario, source: str, base: Path,
+               shared: Path | None = None) -> RoadFeed | None:
     """The scenario's road feed, every input checked first (errors name the field)."""
     roads = sc.roads
     if roads is None:
@@ -327,7 +327,7 @@ def open_roads(sc: Scenario, source: str, base: Path) -> RoadFeed | None:
         return ScenarioError(source, [Problem(path, message, fix)])
 
     if roads.trace is not None:
-        path = locate(base, roads.trace)
+        path = locate(base, roads.trace, shared)
         if path is None:
             raise fail("roads.trace", f"no trace file '{roads.trace}'",
                        "give a drive recorded by a run (results/<run>/mobility/drive.csv)")
@@ -340,7 +340,7 @@ def open_roads(sc: Scenario, source: str, base: Path) -> RoadFeed | None:
             raise fail("roads.trace", f"vehicles {missing[:5]} never appear in the trace",
                        "record the drive with the same vehicle names, or remove them")
         return feed
-    net = locate(base, roads.net)
+    net = locate(base, roads.net, shared)
     if net is None:
         raise fail("roads.net", f"no road network '{roads.net}'",
                    "give a SUMO .net.xml relative to the scenario file or topologies/")

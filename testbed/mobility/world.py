@@ -127,7 +127,7 @@ class World:
         epoch = epoch_unix if epoch_unix is not None else parse_epoch(mob.epoch)
         frame = LocalFrame(mob.origin.lat_deg, mob.origin.lon_deg, mob.origin.alt_m / 1000.0)
         tracks: dict[str, Track] = {}
-        roads = open_roads(sc, source, base)
+        roads = open_roads(sc, source, base, TOPOLOGIES)
         for name, node in sc.nodes.items():
             if node.kind is NodeKind.VEHICLE and roads is not None and sc.roads is not None:
                 tracks[name] = VehicleTrack(roads, name, sc.roads.offset,

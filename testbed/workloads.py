@@ -92,6 +92,21 @@ def run_output(run_dir: Path, workload: str, name: str = "summary.json") -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def fresh_output(run_dir: Path, workload: str, make: Callable[[Path], Any],
+                 name: str = "summary.json") -> Any:
+    """A workload's summary of a run, remade by `make(run_dir)` when its nodes' records
+    (<workload>/*.jsonl) are newer than the file: live nodes write records until they are
+    stopped, after which the first reader builds the summary.  None when there are none."""
+    folder = run_dir / workload
+    logs = list(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if not logs:
+        return None
+    out = folder / name
+    if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in logs):
+        return make(run_dir)
+    return json.loads(out.read_text())
+
+
 # ---- what a workload registers --------------------------------------------------------------
 @dataclass(frozen=True)
 class Bench:

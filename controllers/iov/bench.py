@@ -17,7 +17,6 @@ simulator against the emulation.  Parts (IOV_BENCH_PARTS, default "1,2,3"):
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ def mobility_scenario(n: int = VEHICLES) -> dict[str, Any]:
 
 
 def mobility(console: Console) -> dict[str, Any]:
-    from testbed.bench.mobility import _proc_cpu_s
+    from testbed.bench.mobility import drive
     from testbed.run.harness import emulated
     from testbed.scenario import parse
 
@@ -57,19 +56,7 @@ def mobility(console: Console) -> dict[str, Any]:
         assert em.driver is not None and em.world is not None
         console.print(f"{VEHICLES} vehicles up in {em.net.timings.get('ready_s')} s; driving "
                       f"{MOBILITY_SECONDS:g} s at 10 Hz")
-        pids = [e.proc.popen.pid for e in em.net.shards if e.proc is not None]
-        cpu_ns3 = sum(_proc_cpu_s(pid) for pid in pids)
-        t0 = time.monotonic()
-        em.driver.start(t0)
-        time.sleep(MOBILITY_SECONDS)
-        em.driver.stop_event.set()
-        assert em.driver.thread is not None
-        em.driver.thread.join(timeout=5)
-        wall = time.monotonic() - t0
-        out.update(em.driver.summary())
-        out["ns3_cpu_fraction_of_core"] = round(
-            (sum(_proc_cpu_s(pid) for pid in pids) - cpu_ns3) / wall, 4)
-        out["bring_up_s"] = em.net.timings.get("ready_s")
+        out.update(drive(em, MOBILITY_SECONDS))
         roads = em.world.roads
         out["sumo_steps"] = getattr(roads, "steps", None)
     out.pop("routes", None)

@@ -9,11 +9,10 @@ the run ends).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from testbed.workloads import Bench, Eval, ReportPart, Workload
+from testbed.workloads import Bench, Eval, ReportPart, Workload, fresh_output
 
 WORKLOAD = Workload(
     name="iov",
@@ -36,16 +35,9 @@ WORKLOAD = Workload(
 
 def summary_of(run_dir: Path) -> dict[str, Any] | None:
     """The run's chain summary, made now if the nodes' records are newer than it."""
-    folder = run_dir / "chain"
-    logs = list(folder.glob("*.jsonl")) if folder.is_dir() else []
-    if not logs:
-        return None
-    out = folder / "summary.json"
-    if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in logs):
-        from controllers.iov.summary import summarize
+    from controllers.iov.summary import summarize
 
-        return summarize(run_dir)
-    return json.loads(out.read_text())
+    return fresh_output(run_dir, "chain", summarize)
 
 
 def headline(run_dir: Path) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from testbed.workloads import Bench, Eval, ReportPart, Workload
+from testbed.workloads import Bench, Eval, ReportPart, Workload, fresh_output
 
 WORKLOAD = Workload(
     name="training",
@@ -32,19 +32,10 @@ WORKLOAD = Workload(
 
 
 def summary_of(run_dir: Path) -> dict[str, Any] | None:
-    """The run's training summary, made now if the nodes' logs are newer than it."""
-    folder = run_dir / "training"
-    logs = list(folder.glob("*.jsonl")) if folder.is_dir() else []
-    if not logs:
-        return None
-    out = folder / "summary.json"
-    if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in logs):
-        from controllers.training.summary import summarize
+    """The run's training summary, made now if the nodes' records are newer than it."""
+    from controllers.training.summary import summarize
 
-        return summarize(run_dir)
-    import json
-
-    return json.loads(out.read_text())
+    return fresh_output(run_dir, "training", summarize)
 
 
 def headline(run_dir: Path) -> list[str]:

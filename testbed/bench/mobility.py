@@ -103,6 +103,25 @@ def shell_scenario() -> dict[str, Any]:
     }
 
 
+def drive(em: Any, seconds: float) -> dict[str, Any]:
+    """Run an emulation's mobility driver for `seconds` of real time: its tick statistics,
+    with ns-3's CPU share, lag and the bring-up time beside them."""
+    shards = em.net.shards
+    pids = [e.proc.popen.pid for e in shards if e.proc is not None]
+    cpu_ns3 = sum(_proc_cpu_s(pid) for pid in pids)
+    t0 = time.monotonic()
+    em.driver.start(t0)
+    time.sleep(seconds)
+    em.driver.stop_event.set()
+    assert em.driver.thread is not None
+    em.driver.thread.join(timeout=5)
+    wall = time.monotonic() - t0
+    cpu_ns3 = sum(_proc_cpu_s(pid) for pid in pids) - cpu_ns3
+    return {**em.driver.summary(), "ns3_cpu_fraction_of_core": round(cpu_ns3 / wall, 4),
+            "bring_up_s": em.net.timings.get("ready_s"), "ns3_processes": len(shards),
+            "ns3_max_lag_ms": max(e.stats().get("max_lag_ms") or 0.0 for e in shards)}
+
+
 def update(console: Console) -> dict[str, Any]:
     sc = parse(shell_scenario(), "bench-shell")
     out: dict[str, Any] = {}
@@ -112,23 +131,8 @@ def update(console: Console) -> dict[str, Any]:
                       f"{len(em.world.dyn)} geometry-driven links, ready in "
                       f"{em.net.timings.get('ready_s')} s; driving {UPDATE_SECONDS:g} s at "
                       f"10 Hz")
-        shards = em.net.shards
-        pids = [e.proc.popen.pid for e in shards if e.proc is not None]
-        cpu_ns3 = sum(_proc_cpu_s(pid) for pid in pids)
-        t0 = time.monotonic()
-        em.driver.start(t0)
-        time.sleep(UPDATE_SECONDS)
-        em.driver.stop_event.set()
-        assert em.driver.thread is not None
-        em.driver.thread.join(timeout=5)
-        wall = time.monotonic() - t0
-        cpu_ns3 = sum(_proc_cpu_s(pid) for pid in pids) - cpu_ns3
-        out.update(em.driver.summary())
-        out["ns3_cpu_fraction_of_core"] = round(cpu_ns3 / wall, 4)
+        out.update(drive(em, UPDATE_SECONDS))
         out["satellites"] = len(em.world.sat_names)
-        out["bring_up_s"] = em.net.timings.get("ready_s")
-        out["ns3_processes"] = len(shards)
-        out["ns3_max_lag_ms"] = max(e.stats().get("max_lag_ms") or 0.0 for e in shards)
         out["reroute"] = _reroute(em, console)
     console.print(f"update loop: {out['dynamic_links']} links at 10 Hz, "
                   f"{out['late_fraction']} of batches > 20 ms late (p99 lateness "

@@ -110,3 +110,13 @@ def test_vehicles_cannot_have_their_own_motion() -> None:
     with pytest.raises(ScenarioError) as exc:
         parse(sc, SOURCE)
     assert "drives on the road network" in str(exc.value)
+
+
+def test_sumo_missing_names_the_install_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "libsumo", None)  # `import libsumo` raises ImportError
+    with pytest.raises(ScenarioError) as exc:
+        World.build(parse(scenario(), SOURCE), SOURCE)
+    p = exc.value.problems[0]
+    assert p.path == "roads" and "not installed" in p.message and "make setup" in p.fix

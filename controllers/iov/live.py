@@ -6,9 +6,10 @@ namespaces (topologies/iov-drdst.yaml):
 
 A node is a ChainNode (controllers.iov.chain) on a UDP socket: its messages are JSON
 datagrams through the emulated radio links, so they are delayed, queued, lost and cut off by
-ns-3 and the mobility driver like any other traffic.  Its GPS is the run's own record of
-where it is (mobility/positions.csv, once per second, local frame): a vehicle off the map
-has no fix and sends no beacon.  Records go to $SAGIN_RUN_DIR/chain/<node>.jsonl (flushed
+ns-3 and the mobility driver like any other traffic.  Its clock counts from the run's time
+zero ($SAGIN_T_ZERO), so every node's records share one time axis.  Its GPS is the run's own
+record of where it is (mobility/positions.csv, once per second, local frame): a vehicle off the
+map has no fix and sends no beacon.  Records go to $SAGIN_RUN_DIR/chain/<node>.jsonl (flushed
 every tick) and its traffic counters to <node>.traffic.json; SIGTERM ends it cleanly.
 """
 
@@ -146,10 +147,12 @@ async def run_node(name: str, exp: Any, run_dir: Path) -> int:
     node = ChainNode(name, kind, METHODS[exp.method], exp.chain, rsus, locate)
     out = run_dir / "chain"
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
+    # one run-relative clock for every node: the run's time zero when the timeline gives it
+    # (nodes start seconds apart on a loaded host), else this process's start
+    t0 = float(os.environ.get("SAGIN_T_ZERO") or time.time())
 
     def clock() -> float:
-        return (time.monotonic() - t0) * 1000.0
+        return (time.time() - t0) * 1000.0
 
     counters = {"bytes_sent": 0, "bytes_recv": 0, "msgs_sent": 0, "msgs_recv": 0,
                 "dropped_local": 0}

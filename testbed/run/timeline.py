@@ -41,12 +41,14 @@ class Timeline:
         self.net, self.flows, self.sup = net, flows, sup
         self.driver = driver
         self.log = log_path
-        # handed to every `exec` command: where the run's results go (SAGIN_RUN_DIR) and a
-        # secret the run's services authenticate each other with (SAGIN_RUN_TOKEN; payload
-        # agents refuse work without it).  The token lives only in these processes' env.
+        # handed to every `exec` command: where the run's results go (SAGIN_RUN_DIR), time zero
+        # on the wall clock (SAGIN_T_ZERO), and a secret the run's services authenticate each
+        # other with (SAGIN_RUN_TOKEN; payload agents refuse work without it).  The token
+        # lives only in these processes' env.
         self.run_dir = log_path.parent
         self.token = token or secrets.token_hex(16)  # the runner's, when boards use it
         self.entries: list[Entry] = []
+        self.t_zero_wall: float | None = None
         self.errors = 0
         self.executed = 0
         sc = net.sc
@@ -64,6 +66,9 @@ class Timeline:
         """Execute entries at t0 + at_s (monotonic clock) until `until_s`; `tick` runs about
         every 100 ms (health watch) between entries."""
         pending = list(self.entries)
+        # time zero on the wall clock, for `exec` commands ($SAGIN_T_ZERO): processes started
+        # seconds apart can share one run-relative clock
+        self.t_zero_wall = time.time() - (time.monotonic() - t0)
         with open(self.log, "a") as log:
             while True:
                 now = time.monotonic() - t0
@@ -125,7 +130,8 @@ class Timeline:
             # `python` in a scenario command is the testbed's own interpreter (its venv)
             path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             env = {"PATH": path, "SAGIN_RUN_DIR": str(self.run_dir.resolve()),
-                   "SAGIN_RUN_TOKEN": self.token, "SAGIN_NODE": ev.node}
+                   "SAGIN_RUN_TOKEN": self.token, "SAGIN_NODE": ev.node,
+                   "SAGIN_T_ZERO": f"{self.t_zero_wall or time.time():.6f}"}
             if net.sdn is not None and net.sdn.api_socket is not None:
                 env[SOCKET_ENV] = str(net.sdn.api_socket)
             self.sup.start(f"exec-{ev.node}-{ev.at_s:g}", ["sh", "-c", ev.command],

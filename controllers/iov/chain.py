@@ -30,15 +30,17 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from controllers.iov import broadcast, sharding
 from controllers.iov.dag import DagNode
 from controllers.iov.messages import Send, Tx
 from controllers.iov.pbft import PbftNode
+
+if TYPE_CHECKING:  # only the coordinator shards: vehicles' processes skip scipy and networkx
+    from controllers.iov import sharding
 
 Position = tuple[tuple[float, float], tuple[float, float]]  # (x, y), (vx, vy)
 Locator = Callable[[float], Position | None]  # now_ms -> where am I (None: unknown)
@@ -101,6 +103,8 @@ def auto_shards(n_nodes: int, n_rsu: int, wanted: int | None) -> int:
 def shard_nodes(method: Method, infos: list[sharding.NodeInfo], k: int, latency: LatencyFn,
                 rng: np.random.Generator, cfg: ChainConfig) -> sharding.ShardingResult:
     """The method's sharding of `infos` into k shards."""
+    from controllers.iov import sharding
+
     problem = sharding.ShardingProblem(infos, k, latency, range_m=cfg.radio_range_m)
     if method.sharding == "gsa":
         return sharding.gsa(problem, rng, population=cfg.ga_population,
@@ -116,6 +120,8 @@ def shard_nodes(method: Method, infos: list[sharding.NodeInfo], k: int, latency:
 def shard_trees(method: Method, members: dict[int, list[str]], stab: dict[str, float],
                 latency: LatencyFn) -> dict[int, dict[str, list[str]]]:
     """S-MLBT per shard, rooted at its most stable member (tree broadcast only)."""
+    from controllers.iov import broadcast
+
     if method.broadcast != "tree":
         return {}
     out = {}
@@ -147,6 +153,8 @@ class Coordinator:
                            body["kind"])
 
     def next_epoch(self, now_ms: float) -> dict[str, Any] | None:
+        from controllers.iov import sharding
+
         fresh = {n: v for n, v in self.heard.items()
                  if now_ms - v[0] <= 2.5 * self.cfg.beacon_s * 1000}
         window_start = now_ms - self.cfg.epoch_s * 1000

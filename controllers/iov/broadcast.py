@@ -211,16 +211,22 @@ def build_tree(root: str, members: Sequence[str], latency_ms: LatencyFn,
     return _to_tree(names, best)
 
 
-def _greedy_earliest(lat: list[list[float]], tx: float, cap: int) -> list[list[int]]:
-    """Attach, one at a time, the uninformed node that can be reached earliest."""
+def _root_only(lat: list[list[float]], tx: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
+    """A greedy construction's start: only the root (index 0) informed, its first send
+    leaving after tx.  `ready`: when an informed node's next send would leave."""
     n = len(lat)
-    mat = np.array(lat, dtype=float)
-    ready = np.full(n, np.inf)  # when an informed node's next send would leave
-    arrival = np.zeros(n)
+    ready = np.full(n, np.inf)
     ready[0] = tx
     informed = np.zeros(n, dtype=bool)
     informed[0] = True
-    kids: list[list[int]] = [[] for _ in range(n)]
+    return np.array(lat, dtype=float), ready, np.zeros(n), informed, [[] for _ in range(n)]
+
+
+def _greedy_earliest(lat: list[list[float]], tx: float, cap: int) -> list[list[int]]:
+    """Attach, one at a time, the uninformed node that can be reached earliest."""
+    n = len(lat)
+    mat, ready, arrival, informed, kids = _root_only(lat, tx)
     for _ in range(n - 1):
         cost = ready[:, None] + mat
         cost[:, informed] = np.inf
@@ -233,13 +239,7 @@ def _greedy_hardest(lat: list[list[float]], tx: float, cap: int) -> list[list[in
     """Attach next the uninformed node whose best arrival is latest (serve the far ones
     before the send queues fill up), to the parent that reaches it earliest."""
     n = len(lat)
-    mat = np.array(lat, dtype=float)
-    ready = np.full(n, np.inf)
-    arrival = np.zeros(n)
-    ready[0] = tx
-    informed = np.zeros(n, dtype=bool)
-    informed[0] = True
-    kids: list[list[int]] = [[] for _ in range(n)]
+    mat, ready, arrival, informed, kids = _root_only(lat, tx)
     for _ in range(n - 1):
         cost = ready[:, None] + mat
         best_parent = np.argmin(cost, axis=0)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -170,13 +171,13 @@ class Coordinator:
                  for n in names]
         latency = self.latency_model(pos, kinds)
         k = auto_shards(len(names), sum(kinds[n] == "rsu" for n in names), self.cfg.shards)
-        t0 = _cpu()
+        t0 = time.process_time()
         result = shard_nodes(self.method, infos, k, latency, self.rng, self.cfg)
         members = {s: sorted(v) for s, v in enumerate(result.shards()) if v}
         members = {i: v for i, v in enumerate(members.values())}  # no empty shard ids
         stab = sharding.stability(infos, range_m=self.cfg.radio_range_m)
         trees = shard_trees(self.method, members, stab, latency)
-        cpu_ms = (_cpu() - t0) * 1e3
+        cpu_ms = (time.process_time() - t0) * 1e3
         self.epoch += 1
         left = sorted(self.last_members - set(names))
         self.last_members = set(names)
@@ -185,12 +186,6 @@ class Coordinator:
                "shard_cpu_ms": round(cpu_ms, 1), "left": left}
         self.rounds.append({k2: v for k2, v in rec.items() if k2 != "trees"})
         return rec
-
-
-def _cpu() -> float:
-    import time
-
-    return time.process_time()
 
 
 def geo_latency_model(rsu_pos: dict[str, tuple[float, float]], range_m: float = 450.0,

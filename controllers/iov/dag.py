@@ -94,6 +94,7 @@ import numpy as np
 from controllers.iov.messages import (
     AgedSet,
     Commit,
+    Outcomes,
     Send,
     Tx,
     max_faulty,
@@ -397,7 +398,7 @@ class CrossState:
     answered: dict[int, float] = field(default_factory=dict)  # shard -> no answer before
 
 
-class DagNode:
+class DagNode(Outcomes):
     """One shard member running DRDST's DAG consensus (see the module docstring)."""
 
     def __init__(self, name: str, shard: int, members: dict[int, list[str]], *,
@@ -422,8 +423,7 @@ class DagNode:
         self.horizon_ms = 3 * timeout_ms  # ids are remembered this long, to drop duplicates
         self._done = AgedSet(self.horizon_ms)  # committed or reported failed here
         self.now = 0.0
-        self._commits: list[Commit] = []
-        self._failed: list[str] = []
+        Outcomes.__init__(self)
         self._start_epoch(members, shard)
 
     # ---- epoch state ---------------------------------------------------------------------
@@ -507,14 +507,6 @@ class DagNode:
         if head is not None and (mine is None or mine.op != head.hash or self.pending):
             self._create(now_ms, head.hash)  # the sync itself becomes an event
         return self._process_order(now_ms)
-
-    def drain_commits(self) -> list[Commit]:
-        out, self._commits = self._commits, []
-        return out
-
-    def failed(self) -> list[str]:
-        out, self._failed = self._failed, []
-        return out
 
     # ---- gossip --------------------------------------------------------------------------
     def _pick_peer(self) -> str | None:

@@ -84,6 +84,23 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
 
 
+class Outcomes:
+    """What a protocol node learned since its runtime last asked: commits and give-ups
+    (both protocols report through these two lists)."""
+
+    def __init__(self) -> None:
+        self._commits: list[Commit] = []
+        self._failed: list[str] = []
+
+    def drain_commits(self) -> list[Commit]:
+        out, self._commits = self._commits, []
+        return out
+
+    def failed(self) -> list[str]:
+        out, self._failed = self._failed, []
+        return out
+
+
 class AgedSet:
     """A set whose keys are forgotten `horizon_ms` after the time given with them.
 

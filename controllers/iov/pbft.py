@@ -60,6 +60,7 @@ from typing import Any
 from controllers.iov.messages import (
     AgedSet,
     Commit,
+    Outcomes,
     Send,
     Tx,
     digest,
@@ -118,7 +119,7 @@ class Part:
     decided: bool | None = None
 
 
-class PbftNode:
+class PbftNode(Outcomes):
     """One replica of a shard running PBFT, with 2PC for cross-shard txs."""
 
     def __init__(self, name: str, shard: int, members: dict[int, list[str]], *,
@@ -137,8 +138,7 @@ class PbftNode:
         self.horizon_ms = 3 * timeout_ms  # ids are remembered this long, to drop duplicates
         self._done = AgedSet(self.horizon_ms)
         self._next_forget = 0.0
-        self._commits: list[Commit] = []
-        self._failed: list[str] = []
+        Outcomes.__init__(self)
         self._start_epoch(0.0, members, shard)
 
     # ---- epoch state ---------------------------------------------------------------------
@@ -213,14 +213,6 @@ class PbftNode:
             "pbft_xdec": self._on_xdec, "pbft_xdack": self._on_xdack,
         }.get(kind)
         return handler(now_ms, src, body) if handler is not None else []
-
-    def drain_commits(self) -> list[Commit]:
-        out, self._commits = self._commits, []
-        return out
-
-    def failed(self) -> list[str]:
-        out, self._failed = self._failed, []
-        return out
 
     # ---- helpers -------------------------------------------------------------------------
     def leader(self, view: int | None = None) -> str:

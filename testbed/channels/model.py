@@ -62,24 +62,13 @@ class LinkAdapter:
             return self.spec.loss_threshold_db
         return rate.min_threshold_db(self.spec.table) if self.spec.method == "mcs" else 0.0
 
-    def phy_rate_bps(self, snr_db: float) -> float:
-        if self.spec.method == "mcs":
-            return float(rate.mcs_rate_bps(snr_db, self.bandwidth_hz, self.spec.table))
-        return float(rate.shannon_rate_bps(snr_db, self.bandwidth_hz, self.spec.gap_db))
-
     def quality(self, snr_db: float) -> LinkQuality:
-        snr_db = float(snr_db)
-        mbps = self.phy_rate_bps(snr_db) * self.spec.efficiency / 1e6
-        if self.spec.max_rate_mbps is not None:
-            mbps = min(mbps, self.spec.max_rate_mbps)
-        if mbps <= 0.0:
-            return LinkQuality(snr_db, 0.0, 100.0)
-        per = float(rate.packet_loss(snr_db, self.loss_threshold_db, self.spec.loss_slope_db))
-        return LinkQuality(snr_db, max(mbps, MIN_RATE_MBPS), 100.0 * per)
-
+        mbps, loss = self.quality_many(np.array([float(snr_db)]))
+        return LinkQuality(float(snr_db), float(mbps[0]), float(loss[0]))
 
     def quality_many(self, snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`quality` for an array of SNRs at once: (rate Mbit/s, loss %), same rules."""
+        """(rate Mbit/s, loss %) for an array of SNRs: the rate of the method, capped, and a
+        link that carries nothing (rate 0) loses everything."""
         snr = np.asarray(snr_db, dtype=float)
         if self.spec.method == "mcs":
             bps = rate.mcs_rate_bps(snr, self.bandwidth_hz, self.spec.table)

@@ -153,9 +153,7 @@ class World:
             if tr is not None:
                 tracks[name] = tr
         const = _constellation(sc, source, base, epoch) if sc.constellation else None
-        builder = _Expander(sc, source, frame, epoch, tracks, const)
-        builder.roads = roads
-        return builder.run()
+        return _Expander(sc, source, frame, epoch, tracks, const, roads).run()
 
     # ---- geometry -------------------------------------------------------------------------
     def orbit_time(self, t: float) -> float:
@@ -388,15 +386,15 @@ class _Expander:
     """Turns constellation and access sections into nodes and links (one use)."""
 
     def __init__(self, sc: Scenario, source: str, frame: LocalFrame, epoch: float,
-                 tracks: dict[str, Track], const: Constellation | None) -> None:
+                 tracks: dict[str, Track], const: Constellation | None,
+                 roads: RoadFeed | None) -> None:
         self.sc, self.source, self.frame, self.epoch = sc, source, frame, epoch
-        self.tracks, self.const = tracks, const
+        self.tracks, self.const, self.roads = tracks, const, roads
         self.nodes: dict[str, Node] = dict(sc.nodes)
         self.links: list[Link] = list(sc.links)
         self.dyn: dict[str, DynLink] = {}
         self.groups: list[AccessGroup] = []
         self.taken = set(sc.nodes) | {link.name for link in sc.links}
-        self.roads: RoadFeed | None = None
 
     def fail(self, path: str, message: str, fix: str) -> ScenarioError:
         return ScenarioError(self.source, [Problem(path, message, fix)])

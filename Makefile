@@ -25,7 +25,7 @@ INVENTORY ?=
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold) \
 	$(if $(INVENTORY),--inventory $(INVENTORY))
 
-.PHONY: setup scenario scenarios check shell exec status clean bench test lint help sitl \
+.PHONY: setup vm-setup vm scenario scenarios check shell exec status clean bench test lint help sitl \
 	train ship-policies analyze compare
 
 help:
@@ -44,10 +44,18 @@ help:
 	@echo "make eval-<name> [VAR=value ...]  any workload's evaluation (python -m testbed workloads)"
 	@echo "make analyze RUN=dir | PCAP=f   packet-trace analysis -> analysis/report.html (runs do it themselves)"
 	@echo "make compare RUNS='a b'         side-by-side tables and overlaid plots of runs"
+	@echo "make vm [CMD='...']             a command as root in Debian's stock kernel (netem, hwsim, OVS module) under qemu"
 	@echo "make test                       the test suite (what CI runs)"
 
 setup:
 	@bash scripts/bootstrap.sh
+
+# the stock-kernel VM (qemu + Debian's linux-image-amd64) for the `kernel` tests and benches
+vm-setup:
+	@bash scripts/bootstrap.sh --vm
+
+vm: vm-setup
+	@$(PY) -m testbed.vm.qemu -- $(if $(CMD),$(CMD),uname -a)
 
 sitl: setup
 	@$(PY) -m firmware.sitl --count $(N) --flavour $(FLAVOUR)
@@ -99,6 +107,6 @@ bench: setup
 lint: setup
 	@.venv/bin/ruff check testbed controllers payloads firmware tests
 
-test: setup
+test: setup vm-setup
 	@.venv/bin/ruff check testbed controllers payloads firmware tests
 	@$(PY) -m pytest $(PYTEST_ARGS)

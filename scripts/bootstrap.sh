@@ -9,8 +9,17 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 # openssh-server: only its sshd binary is used, by the hardware-free board stand-in of the
 # hardware-in-the-loop tests (testbed/hil/boardsim.py); the package's service is not needed.
+# iw, hostapd, wpasupplicant: real 802.11 radios (engines: {wifi: hwsim}) on kernels with
+# mac80211_hwsim.
 APT_PACKAGES=(openvswitch-switch mininet tcpdump tshark iperf3 iputils-ping fping ethtool
-              iproute2 procps psmisc python3-venv openssh-server)
+              iproute2 procps psmisc python3-venv openssh-server iw hostapd wpasupplicant)
+# `bootstrap.sh --vm` (make vm-setup, run by make test): Debian's stock kernel under qemu, for
+# the tests and benchmarks of netem, mac80211_hwsim and the OVS kernel datapath on hosts whose
+# kernel lacks them (testbed/vm).  linux-image-amd64 only provides /boot and /lib/modules
+# files; the host keeps running its own kernel.
+if [ "${1:-}" = "--vm" ]; then
+  APT_PACKAGES+=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
+fi
 
 step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 fail() { printf '\033[31m[setup] FAILED: %s\033[0m\n' "$*" >&2; exit 1; }

@@ -55,6 +55,7 @@ class Ledger:
     root_links: list[str] = field(default_factory=list)
     etc_netns: list[str] = field(default_factory=list)
     state_dirs: list[str] = field(default_factory=list)
+    hwsim_radios: list[str] = field(default_factory=list)  # by wiphy name (engines.hwsim)
     processes: list[ProcRecord] = field(default_factory=list)
     path: Path | None = None
 

@@ -24,9 +24,10 @@ import networkx as nx
 from testbed.devices import cgroups
 from testbed.devices.profiles import lookup as lookup_profile
 from testbed.devices.profiles import quota_for
-from testbed.engines import features, mnwifi
+from testbed.engines import features
 from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
-from testbed.engines.netem import NetemEngine
+from testbed.engines.hwsim import HwsimEngine, hwsim_problems
+from testbed.engines.netem import NetemEngine, netem_args
 from testbed.engines.ns3 import MAX_TAPS_PER_PROCESS, Ns3Engine
 from testbed.lifecycle.ledger import Ledger
 from testbed.lifecycle.sh import ip_batch, run
@@ -59,12 +60,13 @@ def preflight(sc: Scenario, source: str) -> None:
                     "for delay or loss, and this kernel has no sch_netem",
                     "use medium: p2p on this link (ns-3 emulates it) or run on a host with "
                     "sch_netem"))
-    if sc.engines.wifi == "mininet-wifi" and any(
+    if sc.engines.wifi == "hwsim" and any(
             link.carried_by is Medium.WIFI for link in sc.links):
-        try:
-            mnwifi.require()
-        except RuntimeError as exc:
-            problems.append(Problem("engines.wifi", str(exc)))
+        problems += hwsim_problems(sc)
+    if sc.engines.switch == "kernel" and sc.switches() and not features.has_ovs_kernel():
+        problems.append(Problem("engines.switch", "the Open vSwitch kernel datapath was asked "
+                                "for, but this kernel has no openvswitch module",
+                                "use switch: auto or userspace (the netdev datapath)"))
     if sc.engines.p2p == "netem" and not features.has_netem():
         problems.append(Problem("engines.p2p", "netem requested but this kernel has no "
                                 "sch_netem", "use p2p: auto or ns3"))
@@ -112,6 +114,8 @@ class Network:
             plan.namespaces, plan.routes,
             on_spawn=lambda pid, name, ns: self.ledger.add_process(pid, name, ns))
         self.segment_cost: dict[str, float] = {}
+        self.wired: dict[str, dict[str, Any]] = {}  # wired links' current shaping
+        self.apart: dict[str, frozenset[frozenset[str]]] = {}  # Wi-Fi cell -> unassociated
         self.route_cache = RouteCache()
         self.graph: nx.Graph | None = None  # the routing graph of the last reroute
         # the timeline and the mobility driver both change links (lock) and routes
@@ -127,8 +131,13 @@ class Network:
             want = self.sc.engines.p2p
             if want == "netem" or (want == "auto" and features.has_netem()):
                 self.engines[Medium.P2P] = NetemEngine()
-        if Medium.WIFI in media and self.sc.engines.wifi == "mininet-wifi":
-            mnwifi.require()
+        if Medium.WIFI in media and self.sc.engines.wifi == "hwsim":
+            hw = HwsimEngine(self.sup, self.ledger, on_association=self._associated)
+            self.engines[Medium.WIFI] = hw
+            for link in self.sc.links:
+                if link.carried_by is Medium.WIFI:
+                    for ep in link.endpoints:
+                        self.wifi_engines.setdefault(ep, [hw])
         shards: list[Ns3Engine] = []
         taps = 0
         for link in self.sc.links:
@@ -154,7 +163,19 @@ class Network:
         self.shards = shards
 
     def engine_names(self) -> dict[str, str]:
-        return {m.value: e.name for m, e in self.engines.items()}
+        names = {m.value: e.name for m, e in self.engines.items()}
+        if self.plan.switches:
+            names["switch"] = "ovs-" + ("kernel" if self.switch_datapath() == "system"
+                                        else "userspace")
+        return names
+
+    def switch_datapath(self) -> str:
+        """OVS datapath_type: system (the kernel module) where asked or, with auto, where the
+        module loads; netdev (userspace) otherwise."""
+        want = self.sc.engines.switch
+        if want == "kernel" or (want == "auto" and features.has_ovs_kernel()):
+            return "system"
+        return "netdev"
 
     def _unique_engines(self) -> list[LinkEngine]:
         out: list[LinkEngine] = []
@@ -175,12 +196,16 @@ class Network:
         self.timings["namespaces_and_veths_s"] = round(time.monotonic() - t0, 3)
         if self.plan.switches:
             assert self.plan.switch_netns is not None
-            self.ovs = OvsSwitches(self.sup, self.state_dir, self.plan.switch_netns)
+            self.ovs = OvsSwitches(self.sup, self.state_dir, self.plan.switch_netns,
+                                   datapath=self.switch_datapath())
             self.ovs.start()
             self.sdn = SdnController(self.sup, self.state_dir, self.plan.switch_netns)
             self.sdn.start(self.plan, self.sc.services.sdn.app, self.sc)
             self.sdn.wait_listening()
             self.ovs.build(self.plan, self.sdn.port)
+            # after the ports joined their bridges: the kernel datapath resets a new port's
+            # root qdisc
+            self._shape_switch_side(self.plan.switch_netns)
         t1 = time.monotonic()
         for engine in self._unique_engines():
             links = [self._engine_link(n) for n, e in self.link_engine.items() if e is engine]
@@ -271,23 +296,39 @@ class Network:
             run(["ip", "netns", "exec", swns, "sh", "-c", "; ".join(
                 f"ethtool -K {n} tx off >/dev/null 2>&1" for n in root_side)])
             ip_batch([f"link set dev {n} up" for n in root_side], swns)
-            self._shape_switch_side(swns)
 
     def _shape_switch_side(self, swns: str) -> None:
-        """Rate limits of wired links: tbf on the switch side (toward the host) here, on the
-        host side in _configure."""
+        """Wired links' shaping on the switch side (toward the host) here, on the host side
+        in _configure: tbf for a rate alone, netem where delay or loss is set too."""
         for seg in self.plan.segments:
             if seg.medium is Medium.ETHERNET and seg.switches:
                 for m in seg.members:
-                    rate = self.sc.link(m.link).rate_mbps
-                    if rate:
+                    qdisc = self._wired_qdisc(m.link)
+                    if qdisc:
                         run(["tc", "-n", swns, "qdisc", "replace", "dev", m.root_name,
-                             "root", *tbf_args(rate)])
+                             "root", *qdisc])
         for tr in self.plan.trunks:
-            if tr.rate_mbps:
+            qdisc = self._wired_qdisc(tr.link)
+            if qdisc:
                 for n in (tr.a_name, tr.b_name):
-                    run(["tc", "-n", swns, "qdisc", "replace", "dev", n, "root",
-                         *tbf_args(tr.rate_mbps)])
+                    run(["tc", "-n", swns, "qdisc", "replace", "dev", n, "root", *qdisc])
+
+    def _wired_qdisc(self, link: str) -> list[str]:
+        """The root qdisc of each end of a wired link: netem when it has delay or loss (one
+        way, each direction; preflight refused such links on kernels without sch_netem),
+        tbf for a rate alone, none otherwise."""
+        st = self.wired.setdefault(link, self._wired_state(link))
+        if st["delay_ms"] or st["loss_pct"] or not st["up"]:
+            loss = 100.0 if not st["up"] else st["loss_pct"]
+            queue = self.sc.link(link).queue_packets or default_queue(st["rate_mbps"],
+                                                                      st["delay_ms"])
+            return netem_args(st["delay_ms"], st["rate_mbps"], loss, queue)
+        return tbf_args(st["rate_mbps"]) if st["rate_mbps"] else []
+
+    def _wired_state(self, link: str) -> dict[str, Any]:
+        spec = self.sc.link(link)
+        return {"delay_ms": spec.delay_ms or 0.0, "rate_mbps": spec.rate_mbps or 0.0,
+                "loss_pct": spec.loss_pct or 0.0, "up": True}
 
     def _engine_link(self, name: str) -> EngineLink:
         link = self.sc.link(name)
@@ -326,10 +367,10 @@ class Network:
             lines.append(f"addr add {self.plan.primary_ip[node]}/32 dev lo")
             lines += [r.line() for r in self.plan.routes[node]]
             ip_batch(lines, ns)
-            shaping = [f"tc qdisc replace dev {m.ifname} root {' '.join(tbf_args(rate))}"
+            shaping = [f"tc qdisc replace dev {m.ifname} root {' '.join(qdisc)}"
                        for m in self.plan.endpoints(node)
                        if self.plan.segment_of(m.link).medium is Medium.ETHERNET
-                       and (rate := self.sc.link(m.link).rate_mbps)]
+                       and (qdisc := self._wired_qdisc(m.link))]
             cmds = [f"ethtool -K {n} tx off >/dev/null 2>&1" for n in offload] + shaping
             if cmds:
                 run(["ip", "netns", "exec", ns, "sh", "-c", " && ".join(cmds)])
@@ -371,18 +412,27 @@ class Network:
         return applied
 
     def _apply_ethernet(self, ch: Change) -> None:
+        """A wired link changes: up/down on its veths, rate, delay and loss in its qdiscs
+        (delay and loss only where the kernel has sch_netem)."""
         assert ch.link is not None
-        if ch.delay_ms is not None or ch.loss_pct is not None:
+        if (ch.delay_ms is not None or ch.loss_pct is not None) and not features.has_netem():
             raise ValueError(f"wired link {ch.link}: delay/loss need tc netem (absent here)")
         ends = self._ethernet_ends(ch.link)
         if ch.up is not None:
             for ns, dev in ends:
                 run(["ip", *(["-n", ns] if ns else []), "link", "set", "dev", dev,
                      "up" if ch.up else "down"])
-        if ch.rate_mbps is not None:
+        st = self.wired.setdefault(ch.link, self._wired_state(ch.link))
+        changed = False
+        for k in ("delay_ms", "rate_mbps", "loss_pct"):
+            v = getattr(ch, k)
+            if v is not None:
+                st[k], changed = v, True
+        qdisc = self._wired_qdisc(ch.link)
+        if changed and qdisc:
             for ns, dev in ends:
                 run(["tc", *(["-n", ns] if ns else []), "qdisc", "replace", "dev", dev, "root",
-                     *tbf_args(ch.rate_mbps)])
+                     *qdisc])
 
     def _ethernet_ends(self, link: str) -> list[tuple[str | None, str]]:
         trunk = next((t for t in self.plan.trunks if t.link == link), None)
@@ -404,7 +454,18 @@ class Network:
 
     def routing_graph(self) -> nx.Graph:
         """Hosts joined by the segments routes may use now (what reroute computes on)."""
-        return host_graph(self.sc, self.plan, self.down_segments(), self.segment_cost or None)
+        with self.lock:
+            apart = {self.plan.segment_of(link).name: pairs
+                     for link, pairs in self.apart.items()}
+        return host_graph(self.sc, self.plan, self.down_segments(), self.segment_cost or None,
+                          apart)
+
+    def _associated(self, link: str, apart: frozenset[frozenset[str]]) -> None:
+        """An access-point cell's associations changed (hwsim engine): stations reach only
+        their own access point directly; routes follow at once."""
+        with self.lock:
+            self.apart[link] = apart
+        self.reroute()
 
     def reroute(self) -> InstallReport:
         """Recompute shortest paths without the links that are down (with the current segment

@@ -231,10 +231,13 @@ def _segment_cost(sc: Scenario, seg: Segment) -> float:
 
 
 def host_graph(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset(),
-               cost: dict[str, float] | None = None) -> nx.Graph:
+               cost: dict[str, float] | None = None,
+               apart: dict[str, frozenset[frozenset[str]]] | None = None) -> nx.Graph:
     """Hosts joined by the cheapest segment they share; segments in `down` are left out.
     `cost` overrides the configured metric (ms) of some segments: the mobility engine passes
-    the current propagation delays."""
+    the current propagation delays.  `apart`: per segment, member pairs that share it but
+    cannot reach each other directly now (a Wi-Fi station and the access points it is not
+    associated with)."""
     g = nx.Graph()
     g.add_nodes_from(plan.namespaces)
     for seg in plan.segments:
@@ -243,7 +246,8 @@ def host_graph(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset
         c = cost[seg.name] if cost and seg.name in cost else _segment_cost(sc, seg)
         for i, a in enumerate(seg.members):
             for b in seg.members[i + 1:]:
-                if a.node == b.node:
+                if a.node == b.node or (apart and frozenset((a.node, b.node))
+                                        in apart.get(seg.name, ())):
                     continue
                 if not g.has_edge(a.node, b.node) or g[a.node][b.node]["weight"] > c:
                     g.add_edge(a.node, b.node, weight=c, segment=seg.name)

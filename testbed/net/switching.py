@@ -1,10 +1,12 @@
-"""Open vSwitch with the userspace datapath, one private instance per run.
+"""Open vSwitch, one private instance per run, with the kernel datapath where the openvswitch
+module loads (engines.switch: auto) and the userspace one elsewhere.
 
 Each run starts its own ovsdb-server and ovs-vswitchd with their database and sockets in the
 run's state directory, ovs-vswitchd inside the run's switch namespace (the userspace datapath
 holds one persistent `ovs-netdev` tap per namespace, which goes away with the
 namespace), so a run never touches a system OVS and two runs never share bridges.
-Bridges use `datapath_type=netdev` (no openvswitch kernel module needed), speak OpenFlow 1.3
+Bridges use `datapath_type=netdev` (no openvswitch kernel module needed) or `system` (the
+module's datapath, created inside the switch namespace, so it dies with it), speak OpenFlow 1.3
 only, are `fail_mode=secure` (no traffic until the controller has installed flows) and point
 at the os-ken controller on loopback.
 """
@@ -22,8 +24,10 @@ SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 
 
 class OvsSwitches:
-    def __init__(self, supervisor: Supervisor, state_dir: Path, netns: str) -> None:
+    def __init__(self, supervisor: Supervisor, state_dir: Path, netns: str,
+                 datapath: str = "netdev") -> None:
         self.sup = supervisor
+        self.datapath = datapath
         self.netns = netns
         self.dir = state_dir / "ovs"
         self.env = {"OVS_RUNDIR": str(self.dir), "OVS_DBDIR": str(self.dir),
@@ -66,7 +70,7 @@ class OvsSwitches:
         args: list[str] = []
         for sw in plan.switches.values():
             args += ["--", "add-br", sw.bridge, "--", "set", "bridge", sw.bridge,
-                     "datapath_type=netdev", "protocols=OpenFlow13", "fail_mode=secure",
+                     f"datapath_type={self.datapath}", "protocols=OpenFlow13", "fail_mode=secure",
                      f"other-config:datapath-id={sw.dpid}", "other-config:disable-in-band=true",
                      "--", "set-controller", sw.bridge, f"tcp:127.0.0.1:{controller_port}"]
             for port in sw.ports:

@@ -49,7 +49,7 @@ def leftovers(tag: str) -> dict[str, list[str]]:
 
 def teardown(ledger: Ledger) -> dict[str, int]:
     counts = {"processes": 0, "namespaces": 0, "links": 0, "cgroups": 0, "boards": 0,
-              "board_errors": 0}
+              "board_errors": 0, "radios": 0}
     # first: the boards' agents and links (over SSH), and a moved NIC back to the host while
     # its namespace still exists.  Only a run that recorded boards pays for importing asyncssh.
     if (BOARD_RECORDS / f"{ledger.run_id}.json").is_file():
@@ -73,6 +73,11 @@ def teardown(ledger: Ledger) -> dict[str, int]:
     present = set(_root_links())
     ip_batch([f"link del {n}" for n in links if n in present], force=True)
     counts["links"] = len([n for n in links if n in present])
+    if ledger.hwsim_radios:
+        # after the namespaces: their radios have fallen back to the root namespace
+        from testbed.engines import hwsim_nl
+
+        counts["radios"] = sum(hwsim_nl.del_radio_quietly(r) for r in ledger.hwsim_radios)
     # after the namespaces' processes are gone, so the groups are empty (remove() kills
     # whatever of the run is still inside them)
     counts["cgroups"] = len(cgroups.remove(ledger.tag))

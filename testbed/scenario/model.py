@@ -226,12 +226,24 @@ class WifiSettings(Strict):
     propagation: Literal["friis", "log-distance"] = "friis"
     exponent: float = Field(default=3.0, gt=1.0, le=6.0, description="log-distance only")
     tx_power_dbm: float = Field(default=16.0, ge=-10.0, le=30.0)
+    mode: Literal["adhoc", "mesh", "ap"] = Field(
+        default="adhoc", description="adhoc (IBSS; ns-3 and hwsim), mesh (802.11s) or ap "
+        "(hostapd access points and wpa_supplicant stations, WPA2); mesh and ap need "
+        "engines.wifi: hwsim")
+    aps: list[Name] = Field(
+        default_factory=list, description="mode ap: the endpoints that are access points "
+        "(one ESS: stations roam between them); every other endpoint is a station")
+    passphrase: str = Field(default="sagin-hil-wpa2", min_length=8, max_length=63,
+                            description="mode ap: the WPA2-PSK passphrase")
 
     @model_validator(mode="after")
     def _modes(self) -> WifiSettings:
         if (self.standard == "802.11p") != self.data_mode.endswith("BW10MHz"):
             raise ValueError("802.11p uses the 10 MHz OFDM modes (OfdmRate3MbpsBW10MHz ... "
                              "OfdmRate27MbpsBW10MHz) and only 802.11p does")
+        if (self.mode == "ap") != bool(self.aps):
+            raise ValueError("mode: ap needs aps: [the access points] and only mode ap takes "
+                             "aps")
         return self
 
 
@@ -271,6 +283,13 @@ class Link(Strict):
                 raise ValueError(f"a {medium.value} link joins exactly 2 endpoints")
             if self.wifi is not None:
                 raise ValueError("wifi settings are only for medium: wifi")
+        if self.wifi is not None:
+            stray = [a for a in self.wifi.aps if a not in self.endpoints]
+            if stray:
+                raise ValueError(f"wifi.aps names {stray[0]}, which is not an endpoint of "
+                                 "this link")
+            if len(self.wifi.aps) == len(self.endpoints):
+                raise ValueError("mode ap needs at least one station: an endpoint not in aps")
         if self.channel is not None:
             if medium is not Medium.P2P:
                 raise ValueError("a channel model drives medium: p2p links only (Wi-Fi links "
@@ -394,8 +413,15 @@ class Addressing(Strict):
 class Engines(Strict):
     """Which link engine carries which medium.  `auto` picks what this host supports."""
 
-    p2p: Literal["auto", "ns3", "netem"] = "auto"
-    wifi: Literal["auto", "ns3", "mininet-wifi"] = "auto"
+    p2p: Literal["auto", "ns3", "netem"] = Field(
+        default="auto", description="auto: tc netem where the kernel has sch_netem, else ns-3")
+    wifi: Literal["auto", "ns3", "hwsim"] = Field(
+        default="auto", description="auto: ns-3 (one engine for every host, the results the "
+        "README reports); hwsim: real 802.11 radios (mac80211_hwsim), shaped per station "
+        "pair by the channel model")
+    switch: Literal["auto", "kernel", "userspace"] = Field(
+        default="auto", description="Open vSwitch datapath: kernel (datapath_type=system) "
+        "where the openvswitch module loads, else userspace (netdev)")
     delay_compensation: Literal["auto", "off"] | float = Field(
         default="auto", description="ms subtracted from every ns-3 point-to-point delay to "
         "cancel the emulator's own per-hop processing time; auto measures it before time zero")

@@ -55,9 +55,11 @@ def check(sc: Scenario, registry: Registry | None = None) -> list[Problem]:
                         f"nodes.{ep}.position", f"node '{ep}' is on {why} '{link.name}' "
                         "but has no position", "add position: [x, y, z] in metres, a location "
                         "{lat_deg, lon_deg} or a motion model"))
-        if medium is Medium.ETHERNET and link.delay_ms:
-            # Delay on a veth needs sch_netem; checked against the host in preflight.
-            pass
+        if link.wifi is not None and link.wifi.mode != "adhoc" and sc.engines.wifi != "hwsim":
+            problems.append(Problem(
+                f"links[{i}].wifi.mode", f"mode {link.wifi.mode} needs real 802.11 radios "
+                f"(engines.wifi is {sc.engines.wifi}, which emulates ad hoc cells only)",
+                "set engines: {wifi: hwsim} (kernels with mac80211_hwsim) or mode: adhoc"))
 
     for i, flow in enumerate(sc.traffic):
         for fld in ("src", "dst"):

@@ -28,12 +28,9 @@ def kernel_here() -> str | None:
     """None when this kernel can run the kernel tests itself, else what it lacks."""
     if os.environ.get("SAGIN_IN_VM") == "1":
         return None
-    from testbed.engines import features
+    from testbed.engines.features import kernel_lacks
 
-    missing = [name for name, ok in (("sch_netem", features.has_netem()),
-                                     ("mac80211_hwsim", features.has_hwsim()),
-                                     ("openvswitch", features.has_ovs_kernel())) if not ok]
-    return ", ".join(missing) if missing else None
+    return ", ".join(kernel_lacks()) or None
 
 
 @dataclass

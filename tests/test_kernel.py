@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from testbed.analysis import wlan
 from testbed.engines.base import Change
 from testbed.run.cleanup import leftovers
 from testbed.run.harness import Emulation, emulated
@@ -57,7 +58,8 @@ def assert_clean(tag: str) -> None:
     left = leftovers(tag)
     assert all(not v for v in left.values()), left
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    ours = [line for line in procs.splitlines() if f"-{tag}/" in line or f"sh{tag}" in line]
+    ours = [line for line in procs.splitlines()
+            if (f"-{tag}/" in line or f"sh{tag}" in line) and not line.startswith("[")]
     assert not ours, ours
 
 
@@ -134,7 +136,7 @@ def hwsim_cells(mode: str) -> dict[str, Any]:
             {"name": "bh1", "kind": "wired", "endpoints": ["uav1", "gs"]},
             {"name": "bh2", "kind": "wired", "endpoints": ["uav2", "gs"]},
         ],
-        "capture": {"enabled": False},
+        "capture": {"enabled": mode == "ap"},
     }
 
 
@@ -156,6 +158,18 @@ def test_hwsim_adhoc_cell_follows_distance() -> None:
     assert_clean(tag)
 
 
+def mac(emu: Emulation, node: str) -> str:
+    found = re.search(r"addr (\S+)", emu.run(node, ["iw", "dev"]).stdout)
+    assert found is not None
+    return found.group(1)
+
+
+def connected(emu: Emulation, station: str = "user") -> str:
+    """`iw dev <if> link`: 'Connected to <bssid>', 'SSID: ...' of the station."""
+    return emu.run(station, ["iw", "dev", emu.net.plan.endpoint("cell", station).ifname,
+                             "link"]).stdout
+
+
 def test_hwsim_access_points_roam_with_a_moving_uav() -> None:
     sc = parse(hwsim_cells("ap"), "kernel-hwsim-ap")
     with emulated(sc, Path("/tmp/kernel-runs")) as emu:
@@ -163,8 +177,7 @@ def test_hwsim_access_points_roam_with_a_moving_uav() -> None:
         hw = emu.net.engines[Medium.WIFI]
         stats = hw.stats()
         assert [a["ap"] for a in stats["associations"]] == ["uav1"]
-        status = emu.run("user", ["iw", "dev"]).stdout
-        assert "type managed" in status and "ssid cell" in status, status
+        assert "SSID: cell" in connected(emu) and mac(emu, "uav1") in connected(emu)
         assert len(ping(emu, "user", emu.ip("gs"))) >= 6  # via uav1
         # uav1 flies away, uav2 comes close: the station re-associates (WPA2, real frames)
         emu.net.apply([Change("position", node="uav1", xyz=(2000.0, 0.0, 60.0)),
@@ -172,9 +185,14 @@ def test_hwsim_access_points_roam_with_a_moving_uav() -> None:
         roams = hw.stats()["roams"]
         assert [(r["from"], r["to"]) for r in roams] == [("uav1", "uav2")], roams
         assert 0 < roams[0]["seconds"] < 30
-        mac2 = re.search(r"addr (\S+)", emu.run("uav2", ["iw", "dev"]).stdout)
-        link = emu.run("user", ["iw", "dev", emu.net.plan.endpoint("cell", "user").ifname,
-                                "link"]).stdout
-        assert mac2 is not None and mac2.group(1) in link, link
+        assert mac(emu, "uav2") in connected(emu), connected(emu)
         assert len(ping(emu, "user", emu.ip("gs"))) >= 6  # now via uav2: routes followed
+        macs = {n: mac(emu, n) for n in ("user", "uav1", "uav2")}
     assert_clean(tag)
+    # the monitor capture holds the real management frames of both associations
+    rep = wlan.analyse_pcap(emu.run_dir / "wlan" / "hwsim0.pcap")
+    sta = rep.stations[macs["user"]]
+    assert [b for _, b in sta.associations] == [macs["uav1"], macs["uav2"]]
+    assert [(r.from_bssid, r.to_bssid) for r in sta.roams] == [(macs["uav1"], macs["uav2"])]
+    assert 0 < sta.roams[0].roam_time_s < 30
+    assert rep.data_frames > 0 and {macs["uav1"], macs["uav2"]} <= set(rep.beacons)

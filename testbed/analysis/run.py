@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from testbed.analysis import report, timeline
+from testbed.analysis import report, timeline, wlan
 from testbed.analysis.delay import pairs_in_run
 from testbed.analysis.parallel import (
     SPLIT_MIN,
@@ -182,9 +182,15 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float
     doc = {"kind": "run", "source": str(run_dir), "t0": t0, "captures": caps,
            "delay": delays, "markers": timeline.markers(run_dir),
            "workloads": {name: part.numbers for name, part in parts.items()}}
+    radio = run_dir / "wlan" / "hwsim0.pcap"  # real 802.11 frames (engines.wifi: hwsim)
+    wlan_doc = wlan.analyse_pcap(radio).to_dict() if radio.is_file() else None
+    if wlan_doc is not None:
+        doc["wlan"] = wlan.summary(wlan_doc)
     if write:
         out_dir = Path(out) if out else run_dir / "analysis"
         write_outputs(doc, out_dir, parts)
+        if wlan_doc is not None:
+            report.write_json(out_dir / "wlan.json", wlan_doc)
         doc["out"] = str(out_dir)
     return doc
 

@@ -4,6 +4,7 @@
 * ns3, ns3_sim - ns-3 in real time (point-to-point and Wi-Fi), one or more simulator
   processes; ns3setup - the ns-3 wheel's helper-path fix (run by `make setup`).
 * netem - point-to-point links as veth + tc netem, where the kernel has sch_netem.
-* mnwifi - Wi-Fi through mac80211_hwsim (detection only so far).
+* hwsim, hwsim_nl - Wi-Fi as real mac80211_hwsim radios (created over generic netlink),
+  IBSS, 802.11s mesh or hostapd/wpa_supplicant, shaped per station pair.
 * features - what this host's kernel offers (netem, hwsim, the OVS module), probed.
 """

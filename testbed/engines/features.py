@@ -53,6 +53,13 @@ def has_mininet_wifi() -> bool:
     return importlib.util.find_spec("mn_wifi") is not None
 
 
+def kernel_lacks() -> list[str]:
+    """The kernel features the netem, hwsim and OVS-kernel paths need that this host lacks
+    (where any is missing, tests and benchmarks of those paths run in testbed.vm)."""
+    return [name for name, ok in (("sch_netem", has_netem()), ("mac80211_hwsim", has_hwsim()),
+                                  ("openvswitch", has_ovs_kernel())) if not ok]
+
+
 def report() -> dict[str, object]:
     return {
         "kernel": platform.release(),

@@ -55,6 +55,7 @@ STANDARD_FREQ_HZ = {"802.11a": 5.18e9, "802.11n-5GHz": 5.18e9, "802.11g": 2.412e
 # receiver sensitivities of the OFDM modes (IEEE 802.11-2016 Table 17-18, 20 MHz; 10 MHz
 # for 802.11p is 3 dB better at half the rate)
 SENSITIVITY_DBM = {6: -82, 9: -81, 12: -79, 18: -77, 24: -74, 36: -70, 48: -66, 54: -65}
+OUT_OF_RANGE_LOSS_PCT = 99.0  # a pair this lossy is left out of routes
 ASSOC_TIMEOUT_S = 60.0  # generous: under software emulation (the test VM) it takes ~10 s
 
 
@@ -113,6 +114,9 @@ def pair_quality(wifi: dict[str, Any], distance_m: float) -> PairQuality:
     return PairQuality(snr, rate, min(loss, 100.0), d / 299_792_458.0 * 1e3)
 
 
+_HEARD = PairQuality(0.0, 1.0, 0.0, 0.0)
+
+
 @dataclass
 class Radio:
     link: str
@@ -132,6 +136,7 @@ class Cell:
     radios: dict[str, Radio]
     up: dict[str, bool]
     assoc: dict[str, str] = field(default_factory=dict)  # station -> its access point
+    apart: frozenset[frozenset[str]] | None = None  # as last told to the network
     procs: list[Managed] = field(default_factory=list)
 
 
@@ -139,9 +144,12 @@ class HwsimEngine:
     name = "hwsim"
 
     def __init__(self, sup: Supervisor, ledger: Ledger,
-                 on_association: Callable[[str, frozenset[frozenset[str]]], None] | None = None
-                 ) -> None:
+                 on_association: Callable[[str, frozenset[frozenset[str]]], None] | None = None,
+                 capture: Path | None = None, snaplen: int = 256) -> None:
+        """`capture`: where hwsim0, the monitor interface that sees every frame between the
+        radios (with radiotap headers), is recorded from before the first radio exists."""
         self.sup, self.ledger, self.on_association = sup, ledger, on_association
+        self.capture, self.snaplen = capture, snaplen
         self.cells: dict[str, Cell] = {}
         self.positions: dict[str, tuple[float, float, float]] = {}
         self.applied: dict[tuple[str, str, str], PairQuality] = {}
@@ -150,6 +158,7 @@ class HwsimEngine:
         self.dir = Path("/tmp")
         self.lock = threading.Lock()
         self.timings: dict[str, float] = {}
+        self.sniffer: Managed | None = None
 
     # ---- LinkEngine -----------------------------------------------------------------------
     def carries(self) -> set[Medium]:
@@ -167,6 +176,17 @@ class HwsimEngine:
             raise EngineUnavailable(f"engines.wifi: hwsim: {exc}") from exc
         self.dir = state_dir / "hwsim"
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.capture is not None:
+            # hwsim0 is a monitor interface in the root namespace: no address, no route, so
+            # it opens no path into the emulated network
+            run(["ip", "link", "set", "dev", "hwsim0", "up"])
+            self.capture.parent.mkdir(parents=True, exist_ok=True)
+            self.sniffer = self.sup.start("tcpdump-hwsim0", [
+                "tcpdump", "-i", "hwsim0", "-n", "-U", "-Z", "root", "-s", str(self.snaplen),
+                "-w", str(self.capture)])
+            deadline = time.monotonic() + 20
+            while not self.capture.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def attach(self, links: list[EngineLink], seed: int) -> dict[str, str]:
         from testbed.engines import hwsim_nl
@@ -207,6 +227,7 @@ class HwsimEngine:
                 self._start_ess(cell)
             else:
                 self._join(cell, mode)
+                self._tell_routes(cell)
         self.timings["hwsim_associated_s"] = round(time.monotonic() - t0, 3)
 
     def apply(self, changes: list[Change]) -> float | None:
@@ -236,6 +257,7 @@ class HwsimEngine:
         for cell in self.cells.values():
             if cell.link.wifi.get("mode") == "ap" and moved & set(cell.radios):
                 self._roam_if_better(cell)
+            self._tell_routes(cell)
         return time.time()
 
     def check(self) -> None:
@@ -247,16 +269,10 @@ class HwsimEngine:
                 "associations": self.associations, "roams": self.roams}
 
     def stop(self) -> None:
-        from testbed.engines import hwsim_nl
-
-        procs = [p for c in self.cells.values() for p in c.procs]
-        self.sup.stop_many(procs)
-        for cell in self.cells.values():
-            for radio in cell.radios.values():
-                # back to the root namespace first: a radio is deleted from there
-                subprocess.run(["ip", "netns", "exec", radio.netns, "iw", "phy", radio.phy,
-                                "set", "netns", "1"], capture_output=True)
-                hwsim_nl.del_radio_quietly(radio.phy)
+        # the radios are deleted by teardown, from the ledger, once their namespaces are gone
+        # and they have fallen back to the root namespace (also after a crash)
+        self.sup.stop_many([p for c in self.cells.values() for p in c.procs]
+                           + ([self.sniffer] if self.sniffer is not None else []))
 
     # ---- link quality ---------------------------------------------------------------------
     def _distance(self, a: str, b: str) -> float:
@@ -405,18 +421,31 @@ class HwsimEngine:
             self._tell_routes(cell)
 
     def _tell_routes(self, cell: Cell) -> None:
-        """Stations reach their own access point (and its other stations) directly, nothing
-        else in the cell."""
+        """Which members of the cell cannot reach each other directly now, so that routes
+        (and health checks) go around them: pairs out of range (ad hoc: a mesh forwards by
+        itself) and, with access points, stations and the access points they are not
+        associated with, stations of different access points, and access points among
+        themselves (no WDS)."""
         if self.on_association is None:
             return
-        aps = set(cell.link.wifi.get("aps", []))
-        # access points do not talk to each other over the air (no WDS)
-        apart: set[frozenset[str]] = {frozenset((a, b)) for a in aps for b in aps if a != b}
-        for station, ap in cell.assoc.items():
-            for other in cell.radios:
-                if other == station:
+        mode = cell.link.wifi.get("mode", "adhoc")
+        apart: set[frozenset[str]] = set()
+        if mode != "mesh":
+            apart = {frozenset((a, b)) for a in cell.radios for b in cell.radios
+                     if a < b and (self.applied.get((cell.link.name, a, b), _HEARD).loss_pct
+                                   >= OUT_OF_RANGE_LOSS_PCT)}
+        if mode == "ap":
+            aps = set(cell.link.wifi.get("aps", []))
+            apart |= {frozenset((a, b)) for a in aps for b in aps if a != b}
+            for station in cell.radios:
+                if station in aps:
                     continue
-                peer_ap = other if other in aps else cell.assoc.get(other)
-                if peer_ap != ap:
-                    apart.add(frozenset((station, other)))
-        self.on_association(cell.link.name, frozenset(apart))
+                ap = cell.assoc.get(station)
+                for other in cell.radios:
+                    peer_ap = other if other in aps else cell.assoc.get(other)
+                    if other != station and (ap is None or peer_ap != ap):
+                        apart.add(frozenset((station, other)))
+        frozen = frozenset(apart)
+        if frozen != cell.apart:
+            cell.apart = frozen
+            self.on_association(cell.link.name, frozen)

@@ -38,6 +38,8 @@ def targets(net: Network) -> dict[str, dict[str, str]]:
     down = net.down_segments()
     island = {n: i for i, comp in enumerate(nx.connected_components(net.routing_graph()))
               for n in comp}
+    with net.lock:  # Wi-Fi pairs that cannot hear each other now (hwsim engine)
+        apart = {plan.segment_of(link).name: pairs for link, pairs in net.apart.items()}
     for node in plan.namespaces:
         t = {plan.primary_ip[o]: f"{o} (primary)" for o in peers
              if o != node and island[o] == island[node]}
@@ -47,7 +49,8 @@ def targets(net: Network) -> dict[str, dict[str, str]]:
         for seg in plan.segments:
             if seg.name not in down and any(m.node == node for m in seg.members):
                 for m in seg.members:
-                    if m.node != node:
+                    if m.node != node and frozenset((node, m.node)) not in apart.get(
+                            seg.name, ()):
                         t[m.ip] = f"{m.node} on {seg.name}"
         out[node] = t
     return out

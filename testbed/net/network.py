@@ -132,7 +132,10 @@ class Network:
             if want == "netem" or (want == "auto" and features.has_netem()):
                 self.engines[Medium.P2P] = NetemEngine()
         if Medium.WIFI in media and self.sc.engines.wifi == "hwsim":
-            hw = HwsimEngine(self.sup, self.ledger, on_association=self._associated)
+            cap = self.sc.capture
+            hw = HwsimEngine(self.sup, self.ledger, on_association=self._associated,
+                             capture=self.sup.log_dir.parent / "wlan" / "hwsim0.pcap"
+                             if cap.enabled else None, snaplen=cap.snaplen)
             self.engines[Medium.WIFI] = hw
             for link in self.sc.links:
                 if link.carried_by is Medium.WIFI:

@@ -44,6 +44,7 @@ def leftovers(tag: str) -> dict[str, list[str]]:
         "etc_netns": [str(p) for p in Path("/etc/netns").glob(f"sh{tag}-*")]
         if Path("/etc/netns").is_dir() else [],
         "cgroups": cgroups.leftover_groups(tag),
+        "radios": [p.name for p in Path("/sys/class/ieee80211").glob(f"sh{tag}w*")],
     }
 
 

@@ -23,8 +23,8 @@ for d in $(cat /ctl/overlays); do
     || echo "vm-init: overlay on $d failed"
 done
 mount -t tmpfs run /newroot/run
-i=0
 while read -r tag path; do
+  mkdir -p "/newroot$path" 2>/dev/null
   mount -t 9p -o "$opts" "$tag" "/newroot$path" || echo "vm-init: rw share $path failed"
 done < /ctl/shares
 mkdir -p /newroot/run/sagin-ctl

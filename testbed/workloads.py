@@ -229,6 +229,11 @@ CORE = Workload(
               "a generated 100-node SAGIN (20 UAVs, 50 users, 20 satellites, 10 edge):\n"
               "command -> first packet time, ns-3 real-time lag over 60 s with ping on every\n"
               "link, probe loss"),
+        Bench("engines", "testbed.bench.engines:run",
+              "tc netem vs ns-3 point-to-point (RTT, TCP goodput, CPU at 5/25/50 ms x\n"
+              "10/50 Mbit/s), hwsim vs ns-3 Wi-Fi (goodput vs distance), hwsim association\n"
+              "and roam times, OVS kernel vs userspace datapath; the kernel half in the\n"
+              "stock-kernel VM where this kernel lacks the modules (relative figures)"),
         Bench("lifecycle", "testbed.bench.lifecycle:run",
               "quickstart: command -> time zero, and teardown time"),
         Bench("mobility", "testbed.bench.mobility:run",

@@ -55,7 +55,7 @@ STANDARD_FREQ_HZ = {"802.11a": 5.18e9, "802.11n-5GHz": 5.18e9, "802.11g": 2.412e
 # receiver sensitivities of the OFDM modes (IEEE 802.11-2016 Table 17-18, 20 MHz; 10 MHz
 # for 802.11p is 3 dB better at half the rate)
 SENSITIVITY_DBM = {6: -82, 9: -81, 12: -79, 18: -77, 24: -74, 36: -70, 48: -66, 54: -65}
-OUT_OF_RANGE_LOSS_PCT = 99.0  # a pair this lossy is left out of routes
+OUT_OF_RANGE_LOSS_PCT = 50.0  # a pair this lossy is left out of routes
 ASSOC_TIMEOUT_S = 60.0  # generous: under software emulation (the test VM) it takes ~10 s
 
 

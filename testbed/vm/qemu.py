@@ -33,16 +33,17 @@ OVERLAYS = ("/etc", "/var", "/root", "/home", "/opt", "/srv", "/usr/local", str(
 MEMORY_MB = 2048
 
 STAGE2 = """\
+{env}
 mkdir -p /dev/pts /dev/shm /run/netns
 mount -t devpts devpts /dev/pts
 mount -t tmpfs shm /dev/shm
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 ip link set lo up
+modprobe -q tun  # /dev/net/tun (OVS userspace datapath, ns-3 taps): no udev here to make it
 hostname sagin-vm
 echo 1 > /proc/sys/kernel/printk_ratelimit 2>/dev/null
 echo "4 4 1 7" > /proc/sys/kernel/printk
-{env}
 cd {cwd} || exit 1
 echo "vm: up in $(cut -d' ' -f1 /proc/uptime) s (kernel $(uname -r))"
 /bin/sh /run/sagin-ctl/cmd.sh < /dev/null

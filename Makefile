@@ -55,7 +55,7 @@ vm-setup:
 	@bash scripts/bootstrap.sh --vm
 
 vm: vm-setup
-	@$(PY) -m testbed.vm.qemu -- $(if $(CMD),$(CMD),uname -a)
+	@$(PY) -m testbed.vm.qemu --rw results -- $(if $(CMD),$(CMD),uname -a)
 
 sitl: setup
 	@$(PY) -m firmware.sitl --count $(N) --flavour $(FLAVOUR)

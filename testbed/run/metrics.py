@@ -12,6 +12,7 @@ from typing import Any
 from testbed.net.network import Network
 from testbed.run.probes import Probes, expected_rtt_ms, summarise
 from testbed.run.traffic import Flows
+from testbed.scenario.model import Medium
 
 
 def link_metrics(net: Network, probes: Probes | None,
@@ -80,4 +81,8 @@ def collect(net: Network, flows: Flows | None, probes: Probes | None,
         "ns3_realtime": lag_summary(log_dir),
         "timings_s": timings,
         "engines": net.engine_names(),
+        # real radios: which station associated with which access point, and each roam
+        # with its measured handover time (the frames are in analysis/wlan.json)
+        **({"wifi_radios": net.engines[Medium.WIFI].stats()}
+           if Medium.WIFI in net.engines and net.engines[Medium.WIFI].name == "hwsim" else {}),
     }

@@ -1,7 +1,8 @@
 """NetemEngine: point-to-point links as veth pairs shaped by `tc netem` (delay, loss, rate).
 
-Used automatically for p2p links where the kernel has sch_netem (most Ubuntu hosts); this
-machine's kernel has none, so here it is detected as absent and ns-3 carries those links.
+Used automatically for p2p links where the kernel has sch_netem (stock Debian, Ubuntu and
+Fedora kernels); the build host's kernel has none, so there it is detected as absent and ns-3
+carries those links (its tests run in testbed.vm).
 Cheaper than ns-3 (no user-space copy), but netem's rate limiting and delay are per
 direction, and Wi-Fi cannot be expressed with it.
 """
@@ -56,18 +57,26 @@ class NetemEngine:
                                      "loss_pct": link.loss_pct, "up": True}
         return {}
 
-    def shape(self, link: EngineLink, verb: str) -> None:
-        st = self.state[link.name]
-        loss = 100.0 if not st["up"] else st["loss_pct"]
-        args = netem_args(st["delay_ms"], st["rate_mbps"], loss, link.queue_packets)
-        for end in link.ends:
-            run(["tc", "-n", end.netns, "qdisc", verb, "dev", end.ifname, "root", *args])
+    def shape(self, links: list[EngineLink], verb: str) -> None:
+        """One `tc -batch` per namespace for all the links' ends (a mobility tick changes
+        many links at once; one tc process per change would cost more than the change)."""
+        batches: dict[str, list[str]] = {}
+        for link in links:
+            st = self.state[link.name]
+            loss = 100.0 if not st["up"] else st["loss_pct"]
+            args = " ".join(netem_args(st["delay_ms"], st["rate_mbps"], loss,
+                                       link.queue_packets))
+            for end in link.ends:
+                batches.setdefault(end.netns, []).append(
+                    f"qdisc {verb} dev {end.ifname} root {args}")
+        for netns, lines in batches.items():
+            run(["tc", "-n", netns, "-batch", "-"], input="\n".join(lines) + "\n")
 
     def configured(self) -> None:
-        for link in self.links.values():
-            self.shape(link, "add")
+        self.shape(list(self.links.values()), "add")
 
     def apply(self, changes: list[Change]) -> float | None:
+        touched: dict[str, EngineLink] = {}
         for ch in changes:
             if ch.kind != "set" or ch.link not in self.links:
                 raise ValueError(f"netem engine cannot apply {ch}")
@@ -76,7 +85,8 @@ class NetemEngine:
                 v = getattr(ch, k)
                 if v is not None:
                     st[k] = v
-            self.shape(self.links[ch.link], "change")
+            touched[ch.link] = self.links[ch.link]
+        self.shape(list(touched.values()), "change")
         return time.time()
 
     def check(self) -> None:

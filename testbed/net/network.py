@@ -172,6 +172,19 @@ class Network:
                                         else "userspace")
         return names
 
+    def link_engine_names(self) -> dict[str, str]:
+        """Which engine carried each link (for the manifest)."""
+        out = {}
+        for link in self.sc.links:
+            if link.name in self.link_engine:
+                out[link.name] = self.link_engine[link.name].name
+            elif self.plan.segment_of(link.name).switches or any(
+                    t.link == link.name for t in self.plan.trunks):
+                out[link.name] = self.engine_names().get("switch", "ovs")
+            else:
+                out[link.name] = "veth"
+        return out
+
     def switch_datapath(self) -> str:
         """OVS datapath_type: system (the kernel module) where asked or, with auto, where the
         module loads; netdev (userspace) otherwise."""

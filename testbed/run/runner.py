@@ -174,6 +174,7 @@ class Run:
             self._start_services(net, sup, state_dir)
         self.timings.update(net.timings)
         man["engines"] = net.engine_names()
+        man["link_engines"] = net.link_engine_names()
         if net.cgroups:
             man["profiles"] = net.profiles()
             for node, p in man["profiles"].items():

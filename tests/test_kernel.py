@@ -120,9 +120,9 @@ def test_netem_links_and_the_ovs_kernel_datapath() -> None:
 
 def hwsim_cells(mode: str) -> dict[str, Any]:
     """Two UAVs over a ground user; ap mode makes both UAVs access points of one ESS."""
-    wifi: dict[str, Any] = {"standard": "802.11a", "data_mode": "OfdmRate24Mbps"}
+    wifi: dict[str, Any] = {"standard": "802.11a", "data_mode": "OfdmRate24Mbps", "mode": mode}
     if mode == "ap":
-        wifi.update(mode="ap", aps=["uav1", "uav2"])
+        wifi.update(aps=["uav1", "uav2"])
     return {
         "name": f"kernel-hwsim-{mode}", "duration_s": 60,
         "engines": {"wifi": "hwsim"},
@@ -140,13 +140,14 @@ def hwsim_cells(mode: str) -> dict[str, Any]:
     }
 
 
-def test_hwsim_adhoc_cell_follows_distance() -> None:
-    sc = parse(hwsim_cells("adhoc"), "kernel-hwsim-adhoc")
+@pytest.mark.parametrize("mode", ["adhoc", "mesh"])
+def test_hwsim_cell_follows_distance(mode: str) -> None:
+    sc = parse(hwsim_cells(mode), f"kernel-hwsim-{mode}")
     with emulated(sc, Path("/tmp/kernel-runs")) as emu:
         tag = emu.net.plan.tag
         assert emu.net.engine_names()["wifi"] == "hwsim"
         link = emu.run("user", ["iw", "dev"]).stdout
-        assert "type IBSS" in link, link
+        assert {"adhoc": "type IBSS", "mesh": "type mesh point"}[mode] in link, link
         near = ping(emu, "user", emu.ip("uav1", "cell"))
         assert len(near) >= 6
         # uav1 flies 3 km away: the pair's shaping turns to (almost) total loss

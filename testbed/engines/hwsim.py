@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+
 from testbed.channels.free_space import fspl_db, log_distance_db
 from testbed.channels.rate import packet_loss
 from testbed.engines import features
@@ -422,18 +424,27 @@ class HwsimEngine:
 
     def _tell_routes(self, cell: Cell) -> None:
         """Which members of the cell cannot reach each other directly now, so that routes
-        (and health checks) go around them: pairs out of range (ad hoc: a mesh forwards by
-        itself) and, with access points, stations and the access points they are not
+        (and health checks) go around them: pairs out of range (in a mesh, pairs with no
+        in-range path: 802.11s forwards by itself) and, with access points, stations and the access points they are not
         associated with, stations of different access points, and access points among
         themselves (no WDS)."""
         if self.on_association is None:
             return
         mode = cell.link.wifi.get("mode", "adhoc")
-        apart: set[frozenset[str]] = set()
-        if mode != "mesh":
+        out_of_range = {frozenset((a, b)) for a in cell.radios for b in cell.radios
+                        if a < b and (self.applied.get((cell.link.name, a, b), _HEARD).loss_pct
+                                      >= OUT_OF_RANGE_LOSS_PCT)}
+        apart: set[frozenset[str]] = out_of_range
+        if mode == "mesh":
+            # 802.11s forwards at layer 2 (HWMP): only members with no in-range path between
+            # them are apart
+            g = nx.Graph()
+            g.add_nodes_from(cell.radios)
+            g.add_edges_from((a, b) for a in cell.radios for b in cell.radios
+                             if a < b and frozenset((a, b)) not in out_of_range)
+            part = {n: i for i, comp in enumerate(nx.connected_components(g)) for n in comp}
             apart = {frozenset((a, b)) for a in cell.radios for b in cell.radios
-                     if a < b and (self.applied.get((cell.link.name, a, b), _HEARD).loss_pct
-                                   >= OUT_OF_RANGE_LOSS_PCT)}
+                     if a < b and part[a] != part[b]}
         if mode == "ap":
             aps = set(cell.link.wifi.get("aps", []))
             apart |= {frozenset((a, b)) for a in aps for b in aps if a != b}

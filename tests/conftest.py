@@ -12,6 +12,7 @@ its failure text, its skip reason, and the VM's console log in results/kernel-vm
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class VmRun:
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     wall_s: float = 0.0
+    proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="kernel-vm", daemon=True).start()
@@ -55,7 +57,8 @@ class VmRun:
             junit.unlink(missing_ok=True)
             ids = " ".join(f"'{n}'" for n in self.nodeids)
             res = qemu.run(f".venv/bin/python -m pytest -p no:cacheprovider -q -rs "
-                           f"--junitxml={junit} {ids}", rw=[LOG_DIR], timeout_s=VM_TIMEOUT_S)
+                           f"--junitxml={junit} {ids}", rw=[LOG_DIR], timeout_s=VM_TIMEOUT_S,
+                           started=lambda p: setattr(self, "proc", p))
             self.wall_s = res.wall_s
             (LOG_DIR / "console.log").write_text(res.output)
             if junit.exists():
@@ -156,6 +159,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     if _VM is not None and not session.config.option.collectonly:
         _VM.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A session that ends early (-x, Ctrl-C) leaves no VM running."""
+    if _VM is not None and _VM.proc is not None and _VM.proc.poll() is None:
+        _VM.proc.kill()
 
 
 @pytest.hookimpl(tryfirst=True)

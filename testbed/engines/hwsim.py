@@ -425,9 +425,9 @@ class HwsimEngine:
     def _tell_routes(self, cell: Cell) -> None:
         """Which members of the cell cannot reach each other directly now, so that routes
         (and health checks) go around them: pairs out of range (in a mesh, pairs with no
-        in-range path: 802.11s forwards by itself) and, with access points, stations and the access points they are not
-        associated with, stations of different access points, and access points among
-        themselves (no WDS)."""
+        in-range path: 802.11s forwards by itself) and, with access points, stations and
+        the access points they are not associated with, stations of different access
+        points, and access points among themselves (no WDS)."""
         if self.on_association is None:
             return
         mode = cell.link.wifi.get("mode", "adhoc")

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +88,12 @@ def available() -> str | None:
 
 def run(command: str, *, cwd: Path = REPO, rw: list[Path] | tuple[Path, ...] = (),
         env: dict[str, str] | None = None, memory_mb: int = MEMORY_MB,
-        timeout_s: float = 1200.0, echo: bool = False) -> VmResult:
+        timeout_s: float = 1200.0, echo: bool = False,
+        started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> VmResult:
     """Run `command` (a shell command line) as root in the stock kernel; return its exit code
-    and its console output.  rc is -1 when the guest died or timed out before reporting."""
+    and its console output.  rc is -1 when the guest died or timed out before reporting.
+    `started` receives the qemu process (a caller that may exit first can kill it); an
+    exception or Ctrl-C here kills it too: no VM outlives its caller."""
     kernel = find_kernel()
     initrd = initramfs(kernel)
     exe = qemu_binary()
@@ -131,13 +135,17 @@ def run(command: str, *, cwd: Path = REPO, rw: list[Path] | tuple[Path, ...] = (
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        if started is not None:
+            started(proc)
+        timed_out = False
         try:
             proc.wait(timeout=timeout_s)
-            timed_out = False
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
             timed_out = True
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         reader.join(timeout=5)
         output = b"".join(chunks).decode(errors="replace").replace("\r", "")
         rc_file = ctl / "rc"

@@ -3,9 +3,10 @@ mac80211_hwsim, openvswitch).
 
 Where this kernel has them (a researcher's stock kernel, or inside the VM) they run in place.
 Where it does not (this build host), all of them run together in one boot of Debian's stock
-kernel under qemu (testbed.vm), started in the background when collection ends; the host's
-own tests run meanwhile, the VM's CPU never overlapping a timing-sensitive emulation test (the
-first one waits for the VM).  Each kernel test is reported on the host with the VM's outcome:
+kernel under qemu (testbed.vm), started in the background when collection ends, at the lowest
+CPU priority (nice 19: the unit tests that run meanwhile, some with real processes and rate
+probes, keep their CPU); the VM never overlaps a timing-sensitive emulation test (the first
+one waits for it).  Each kernel test is reported on the host with the VM's outcome:
 its failure text, its skip reason, and the VM's console log in results/kernel-vm/.
 """
 
@@ -58,7 +59,7 @@ class VmRun:
             ids = " ".join(f"'{n}'" for n in self.nodeids)
             res = qemu.run(f".venv/bin/python -m pytest -p no:cacheprovider -q -rs "
                            f"--junitxml={junit} {ids}", rw=[LOG_DIR], timeout_s=VM_TIMEOUT_S,
-                           started=lambda p: setattr(self, "proc", p))
+                           started=lambda p: setattr(self, "proc", p), nice=19)
             self.wall_s = res.wall_s
             (LOG_DIR / "console.log").write_text(res.output)
             if junit.exists():

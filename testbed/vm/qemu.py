@@ -89,11 +89,13 @@ def available() -> str | None:
 def run(command: str, *, cwd: Path = REPO, rw: list[Path] | tuple[Path, ...] = (),
         env: dict[str, str] | None = None, memory_mb: int = MEMORY_MB,
         timeout_s: float = 1200.0, echo: bool = False,
-        started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> VmResult:
+        started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+        nice: int = 0) -> VmResult:
     """Run `command` (a shell command line) as root in the stock kernel; return its exit code
     and its console output.  rc is -1 when the guest died or timed out before reporting.
     `started` receives the qemu process (a caller that may exit first can kill it); an
-    exception or Ctrl-C here kills it too: no VM outlives its caller."""
+    exception or Ctrl-C here kills it too: no VM outlives its caller.  `nice`: the VM's CPU
+    priority, for a VM that runs beside other work (19: it only takes idle CPU)."""
     kernel = find_kernel()
     initrd = initramfs(kernel)
     exe = qemu_binary()
@@ -111,7 +113,8 @@ def run(command: str, *, cwd: Path = REPO, rw: list[Path] | tuple[Path, ...] = (
         for p in shares:
             p.mkdir(parents=True, exist_ok=True)
         (ctl / "shares").write_text("".join(f"rw{i} {p}\n" for i, p in enumerate(shares)))
-        argv = [exe, "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(memory_mb),
+        argv = [*(["nice", "-n", str(nice)] if nice else []), exe, "-accel", "tcg",
+                "-cpu", "max", "-smp", "1", "-m", str(memory_mb),
                 "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                 "-no-reboot", "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
                 "-append", "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable",

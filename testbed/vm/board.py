@@ -1,0 +1,284 @@
+"""Emulated arm64 boards: a Raspberry-Pi-4-class machine (Cortex-A72) with its own kernel, root
+filesystem and Python, for trying and testing the hardware-in-the-loop path without hardware.
+
+Built once per recipe (`build`, cached under /var/cache/sagin-hil/boards/image-<key>): Debian 12
+arm64 by mmdebstrap (through qemu-user-static), with linux-image-arm64 (initramfs limited to
+the virtio modules: ~6 min instead of ~22), openssh-server, python3 (3.11), iproute2; made into
+an ext4 disk.  `up` boots boards on throw-away qcow2 overlays with qemu-system-aarch64
+(software emulation): SSH on a loopback port (management stays on loopback), and a tap on this
+host cabled to the board's second NIC, which an inventory's `join: {mode: nic}` moves into the
+replaced node's namespace.  `down` leaves nothing.
+
+Work in progress (issue 28): the boards boot, answer SSH and print their inventory entries;
+running the HIL preflight, deployment and scenarios against them is not verified yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CACHE = Path("/var/cache/sagin-hil/boards")
+STATE = Path("/run/sagin-hil/boards")
+SUITE = "bookworm"
+PACKAGES = ("systemd-sysv", "udev", "openssh-server", "python3", "python3-venv", "python3-pip",
+            "iproute2", "linux-image-arm64", "ca-certificates", "iputils-ping")
+INITRAMFS_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "ext4")
+DISK = "3G"
+CPU, SMP, MEMORY_MB = "cortex-a72", 2, 1024
+DATA_NIC = "enp0s2"  # the board's NIC on the tap (the second virtio-net PCI device)
+BOOT_TIMEOUT_S = 180.0
+SETUP_HINT = ("install Debian's qemu-system-arm qemu-user-static binfmt-support mmdebstrap "
+              "arch-test qemu-utils (make board-vm does)")
+
+SETUP_HOOK = (
+    'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"; '
+    'echo MODULES=list > "$1/etc/initramfs-tools/conf.d/sagin-board"; '
+    'printf "%s\\n" {modules} > "$1/usr/share/initramfs-tools/modules.d/sagin-board"')
+CUSTOMIZE_HOOK = (
+    'mkdir -p "$1/root/.ssh"; cp {pub} "$1/root/.ssh/authorized_keys"; '
+    'chmod 700 "$1/root/.ssh"; echo sagin-board > "$1/etc/hostname"; '
+    'printf "/dev/vda / ext4 defaults 0 1\\n" > "$1/etc/fstab"; '
+    'printf "[Match]\\nName=enp0s1\\n[Network]\\nDHCP=ipv4\\n" '
+    '> "$1/etc/systemd/network/10-mgmt.network"; '
+    'chroot "$1" systemctl enable systemd-networkd')
+
+
+class BoardVmError(RuntimeError):
+    """An emulated board cannot be built or booted; the message names what to do."""
+
+
+def recipe() -> dict[str, object]:
+    return {"suite": SUITE, "arch": "arm64", "packages": PACKAGES,
+            "initramfs_modules": INITRAMFS_MODULES, "disk": DISK, "setup": SETUP_HOOK,
+            "customize": CUSTOMIZE_HOOK}
+
+
+def image_dir() -> Path:
+    key = hashlib.sha256(json.dumps(recipe(), sort_keys=True).encode()).hexdigest()[:12]
+    return CACHE / f"image-{key}"
+
+
+def _need(tool: str) -> str:
+    exe = shutil.which(tool)
+    if exe is None:
+        raise BoardVmError(f"{tool} is missing: {SETUP_HINT}")
+    return exe
+
+
+def build(log: Path | None = None) -> Path:
+    """The cached image folder (base.raw, vmlinuz, initrd.img, board_key, host key)."""
+    out = image_dir()
+    if (out / "ready").exists():
+        return out
+    for tool in ("mmdebstrap", "qemu-system-aarch64", "qemu-img", "mkfs.ext4", "ssh-keygen"):
+        _need(tool)
+    if subprocess.run(["arch-test", "arm64"], capture_output=True).returncode != 0:
+        raise BoardVmError("this host cannot run arm64 binaries (binfmt_misc): mount -t "
+                           "binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts "
+                           "--enable qemu-aarch64")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    log = log or out / "build.log"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sagin-board",
+                    "-f", str(out / "board_key")], check=True)
+    rootfs = out / "rootfs"
+    with log.open("wb") as fh:
+        proc = subprocess.run([
+            "mmdebstrap", "--arch=arm64", "--variant=apt", f"--include={','.join(PACKAGES)}",
+            "--setup-hook=" + SETUP_HOOK.format(modules=" ".join(INITRAMFS_MODULES)),
+            "--customize-hook=" + CUSTOMIZE_HOOK.format(pub=out / "board_key.pub"),
+            SUITE, str(rootfs)], stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise BoardVmError(f"mmdebstrap failed (log: {log})")
+    boot = rootfs / "boot"
+    shutil.copy(next(boot.glob("vmlinuz-*")), out / "vmlinuz")
+    shutil.copy(next(boot.glob("initrd.img-*")), out / "initrd.img")
+    shutil.copy(rootfs / "etc/ssh/ssh_host_ed25519_key.pub", out / "host_key.pub")
+    subprocess.run(["truncate", "-s", DISK, str(out / "base.raw")], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(rootfs), str(out / "base.raw")],
+                   check=True)
+    shutil.rmtree(rootfs)
+    (out / "ready").write_text(json.dumps(recipe(), indent=1))
+    return out
+
+
+@dataclass
+class BoardVm:
+    name: str
+    pid: int
+    ssh_port: int
+    tap: str
+    overlay: str
+    console: str
+    image: str
+
+    def inventory_entry(self, replaces: str = "REPLACE-ME",
+                        profile: str = "raspberry-pi-4") -> dict[str, object]:
+        return {"name": self.name, "address": "127.0.0.1",
+                "ssh": {"user": "root", "key": f"{self.image}/board_key",
+                        "port": self.ssh_port, "known_hosts": str(STATE / "known_hosts")},
+                "profile": profile, "replaces": replaces,
+                "join": {"mode": "nic", "interface": self.tap, "board_interface": DATA_NIC}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ssh_banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            return s.recv(16).startswith(b"SSH-2.0")
+    except OSError:
+        return False
+
+
+def running() -> list[BoardVm]:
+    out = []
+    for f in sorted(STATE.glob("*.json")):
+        vm = BoardVm(**json.loads(f.read_text()))
+        if Path(f"/proc/{vm.pid}").exists():
+            out.append(vm)
+    return out
+
+
+def up(count: int = 1) -> list[BoardVm]:
+    img = build()
+    STATE.mkdir(parents=True, exist_ok=True)
+    taken = {vm.name for vm in running()}
+    started: list[BoardVm] = []
+    i = 0
+    while len(started) < count:
+        name = f"armboard{i}"
+        i += 1
+        if name in taken:
+            continue
+        port, tap = _free_port(), f"sbvm{i - 1}"
+        overlay = STATE / f"{name}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                        str(img / "base.raw"), str(overlay)], check=True)
+        subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
+        console = STATE / f"{name}.console"
+        with console.open("wb") as fh:
+            proc = subprocess.Popen([
+                _need("qemu-system-aarch64"), "-M", "virt", "-accel", "tcg,thread=multi",
+                "-cpu", CPU, "-smp", str(SMP), "-m", str(MEMORY_MB), "-nographic",
+                "-no-reboot", "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
+                "-append", "root=/dev/vda rw console=ttyAMA0 quiet",
+                "-drive", f"file={overlay},if=virtio,format=qcow2",
+                "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22",
+                "-device", "virtio-net-pci,netdev=mgmt",
+                "-netdev", f"tap,id=data,ifname={tap},script=no,downscript=no",
+                "-device", "virtio-net-pci,netdev=data"],
+                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        vm = BoardVm(name, proc.pid, port, tap, str(overlay), str(console), str(img))
+        (STATE / f"{name}.json").write_text(json.dumps(asdict(vm)))
+        started.append(vm)
+    _write_known_hosts(img)
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    for vm in started:
+        while not _ssh_banner(vm.ssh_port):
+            if time.monotonic() > deadline or not Path(f"/proc/{vm.pid}").exists():
+                down([vm.name])
+                raise BoardVmError(f"{vm.name} did not answer SSH within {BOOT_TIMEOUT_S:.0f} s "
+                                   f"(console: {vm.console})")
+            time.sleep(0.5)
+        set_clock(vm)
+    return started
+
+
+def ssh_argv(vm: BoardVm) -> list[str]:
+    return ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={STATE / 'known_hosts'}",
+            "-o", "ConnectTimeout=10", "-i", f"{vm.image}/board_key", "-p", str(vm.ssh_port),
+            "root@127.0.0.1"]
+
+
+def set_clock(vm: BoardVm) -> None:
+    """The emulated RTC has one-second resolution (the HIL preflight measured the board
+    +254 ms off): set the board's clock from this host's, over SSH, once it answers."""
+    for _ in range(20):
+        res = subprocess.run([*ssh_argv(vm), f"date -s @{time.time():.6f} >/dev/null"],
+                             capture_output=True, timeout=30)
+        if res.returncode == 0:
+            return
+        time.sleep(1.0)
+    raise BoardVmError(f"{vm.name}: could not set its clock over SSH")
+
+
+def _write_known_hosts(img: Path) -> None:
+    key = (img / "host_key.pub").read_text().split()[:2]
+    lines = [f"[127.0.0.1]:{vm.ssh_port} {key[0]} {key[1]}" for vm in running()]
+    (STATE / "known_hosts").write_text("\n".join(lines) + "\n")
+
+
+def down(names: list[str] | None = None) -> int:
+    """Stop boards (all by default): the VM, its tap, its overlay; returns how many."""
+    n = 0
+    for f in sorted(STATE.glob("*.json")):
+        vm = BoardVm(**json.loads(f.read_text()))
+        if names and vm.name not in names:
+            continue
+        try:
+            os.killpg(vm.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        subprocess.run(["ip", "link", "del", vm.tap], capture_output=True)
+        for p in (Path(vm.overlay), Path(vm.console), f):
+            p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m testbed.vm.board",
+                                description="emulated arm64 boards for the hardware path")
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("build")
+    sp = sub.add_parser("up")
+    sp.add_argument("-n", "--count", type=int, default=1)
+    sp.add_argument("--replaces", nargs="*", default=[],
+                    help="scenario nodes the boards replace, in order")
+    sp = sub.add_parser("down")
+    sp.add_argument("names", nargs="*")
+    sub.add_parser("status")
+    args = p.parse_args(argv)
+    try:
+        if args.verb == "build":
+            t0 = time.monotonic()
+            print(f"image: {build()} ({time.monotonic() - t0:.0f} s)")
+        elif args.verb == "up":
+            t0 = time.monotonic()
+            vms = up(args.count)
+            print(f"# {len(vms)} board(s) up in {time.monotonic() - t0:.1f} s; inventory:")
+            import yaml
+
+            entries = [vm.inventory_entry(*(args.replaces[i:i + 1]))
+                       for i, vm in enumerate(vms)]
+            print(yaml.safe_dump({"boards": entries}, sort_keys=False))
+        elif args.verb == "down":
+            print(f"stopped {down(args.names or None)} board(s)")
+        else:
+            for vm in running():
+                print(f"{vm.name}: pid {vm.pid}, ssh 127.0.0.1:{vm.ssh_port}, tap {vm.tap}")
+    except BoardVmError as exc:
+        print(f"board-vm: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ INVENTORY ?=
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold) \
 	$(if $(INVENTORY),--inventory $(INVENTORY))
 
-.PHONY: setup vm-setup vm scenario scenarios check shell exec status clean bench test lint help sitl \
+.PHONY: setup vm-setup vm board-vm test-boards scenario scenarios check shell exec status clean bench test lint help sitl \
 	train ship-policies analyze compare
 
 help:
@@ -45,7 +45,9 @@ help:
 	@echo "make analyze RUN=dir | PCAP=f   packet-trace analysis -> analysis/report.html (runs do it themselves)"
 	@echo "make compare RUNS='a b'         side-by-side tables and overlaid plots of runs"
 	@echo "make vm [CMD='...']             a command as root in Debian's stock kernel (netem, hwsim, OVS module) under qemu"
+	@echo "make board-vm [N=2] [REPLACES='uav1 uav2'] [OFFLINE=1]  emulated arm64 boards + their inventory (ACTION=down|status)"
 	@echo "make test                       the test suite (what CI runs)"
+	@echo "make test-boards                the emulated-board lane (CI runs it after make test)"
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -53,6 +55,16 @@ setup:
 # the stock-kernel VM (qemu + Debian's linux-image-amd64) for the `kernel` tests and benches
 vm-setup:
 	@bash scripts/bootstrap.sh --vm
+
+# emulated arm64 boards for the hardware path (testbed/vm/board.py): ACTION=up|down|status|build
+board-vm: setup
+	@bash scripts/bootstrap.sh --board
+	@$(PY) -m testbed boards vm $(if $(ACTION),$(ACTION),up) $(if $(N),-n $(N)) $(if $(REPLACES),--replaces $(REPLACES)) $(if $(OFFLINE),--offline)
+
+# the emulated-board test lane (also run by .ci/run): boots one board from the cached image
+test-boards: setup
+	@bash scripts/bootstrap.sh --board
+	@$(PY) -m pytest -q -m boards tests/test_board_vm.py
 
 vm: vm-setup
 	@$(PY) -m testbed.vm.qemu --rw results -- $(if $(CMD),$(CMD),uname -a)

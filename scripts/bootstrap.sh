@@ -20,6 +20,13 @@ APT_PACKAGES=(openvswitch-switch mininet tcpdump tshark iperf3 iputils-ping fpin
 if [ "${1:-}" = "--vm" ]; then
   APT_PACKAGES+=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 fi
+# `bootstrap.sh --board` (make board-vm, make test-boards): emulated arm64 boards for the
+# hardware-in-the-loop path (testbed/vm/board.py): qemu-system-aarch64 to run them, and
+# mmdebstrap with qemu-user-static/binfmt to build their Debian 12 arm64 image once.
+if [ "${1:-}" = "--board" ]; then
+  APT_PACKAGES+=(qemu-system-arm qemu-user-static binfmt-support mmdebstrap arch-test qemu-utils
+                 e2fsprogs)
+fi
 
 step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 fail() { printf '\033[31m[setup] FAILED: %s\033[0m\n' "$*" >&2; exit 1; }
@@ -59,3 +66,15 @@ if [ ! -f "$stamp" ]; then
 fi
 
 .venv/bin/python -m testbed.engines.ns3setup || fail "ns-3 helper-path fix"
+
+if [ "${1:-}" = "--board" ]; then
+  # foreign binaries (arm64) run through qemu-user: binfmt_misc must be mounted and enabled
+  if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null \
+      || fail "mount binfmt_misc (arm64 binaries cannot run while building the board image)"
+  fi
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    step "enabling qemu-aarch64 in binfmt_misc"
+    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || fail "update-binfmts --enable qemu-aarch64"
+  fi
+fi

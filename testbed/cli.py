@@ -250,6 +250,12 @@ def cmd_workloads(args: argparse.Namespace, con: Console) -> int:
     return 0
 
 
+def cmd_boards(args: argparse.Namespace, con: Console) -> int:
+    from testbed.vm import board
+
+    return board.main(args.args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m testbed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -295,6 +301,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("args", nargs=argparse.REMAINDER)
     sp.set_defaults(fn=cmd_eval)
     sub.add_parser("workloads").set_defaults(fn=cmd_workloads)
+    sp = sub.add_parser("boards", help="boards vm up|down|status|build|poweroff|cut|restore: "
+                        "emulated arm64 boards for the hardware path (testbed/vm/board.py)")
+    sp.add_argument("kind", choices=["vm"])
+    sp.add_argument("args", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_boards)
     return p
 
 

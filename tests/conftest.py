@@ -126,6 +126,12 @@ def _delegated_call(item: pytest.Item) -> None:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     global _VM
+    if "boards" not in (config.getoption("-m") or ""):
+        lane = pytest.mark.skip(reason="the emulated-board lane runs on its own: make "
+                                "test-boards (CI runs it after make test)")
+        for item in items:
+            if item.get_closest_marker("boards"):
+                item.add_marker(lane)
     kernel_items = [i for i in items if i.get_closest_marker("kernel")]
     if not kernel_items:
         return

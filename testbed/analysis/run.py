@@ -33,6 +33,7 @@ from testbed.analysis.parallel import (
     parts_for,
     plan,
 )
+from testbed.hil import report as hil_report
 from testbed.workloads import Registry, ReportPart
 
 CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.cap")
@@ -179,6 +180,8 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float
     firsts = [c["first"] for c in caps if c.get("first")]
     t0 = timeline.run_t0(run_dir) or (min(firsts) if firsts else 0.0)
     parts = workload_parts(run_dir, t0, console)
+    if (hw := hil_report.part(run_dir)) is not None:
+        parts["hardware"] = hw
     doc = {"kind": "run", "source": str(run_dir), "t0": t0, "captures": caps,
            "delay": delays, "markers": timeline.markers(run_dir),
            "workloads": {name: part.numbers for name, part in parts.items()}}

@@ -46,11 +46,14 @@ import sys
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from testbed.devices.profiles import lookup as lookup_profile
+from testbed.hil import wheels
 from testbed.hil.inventory import (
     Board,
     GreJoin,
@@ -61,6 +64,7 @@ from testbed.hil.inventory import (
 )
 from testbed.hil.inventory import check as check_inventory
 from testbed.hil.inventory import load as load_inventory
+from testbed.hil.monitor import BoardMonitor, Watched
 from testbed.lifecycle.ledger import BOARD_RECORDS, LEDGER_DIR, Ledger
 from testbed.lifecycle.sh import in_netns
 from testbed.net.plan import NetworkPlan, Route, node_addresses
@@ -82,6 +86,8 @@ BOARD_PREFIX = 30
 OVERHEAD = {"gre": 42, "vxlan": 50}  # outer IPv4 + GRE with key / UDP+VXLAN + inner Ethernet
 RULE_PRIORITY = 1000
 MIN_FREE_BYTES = 16 << 20
+MIN_FREE_MEMORY = 64 << 20  # the agent's Python and a task body in flight
+SPEED_S = 1.0  # how long the speed check runs on the board (and on this host)
 INNER_NAME = "hil0"  # the board's interface inside the replaced node's namespace
 AGENT_START_TIMEOUT_S = 15.0
 CLOCK_ROUNDS = 8
@@ -396,9 +402,10 @@ class Session:
 
 # Runs on the board's Python, whatever its version: no f-strings, nothing past 3.3.
 _INFO_PY = r"""
-import json, os, shutil, socket, sys
+import json, os, platform, shutil, socket, sys
 wd = os.path.expanduser(sys.argv[1])
 port = int(sys.argv[2])
+sys.path.insert(0, os.path.join(wd, "sagin-hil-agent", "site"))
 p = wd
 while not os.path.isdir(p):
     p = os.path.dirname(p)
@@ -436,7 +443,22 @@ except OSError:
 finally:
     s.close()
 path = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+mem = {}
+try:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            mem[k] = int(v.split()[0]) * 1024
+except (OSError, ValueError):
+    pass
+try:
+    import importlib.util
+    has_pip = importlib.util.find_spec("pip") is not None
+except Exception:
+    has_pip = False
 print(json.dumps({
+    "mem_total": mem.get("MemTotal"), "mem_available": mem.get("MemAvailable"),
+    "glibc": platform.libc_ver()[1], "pip": has_pip, "cpus": os.cpu_count(),
     "version": list(sys.version_info[:3]), "executable": sys.executable, "uid": os.getuid(),
     "workdir": wd, "existing": p, "writable": os.access(p, os.W_OK),
     "free": shutil.disk_usage(p).free, "manifest": man, "modules": mods, "mtus": mtus,
@@ -447,6 +469,34 @@ print(json.dumps({
 _CLOCK_PY = ("import sys, time\nwhile True:\n    line = sys.stdin.readline()\n"
              "    if not line:\n        break\n"
              "    sys.stdout.write(repr(time.time()) + '\\n')\n    sys.stdout.flush()\n")
+
+# The agent's real-mode kernel (payloads.agent: SHA-256 over 4 KiB blocks), timed for ~1 s:
+# the same code on the board and on this host gives the board's speed relative to the host.
+_SPEED_PY = r"""
+import hashlib, json, sys, time
+block = bytes(range(256)) * 16
+h = hashlib.sha256()
+for _ in range(64):
+    h.update(block)
+n, t0 = 0, time.perf_counter()
+while True:
+    for _ in range(64):
+        h.update(block)
+    n += 64
+    dt = time.perf_counter() - t0
+    if dt >= float(sys.argv[1]):
+        break
+print(json.dumps({"iters_per_s": n / dt}))
+"""
+
+_REGISTRY_PY = r"""
+import json, socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print(json.dumps({"ok": True}))
+except OSError as exc:
+    print(json.dumps({"ok": False, "error": str(exc)}))
+"""
 
 _HASH_PY = r"""
 import hashlib, json, os, sys
@@ -484,6 +534,12 @@ class PreflightReport:
     local: str | None = None  # this host's underlay address
     mtu: int | None = None  # of the tunnel, both ends
     free_bytes: int | None = None
+    machine: str = ""
+    glibc: str = ""
+    memory: dict[str, int | None] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)  # speed vs host and vs profile
+    missing: list[str] = field(default_factory=list)  # pinned requirements to install
+    install: str | None = None  # online | offline, when something is missing
 
     @property
     def ok(self) -> bool:
@@ -549,7 +605,8 @@ async def _preflight(loaded: LoadedInventory, b: Board, t: Target, rep: Prefligh
         return
     async with conn:
         s = Session(conn, t)
-        mods = [*bundle.required, *bundle.optional]
+        mods = [*bundle.required, *bundle.optional,
+                *(wheels.import_name(p) for p in b.packages)]
         min_python = board_agent().min_python
         try:
             info = await s.py(_INFO_PY, b.workdir, str(AGENT_PORT), *mods, what="board info")
@@ -578,6 +635,19 @@ async def _preflight(loaded: LoadedInventory, b: Board, t: Target, rep: Prefligh
         if missing:
             rep.fail(".python", f"the agent imports {', '.join(missing)}, missing on the board",
                      f"pip install {' '.join(missing)} for {b.python} on the board")
+        rep.machine, rep.glibc = info["machine"], info.get("glibc") or ""
+        rep.memory = {"total": info.get("mem_total"), "available": info.get("mem_available"),
+                      "cpus": info.get("cpus")}
+        avail = info.get("mem_available")
+        if avail is not None and avail < MIN_FREE_MEMORY:
+            rep.fail("", f"only {avail / 2**20:.0f} MiB of memory available on the board "
+                     f"(of {(info.get('mem_total') or 0) / 2**20:.0f} MiB)",
+                     "stop what uses it on the board, or give the board more memory")
+        elif avail is not None:
+            rep.lines.append(("memory", f"{avail / 2**20:.0f} MiB available of "
+                              f"{(info.get('mem_total') or 0) / 2**20:.0f} MiB, "
+                              f"{info.get('cpus')} CPUs"))
+        await _packages(s, b, rep, info)
         absent = [m for m in bundle.optional if not info["modules"].get(m)]
         if absent:
             uses = sorted({f for m in absent for f in bundle.optional[m]})
@@ -596,6 +666,7 @@ async def _preflight(loaded: LoadedInventory, b: Board, t: Target, rep: Prefligh
             rep.fail("", f"TCP port {AGENT_PORT} is in use on the board (another agent?)",
                      f"stop it: on the board, ss -ltnp | grep {AGENT_PORT}")
         await _clock(s, b, rep)
+        await _speed(s, b, rep)
         rep.free_bytes = info["free"]
         free = f"{info['free'] / 2**30:.1f} GiB free in {info['existing']}"
         if not info["writable"]:
@@ -626,6 +697,69 @@ async def _preflight(loaded: LoadedInventory, b: Board, t: Target, rep: Prefligh
                      "run make clean on the host that ran it, or on the board: ip link del "
                      + leftover[0])
         await _join_checks(s, b, rep, info)
+
+
+async def _packages(s: Session, b: Board, rep: PreflightReport, info: dict[str, Any]) -> None:
+    """Which of the board's `packages` are missing, and whether they can get there: pip on the
+    board, and for online installs its route to the registry."""
+    if not b.packages:
+        return
+    missing = [p for p in b.packages if not info["modules"].get(wheels.import_name(p))]
+    have = [p for p in b.packages if p not in missing]
+    if not missing:
+        rep.lines.append(("packages", f"{', '.join(have)}: present"))
+        return
+    rep.missing = [wheels.pin(p) for p in missing]
+    if not info.get("pip"):
+        rep.fail(".packages", f"{', '.join(missing)} missing on the board, and its Python has "
+                 "no pip to install them", "install pip on the board (apt install python3-pip), "
+                 "or install the packages there yourself")
+        return
+    mode = b.install
+    if mode != "offline":
+        host, port = wheels.REGISTRY
+        r = await s.py(_REGISTRY_PY, host, str(port), "5", what="registry check")
+        if not r["ok"] and mode == "online":
+            rep.fail(".install", f"{', '.join(missing)} missing on the board, and the board "
+                     f"cannot reach the package registry {host}:{port} ({r['error']}): no "
+                     "route out", "set install: offline (this host downloads the board's "
+                     "wheels and pushes them), or give the board a route to the registry")
+            return
+        mode = "online" if r["ok"] else "offline"
+    if mode == "offline":
+        try:
+            wheels.platforms(rep.machine, rep.glibc)
+        except wheels.WheelError as exc:
+            rep.fail(".install", str(exc))
+            return
+    rep.install = mode
+    rep.lines.append(("packages", f"to install {mode}: {' '.join(rep.missing)}"
+                      + (f" ({', '.join(have)} present)" if have else "")))
+
+
+@cache
+def host_kernel_speed() -> float:
+    """This host's iterations/s of the speed check (its own Python, one process)."""
+    proc = subprocess.run([sys.executable, "-c", _SPEED_PY, str(SPEED_S)], capture_output=True,
+                          text=True, timeout=60)
+    return float(json.loads(proc.stdout)["iters_per_s"])
+
+
+async def _speed(s: Session, b: Board, rep: PreflightReport) -> None:
+    """The board's single-core speed, measured with the agent's real-mode kernel and compared
+    with this host and with the board's device profile (whose speed is a model)."""
+    r = await s.py(_SPEED_PY, str(SPEED_S), timeout=60, what="speed check")
+    host = host_kernel_speed()
+    vs_host = r["iters_per_s"] / host
+    prof = lookup_profile(b.profile)
+    # this host's core is taken as the profiles' reference core (an assumption, stated)
+    vs_profile = vs_host / prof.cpu_speed
+    rep.measured = {"kernel_iters_per_s": round(r["iters_per_s"], 1),
+                    "host_kernel_iters_per_s": round(host, 1), "speed_vs_host": round(vs_host, 4),
+                    "profile_cpu_speed": prof.cpu_speed, "speed_vs_profile": round(vs_profile, 4),
+                    "assumes": "this host's core = the profiles' reference core"}
+    rep.lines.append(("speed", f"{vs_host:.3f} x this host per core ({r['iters_per_s']:.0f} "
+                      f"kernel it/s); {vs_profile:.2f} x profile {b.profile}'s modelled speed"))
 
 
 async def _clock(s: Session, b: Board, rep: PreflightReport) -> None:
@@ -810,6 +944,40 @@ async def _put(sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int) -> 
     await sftp.posix_rename(tmp, path)
 
 
+async def _install(s: Session, rec: BoardRecord, rep: PreflightReport) -> dict[str, Any]:
+    """Install the missing pinned packages into the agent's site directory (see
+    testbed.hil.wheels): online the board downloads them, offline this host pushes them."""
+    out: dict[str, Any] = {"mode": rep.install, "requirements": rep.missing}
+    offline = rep.install == "offline"
+    if offline:
+        t = time.perf_counter()
+        try:
+            files = await asyncio.to_thread(wheels.download, rep.missing, rep.machine,
+                                            rep.glibc, rep.python_version)
+        except wheels.WheelError as exc:
+            raise BoardError(f"board {s.t.name}: {exc}") from None
+        out["download_s"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        try:
+            async with s.conn.start_sftp_client() as sftp:
+                await sftp.makedirs(f"{rec.remote_dir}/{wheels.WHEELS}", exist_ok=True)
+                for f in files:
+                    await _put(sftp, f"{rec.remote_dir}/{wheels.WHEELS}/{f.name}",
+                               f.read_bytes(), 0o644)
+        except (asyncssh.Error, OSError) as exc:
+            raise BoardError(f"board {s.t.name}: pushing wheels failed: {exc}") from None
+        out |= {"push_s": round(time.perf_counter() - t, 3), "wheels": [f.name for f in files],
+                "bytes_pushed": sum(f.stat().st_size for f in files)}
+    t = time.perf_counter()
+    script = wheels.install_script(s.t.python, rec.remote_dir, rep.missing, offline)
+    if offline:
+        script += f"; rc=$?; rm -rf {shlex.quote(rec.remote_dir + '/' + wheels.WHEELS)}; exit $rc"
+    await s.sh(script, timeout=900, what=f"pip install ({rep.install}) of "
+               f"{' '.join(rep.missing)}")
+    out["pip_s"] = round(time.perf_counter() - t, 3)
+    return out
+
+
 async def _write_token(s: Session, rec: BoardRecord, token: str) -> None:
     try:
         async with s.conn.start_sftp_client() as sftp:
@@ -870,7 +1038,8 @@ async def _start_agent(s: Session, rec: BoardRecord, cpu_hz: float) -> int:
     q, run, agent = shlex.quote, rec.run_dir, board_agent()
     args = agent.args.format(node=q(rec.replaces), cpu_hz=f"{cpu_hz:g}", host=rec.board_ip,
                              port=AGENT_PORT, run=q(run))
-    cmd = f"{q(s.t.python)} -m {agent.package}.{agent.entry} {args}"
+    site = q(f"{rec.remote_dir}/{wheels.SITE}")  # packages installed for the agent
+    cmd = f"env PYTHONPATH={site} {q(s.t.python)} -m {agent.package}.{agent.entry} {args}"
     log = q(run + "/agent.log")
     script = f"""cd {q(rec.remote_dir)}
 umask 077
@@ -1055,6 +1224,25 @@ def teardown_boards(ledger: Ledger) -> dict[str, int]:
     return {"boards": n, "board_errors": len(errors)}
 
 
+def forget_board(address: str, port: int) -> int:
+    """Drop a board that no longer exists (an emulated board taken down: its disk is gone)
+    from every run record, so that `make clean` stops trying to reach it; the host's side of
+    its links goes with the runs' namespaces.  Returns how many entries were dropped."""
+    n = 0
+    for path in sorted(RECORDS.glob("*.json")) if RECORDS.is_dir() else []:
+        records = _load_records(path)
+        keep = [r for r in records
+                if (r.target.address, r.target.port) != (address, port)]
+        if len(keep) == len(records):
+            continue
+        n += len(records) - len(keep)
+        if keep:
+            _save_records(path.stem, keep)
+        else:
+            path.unlink(missing_ok=True)
+    return n
+
+
 def clean_orphans(active: Iterable[str] = ()) -> list[tuple[str, dict[str, int]]]:
     """For `make clean`: board records whose run ledger is gone (their cleanup failed before)."""
     out = []
@@ -1087,6 +1275,7 @@ class HardwareInTheLoop:
         self.details: dict[str, dict[str, Any]] = {}
         self.records: list[BoardRecord] = []
         self._run_id: str | None = None
+        self.monitor: BoardMonitor | None = None
 
     @classmethod
     def load(cls, path: str | Path, console: Console | None = None) -> HardwareInTheLoop:
@@ -1141,6 +1330,11 @@ class HardwareInTheLoop:
         addresses = self.addresses or allocate_for(sc, self.boards)
         return {b.replaces: [addresses[b.name].subnet] for b in self.boards}
 
+    def served_by(self, sc: Scenario) -> dict[str, str]:
+        """node -> its board's agent address: what the node's name resolves to in the run."""
+        addresses = self.addresses or allocate_for(sc, self.boards)
+        return {b.replaces: addresses[b.name].board_ip for b in self.boards}
+
     def address(self, node: str) -> str:
         """The emulated address of the board that replaces `node` (where its agent listens)."""
         b = next(b for b in self.boards if b.replaces == node)
@@ -1154,8 +1348,15 @@ class HardwareInTheLoop:
                          if b.name in self.reports else None,
                          "clock_offset_ms": self.reports[b.name].clock_offset_ms
                          if b.name in self.reports else None,
-                         "agent_version": self.bundle.version, **self.details.get(b.name, {})}
+                         "agent_version": self.bundle.version,
+                         **self._measured(b.name), **self.details.get(b.name, {})}
                 for b in self.boards}
+
+    def _measured(self, name: str) -> dict[str, Any]:
+        rep = self.reports.get(name)
+        if rep is None:
+            return {}
+        return {"machine": rep.machine, "memory": rep.memory, "measured": rep.measured}
 
     # -- after the network is built, before time zero
     def attach(self, net: Network, ledger: Ledger, token: str) -> None:
@@ -1188,6 +1389,15 @@ class HardwareInTheLoop:
             self.details[rec.target.name].update(_verify(net, rec, token))
             self.details[rec.target.name]["verify_s"] = round(time.perf_counter() - t1, 3)
         self.timings["boards_attach_s"] = round(time.perf_counter() - t0, 3)
+        self.monitor = BoardMonitor(
+            [Watched(r.target.name, r.target.address, r.target.port, r.netns, r.board_ip)
+             for r in self.records], say=self._print)
+        self.monitor.start()
+
+    def check(self) -> None:
+        """Raises BoardLost when a board stopped answering on both paths (see monitor)."""
+        if self.monitor is not None:
+            self.monitor.check()
 
     def _check_plan(self, plan: NetworkPlan) -> None:
         used = [ipaddress.ip_network(s.subnet) for s in plan.segments]
@@ -1253,13 +1463,17 @@ class HardwareInTheLoop:
             d["deploy"] = await timed("deploy", deploy(s, rec.remote_dir, self.bundle,
                                                        rec.run_dir))
             await _write_token(s, rec, token)
+            if rep.missing:
+                d["packages"] = await timed("packages", _install(s, rec, rep))
             t = time.perf_counter()
             # on the loop's thread, one board after the other: the ledger is one file
             _host_join(rec, ledger, b, rep.local, rep.mtu, key)
             await _board_join(s, rec, b, rep.local, rep.mtu, key)
             d["join_s"] = round(time.perf_counter() - t, 3)
-            cpu_hz = b.cpu_hz or profile_cpu_hz(b.profile)
+            cpu_hz = b.cpu_hz if isinstance(b.cpu_hz, float) else profile_cpu_hz(b.profile)
             assert cpu_hz is not None  # inventory.check made sure
+            if b.cpu_hz == "measured":
+                cpu_hz *= rep.measured["speed_vs_profile"]
             d["agent_pid"] = await timed("agent_start", _start_agent(s, rec, cpu_hz))
             d["cpu_hz"] = cpu_hz
 
@@ -1268,6 +1482,13 @@ class HardwareInTheLoop:
         """Stop the agents, fetch their logs into the run folder, remove both ends of every
         link and the run's files on the boards.  Raises BoardError listing whatever could not
         be undone (the record then stays for make clean)."""
+        if self.monitor is not None:
+            for name, outages in self.monitor.stop().items():
+                self.details.setdefault(name, {})["outages"] = outages
+            for w in self.monitor.boards:
+                if w.lost:
+                    self.details[w.name]["status"] = "lost"
+            self.monitor = None
         if self._run_id is None:
             return {}
         t0 = time.perf_counter()

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from testbed.devices.profiles import PROFILES
+from testbed.hil.wheels import WheelError, pin
 from testbed.scenario.errors import Problem, ScenarioError, field_path
 from testbed.scenario.model import NAME_PATTERN, NodeKind, Scenario
 
@@ -93,8 +94,18 @@ class Board(Strict):
     profile: str = Field(description="device profile (testbed/devices/profiles.py)")
     replaces: Name = Field(description="the scenario node whose place the board takes")
     join: Join = GreJoin(mode="gre")
-    cpu_hz: float | None = Field(
-        default=None, gt=0.0, description="the agent's --cpu-hz; default: the profile's clock")
+    cpu_hz: Annotated[float, Field(gt=0.0)] | Literal["measured"] | None = Field(
+        default=None, description="the agent's --cpu-hz; default: the profile's clock; "
+        "`measured`: the profile's clock times the board's speed measured in preflight over "
+        "the profile's modelled speed")
+    packages: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]] = Field(
+        default_factory=list, description="third-party packages the agent needs on the board "
+        "(e.g. numpy for inference tasks), installed at the project's pinned versions into the "
+        "agent's directory when missing")
+    install: Literal["auto", "online", "offline"] = Field(
+        default="auto", description="how missing packages get there: online (the board runs "
+        "pip against the registry), offline (this host downloads the board's wheels and "
+        "pushes them), auto (online if the board reaches the registry)")
     python: str = Field(default="python3", min_length=1, description="interpreter on the board")
     workdir: str = Field(default="~/sagin-hil", min_length=1,
                          description="directory on the board for the agent and the run files")
@@ -315,9 +326,14 @@ def check(loaded: LoadedInventory, sc: Scenario, *, host: bool = True) -> list[P
             hint = f"did you mean '{close[0]}'? " if close else ""
             problems.append(Problem(f"{at}.profile", f"unknown device profile '{b.profile}'",
                                     f"{hint}known: {', '.join(sorted(PROFILES))}"))
-        elif b.cpu_hz is None and profile_cpu_hz(b.profile) is None:
+        elif not isinstance(b.cpu_hz, float) and profile_cpu_hz(b.profile) is None:
             problems.append(Problem(f"{at}.cpu_hz", f"profile '{b.profile}' gives no clock for "
                                     "the agent's --cpu-hz", "set cpu_hz: (cycles/s, e.g. 1.5e9)"))
+        for j, pkg in enumerate(b.packages):
+            try:
+                pin(pkg)
+            except WheelError as exc:
+                problems.append(Problem(f"{at}.packages[{j}]", str(exc)))
         key = loaded.key_path(b)
         if not key.is_file():
             problems.append(Problem(f"{at}.ssh.key", f"key file {key} does not exist",

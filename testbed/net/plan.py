@@ -118,6 +118,10 @@ class NetworkPlan:
     # node -> subnets behind it that are no segment of the plan (a hardware board's link,
     # testbed.hil.boards): every other host routes them like the node's own address
     attached: dict[str, list[str]] = field(default_factory=dict)
+    # node -> the address its NAME resolves to when something else serves it: a board that
+    # replaces the node (its agent, reached through the node's links), so a workload that
+    # addresses "uav1" reaches the hardware without knowing about it
+    served_by: dict[str, str] = field(default_factory=dict)
 
     def endpoints(self, node: str | None = None) -> list[Endpoint]:
         return [m for s in self.segments for m in s.members if node is None or m.node == node]
@@ -130,7 +134,7 @@ class NetworkPlan:
 
     def hosts_file(self) -> str:
         lines = ["127.0.0.1 localhost"]
-        lines += [f"{ip} {node}" for node, ip in self.primary_ip.items()]
+        lines += [f"{self.served_by.get(node, ip)} {node}" for node, ip in self.primary_ip.items()]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
@@ -141,7 +145,8 @@ def _mac(tag: str, k: int) -> str:
     return f"02:{tag[0:2]}:{tag[2:4]}:00:{k >> 8 & 0xFF:02x}:{k & 0xFF:02x}"
 
 
-def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None) -> NetworkPlan:
+def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None,
+          served_by: dict[str, str] | None = None) -> NetworkPlan:
     if len(tag) != 4 or any(c not in "0123456789abcdef" for c in tag):
         raise ValueError("tag must be 4 lower-case hex digits")
     pool = ipaddress.ip_network(sc.addressing.pool)
@@ -199,7 +204,7 @@ def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None) 
     plan = NetworkPlan(tag=tag, scenario=sc.name, namespaces=namespaces, segments=segments,
                        switches=switches, trunks=trunks, routes={}, primary_ip=primary,
                        switch_netns=f"sh{tag}.switch" if switches else None,
-                       attached=dict(attached or {}))
+                       attached=dict(attached or {}), served_by=dict(served_by or {}))
     plan.routes = compute_routes(sc, plan)
     return plan
 

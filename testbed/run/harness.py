@@ -73,7 +73,8 @@ def emulated(sc: Scenario, base: Path = RESULTS, mobility: bool = False,
     state_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(ledger, run_dir / "logs")
     attached = hil.attached(sc) if hil is not None else None
-    net = Network(sc, planner.build(sc, tag, attached), ledger, sup, state_dir)
+    served = hil.served_by(sc) if hil is not None else None
+    net = Network(sc, planner.build(sc, tag, attached, served), ledger, sup, state_dir)
     token = secrets.token_hex(16)
     t0 = time.monotonic()
     driver: MobilityDriver | None = None

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from testbed.hil import report as hil_report
+from testbed.hil.monitor import BoardLost
 from testbed.lifecycle.ledger import Ledger
 from testbed.lifecycle.supervisor import Supervisor
 from testbed.mobility.driver import MobilityDriver
@@ -133,8 +135,9 @@ class Run:
         man["mobility"] = {"epoch_unix": world.epoch_unix, "time_scale": world.time_scale}
         write_json(run_dir / "world.json", world.describe())
         self.world = world
-        plan = planner.build(world.sc, tag,
-                             self.hil.attached(world.sc) if self.hil is not None else None)
+        hil = self.hil
+        plan = planner.build(world.sc, tag, hil.attached(world.sc) if hil else None,
+                             hil.served_by(world.sc) if hil else None)
         write_json(run_dir / "network.json", plan.to_dict())
         old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         status, error = "failed", None
@@ -147,6 +150,9 @@ class Run:
         except Interrupted as exc:
             status, error = "interrupted", f"interrupted by {exc}"
             self.console.print(f"[yellow]interrupted ({exc}): tearing down[/]")
+        except BoardLost as exc:  # "failed: board <name>", with what was measured kept
+            error = str(exc)
+            self.console.print(f"[red]run failed:[/] {error}")
         except Exception as exc:  # noqa: BLE001 - any failure is reported, then torn down
             error = f"{type(exc).__name__}: {exc}"
             self.console.print(f"[red]run failed:[/] {error}")
@@ -256,6 +262,8 @@ class Run:
             self.driver.check()
         for service in self.workload_services:
             service.check()
+        if self.hil is not None:
+            self.hil.check()
 
     def _finish(self, sup: Supervisor, ledger: Ledger, status: str, error: str | None,
                 man: dict[str, Any]) -> dict[str, Any]:
@@ -293,10 +301,14 @@ class Run:
             metrics["service_errors"] = service_errors
         t = time.monotonic()
         if self.hil is not None:
+            detached = None
             try:
-                metrics["boards"] = {"detach": self.hil.detach(), **self.hil.describe()}
+                detached = self.hil.detach()
             except Exception as exc:  # noqa: BLE001 - teardown retries from the record
                 metrics["boards_error"] = f"{type(exc).__name__}: {exc}"
+            described = self.hil.describe()
+            metrics["boards"] = {"detach": detached, **described}
+            metrics["hardware"] = hil_report.rows(described, self.run_dir)
         if net is not None:
             net.stop_engines()
         sup.stop_all()

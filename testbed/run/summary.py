@@ -60,7 +60,17 @@ def tables(metrics: dict[str, Any]) -> list[Table]:
     if rt:
         timing.add_row("ns-3 max real-time lag ms", f"{rt['max_lag_ms']:.2f}")
     timing.add_row("status", str(metrics.get("status")))
-    return [links, flows, timing]
+    out = [links, flows, timing]
+    if metrics.get("hardware"):
+        from testbed.hil.report import COLS
+
+        hw = Table(title="Hardware in the loop: these nodes were boards")
+        for col in COLS:
+            hw.add_column(col.replace("_", " "))
+        for r in metrics["hardware"]:
+            hw.add_row(*(_fmt(r.get(c)) for c in COLS))
+        out.append(hw)
+    return out
 
 
 def render(metrics: dict[str, Any], console: Console) -> str:

@@ -9,9 +9,9 @@ an ext4 disk.  `up` boots boards on throw-away qcow2 overlays with qemu-system-a
 host cabled to the board's second NIC, which an inventory's `join: {mode: nic}` moves into the
 replaced node's namespace.  `down` leaves nothing.
 
-Work in progress (issue 28): the boards boot, answer SSH, print their inventory entries, pass
-the HIL preflight and take the payload agent in a run; task execution on them, offline
-deployment, faults, tests and the bench are not done yet.
+Faults for testing a run against: `poweroff` (the VM killed with no shutdown), `cut` /
+`restore` (a cable pulled: qemu's set_link on the management or the data NIC), and boards
+booted `--offline` (no route out of this machine: deployment must push the wheels).
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from testbed.hil.boards import forget_board
+from testbed.lifecycle.ledger import LEDGER_DIR
+
 CACHE = Path("/var/cache/sagin-hil/boards")
-STATE = Path("/run/sagin-hil/boards")
+STATE = LEDGER_DIR / "board-vms"  # apart from the runs' board records (LEDGER_DIR/boards)
 SUITE = "bookworm"
 PACKAGES = ("systemd-sysv", "udev", "openssh-server", "python3", "python3-venv", "python3-pip",
             "iproute2", "linux-image-arm64", "ca-certificates", "iputils-ping")
@@ -75,6 +78,19 @@ def _need(tool: str) -> str:
     if exe is None:
         raise BoardVmError(f"{tool} is missing: {SETUP_HINT}")
     return exe
+
+
+def unavailable() -> str | None:
+    """Why boards cannot run here (None when they can): for tests to skip with the reason."""
+    if os.geteuid() != 0:
+        return "emulated boards need root (a tap device, /var/cache)"
+    tools = ["qemu-system-aarch64", "qemu-img"]
+    if not (image_dir() / "ready").exists():
+        tools += ["mmdebstrap", "arch-test", "mkfs.ext4"]
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} missing: {SETUP_HINT}"
+    return None
 
 
 def build(log: Path | None = None) -> Path:
@@ -123,6 +139,8 @@ class BoardVm:
     overlay: str
     console: str
     image: str
+    monitor: str = ""  # the qemu monitor's unix socket: link cuts (set_link) go through it
+    offline: bool = False  # no route out of this machine (user-mode network restrict=on)
 
     def inventory_entry(self, replaces: str = "REPLACE-ME",
                         profile: str = "raspberry-pi-4") -> dict[str, object]:
@@ -151,15 +169,24 @@ def running() -> list[BoardVm]:
     out = []
     for f in sorted(STATE.glob("*.json")):
         vm = BoardVm(**json.loads(f.read_text()))
-        if Path(f"/proc/{vm.pid}").exists():
+        if _alive(vm.pid):
             out.append(vm)
     return out
 
 
-def up(count: int = 1) -> list[BoardVm]:
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def up(count: int = 1, offline: bool = False) -> list[BoardVm]:
+    """Boot `count` boards; `offline` ones reach nothing beyond their SSH port (like a board on
+    a field network with no route to a package registry)."""
     img = build()
     STATE.mkdir(parents=True, exist_ok=True)
-    taken = {vm.name for vm in running()}
+    taken = {f.stem for f in STATE.glob("*.json")}  # powered-off boards keep their name
     started: list[BoardVm] = []
     i = 0
     while len(started) < count:
@@ -172,7 +199,8 @@ def up(count: int = 1) -> list[BoardVm]:
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                         str(img / "base.raw"), str(overlay)], check=True)
         subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
-        console = STATE / f"{name}.console"
+        console, monitor = STATE / f"{name}.console", STATE / f"{name}.monitor"
+        restrict = ",restrict=on" if offline else ""
         with console.open("wb") as fh:
             proc = subprocess.Popen([
                 _need("qemu-system-aarch64"), "-M", "virt", "-accel", "tcg,thread=multi",
@@ -180,26 +208,76 @@ def up(count: int = 1) -> list[BoardVm]:
                 "-no-reboot", "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
                 "-append", "root=/dev/vda rw console=ttyAMA0 quiet",
                 "-drive", f"file={overlay},if=virtio,format=qcow2",
-                "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22",
+                "-netdev", f"user,id=mgmt{restrict},hostfwd=tcp:127.0.0.1:{port}-:22",
                 "-device", "virtio-net-pci,netdev=mgmt",
                 "-netdev", f"tap,id=data,ifname={tap},script=no,downscript=no",
-                "-device", "virtio-net-pci,netdev=data"],
+                "-device", "virtio-net-pci,netdev=data",
+                "-monitor", f"unix:{monitor},server,nowait"],
                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        vm = BoardVm(name, proc.pid, port, tap, str(overlay), str(console), str(img))
+        vm = BoardVm(name, proc.pid, port, tap, str(overlay), str(console), str(img),
+                     str(monitor), offline)
         (STATE / f"{name}.json").write_text(json.dumps(asdict(vm)))
         started.append(vm)
     _write_known_hosts(img)
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     for vm in started:
         while not _ssh_banner(vm.ssh_port):
-            if time.monotonic() > deadline or not Path(f"/proc/{vm.pid}").exists():
+            if time.monotonic() > deadline or not _alive(vm.pid):
                 down([vm.name])
                 raise BoardVmError(f"{vm.name} did not answer SSH within {BOOT_TIMEOUT_S:.0f} s "
                                    f"(console: {vm.console})")
             time.sleep(0.5)
         set_clock(vm)
+        trust_host_cas(vm)
     return started
+
+
+def trust_host_cas(vm: BoardVm) -> None:
+    """The board gets this host's CA bundle: where this host reaches the package registry
+    through a TLS-intercepting proxy (its CA in /usr/local/share/ca-certificates), a board on
+    the same network has to trust that CA too, or pip on it fails certificate checks."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if not bundle.is_file():
+        return
+    subprocess.run([*ssh_argv(vm), "cat > /etc/ssl/certs/ca-certificates.crt.new && mv "
+                    "/etc/ssl/certs/ca-certificates.crt.new /etc/ssl/certs/ca-certificates.crt"],
+                   input=bundle.read_bytes(), check=True, capture_output=True, timeout=60)
+
+
+def monitor(vm: BoardVm, command: str) -> str:
+    """One command to the board's qemu monitor (e.g. `set_link mgmt off`)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(vm.monitor)
+        s.recv(4096)  # the banner and prompt
+        s.sendall(command.encode() + b"\n")
+        time.sleep(0.2)
+        return s.recv(4096).decode(errors="replace")
+
+
+def find(name: str) -> BoardVm:
+    for vm in running():
+        if vm.name == name:
+            return vm
+    raise BoardVmError(f"no running board {name!r} (python -m testbed boards vm status)")
+
+
+def power_off(name: str) -> None:
+    """Pull the plug: the VM is killed with no shutdown (its overlay and state stay for
+    `down`), as a board that loses power mid-run."""
+    vm = find(name)
+    os.killpg(vm.pid, signal.SIGKILL)
+
+
+def set_link(name: str, link: str, up_: bool) -> None:
+    """Cut (or restore) one of the board's cables: `mgmt` (SSH, the tunnel underlay) or
+    `data` (the NIC a nic join moves into the node's namespace)."""
+    if link not in ("mgmt", "data"):
+        raise BoardVmError(f"link must be mgmt or data, not {link!r}")
+    out = monitor(find(name), f"set_link {link} {'on' if up_ else 'off'}")
+    if "not found" in out or "error" in out.lower():
+        raise BoardVmError(f"{name}: set_link {link}: {out.strip()}")
 
 
 def ssh_argv(vm: BoardVm) -> list[str]:
@@ -250,7 +328,8 @@ def down(names: list[str] | None = None) -> int:
         except ProcessLookupError:
             pass
         subprocess.run(["ip", "link", "del", vm.tap], capture_output=True)
-        for p in (Path(vm.overlay), Path(vm.console), f):
+        forget_board("127.0.0.1", vm.ssh_port)  # nothing of a run can be left on it now
+        for p in (Path(vm.overlay), Path(vm.console), Path(vm.monitor or vm.console), f):
             p.unlink(missing_ok=True)
         n += 1
     return n
@@ -265,9 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("-n", "--count", type=int, default=1)
     sp.add_argument("--replaces", nargs="*", default=[],
                     help="scenario nodes the boards replace, in order")
+    sp.add_argument("--offline", action="store_true",
+                    help="no route out of this machine (test offline deployment)")
     sp = sub.add_parser("down")
     sp.add_argument("names", nargs="*")
     sub.add_parser("status")
+    sp = sub.add_parser("poweroff", help="fault: kill a board's VM with no shutdown")
+    sp.add_argument("name")
+    for verb in ("cut", "restore"):
+        sp = sub.add_parser(verb, help=f"fault: {verb} one of a board's links")
+        sp.add_argument("name")
+        sp.add_argument("--link", choices=("mgmt", "data"), default="mgmt")
     args = p.parse_args(argv)
     try:
         if args.verb == "build":
@@ -275,18 +362,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"image: {build()} ({time.monotonic() - t0:.0f} s)")
         elif args.verb == "up":
             t0 = time.monotonic()
-            vms = up(args.count)
-            print(f"# {len(vms)} board(s) up in {time.monotonic() - t0:.1f} s; inventory:")
+            vms = up(args.count, args.offline)
             import yaml
 
             entries = [vm.inventory_entry(*(args.replaces[i:i + 1]))
                        for i, vm in enumerate(vms)]
-            print(yaml.safe_dump({"boards": entries}, sort_keys=False))
+            text = yaml.safe_dump({"boards": entries}, sort_keys=False)
+            inv = STATE / "inventory.yaml"
+            inv.write_text(text)
+            print(f"# {len(vms)} board(s) up in {time.monotonic() - t0:.1f} s; inventory "
+                  f"(also in {inv}):\n{text}")
+            if not args.replaces:
+                print("# set each board's `replaces:` to a scenario node (or pass --replaces "
+                      "NODE ...), then: make scenario NAME=sagin-offload "
+                      f"INVENTORY={inv}")
         elif args.verb == "down":
             print(f"stopped {down(args.names or None)} board(s)")
+        elif args.verb == "poweroff":
+            power_off(args.name)
+            print(f"{args.name}: powered off (its files stay until down)")
+        elif args.verb in ("cut", "restore"):
+            set_link(args.name, args.link, args.verb == "restore")
+            state = "restored" if args.verb == "restore" else "cut"
+            print(f"{args.name}: {args.link} link {state}")
         else:
             for vm in running():
-                print(f"{vm.name}: pid {vm.pid}, ssh 127.0.0.1:{vm.ssh_port}, tap {vm.tap}")
+                print(f"{vm.name}: pid {vm.pid}, ssh 127.0.0.1:{vm.ssh_port}, tap {vm.tap}"
+                      f"{', offline' if vm.offline else ''}")
     except BoardVmError as exc:
         print(f"board-vm: {exc}", file=sys.stderr)
         return 2

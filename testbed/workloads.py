@@ -234,6 +234,10 @@ CORE = Workload(
               "10/50 Mbit/s), hwsim vs ns-3 Wi-Fi (goodput vs distance), hwsim association\n"
               "and roam times, OVS kernel vs userspace datapath; the kernel half in the\n"
               "stock-kernel VM where this kernel lacks the modules (relative figures)"),
+        Bench("boards", "testbed.bench.boards:run",
+              "an emulated arm64 board (qemu, Cortex-A72) through the hardware path: boot to\n"
+              "ready, deployment online vs offline (numpy's aarch64 wheel), task round trip\n"
+              "vs the namespace stand-in, measured speed vs profile, a 4 s link cut"),
         Bench("lifecycle", "testbed.bench.lifecycle:run",
               "quickstart: command -> time zero, and teardown time"),
         Bench("mobility", "testbed.bench.mobility:run",

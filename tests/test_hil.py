@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.bench.boards import tasks_from
 from testbed.hil import boards as hil
 from testbed.hil import inventory
 from testbed.hil.boardsim import SSHD, BoardSim, clean_stale
 from testbed.hil.inventory import InventoryError, check, parse
 from testbed.lifecycle.ledger import LEDGER_DIR, Ledger
-from testbed.lifecycle.sh import in_netns
 from testbed.net.plan import build as build_plan
 from testbed.run.cleanup import leftovers, teardown
 from testbed.scenario import parse as parse_scenario
@@ -310,26 +310,7 @@ def test_preflight_wrong_key_and_unreachable_board(board: BoardSim, tmp_path: Pa
 
 def _tasks_from(emu: Any, node: str, host: str, token: str, n: int = 5) -> list[dict[str, Any]]:
     """Offload n tasks from `node` to the agent at `host`, over one connection."""
-    code = """
-import asyncio, hashlib, json, sys
-from payloads.client import AgentConnection
-token = sys.stdin.read().strip()
-async def main():
-    out = []
-    async with AgentConnection(sys.argv[1], 7700, token, timeout=10) as conn:
-        for i in range(int(sys.argv[2])):
-            body = bytes([i]) * 2000
-            r = await conn.submit("t%d" % i, body, cycles=1.5e6)
-            r["expect"] = hashlib.sha256(body).hexdigest()
-            out.append(r)
-    return out
-print(json.dumps(asyncio.run(main())))
-"""
-    proc = subprocess.run(in_netns(emu.net.plan.namespaces[node],
-                                   [sys.executable, "-c", code, host, str(n)]),
-                          input=token, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    return list(json.loads(proc.stdout))
+    return tasks_from(emu, node, host, token, n)
 
 
 def _ping_min(emu: Any, node: str, ip: str) -> float:
@@ -455,6 +436,7 @@ def test_bad_inventory_fails_before_anything_is_created(board: BoardSim, tmp_pat
 _CRASH = """
 import json, secrets, sys, time
 from pathlib import Path
+from testbed.bench.boards import tasks_from
 from testbed.hil import boards as hil
 from testbed.run.harness import emulated
 from testbed.scenario import parse

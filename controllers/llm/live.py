@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,15 @@ async def alive(cluster: ShardCluster, timeout_s: float = 3.0) -> list[str]:
     return [n for n in await asyncio.gather(*(one(n) for n in cluster.nodes)) if n]
 
 
+def numeric(host: str, port: int) -> tuple[str, int]:
+    """Node names resolved here, once: the nodes are sent each other's addresses, and a
+    hardware board (testbed.hil) has no copy of the emulated network's hosts file."""
+    try:
+        return socket.gethostbyname(host), port
+    except OSError:
+        return host, port
+
+
 async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float = 10.0
               ) -> dict[str, Any]:
     from payloads.llm import runtime as rt
@@ -66,7 +76,7 @@ async def run(cfg: LlmConfig, out_dir: Path, token: str, step_timeout_s: float =
 
     t_start = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    cluster = ShardCluster([NodeAddr(n, *cfg.address(n)) for n in cfg.nodes], token,
+    cluster = ShardCluster([NodeAddr(n, *numeric(*cfg.address(n))) for n in cfg.nodes], token,
                            step_timeout_s=step_timeout_s)
     summary: dict[str, Any] = {"config": cfg.model_dump(), "methods": []}
     try:

@@ -48,8 +48,8 @@ SCENARIO: dict[str, Any] = {
 }
 
 _SUBMIT = """
-import asyncio, hashlib, json, sys
-from payloads.client import AgentConnection
+import asyncio, hashlib, importlib, json, sys
+AgentConnection = importlib.import_module(sys.argv[4]).AgentConnection
 token = sys.stdin.read().strip()
 async def main():
     out = []
@@ -67,12 +67,15 @@ print(json.dumps(asyncio.run(main())))
 def tasks_from(emu: Emulation, node: str, host: str, token: str, n: int = 5,
                cycles: float = CYCLES) -> list[dict[str, Any]]:
     """Offload n tasks from `node`'s namespace to the agent at `host`, over one connection,
-    with the payload client (what the offloading controllers use)."""
+    with the agent's own client module (what the offloading controllers use)."""
+    from testbed.hil.boards import board_agent
     from testbed.lifecycle.sh import in_netns
 
     root = Path(__file__).resolve().parents[2]
+    client = board_agent().health.partition(":")[0]  # the agent's client module
     proc = subprocess.run(in_netns(emu.net.plan.namespaces[node],
-                                   [sys.executable, "-c", _SUBMIT, host, str(n), str(cycles)]),
+                                   [sys.executable, "-c", _SUBMIT, host, str(n), str(cycles),
+                                    client]),
                           input=token, capture_output=True, text=True, timeout=300, cwd=root)
     if proc.returncode != 0:
         raise RuntimeError(f"tasks from {node} to {host} failed: {proc.stderr.strip()[-400:]}")

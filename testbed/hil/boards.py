@@ -875,6 +875,7 @@ class BoardRecord:
     remote_dir: str  # <workdir>/sagin-hil-agent
     run_dir: str  # <remote_dir>/run/<run_id>
     results: str  # where the board's logs are fetched to
+    agent_args: str = ""  # the inventory's extra agent arguments
 
 
 def _records_path(run_id: str) -> Path:
@@ -1039,7 +1040,9 @@ async def _start_agent(s: Session, rec: BoardRecord, cpu_hz: float) -> int:
     args = agent.args.format(node=q(rec.replaces), cpu_hz=f"{cpu_hz:g}", host=rec.board_ip,
                              port=AGENT_PORT, run=q(run))
     site = q(f"{rec.remote_dir}/{wheels.SITE}")  # packages installed for the agent
-    cmd = f"env PYTHONPATH={site} {q(s.t.python)} -m {agent.package}.{agent.entry} {args}"
+    extra = " ".join(q(a) for a in shlex.split(rec.agent_args))
+    cmd = (f"env PYTHONPATH={site} {q(s.t.python)} -m {agent.package}.{agent.entry} {args} "
+           f"{extra}").rstrip()
     log = q(run + "/agent.log")
     script = f"""cd {q(rec.remote_dir)}
 umask 077
@@ -1433,7 +1436,8 @@ class HardwareInTheLoop:
             board_dev_created=not nic, board_dev_was_up=not nic, board_ip=a.board_ip,
             node_ip=a.node_ip, prefixlen=a.prefixlen, pool=pool,
             table=1_000_000 + key, remote_dir=remote_dir,
-            run_dir=f"{remote_dir}/run/{ledger.run_id}", results=str(results / b.name))
+            run_dir=f"{remote_dir}/run/{ledger.run_id}", results=str(results / b.name),
+            agent_args=b.agent_args)
 
     async def _attach_all(self, ledger: Ledger, token: str) -> None:
         await asyncio.gather(*(self._attach_one(i, rec, ledger, token)

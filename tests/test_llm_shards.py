@@ -287,6 +287,7 @@ def test_edge_llm_scenario_end_to_end(tmp_path: Path) -> None:
             "failover": {"until_s": 85}}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     raw = yaml.safe_load((REPO / "topologies" / "edge-llm.yaml").read_text())
+    raw["include"] = str(REPO / "topologies" / raw["include"])  # the copy lives in tmp_path
     raw["duration_s"] = 100
     for ev in raw["timeline"]:
         if ev.get("node") == "gs1":

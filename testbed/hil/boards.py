@@ -648,7 +648,8 @@ async def _preflight(loaded: LoadedInventory, b: Board, t: Target, rep: Prefligh
                               f"{(info.get('mem_total') or 0) / 2**20:.0f} MiB, "
                               f"{info.get('cpus')} CPUs"))
         await _packages(s, b, rep, info)
-        absent = [m for m in bundle.optional if not info["modules"].get(m)]
+        coming = {wheels.import_name(r.split("==")[0]) for r in rep.missing}
+        absent = [m for m in bundle.optional if not info["modules"].get(m) and m not in coming]
         if absent:
             uses = sorted({f for m in absent for f in bundle.optional[m]})
             rep.lines.append(("optional", f"not on the board: {', '.join(absent)} (used lazily "

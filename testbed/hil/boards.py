@@ -44,13 +44,16 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncssh
+with warnings.catch_warnings():  # asyncssh imports cryptography's deprecated DSA on load
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from testbed.devices.profiles import lookup as lookup_profile
 from testbed.hil import wheels

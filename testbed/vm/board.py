@@ -29,7 +29,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from testbed.hil.boards import forget_board
 from testbed.lifecycle.ledger import LEDGER_DIR
 
 CACHE = Path("/var/cache/sagin-hil/boards")
@@ -329,6 +328,8 @@ def down(names: list[str] | None = None) -> int:
         except ProcessLookupError:
             pass
         subprocess.run(["ip", "link", "del", vm.tap], capture_output=True)
+        from testbed.hil.boards import forget_board  # asyncssh: only when there is one to stop
+
         forget_board("127.0.0.1", vm.ssh_port)  # nothing of a run can be left on it now
         for p in (Path(vm.overlay), Path(vm.console), Path(vm.monitor or vm.console), f):
             p.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ code a physical Jetson goes through."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import ipaddress
 import json
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.bench.boards import SCENARIO as BENCH_SCENARIO
 from testbed.bench.boards import tasks_from
 from testbed.hil import boards as hil
 from testbed.hil import inventory
@@ -37,18 +39,9 @@ PROFILE = "jetson-orin-nano"
 
 
 def scenario_data() -> dict[str, Any]:
-    """user -- gs == 20 ms p2p == edge: the board replaces edge; user is two hops away."""
-    return {
-        "name": "hil-small", "duration_s": 30,
-        "nodes": {"user": {"kind": "ground_user"}, "gs": {"kind": "ground_station"},
-                  "edge": {"kind": "edge_server"}, "sw": {"kind": "switch"}},
-        "links": [
-            {"name": "gs-edge", "kind": "wired", "medium": "p2p", "endpoints": ["gs", "edge"],
-             "delay_ms": 20, "rate_mbps": 50},
-            {"name": "user-gs", "kind": "wired", "endpoints": ["user", "gs"]},
-        ],
-        "capture": {"enabled": False}, "probes": {"link_rtt": False},
-    }
+    """user -- gs == 20 ms p2p == edge: the board replaces edge; user is two hops away (the
+    boards bench's scenario, testbed/bench/boards.py)."""
+    return copy.deepcopy(BENCH_SCENARIO) | {"name": "hil-small"}
 
 
 def scenario() -> Any:
@@ -436,6 +429,7 @@ def test_bad_inventory_fails_before_anything_is_created(board: BoardSim, tmp_pat
 _CRASH = """
 import json, secrets, sys, time
 from pathlib import Path
+from testbed.bench.boards import SCENARIO as BENCH_SCENARIO
 from testbed.bench.boards import tasks_from
 from testbed.hil import boards as hil
 from testbed.run.harness import emulated

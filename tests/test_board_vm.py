@@ -149,6 +149,19 @@ def test_offline_deploy_and_tasks_on_the_board(vm: Any, tmp_path: Path) -> None:
         assert all(t["digest"] == t["expect"] for t in tasks)
         rtts = [(t["t_result"] - t["t_sent"]) * 1e3 for t in tasks]
         assert min(rtts) >= 40.0, rtts  # 2 x 20 ms of emulated link, plus the task
+        # the board's management cable pulled for 3 s: recorded, the run goes on
+        from testbed.vm.board import set_link
+
+        set_link(vm.name, "mgmt", False)
+        time.sleep(3.0)
+        set_link(vm.name, "mgmt", True)
+        assert h.monitor is not None
+        deadline = time.monotonic() + 15
+        while not any(o["path"] == "management" and o["to"] for o in h.monitor.boards[0].outages):
+            assert time.monotonic() < deadline, h.monitor.boards[0].outages
+            time.sleep(0.5)
+        h.check()  # not lost: the data path kept answering
+        assert not any(o["path"] == "data" for o in h.monitor.boards[0].outages)
         print(f"\nattach {h.timings['boards_attach_s']:.1f} s (packages "
               f"{d['packages_s']:.1f} s: download {d['packages'].get('download_s')} s, push "
               f"{d['packages'].get('push_s')} s, pip {d['packages']['pip_s']} s); task RTT "

@@ -334,6 +334,9 @@ def down(names: list[str] | None = None) -> int:
         for p in (Path(vm.overlay), Path(vm.console), Path(vm.monitor or vm.console), f):
             p.unlink(missing_ok=True)
         n += 1
+    if STATE.is_dir() and not any(STATE.glob("*.json")):  # the last board: its inventory too
+        for p in (STATE / "inventory.yaml", STATE / "known_hosts"):
+            p.unlink(missing_ok=True)
     return n
 
 

@@ -24,12 +24,12 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from testbed.devices.profiles import PROFILES
 from testbed.hil.wheels import WheelError, pin
 from testbed.scenario.errors import Problem, ScenarioError, field_path
+from testbed.scenario.files import FileProblem, read_yaml
 from testbed.scenario.model import NAME_PATTERN, NodeKind, Scenario
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -219,17 +219,16 @@ def parse(data: Any, source: Path | str) -> LoadedInventory:
 def load(path: str | Path) -> LoadedInventory:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path)
     except FileNotFoundError:
         raise InventoryError(path, [Problem("", "no such file",
                                             "give the path of an inventory YAML file "
                                             "(see testbed/hil/inventory.example.yaml)")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InventoryError(path, [Problem(where, f"not valid YAML: "
-                                            f"{getattr(exc, 'problem', exc)}",
-                                            "check indentation and quoting")]) from None
+    except OSError as exc:
+        raise InventoryError(path, [Problem("", f"cannot read it: {exc.strerror or exc}",
+                                            "check the path and its permissions")]) from None
+    except FileProblem as exc:
+        raise InventoryError(path, [Problem(exc.where, exc.message, exc.fix)]) from None
     return parse(data, path)
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from testbed.scenario.errors import field_path
+from testbed.scenario.files import FileProblem, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,9 +21,12 @@ def load_model(path: str | Path, model: type[M], error: type[Exception], fmt: st
     fix."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise error(f"{path}: cannot read it as YAML: {exc}") from None
+        data = read_yaml(path) or {}
+    except OSError as exc:
+        raise error(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except FileProblem as exc:
+        where = f" ({exc.where})" if exc.where else ""
+        raise error(f"{path}{where}: {exc.message}\n  fix: {exc.fix}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

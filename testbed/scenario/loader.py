@@ -1,9 +1,10 @@
 """Reading scenario files: YAML, `include:` of other files, validation, readable errors.
 
 `include: base.yaml` (or a list) loads the named files first (paths relative to the including
-file) and lays this file over them: mappings merge key by key, lists of named entries
-(links, traffic) merge by `name` (same name replaces, new names append), the timeline
-appends, and other lists (a position, endpoints) are replaced.  This lets a scenario extend
+file, inside the top scenario's folder or topologies/) and lays this file over them: mappings
+merge key by key, lists of named entries (links, traffic) merge by `name` (same name replaces,
+new names append), the timeline appends, and other lists (a position, endpoints) are
+replaced.  This lets a scenario extend
 another without copying it.
 """
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from testbed.scenario import references
 from testbed.scenario.errors import Problem, ScenarioError, field_path
+from testbed.scenario.files import FileProblem, read_yaml
 from testbed.scenario.model import Scenario
 from testbed.scenario.schema import scenario_model
 from testbed.workloads import Registry
@@ -82,25 +84,41 @@ def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
         raise ScenarioError(stack[0], [Problem("include", f"include cycle: {chain}",
                                                "remove one of the includes")])
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
     except FileNotFoundError:
-        raise ScenarioError(stack[-1] if stack else path, [
+        if not stack:
+            raise ScenarioError(path, [Problem("", "no such file", "give the path of a "
+                                               "scenario YAML file (make scenarios lists "
+                                               "the shipped ones)")]) from None
+        raise ScenarioError(stack[-1], [
             Problem("include", f"included file {path} does not exist",
                     "paths are relative to the including file")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(path, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                                           "check indentation and quoting")]) from None
+    except IsADirectoryError:
+        raise ScenarioError(path, [Problem("", "a directory, not a file",
+                                           "give the scenario's YAML file")]) from None
+    except OSError as exc:
+        raise ScenarioError(path, [Problem("", f"cannot read it: {exc.strerror or exc}",
+                                           "check the path and its permissions")]) from None
+    except FileProblem as exc:
+        raise ScenarioError(path, [Problem(exc.where, exc.message, exc.fix)]) from None
     if not isinstance(data, dict):
         raise ScenarioError(path, [Problem("", "the file must be a mapping (name:, nodes:, ...)",
                                            "see topologies/quickstart.yaml")])
     includes = data.pop("include", [])
     if isinstance(includes, str):
         includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ScenarioError(path, [Problem("include", "must be a file name or a list of them",
+                                           "e.g. include: _sagin-offload-net.yaml")])
     merged: dict[str, Any] = {}
+    root = (stack[0] if stack else path).parent
     for inc in includes:
-        merged = _merge(merged, _read(path.parent / inc, (*stack, path)))
+        target = (path.parent / inc).resolve()
+        if not (target.is_relative_to(root) or target.is_relative_to(TOPOLOGY_DIR)):
+            raise ScenarioError(path, [Problem("include", f"{inc} is outside the scenario's "
+                                               f"folder {root} (and outside topologies/)",
+                                               "copy the file next to the scenario")])
+        merged = _merge(merged, _read(target, (*stack, path)))
     return _merge(merged, data)
 
 

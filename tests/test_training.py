@@ -233,8 +233,12 @@ def test_join_leave_and_crash_among_real_processes(tmp_path: Path) -> None:
               "d computing")
         d = _records(tmp_path, "d")
         check = next(r for r in d if r["k"] == "state_check")
-        # loopback's probed rates differ wildly, so not every neighbour need get a shard
-        assert check["identical"] and len(check["sources"]) >= 2
+        plan = next(r for r in d if r["k"] == "plan")
+        # the pull followed the multi-neighbour plan (greedy over the probed rates and
+        # latencies; on a loaded 2-core host a busy peer's latency can win it every shard,
+        # so how many neighbours the plan uses is not fixed here: schedule's tests cover it)
+        assert check["identical"] and set(check["sources"]) == {
+            p["neighbour"] for p in plan["plan"]} <= {"a", "b", "c"}
         commit = next(r for r in d if r["k"] == "view" and r["reason"] == "joined")
         first = next(r for r in d if r["k"] == "computing")
         assert first["step"] == commit["step"] > 0  # continued, not from scratch

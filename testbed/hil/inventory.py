@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from testbed.devices.profiles import PROFILES
 from testbed.hil.wheels import WheelError, pin
 from testbed.scenario.errors import Problem, ScenarioError, field_path
-from testbed.scenario.files import FileProblem, read_yaml
+from testbed.scenario.files import read_or_raise
 from testbed.scenario.model import NAME_PATTERN, NodeKind, Scenario
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -219,16 +219,11 @@ def parse(data: Any, source: Path | str) -> LoadedInventory:
 def load(path: str | Path) -> LoadedInventory:
     path = Path(path)
     try:
-        data = read_yaml(path)
+        data = read_or_raise(path, InventoryError)
     except FileNotFoundError:
         raise InventoryError(path, [Problem("", "no such file",
                                             "give the path of an inventory YAML file "
                                             "(see testbed/hil/inventory.example.yaml)")]) from None
-    except OSError as exc:
-        raise InventoryError(path, [Problem("", f"cannot read it: {exc.strerror or exc}",
-                                            "check the path and its permissions")]) from None
-    except FileProblem as exc:
-        raise InventoryError(path, [Problem(exc.where, exc.message, exc.fix)]) from None
     return parse(data, path)
 
 

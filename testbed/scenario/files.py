@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from testbed.scenario.errors import Problem, ScenarioError
+
 MAX_BYTES = 4 << 20
 MAX_DEPTH = 40
 
@@ -58,6 +60,23 @@ def read_yaml(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
                           "check indentation and quoting") from None
     _check(data, max_depth)
     return data
+
+
+def read_or_raise(path: Path, error: type[ScenarioError]) -> Any:
+    """read_yaml with every problem but a missing file (which callers word themselves) raised
+    as `error` (ScenarioError or a subclass) naming the file."""
+    try:
+        return read_yaml(path)
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise error(path, [Problem("", "a directory, not a file",
+                                   "give the YAML file")]) from None
+    except OSError as exc:
+        raise error(path, [Problem("", f"cannot read it: {exc.strerror or exc}",
+                                   "check the path and its permissions")]) from None
+    except FileProblem as exc:
+        raise error(path, [Problem(exc.where, exc.message, exc.fix)]) from None
 
 
 def _check(data: Any, max_depth: int) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from testbed.scenario import references
 from testbed.scenario.errors import Problem, ScenarioError, field_path
-from testbed.scenario.files import FileProblem, read_yaml
+from testbed.scenario.files import read_or_raise
 from testbed.scenario.model import Scenario
 from testbed.scenario.schema import scenario_model
 from testbed.workloads import Registry
@@ -84,7 +84,7 @@ def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
         raise ScenarioError(stack[0], [Problem("include", f"include cycle: {chain}",
                                                "remove one of the includes")])
     try:
-        data = read_yaml(path) or {}
+        data = read_or_raise(path, ScenarioError) or {}
     except FileNotFoundError:
         if not stack:
             raise ScenarioError(path, [Problem("", "no such file", "give the path of a "
@@ -93,14 +93,6 @@ def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
         raise ScenarioError(stack[-1], [
             Problem("include", f"included file {path} does not exist",
                     "paths are relative to the including file")]) from None
-    except IsADirectoryError:
-        raise ScenarioError(path, [Problem("", "a directory, not a file",
-                                           "give the scenario's YAML file")]) from None
-    except OSError as exc:
-        raise ScenarioError(path, [Problem("", f"cannot read it: {exc.strerror or exc}",
-                                           "check the path and its permissions")]) from None
-    except FileProblem as exc:
-        raise ScenarioError(path, [Problem(exc.where, exc.message, exc.fix)]) from None
     if not isinstance(data, dict):
         raise ScenarioError(path, [Problem("", "the file must be a mapping (name:, nodes:, ...)",
                                            "see topologies/quickstart.yaml")])

@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from testbed.lifecycle.ledger import LEDGER_DIR
+from testbed.lifecycle.ledger import LEDGER_DIR, proc_start_ticks
 
 CACHE = Path("/var/cache/sagin-hil/boards")
 STATE = LEDGER_DIR / "board-vms"  # apart from the runs' board records (LEDGER_DIR/boards)
@@ -175,10 +175,7 @@ def running() -> list[BoardVm]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    return proc_start_ticks(pid) is not None  # a zombie counts as gone
 
 
 def up(count: int = 1, offline: bool = False) -> list[BoardVm]:

@@ -104,3 +104,79 @@ def test_mutated_shipped_scenarios_load_or_name_the_problem(
     except ScenarioError as exc:
         text = str(exc)
         assert text.strip() and "Traceback" not in text
+
+
+# ---- the other files a scenario names: traces and TLEs -------------------------------------
+
+TRACES: dict[str, tuple[bytes, str]] = {
+    "nan": (b"t_s,x,y,z\n0,0,0,50\n1,nan,0,50\n", ":3: not a finite number"),
+    "overflow": (b"t_s,x,y,z\n0,0,0,50\n1,1e400,0,50\n", ":3: not a finite number"),
+    "binary": (b"t_s,x,y,z\n\x00\x01", "binary file"),
+    "latin1": ("t_s,x,y,z\n0,caf\u00e9,0,1\n".encode("latin-1"), ":2: not UTF-8"),
+    "header": (b"a,b\n1,2\n", "header must have"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRACES))
+def test_malformed_traces_name_file_and_line(tmp_path: Path, case: str) -> None:
+    from testbed.mobility.motion import read_trace
+    from testbed.mobility.roads import read_trace as read_drive
+
+    raw, expect = TRACES[case]
+    path = tmp_path / "t.csv"
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match=expect) as err:
+        read_trace(path)
+    assert str(path) in str(err.value)
+    # the road drive trace (t_s,vehicle,x,y,speed_mps) goes through the same reader
+    drive = raw.replace(b"t_s,x,y,z", b"t_s,vehicle,x,y,speed_mps")
+    drive = drive.replace(b"\n0,", b"\n0,v,").replace(b"\n1,", b"\n1,v,")
+    path.write_bytes(drive)
+    with pytest.raises(ValueError, match=expect):
+        read_drive(path)
+
+
+def test_tle_files_are_bounded_ascii(tmp_path: Path) -> None:
+    from testbed.mobility.orbits import MAX_TLE_BYTES, parse_tle_file
+
+    path = tmp_path / "x.tle"
+    path.write_bytes(b"ISS\n\x00\x01")
+    with pytest.raises(ValueError, match="binary file"):
+        parse_tle_file(path)
+    path.write_bytes("ISS \u00e9\n".encode())
+    with pytest.raises(ValueError, match=r"x.tle:1: not ASCII"):
+        parse_tle_file(path)
+    with path.open("wb") as f:
+        f.truncate(MAX_TLE_BYTES + 1)
+    with pytest.raises(ValueError, match="at most"):
+        parse_tle_file(path)
+
+
+def test_files_named_by_a_scenario_stay_in_its_folder(tmp_path: Path) -> None:
+    from testbed.mobility.world import World
+    from testbed.scenario import parse
+
+    (tmp_path / "ok.csv").write_text("t_s,x,y,z\n0,0,0,50\n1,10,0,50\n")
+    source = str(tmp_path / "s.yaml")
+
+    def scenario(motion: dict, tle: str | None = None) -> dict:
+        sc: dict = {"name": "files", "duration_s": 10,
+                    "nodes": {"gs1": {"kind": "ground_station", "position": [0, 0, 0]},
+                              "uav1": {"kind": "uav", "motion": motion}},
+                    "links": [{"name": "l", "kind": "air-to-ground", "endpoints": ["uav1", "gs1"]}]}
+        if tle is not None:
+            sc["constellation"] = {"tle": {"file": tle, "limit": 1}, "isl": None}
+        return sc
+
+    trace = {"model": "trace", "file": "ok.csv"}
+    assert World.build(parse(scenario(trace), source), source).enu("uav1", 0.5)[0] == 5.0
+    for name in ("../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(ScenarioError, match="leads outside") as err:
+            World.build(parse(scenario({"model": "trace", "file": name}), source), source)
+        assert "nodes.uav1.motion.file" in str(err.value)
+        with pytest.raises(ScenarioError, match="leads outside") as err:
+            World.build(parse(scenario(trace, tle=name), source), source)
+        assert "constellation.tle.file" in str(err.value)
+    (tmp_path / "link.csv").symlink_to("/etc/hostname")
+    with pytest.raises(ScenarioError, match="leads outside"):
+        World.build(parse(scenario({"model": "trace", "file": "link.csv"}), source), source)

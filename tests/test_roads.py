@@ -62,7 +62,8 @@ def test_sumo_drives_vehicles_deterministically_in_lock_step(tmp_path: Path) -> 
     rows = feed.save(trace)
     records, step = read_trace(trace)
     assert rows > 0 and step == pytest.approx(0.1) and set(records) >= {"v0", "v1", "v2"}
-    w3 = World.build(parse(scenario(trace=str(trace)), SOURCE), SOURCE)
+    beside = str(tmp_path / "roads-test.yaml")  # a scenario reads the files beside it
+    w3 = World.build(parse(scenario(trace="drive.csv"), beside), beside)
     assert w3.roads is not None and w3.roads.step_s == pytest.approx(0.1)
     for t in (3.0, 12.35, 19.9):
         assert np.allclose(w3.enu("v2", t), w1.enu("v2", t), atol=0.01)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import math
 import zlib
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from testbed.mobility.geo import LocalFrame, geodetic_to_ecef
+from testbed.scenario.files import RESULTS, finite, referenced, text_of
 from testbed.scenario.model import (
     CircleMotion,
     Node,
@@ -130,26 +132,28 @@ class TelemetryTrack:
         return self.xyz
 
 
+# a recorded flight: 10 Hz for hours is a few MB; a file this big is the wrong file
+MAX_TRACE_BYTES = 64 << 20
+
+
 def read_trace(path: Path) -> tuple[list[float], list[tuple[float, float, float]]]:
     """CSV with a header t_s,x,y,z; times strictly increasing.  Errors name the line."""
     times: list[float] = []
     points: list[tuple[float, float, float]] = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"t_s", "x", "y", "z"}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise ValueError(f"{path}: header must have columns t_s,x,y,z")
-        for row in reader:
-            line = reader.line_num
-            try:
-                t = float(row["t_s"])
-                p = (float(row["x"]), float(row["y"]), float(row["z"]))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: not a number in {row}") from None
-            if times and t <= times[-1]:
-                raise ValueError(f"{path}:{line}: t_s must increase ({t} after {times[-1]})")
-            times.append(t)
-            points.append(p)
+    reader = csv.DictReader(io.StringIO(text_of(path, MAX_TRACE_BYTES, "CSV"), newline=""))
+    if not reader.fieldnames or not {"t_s", "x", "y", "z"} <= set(reader.fieldnames):
+        raise ValueError(f"{path}: header must have columns t_s,x,y,z")
+    for row in reader:
+        line = reader.line_num
+        try:
+            t = finite(row["t_s"])
+            p = (finite(row["x"]), finite(row["y"]), finite(row["z"]))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}:{line}: not a finite number in {row}") from None
+        if times and t <= times[-1]:
+            raise ValueError(f"{path}:{line}: t_s must increase ({t} after {times[-1]})")
+        times.append(t)
+        points.append(p)
     if len(times) < 2:
         raise ValueError(f"{path}: a trace needs at least two rows")
     return times, points
@@ -171,7 +175,10 @@ def track_for(name: str, node: Node, seed: int, base_dir: Path,
     if isinstance(m, RandomWaypointMotion):
         return RandomWaypoint(m, node_seed(seed, name))
     if isinstance(m, TraceMotion):
-        times, points = read_trace((base_dir / m.file).resolve())
+        path = referenced(m.file, [base_dir], [base_dir, RESULTS])
+        if path is None:
+            raise ValueError(f"no trace file {base_dir / m.file}")
+        times, points = read_trace(path)
         return Polyline(times, points, m.loop)
     if initial is not None:
         return Static(initial)

@@ -25,6 +25,7 @@ from testbed.mobility.geo import (
     teme_to_ecef,
     unix_from_jd,
 )
+from testbed.scenario.files import text_of
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 NAME_MAX = 32
@@ -334,13 +335,14 @@ def _check_line(path: Path, lineno: int, line: str, number: str) -> None:
         )
 
 
+# Celestrak's whole active catalogue (~10k objects) is ~1.6 MB
+MAX_TLE_BYTES = 16 << 20
+
+
 def parse_tle_file(path: str | Path) -> list[TleEntry]:
     """Every element set of a 2-line or 3-line TLE file, in file order, checked line by line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="ascii")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not an ASCII TLE file (byte {exc.start})") from None
+    text = text_of(path, MAX_TLE_BYTES, "TLE", encoding="ascii")
     rows = [(i, line.rstrip()) for i, line in enumerate(text.splitlines(), start=1)]
     rows = [(i, line) for i, line in rows if line]
     entries: list[TleEntry] = []

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import itertools
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -35,6 +37,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.files import RESULTS, FileProblem, finite, referenced, text_of
 from testbed.scenario.model import Drive, NodeKind, Roads, Scenario
 
 PARKED = np.array([-1.0e5, -1.0e5, 0.0])  # off the map: 141 km from the origin
@@ -278,27 +281,31 @@ def write_trace(path: Path, records: dict[str, Drove]) -> int:
     return len(rows)
 
 
+# a recorded drive (rows per vehicle per step): 5000 vehicles at 10 Hz for 10 min is ~1.5 GB,
+# far past what one host replays; 256 MB is ~5 M rows
+MAX_DRIVE_BYTES = 256 << 20
+
+
 def read_trace(path: Path) -> tuple[dict[str, Drove], float]:
     """A drive trace: rows t_s,vehicle,x,y,speed_mps.  A vehicle is on the map from its
     first row to its last; the step is the smallest time increment seen."""
     records: dict[str, Drove] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not set(TRACE_HEADER) <= set(reader.fieldnames):
-            raise ValueError(f"{path}: header must have columns {','.join(TRACE_HEADER)}")
-        for row in reader:
-            try:
-                t, x, y = float(row["t_s"]), float(row["x"]), float(row["y"])
-                s = float(row["speed_mps"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{reader.line_num}: not a number in {row}") from None
-            d = records.setdefault(row["vehicle"], Drove())
-            if d.t and t <= d.t[-1]:
-                raise ValueError(f"{path}:{reader.line_num}: time goes back for vehicle "
-                                 f"{row['vehicle']} ({t} after {d.t[-1]})")
-            d.t.append(t)
-            d.xy.append((x, y))
-            d.speed.append(s)
+    reader = csv.DictReader(io.StringIO(text_of(path, MAX_DRIVE_BYTES, "CSV"), newline=""))
+    if not reader.fieldnames or not set(TRACE_HEADER) <= set(reader.fieldnames):
+        raise ValueError(f"{path}: header must have columns {','.join(TRACE_HEADER)}")
+    for row in reader:
+        try:
+            t, x, y = finite(row["t_s"]), finite(row["x"]), finite(row["y"])
+            s = finite(row["speed_mps"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}:{reader.line_num}: not a finite number in {row}") from None
+        d = records.setdefault(row["vehicle"], Drove())
+        if d.t and t <= d.t[-1]:
+            raise ValueError(f"{path}:{reader.line_num}: time goes back for vehicle "
+                             f"{row['vehicle']} ({t} after {d.t[-1]})")
+        d.t.append(t)
+        d.xy.append((x, y))
+        d.speed.append(s)
     if not records:
         raise ValueError(f"{path}: no rows")
     steps = [b - a for d in records.values() for a, b in itertools.pairwise(d.t)]
@@ -309,9 +316,19 @@ def read_trace(path: Path) -> tuple[dict[str, Drove], float]:
 
 
 def locate(base: Path, name: str, shared: Path | None = None) -> Path | None:
-    """`name` relative to the scenario's folder, else to the shared topologies folder."""
-    tried = [base / name] + ([shared / name] if shared is not None else [])
-    return next((p.resolve() for p in tried if p.is_file()), None)
+    """`name` relative to the scenario's folder, else to the shared topologies folder; a
+    name leading outside both (and outside results/, where recorded drives lie) is a
+    FileProblem."""
+    folders = [base] + ([shared] if shared is not None else [])
+    return referenced(name, folders, [*folders, RESULTS])
+
+
+def _locate(base: Path, name: str, shared: Path | None, field: str,
+            fail: Callable[[str, str, str], ScenarioError]) -> Path | None:
+    try:
+        return locate(base, name, shared)
+    except FileProblem as exc:
+        raise fail(field, exc.message, exc.fix) from None
 
 
 def open_roads(sc: Scenario, source: str, base: Path,
@@ -327,7 +344,7 @@ def open_roads(sc: Scenario, source: str, base: Path,
         return ScenarioError(source, [Problem(path, message, fix)])
 
     if roads.trace is not None:
-        path = locate(base, roads.trace, shared)
+        path = _locate(base, roads.trace, shared, "roads.trace", fail)
         if path is None:
             raise fail("roads.trace", f"no trace file '{roads.trace}'",
                        "give a drive recorded by a run (results/<run>/mobility/drive.csv)")
@@ -340,7 +357,7 @@ def open_roads(sc: Scenario, source: str, base: Path,
             raise fail("roads.trace", f"vehicles {missing[:5]} never appear in the trace",
                        "record the drive with the same vehicle names, or remove them")
         return feed
-    net = locate(base, roads.net, shared)
+    net = _locate(base, roads.net, shared, "roads.net", fail)
     if net is None:
         raise fail("roads.net", f"no road network '{roads.net}'",
                    "give a SUMO .net.xml relative to the scenario file or topologies/")

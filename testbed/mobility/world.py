@@ -34,6 +34,7 @@ from testbed.mobility.orbits import Constellation, walker_isl_pairs
 from testbed.mobility.roads import RoadFeed, VehicleTrack, open_roads
 from testbed.mobility.roads import describe as describe_roads
 from testbed.scenario.errors import Problem, ScenarioError
+from testbed.scenario.files import FileProblem, referenced
 from testbed.scenario.model import (
     Access,
     Link,
@@ -147,6 +148,9 @@ class World:
                 continue
             try:
                 tr = track_for(name, node, sc.seed, base, initial)
+            except FileProblem as exc:
+                raise ScenarioError(source, [Problem(f"nodes.{name}.motion.file", exc.message,
+                                                     exc.fix)]) from None
             except (OSError, ValueError) as exc:
                 raise ScenarioError(source, [Problem(f"nodes.{name}.motion", str(exc),
                                                      "fix the trace file")]) from None
@@ -369,12 +373,17 @@ def _constellation(sc: Scenario, source: str, base: Path, epoch: float) -> Const
                                           w.inclination_deg, w.phasing, epoch,
                                           w.raan_spread_deg, spec.name_prefix)
     assert spec.tle is not None
-    tried = [base / spec.tle.file, TOPOLOGIES / spec.tle.file, TOPOLOGIES / "tle" / spec.tle.file]
-    path = next((p for p in tried if p.is_file()), None)
+    tried = [base, TOPOLOGIES, TOPOLOGIES / "tle"]
+    try:
+        path = referenced(spec.tle.file, tried, [base, TOPOLOGIES])
+    except FileProblem as exc:
+        raise ScenarioError(source, [Problem("constellation.tle.file", exc.message,
+                                             exc.fix)]) from None
     if path is None:
+        looked = ", ".join(str(t / spec.tle.file) for t in tried)
         raise ScenarioError(source, [Problem("constellation.tle.file",
                                              f"no TLE file '{spec.tle.file}'",
-                                             "looked in: " + ", ".join(map(str, tried)))])
+                                             f"looked in: {looked}")])
     try:
         return Constellation.from_tle(path, names=spec.tle.names, limit=spec.tle.limit)
     except ValueError as exc:

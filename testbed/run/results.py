@@ -4,7 +4,6 @@ network plan written first, so that even a run that dies at once leaves valid fi
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -13,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.engines import features
-
-RESULTS = Path(os.environ.get("SAGIN_RESULTS", Path(__file__).resolve().parents[2] / "results"))
+from testbed.scenario.files import RESULTS
 
 
 def new_run(scenario: str, base: Path = RESULTS) -> tuple[str, str, Path]:

@@ -11,6 +11,7 @@ infinity parse as floats and would slip through range checks such as `delay_ms >
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +20,80 @@ import yaml
 from testbed.scenario.errors import Problem, ScenarioError
 
 MAX_BYTES = 4 << 20
+# where runs write their folders; a scenario may replay what a run recorded (a drive, a flight)
+RESULTS = Path(os.environ.get("SAGIN_RESULTS", Path(__file__).resolve().parents[2] / "results"))
 MAX_DEPTH = 40
 
 
-class FileProblem(Exception):
-    """One problem with a file: `where` (line/column or a field path), message, fix."""
+class FileProblem(ValueError):
+    """One problem with a file: `where` (line/column or a field path), message, fix.  A
+    ValueError, so the readers' callers that word ValueErrors already catch it."""
 
     def __init__(self, where: str, message: str, fix: str = "") -> None:
         super().__init__(message)
         self.where, self.message, self.fix = where, message, fix
 
 
-def read_yaml(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
-    """The parsed document.  FileNotFoundError (and other OSErrors) pass through for the
-    caller to word; everything about the content is a FileProblem."""
+def read_text(path: Path, max_bytes: int = MAX_BYTES, encoding: str = "utf-8",
+              kind: str = "YAML") -> str:
+    """The file's text, refused when too large, binary (NUL bytes) or not in `encoding`.
+    OSErrors pass through; content problems are FileProblems."""
     size = path.stat().st_size
     if size > max_bytes:
-        raise FileProblem("", f"the file is {size:,} bytes; a YAML file here is at most "
+        raise FileProblem("", f"the file is {size:,} bytes; a {kind} file here is at most "
                           f"{max_bytes:,}", "is it the right file?")
     raw = path.read_bytes()
     nul = raw.find(b"\0")
     if nul >= 0:
-        raise FileProblem(f"byte {nul}", "a binary file (it contains NUL bytes), not YAML "
-                          "text", "give the YAML text file")
+        raise FileProblem(f"byte {nul}", f"a binary file (it contains NUL bytes), not {kind} "
+                          "text", f"give the {kind} text file")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise FileProblem(f"line {line}", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at "
-                          f"offset {exc.start}", "save the file as UTF-8") from None
+        name = "ASCII" if encoding == "ascii" else encoding.upper()
+        raise FileProblem(f"line {line}", f"not {name} text: byte 0x{raw[exc.start]:02x} at "
+                          f"offset {exc.start}", f"save the file as {name}") from None
+
+
+def text_of(path: Path, max_bytes: int, kind: str, encoding: str = "utf-8") -> str:
+    """read_text for the line-oriented readers (traces, TLEs), whose errors are ValueErrors
+    that start with the file's path."""
+    try:
+        return read_text(path, max_bytes, encoding, kind)
+    except FileProblem as exc:
+        where = f":{exc.where.removeprefix('line ')}" if exc.where.startswith("line") else ""
+        raise ValueError(f"{path}{where}: {exc.message} ({exc.fix})") from None
+
+
+def finite(text: str | None) -> float:
+    """A CSV cell as a finite float: `nan`, `inf` and `1e400` parse in Python but are no
+    position or time, and would pass every later `<`/`>=` check unnoticed."""
+    value = float(text)  # type: ignore[arg-type]  # None raises TypeError, as callers expect
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def referenced(name: str, folders: list[Path], allowed: list[Path]) -> Path | None:
+    """The first existing `folder/name`, or None.  A name that leads outside every `allowed`
+    folder (`../../etc/passwd`, an absolute path, a symlink out) is a FileProblem: a
+    scenario reads the files beside it and the shipped ones, nothing else on the host."""
+    for folder in folders:
+        target = (folder / name).resolve()
+        if not any(target.is_relative_to(a.resolve()) for a in allowed):
+            raise FileProblem("", f"'{name}' leads outside the folders a scenario reads "
+                              f"from ({', '.join(str(a) for a in allowed)})",
+                              "copy the file next to the scenario")
+        if target.is_file():
+            return target
+    return None
+
+
+def read_yaml(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """The parsed document.  FileNotFoundError (and other OSErrors) pass through for the
+    caller to word; everything about the content is a FileProblem."""
+    text = read_text(path, max_bytes)
     try:
         data = yaml.safe_load(text)
     except RecursionError:

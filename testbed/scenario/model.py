@@ -131,7 +131,8 @@ class RandomWaypointMotion(Strict):
 
 class TraceMotion(Strict):
     """Positions replayed from a CSV file with columns t_s,x,y,z (metres, local frame),
-    linearly interpolated; the path is relative to the scenario file."""
+    linearly interpolated; the path is relative to the scenario file and stays inside its
+    folder or results/."""
 
     model: Literal["trace"]
     file: str
@@ -587,7 +588,8 @@ class Roads(Strict):
         default=0.0, ge=0.0, description="background vehicles enter uniformly over this")
     trace: str | None = Field(
         default=None, description="replay this recorded drive (a run's mobility/drive.csv) "
-        "instead of running SUMO; relative to the scenario file")
+        "instead of running SUMO; relative to the scenario file, inside its folder, topologies/ "
+        "or results/")
 
 
 class Compute(Strict):

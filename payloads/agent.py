@@ -680,8 +680,11 @@ def _llm_host(args: argparse.Namespace, token: str) -> Any:
     if args.llm_offload and mem is None:
         raise ValueError("--llm-offload needs --llm-mem-mb: without a memory limit every layer "
                          "stays resident and nothing is streamed")
+    if args.llm_disk_mb_s is not None and not args.llm_offload:
+        raise ValueError("--llm-disk-mb-s needs --llm-offload: only a node that streams its "
+                         "weights reads them from storage")
     return ShardHost(args.node, token, speed=speed, mem_limit_bytes=mem,
-                     offload=args.llm_offload)
+                     offload=args.llm_offload, disk_mb_s=args.llm_disk_mb_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -716,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="accept plans larger than --llm-mem-mb: keep what fits resident and "
                      "re-read the other layers from the model file for every token (TPI-LLM "
                      "sliding window, payloads/llm/stream.py) instead of refusing the plan")
+    llm.add_argument("--llm-disk-mb-s", type=float, help="with --llm-offload: emulate the "
+                     "device's storage at this many MB/s (streamed layers come from float32 "
+                     "slice files and each load lasts at least bytes / rate)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")

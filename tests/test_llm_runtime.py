@@ -22,6 +22,7 @@ from payloads.llm import (
     StreamingLayers,
     TensorShard,
     Tokenizer,
+    TPSlice,
     greedy_pipeline,
     greedy_tensor_parallel,
     hidden_from_bytes,
@@ -294,6 +295,79 @@ def test_streamed_windows_share_one_budget_and_tp_slices_stream(
         assert tp.peak_bytes <= 3 * tp.layer_bytes
     finally:
         tp.close()
+
+
+def test_tp_slice_cache_reads_only_the_slice_and_costs_its_bytes(model_path: Path,
+                                                                  tmp_path: Path) -> None:
+    """A rank's slice files hold exactly its slice (1/N of a layer, not the whole layer it was
+    cut from), read back bit-identical; through an emulated disk a streamed load lasts at
+    least its bytes / bandwidth, so a rank of 3 pays about a third of a whole layer."""
+    from payloads.llm import load_layer
+    from payloads.llm.stream import SliceCache
+
+    cfg = load_config(model_path)
+    part = TPSlice.of(cfg, 1, 3)
+    cache = SliceCache(model_path, cfg, part, tmp_path)
+    cache.ensure([4])
+    assert cache.file(4).stat().st_size == layer_bytes_of(cfg, part)
+    assert layer_bytes_of(cfg, part) < layer_bytes_of(cfg) / 2.5
+    got, want = cache.load(4), load_layer(model_path, cfg, 4, part)
+    for (_, a), (_, b) in zip(got.arrays(), want.arrays(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    rate = 100.0  # MB/s
+    costs = {}
+    for name, sl in (("slice", part), ("whole", TPSlice.full(cfg))):
+        c = SliceCache(model_path, cfg, sl, tmp_path / name)
+        store = StreamingLayers(model_path, cfg, range(4), resident=1, part=sl, cache=c,
+                                disk_mb_s=rate, prefetch=False)
+        try:
+            for i in range(1, 4):
+                store[i]
+            st = store.stats()
+            assert st["bytes"] == 3 * layer_bytes_of(cfg, sl) and st["loads"] == 3
+            assert st["load_s"] >= 3 * layer_bytes_of(cfg, sl) / (rate * 1e6)
+            assert st["wait_s"] >= st["load_s"] * 0.99  # storage: the caller waited for it
+            costs[name] = st["load_s"]
+        finally:
+            store.close()
+    assert costs["slice"] < costs["whole"] / 2
+
+
+def test_tp_window_of_two_prefetches_while_computing_and_keeps_the_tokens(
+        model_path: Path, full: LayerWindow, prompts: list[list[int]]) -> None:
+    """TPI-LLM's memory window 2 under tensor parallelism: each streamed slice is loaded in
+    the background while the previous one computes (from the rank's slice files, through an
+    emulated disk); the tokens are the resident ones, at most resident + 2 slices alive."""
+    from payloads.llm.stream import SliceCache
+
+    cfg, w, n_new = full.config, full.weights, 3
+    coord = LayerWindow(w.subset(range(0), embed=True, head=True))
+    resident = [TensorShard(w.subset(range(6), False, False), rank=r, world=2) for r in (0, 1)]
+    want = greedy_tensor_parallel(coord, resident, prompts[0], n_new)
+    part = resident[0].weights.part
+    cache = SliceCache(model_path, cfg, part)
+    stores = {}
+    try:
+        for window, prefetch in ((2, True), (1, False)):
+            st = stores[window] = StreamingLayers(model_path, cfg, range(6), resident=1,
+                                                  part=part, window=window, prefetch=prefetch,
+                                                  cache=cache, disk_mb_s=2000.0)
+            streamed = TensorShard(ModelWeights(cfg, st, part), rank=0, world=2)
+            assert greedy_tensor_parallel(coord, [streamed, resident[1]], prompts[0],
+                                          n_new) == want
+        two, one = stores[2].stats(), stores[1].stats()
+        passes = n_new  # prefill + decode steps (the last token needs no pass)
+        assert two["loads"] == one["loads"] == 5 * passes
+        assert one["prefetched"] == 0 and one["misses"] == one["loads"]
+        # window 2: only the first streamed slice of the first pass was read on demand
+        assert two["misses"] <= 1 + passes and two["prefetched"] >= 4 * passes - 1
+        assert two["wasted"] == 0
+        assert stores[2].peak_bytes <= (1 + 2) * stores[2].layer_bytes
+        assert stores[1].peak_bytes <= (1 + 1) * stores[1].layer_bytes
+    finally:
+        for st in stores.values():
+            st.close()
+        cache.close()
 
 
 # ---- Hugging Face directory, rope permutation

@@ -32,6 +32,13 @@ reports ``disk_ms_per_layer`` and the buffer as reserved memory, so the solver's
 is the node's pinned-layer count and its ``overflow`` is exactly the layers the node re-reads
 per token.  The time an emulated device spends loading counts as its own: loads on demand run
 in the compute thread (its CPU time), and the time it waits for a background load is added.
+A load's ``options`` pick the scheduler per plan: ``window`` (1, or 2 = TPI-LLM's memory
+window: the next layer loads while the current one computes) and ``prefetch`` (False: every
+streamed layer is read when needed, Accelerate's blocking offload).  A tensor-parallel rank
+streams its slices from a `SliceCache` (its own float32 files, TPI-LLM's split/node_<rank>), so
+a load costs the slice's bytes; with ``disk_mb_s`` (the agent's --llm-disk-mb-s) every node
+streams from such a cache through an emulated disk of that bandwidth, whose waits are wall time
+(storage, not CPU: not divided by the device's speed).
 
 Failures: when a node cannot reach the next stage it tells the master, which fails the prompt
 with a sentence naming both nodes; a stage that never answers fails it after `step_timeout_s`.
@@ -54,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from payloads.client import AgentConnection
-from payloads.llm.stream import StreamingLayers
+from payloads.llm.stream import SliceCache, StreamingLayers
 from payloads.protocol import message_bytes
 
 DEFAULT_STEP_TIMEOUT_S = 30.0
@@ -68,6 +75,18 @@ def _close_stores(plan: Any) -> None:
     """Stop a released plan's prefetch threads (its layers go with it)."""
     for s in plan.stores:
         s.close()
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident set now (Linux /proc; None elsewhere): the whole agent -
+    interpreter, numpy, KV caches, the page-cache-backed reads - not only model weights."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 class Peer(AgentConnection):
@@ -129,12 +148,18 @@ class ShardHost:
 
     def __init__(self, node: str, token: str, speed: float | None = None,
                  mem_limit_bytes: int | None = None,
-                 step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S, offload: bool = False) -> None:
+                 step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S, offload: bool = False,
+                 disk_mb_s: float | None = None) -> None:
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be > 0 (device speed relative to one host core), "
                              f"got {speed!r}")
         self.node, self.speed, self.mem_limit = node, speed, mem_limit_bytes
         self.offload = bool(offload)
+        if disk_mb_s is not None and not disk_mb_s > 0:
+            raise ValueError(f"disk_mb_s must be > 0 MB/s, got {disk_mb_s!r}")
+        self.disk_mb_s = disk_mb_s
+        # float32 copies of what this node streams, per (model, slice): shared by its plans
+        self._slice_caches: dict[tuple[str, int, int], SliceCache] = {}
         self.step_timeout_s = step_timeout_s
         self._token = token
         self._plans: dict[str, Plan] = {}
@@ -157,6 +182,15 @@ class ShardHost:
         for plan in self._plans.values():
             _close_stores(plan)
         self._plans.clear()
+        for c in self._slice_caches.values():
+            c.close()
+        self._slice_caches.clear()
+
+    def _slice_cache(self, path: Path, cfg: Any, part: Any) -> SliceCache:
+        key = (str(path), part.rank, part.world)
+        if key not in self._slice_caches:
+            self._slice_caches[key] = SliceCache(path, cfg, part)
+        return self._slice_caches[key]
 
     # ------------------------------------------------------------------ dispatch
 
@@ -202,16 +236,20 @@ class ShardHost:
         t_wall = time.perf_counter()
         stores = plan.stores if plan is not None else []
 
-        def timed() -> tuple[Any, float]:
-            w0 = sum(s.wait_s for s in stores)
+        def timed() -> tuple[Any, float, float]:
+            w0 = [s.wait_s for s in stores]
             c0 = time.thread_time()
             out = fn()
             cpu = time.thread_time() - c0
-            # (max: a `stats` reset may zero the counters meanwhile)
-            return out, cpu + (max(0.0, sum(s.wait_s for s in stores) - w0) if stores else 0.0)
+            # (max: a `stats` reset may zero the counters meanwhile).  A wait for emulated
+            # storage (disk_mb_s) is wall time, a wait for a dequantising thread CPU time.
+            waits = [(max(0.0, s.wait_s - w), s.disk_mb_s is not None)
+                     for s, w in zip(stores, w0, strict=True)]
+            return (out, cpu + sum(w for w, io in waits if not io),
+                    sum(w for w, io in waits if io))
 
-        out, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, timed)
-        device_s = cpu / self.speed if self.speed else time.perf_counter() - t_wall
+        out, cpu, io = await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+        device_s = (cpu / self.speed + io) if self.speed else time.perf_counter() - t_wall
         wait = device_s - (time.perf_counter() - t_wall)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -241,6 +279,11 @@ class ShardHost:
         if old is not None:
             _close_stores(old)
         cfg = mdl.load_config(path)
+        opts = h.get("options") or {}
+        window = int(opts.get("window", 1))
+        prefetch = bool(opts.get("prefetch", True))
+        if window not in (1, 2):
+            raise ShardError(f"bad request: options.window must be 1 or 2, got {window!r}")
         t0 = time.perf_counter()
         if mode == "pipeline":
             mine = [i for i, s in enumerate(stages) if s.node == self.node]
@@ -252,7 +295,7 @@ class ShardHost:
             need = mdl.shard_bytes(cfg, layers, embed=self.node == master,
                                    head=self.node == master)
             per_layer = mdl.layer_bytes_of(cfg)
-            resident = self._fit(name, need, len(layers), per_layer)
+            resident = self._fit(name, need, len(layers), per_layer, window)
 
             def build() -> Plan:
                 stores, held = [], need
@@ -261,9 +304,13 @@ class ShardHost:
                         return mdl.load_weights(path, range(stages[i].start, stages[i].end),
                                                 embed=False, head=False).layers
                 else:  # one store over all this node's windows: one budget, ring order
-                    store = StreamingLayers(path, cfg, layers, resident)
+                    cache = (self._slice_cache(path, cfg, mdl.TPSlice.full(cfg))
+                             if self.disk_mb_s is not None else None)
+                    store = StreamingLayers(path, cfg, layers, resident, prefetch=prefetch,
+                                            window=window, cache=cache,
+                                            disk_mb_s=self.disk_mb_s)
                     stores.append(store)
-                    held = need - (len(layers) - resident - 1) * per_layer
+                    held = need - max(0, len(layers) - resident - window) * per_layer
 
                     def layers_of(i: int) -> Any:
                         return store.view(range(stages[i].start, stages[i].end))
@@ -284,7 +331,7 @@ class ShardHost:
                     + (mdl.shard_bytes(cfg, [], True, True) if rank == 0 else 0))
             part = mdl.TPSlice.of(cfg, rank, world)
             per_layer = mdl.layer_bytes_of(cfg, part)
-            resident = self._fit(name, need, cfg.n_layers, per_layer)
+            resident = self._fit(name, need, cfg.n_layers, per_layer, window)
 
             def build() -> Plan:
                 stores, held = [], need
@@ -292,9 +339,13 @@ class ShardHost:
                     w = mdl.load_weights(path, range(cfg.n_layers), embed=False, head=False,
                                          tp=(rank, world))
                 else:
-                    store = StreamingLayers(path, cfg, range(cfg.n_layers), resident, part)
+                    # the rank's own slice files: a load reads 1/world of a layer
+                    store = StreamingLayers(path, cfg, range(cfg.n_layers), resident, part,
+                                            prefetch=prefetch, window=window,
+                                            cache=self._slice_cache(path, cfg, part),
+                                            disk_mb_s=self.disk_mb_s)
                     stores.append(store)
-                    held = need - (cfg.n_layers - resident - 1) * per_layer
+                    held = need - max(0, cfg.n_layers - resident - window) * per_layer
                     w = mdl.ModelWeights(cfg, store, part, source=str(path))
                 shard = rt.TensorShard(w, cfg, rank, world)
                 head = (rt.LayerWindow(mdl.load_weights(path, range(0), embed=True, head=True),
@@ -307,14 +358,16 @@ class ShardHost:
         out = {"ok": True, "node": self.node, "plan": name, "resident_bytes": plan.resident_bytes,
                "load_s": round(time.perf_counter() - t0, 3)}
         if plan.stores:
-            out |= {"weights_bytes": need, "resident_layers": resident,
+            out |= {"weights_bytes": need, "resident_layers": resident, "window": window,
+                    "prefetch": prefetch,
                     "streamed_layers": sum(len(s.streamed) for s in plan.stores)}
         return out, b""
 
-    def _fit(self, plan: str, need: int, n_layers: int, per_layer: int) -> int | None:
+    def _fit(self, plan: str, need: int, n_layers: int, per_layer: int,
+             window: int = 1) -> int | None:
         """None when the plan's ``need`` bytes fit the device; otherwise, on an offloading
-        node, how many of its ``n_layers`` layers stay resident (the rest stream through one
-        buffer); otherwise refuse, naming the plan, the bytes and the limit."""
+        node, how many of its ``n_layers`` layers stay resident (the rest stream through
+        ``window`` buffers); otherwise refuse, naming the plan, the bytes and the limit."""
         if self.mem_limit is None or need <= self.mem_limit:
             return None
         if not self.offload:
@@ -324,16 +377,18 @@ class ShardHost:
                              f"layers")
         fixed = need - n_layers * per_layer  # embedding and head: always resident
         slots = (self.mem_limit - fixed) // per_layer
-        if slots < 2:
+        if slots < 1 + window:
             what = f"the embedding and head ({fixed / 2**20:.1f} MiB) + " if fixed else ""
-            least = fixed + 2 * per_layer
+            least = fixed + (1 + window) * per_layer
+            buf = "the streaming buffer" if window == 1 else f"{window} streaming buffers"
             raise ShardError(f"{self.node}: plan {plan} cannot run here even streaming its "
                              f"layers from the model file (--llm-offload): it needs at least "
-                             f"{what}one resident layer + the streaming buffer ("
-                             f"{2 * per_layer / 2**20:.1f} MiB) = {least / 2**20:.1f} MiB, "
+                             f"{what}one resident layer + {buf} ("
+                             f"{(1 + window) * per_layer / 2**20:.1f} MiB) = "
+                             f"{least / 2**20:.1f} MiB, "
                              f"the device's model memory is {self.mem_limit / 2**20:.1f} MiB "
                              f"(mem_limit)")
-        return int(slots) - 1
+        return int(slots) - window
 
     async def _release(self, h: dict[str, Any], _b: bytes) -> tuple[dict[str, Any], bytes]:
         names = [str(h["plan"])] if h.get("plan") else list(self._plans)
@@ -348,9 +403,17 @@ class ShardHost:
         out = {"ok": True, "node": self.node, "bytes_sent": plan.bytes_sent,
                "messages_sent": plan.messages_sent, "compute_s": round(plan.compute_s, 6),
                "host_late_s": round(self.late_s, 6), "resident_bytes": plan.resident_bytes}
+        out["rss_bytes"] = _rss_bytes()
         if plan.stores:
             st = [s.stats() for s in plan.stores]
             out["streamed"] = {k: sum(x[k] for x in st) for k in st[0]}
+            # weight bytes alive at most: what is always resident + the stores' peak
+            out["peak_weight_bytes"] = (plan.resident_bytes
+                                        - sum(s.pinned_bytes + s.window * s.layer_bytes
+                                              for s in plan.stores)
+                                        + sum(s.peak_bytes for s in plan.stores))
+        else:
+            out["peak_weight_bytes"] = plan.resident_bytes
         if h.get("reset"):
             plan.bytes_sent = plan.messages_sent = 0
             plan.compute_s = 0.0
@@ -393,7 +456,13 @@ class ShardHost:
                "layer_bytes": layer_b,
                "embed_head_bytes": mdl.shard_bytes(cfg, [], True, True),
                "mem_limit_bytes": self.mem_limit, "offload": self.offload}
-        if prof["disk_ms"] is not None:
+        if self.offload and self.disk_mb_s is not None:
+            # emulated storage: a streamed layer costs its bytes at the disk's bandwidth
+            # (wall time, not scaled by the speed); the read itself overlaps with it
+            out |= {"disk_ms_per_layer": layer_b / (self.disk_mb_s * 1e6) * 1e3,
+                    "host_disk_ms_per_layer": prof["disk_ms"], "disk_mb_s": self.disk_mb_s,
+                    "stream_buffer_bytes": layer_b}
+        elif prof["disk_ms"] is not None:
             # dequantisation is CPU work: it scales with the device's speed like layer_ms.
             # The streaming buffer is memory the solver must not count as layer capacity.
             out |= {"disk_ms_per_layer": prof["disk_ms"] * scale,
@@ -609,6 +678,8 @@ class ShardHost:
             for part in ("attn", "mlp"):
                 x = x + await self._allreduce(plan, session, pos, layer, part, x, cache,
                                               timeout)
+        for s in plan.stores:  # the head and the next token's round trips overlap a load
+            s.pass_done()
         return x
 
     async def _allreduce(self, plan: Plan, session: str, pos: int, layer: int, part: str,
@@ -668,5 +739,8 @@ class ShardHost:
                                            plan)
         else:
             out, dev = await self._compute(lambda: shard.mlp_partial(layer, x), plan)
+            if layer == shard.layers[-1]:
+                for s in plan.stores:  # the pass is over here: prefetch for the next token
+                    s.pass_done()
         plan.compute_s += dev
         return {"ok": True}, np.ascontiguousarray(out, dtype=np.float32).tobytes()

@@ -22,8 +22,18 @@ free: when a window's pass ends (`pass_done`: the rest of the ring, the head and
 then overlap the load) and whenever a pinned layer is accessed; consecutive streamed layers
 are loaded on demand, in the calling thread.
 
-Memory: at most ``resident`` + 1 layers are alive (``resident_bytes``/``peak_bytes`` count the
-layers really alive, via `weakref.finalize`, not only what the store references).
+Memory: at most ``resident`` + ``window`` layers are alive (``resident_bytes``/``peak_bytes``
+count the layers really alive, via `weakref.finalize`, not only what the store references).
+
+TPI-LLM's own regime (disk-bound devices, docs/llm.md "TPI-LLM in its own regime") adds three
+options.  ``window=2`` is TPI's ``--memory_window 2``: the next streamed layer loads into a
+second buffer while the current one computes, so consecutive streamed layers overlap too (one
+pinned layer fewer for the same memory).  `SliceCache` is TPI's ``split/node_<rank>`` files (and
+Accelerate's float ``.dat`` disk offload): a node writes the float32 arrays of exactly what it
+runs - a tensor-parallel slice or whole layers - once, and a streamed load reads those bytes
+back, so its cost scales with the slice, not with dequantising the whole layer.  ``disk_mb_s``
+emulates the device's storage: a load lasts at least bytes / rate, and every load then runs on
+the loader thread (the caller waits, ``wait_s``), since a disk read is not CPU time.
 
 Counters (`stats`): streamed ``loads``, their ``load_s`` and ``bytes``; ``wait_s``, the time the
 caller was blocked on a background load (an emulated device charges it as its own time, see
@@ -32,6 +42,8 @@ payloads/llm/node.py); ``prefetched`` (loads started ahead), ``wasted`` (prefetc
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 import weakref
@@ -39,6 +51,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from payloads.llm.model import LayerWeights, ModelConfig, TPSlice, layer_bytes_of, load_layer
 
@@ -60,6 +74,66 @@ class _OrderedLayers(Mapping[int, LayerWeights]):
         return i in self._keys
 
 
+_ARRAYS = ("attn_norm", "wqkv", "wo", "ffn_norm", "w_gate_up", "w_down")
+
+
+class SliceCache:
+    """A node's float32 copy of what it streams, one raw file per layer (TPI-LLM's per-rank
+    ``split/node_<rank>`` weight files; Accelerate's disk offload writes float ``.dat`` files the
+    same way).  Written once from the model file (dequantise the whole layer, keep the slice);
+    `load` then reads exactly ``layer_bytes_of(config, part)`` bytes, so a rank of N reads 1/N
+    of a layer per load instead of dequantising all of it (~25 ms per layer here, whatever N).
+    ``directory`` None: a private temporary directory, removed by `close`."""
+
+    def __init__(self, path: str | Path, config: ModelConfig, part: TPSlice | None = None,
+                 directory: str | Path | None = None) -> None:
+        self.path, self.config = Path(path), config
+        self.part = part or TPSlice.full(config)
+        self._own = directory is None
+        self.dir = Path(tempfile.mkdtemp(prefix="llm-slices-") if directory is None
+                        else directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._shapes: dict[int, list[tuple[int, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def file(self, i: int) -> Path:
+        p = self.part
+        return self.dir / f"r{p.rank}of{p.world}-layer{i}.f32"
+
+    def ensure(self, layers: Iterable[int]) -> None:
+        """Write the layers not yet cached (one whole layer in memory at a time)."""
+        for i in layers:
+            with self._lock:
+                if i in self._shapes:
+                    continue
+                lw = load_layer(self.path, self.config, i, self.part)
+                arrays = [np.ascontiguousarray(getattr(lw, n), dtype=np.float32)
+                          for n in _ARRAYS]
+                tmp = self.file(i).with_suffix(".tmp")
+                with open(tmp, "wb") as f:
+                    for a in arrays:
+                        f.write(a.tobytes())
+                tmp.replace(self.file(i))
+                self._shapes[i] = [a.shape for a in arrays]
+
+    def load(self, i: int) -> LayerWeights:
+        """Layer ``i``'s slice read back from its file: one read, views into one buffer."""
+        if i not in self._shapes:
+            self.ensure([i])
+        shapes = self._shapes[i]
+        buf = np.fromfile(self.file(i), dtype=np.float32)
+        out, at = [], 0
+        for shp in shapes:
+            n = int(np.prod(shp))
+            out.append(buf[at:at + n].reshape(shp))
+            at += n
+        return LayerWeights(i, self.part, *out)
+
+    def close(self) -> None:
+        if self._own:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class StreamingLayers(_OrderedLayers):
     """Layer index -> weights, with only ``resident`` layers (+ one buffer) in memory.
 
@@ -68,13 +142,18 @@ class StreamingLayers(_OrderedLayers):
     needed.  ``part`` restricts every layer to a tensor-parallel slice (the whole layer is
     dequantised, then sliced: the load costs the same).  ``loader(i)`` replaces the file read
     (tests); ``prefetch=False`` loads only on demand (to measure what prefetching buys).
+    ``window``: streaming buffers (1: the default policy above; 2: TPI-LLM's memory window, the
+    next streamed layer loads while the current one computes).  ``cache``: read the layers
+    from this `SliceCache` (cost proportional to the slice).  ``disk_mb_s``: emulated storage
+    bandwidth in MB/s (a load lasts at least its bytes / rate; loads run on the loader thread).
     Passes are expected from one thread at a time, as a device computes one thing at a time;
     a lock keeps the bookkeeping consistent anyway.
     """
 
     def __init__(self, path: str | Path, config: ModelConfig, layers: Iterable[int],
                  resident: int, part: TPSlice | None = None,
-                 loader: Any = None, prefetch: bool = True) -> None:
+                 loader: Any = None, prefetch: bool = True, window: int = 1,
+                 cache: SliceCache | None = None, disk_mb_s: float | None = None) -> None:
         self.path, self.config = Path(path), config
         self.part = part or TPSlice.full(config)
         self.order = list(dict.fromkeys(int(i) for i in layers))
@@ -88,7 +167,17 @@ class StreamingLayers(_OrderedLayers):
         self.resident = min(int(resident), len(self.order))
         self.layer_bytes = layer_bytes_of(config, self.part)
         self.prefetch = bool(prefetch)
-        self._loader = loader or (lambda i: load_layer(self.path, config, i, self.part))
+        if int(window) not in (1, 2):
+            raise ValueError(f"window must be 1 or 2 streaming buffers, got {window!r}")
+        self.window = int(window)
+        if disk_mb_s is not None and not disk_mb_s > 0:
+            raise ValueError(f"disk_mb_s must be > 0 MB/s, got {disk_mb_s!r}")
+        self.disk_mb_s = disk_mb_s
+        if cache is not None:
+            cache.ensure(self.order[int(resident):])
+        from_file = loader or (lambda i: load_layer(self.path, config, i, self.part))
+        self._loader = cache.load if cache is not None and loader is None else from_file
+        self._pin_loader = from_file  # pinned layers are read once: no need to cache them
         self._keys = set(self.order)
         pinned = self.order[:self.resident]
         self.streamed = self.order[self.resident:]
@@ -110,7 +199,7 @@ class StreamingLayers(_OrderedLayers):
         self.reset_stats()
         self._pinned: dict[int, LayerWeights] = {}
         for i in pinned:  # one at a time: the transient memory is one layer
-            self._pinned[i] = self._loader(i)
+            self._pinned[i] = self._pin_loader(i)
 
     # ------------------------------------------------------------------ Mapping
 
@@ -140,15 +229,7 @@ class StreamingLayers(_OrderedLayers):
         if target is None or not self.prefetch or target in (self._buf_index, self._pending_index):
             return
         with self._lock:
-            if target in (self._buf_index, self._pending_index):
-                return
-            self._drop_locked()
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix="llm-prefetch")
-            self._pending = self._pool.submit(self._timed_load, target)
-            self._pending_index = target
-            self.prefetched += 1
+            self._start_locked(target, keep_buf=False)
 
     def _drop_locked(self) -> None:
         """Free the buffer and abandon a background load (caller holds the lock)."""
@@ -175,15 +256,46 @@ class StreamingLayers(_OrderedLayers):
                 del fut
             else:
                 self._drop_locked()
-                lw, dt = self._timed_load(i)  # on demand, in the caller's thread
+                if self.disk_mb_s is None:
+                    lw, dt = self._timed_load(i)  # on demand, in the caller's thread
+                else:  # a disk read: the caller waits for the device's storage
+                    t0 = time.perf_counter()
+                    lw, dt = self._executor().submit(self._timed_load, i).result()
+                    self.wait_s += time.perf_counter() - t0
                 self._count(lw, dt)
                 self.misses += 1
             self._buf, self._buf_index = lw, i
+            if self.window == 2 and self.prefetch:
+                self._start_locked(self._next.get(i), keep_buf=True)
             return lw
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-prefetch")
+        return self._pool
+
+    def _start_locked(self, target: int | None, keep_buf: bool) -> None:
+        """Start loading ``target`` in the background (caller holds the lock); with
+        ``keep_buf`` the buffer stays (the second slot of a window of 2)."""
+        if target is None or target in (self._buf_index, self._pending_index):
+            return
+        if keep_buf:
+            buf, idx = self._buf, self._buf_index
+            self._drop_locked()
+            self._buf, self._buf_index = buf, idx
+        else:
+            self._drop_locked()
+        self._pending = self._executor().submit(self._timed_load, target)
+        self._pending_index = target
+        self.prefetched += 1
 
     def _timed_load(self, i: int) -> tuple[LayerWeights, float]:
         t0 = time.perf_counter()
         lw = self._loader(i)
+        if self.disk_mb_s is not None:  # the device's storage: at least bytes / bandwidth
+            rest = self.layer_bytes / (self.disk_mb_s * 1e6) - (time.perf_counter() - t0)
+            if rest > 0:
+                time.sleep(rest)
         dt = time.perf_counter() - t0
         with self._live_lock:
             self._live += 1
@@ -226,6 +338,7 @@ class StreamingLayers(_OrderedLayers):
 
     def stats(self) -> dict[str, Any]:
         return {"resident_layers": self.resident, "streamed_layers": len(self.streamed),
+                "window": self.window, "prefetch": self.prefetch,
                 "loads": self.loads, "misses": self.misses, "prefetched": self.prefetched,
                 "wasted": self.wasted, "buffer_hits": self.buffer_hits,
                 "bytes": self.bytes, "load_s": round(self.load_s, 6),

@@ -4,6 +4,7 @@ optima; the latency models (piped ring, tensor parallelism, TTFT) on hand-comput
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -386,6 +387,41 @@ def test_tensor_parallel_loses_to_the_pipeline_on_slow_links() -> None:
                                         "a") < halda(devices, model, free).predicted_ms_per_token
     ttft = tensor_parallel_ttft_ms(devices, proportional_shares(devices), model, slow, "a", 16)
     assert ttft > tp
+
+
+def test_tensor_parallel_with_offload_is_feasible_and_pays_its_slices_from_disk() -> None:
+    """TPI-LLM's regime: each rank's share (300 B of layers here) exceeds its memory.  Without
+    offload the plan is infeasible (OOM, named); with offload it is feasible once one pinned
+    slice + the streaming buffer fit, and the prediction adds the slowest rank's re-read
+    slices, each share x disk_ms_per_layer (a rank reads only its own slice)."""
+    from controllers.llm.experiment import plan_for
+    from controllers.llm.latency import tp_streamed_layers
+
+    model = ModelShape(n_layers=12, layer_bytes=100, embed_bytes=150, head_bytes=50,
+                       hidden_bytes_per_token=0)
+    names = ["a", "b", "c", "d"]
+    free = full_mesh(names, 0.0)
+    # slice = 25 B; master: 200 B fixed + 100 B; workers 100 B: 4 slots, 3 pinned + buffer
+    oom = [Device(n, 4.0, 10.0, 300 if n == "a" else 100) for n in names]
+    p = plan_for("tensor", oom, model, free, "a")
+    assert not p.feasible and "b needs 0 MiB" in p.reason and "OOM" in p.reason
+    off = [dataclasses.replace(d, disk_ms_per_layer=8.0) for d in oom]
+    p = plan_for("tensor", off, model, free, "a")
+    assert p.feasible, p.reason
+    assert tp_streamed_layers(off[1], 0.25, model, master=False) == 12 - 3
+    assert tp_streamed_layers(off[1], 0.25, model, master=False, window=2) == 12 - 2
+    assert tp_streamed_layers(off[0], 0.25, model, master=True) == 12 - 3
+    b = tensor_parallel_breakdown(off, dict.fromkeys(names, 0.25), model, free, "a")
+    assert b["disk_ms"] == pytest.approx(9 * 0.25 * 8.0)
+    assert b["total_ms"] == pytest.approx(12 * 4.0 / 4 + 10.0 + 18.0)
+    assert p.predicted_ms_per_token == pytest.approx(b["total_ms"])
+    # everything fits: no disk term; too little even to stream: infeasible, with the least
+    roomy = [dataclasses.replace(d, mem_bytes=1000) for d in off]
+    assert tensor_parallel_breakdown(roomy, dict.fromkeys(names, 0.25), model, free,
+                                     "a")["disk_ms"] == 0.0
+    tiny = [dataclasses.replace(d, mem_bytes=40) if d.name == "b" else d for d in off]
+    p = plan_for("tensor", tiny, model, free, "a")
+    assert not p.feasible and "streaming: at least 0 MiB" in p.reason
 
 
 # ---------------------------------------------------------------- data model

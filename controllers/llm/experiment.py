@@ -25,7 +25,7 @@ from controllers.llm.latency import (
     Device,
     Link,
     ModelShape,
-    tensor_parallel_ms_per_token,
+    tensor_parallel_breakdown,
 )
 from payloads.llm.cluster import ClusterError, ShardCluster
 
@@ -86,6 +86,8 @@ class MethodPlan:
     feasible: bool = True
     reason: str = ""
     assignment: dict[str, Any] | None = None
+    # the offloading nodes' streaming scheduler, sent with the load: {"window", "prefetch"}
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def members(self) -> list[str]:
@@ -95,19 +97,29 @@ class MethodPlan:
 
 def plan_for(method: str, devices: list[Device], model: ModelShape,
              links: dict[str, dict[str, Link]], master: str,
-             max_rounds: int | None = None) -> MethodPlan:
-    """The plan `method` gives on these measurements; infeasible plans say why."""
+             max_rounds: int | None = None, window: int = 1) -> MethodPlan:
+    """The plan `method` gives on these measurements; infeasible plans say why.
+
+    Tensor parallel: a rank whose share of every layer exceeds its memory is feasible when it
+    offloads (``disk_ms_per_layer`` set) and one pinned slice + ``window`` streaming buffers
+    fit next to what it must keep resident (the master's embedding and head) - the node's own
+    rule (payloads/llm/node.py `_fit`); the prediction then has a disk term."""
     if method == "tensor":
         names = [master] + [d.name for d in devices if d.name != master]
         by = {d.name: d for d in devices}
         share = 1.0 / len(names)
-        need = {n: model.n_layers * model.layer_bytes * share
-                + (model.embed_bytes + model.head_bytes if n == master else 0) for n in names}
+        fixed = {n: model.embed_bytes + model.head_bytes if n == master else 0 for n in names}
+        need = {n: model.n_layers * model.layer_bytes * share + fixed[n] for n in names}
+        least = {n: fixed[n] + (1 + window) * model.layer_bytes * share for n in names}
         over = [f"{n} needs {need[n] / 2**20:.0f} MiB, has {by[n].mem_bytes / 2**20:.0f} MiB"
-                for n in names if need[n] > by[n].mem_bytes]
+                + (f" (streaming: at least {least[n] / 2**20:.0f} MiB)"
+                   if by[n].disk_ms_per_layer is not None else " (OOM: it does not offload)")
+                for n in names if need[n] > by[n].mem_bytes
+                and (by[n].disk_ms_per_layer is None or least[n] > by[n].mem_bytes)]
         try:
-            pred = tensor_parallel_ms_per_token([by[n] for n in names],
-                                                {n: share for n in names}, model, links, master)
+            pred: float | None = tensor_parallel_breakdown(
+                [by[n] for n in names], {n: share for n in names}, model, links, master,
+                window=window)["total_ms"]
         except (KeyError, ValueError) as exc:
             pred, over = None, [*over, str(exc)]
         return MethodPlan(method, "tensor", master, ranks=names, predicted_ms_per_token=pred,
@@ -139,9 +151,9 @@ async def serve(cluster: ShardCluster, plan: MethodPlan, prompts: list[list[int]
     name = f"{plan.method}{tag}"
     try:
         if plan.mode == "tensor":
-            row["load"] = await cluster.load_tensor(name, plan.ranks, model)
+            row["load"] = await cluster.load_tensor(name, plan.ranks, model, plan.options)
         else:
-            row["load"] = await cluster.load_pipeline(name, plan.stages, model)
+            row["load"] = await cluster.load_pipeline(name, plan.stages, model, plan.options)
     except ClusterError as exc:
         row |= {"ok": False, "error": f"load failed: {exc}"}
         await cluster.release(name)
@@ -166,4 +178,15 @@ async def serve(cluster: ShardCluster, plan: MethodPlan, prompts: list[list[int]
     row["bytes_per_token"] = (sum(g["bytes_sent"] for g in ok) / steps) if steps else None
     if reference is not None:
         row["tokens_equal"] = all(g.get("equal_to_reference") for g in gens)
+    # memory per device over the prompts: weights alive at most, and the agent's RSS
+    per: dict[str, dict[str, int]] = {}
+    for g in ok:
+        for n, st in (g.get("node_stats") or {}).items():
+            cur = per.setdefault(n, {})
+            for k in ("peak_weight_bytes", "rss_bytes"):
+                if isinstance(st.get(k), int):
+                    cur[k] = max(cur.get(k, 0), st[k])
+    if per:
+        row["memory"] = per
+        row["peak_weight_bytes_max"] = max(v.get("peak_weight_bytes", 0) for v in per.values())
     return row

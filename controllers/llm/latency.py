@@ -433,10 +433,27 @@ def _check_shares(shares: Mapping[str, float], by_name: Mapping[str, Device],
         raise ValueError(f"{label} must sum to 1, got {sum(shares.values())!r}")
 
 
+def tp_streamed_layers(device: Device, share: float, model: ModelShape, master: bool,
+                       window: int = 1) -> int:
+    """Slices a tensor-parallel rank re-reads per pass when its share of every layer does not
+    fit: what payloads/llm/node.py does with --llm-offload.  The master keeps the embedding and
+    head resident; the rest of the memory holds S = memory // slice slots, ``window`` of them
+    streaming buffers, the others pinned.  0 when everything fits; a rank that cannot offload
+    (``disk_ms_per_layer`` None) never streams - its plan is infeasible instead."""
+    slice_b = share * model.layer_bytes
+    fixed = model.embed_bytes + model.head_bytes if master else 0
+    if slice_b <= 0 or device.disk_ms_per_layer is None:
+        return 0
+    if model.n_layers * slice_b + fixed <= device.mem_bytes:
+        return 0
+    slots = int((device.mem_bytes - fixed) // slice_b)
+    return model.n_layers - max(0, min(model.n_layers, slots - window))
+
+
 def tensor_parallel_breakdown(devices: Sequence[Device], shares: Mapping[str, float],
                               model: ModelShape, links: Links, master: str, *,
                               mlp_shares: Mapping[str, float] | None = None, tokens: int = 1,
-                              batch_speedup: float = 1.0) -> dict[str, float]:
+                              batch_speedup: float = 1.0, window: int = 1) -> dict[str, float]:
     """TPI-LLM-style tensor parallelism for one forward pass over `tokens` tokens.
 
     Per layer: attention (fraction f = model.attn_fraction of the layer's FLOPs) split by
@@ -447,8 +464,12 @@ def tensor_parallel_breakdown(devices: Sequence[Device], shares: Mapping[str, fl
     max over participating non-master ranks of link(r->master) + link(master->r), each carrying
     tokens x hidden_bytes: links are independent, so ranks run in parallel (the master's own
     NIC is not modelled as a shared bottleneck; at a few KB per hop latency dominates anyway).
-    The master then runs the head alone.  Keys: compute_ms, head_ms, network_ms, allreduces,
-    total_ms."""
+    The master then runs the head alone.  A rank whose share does not fit its memory streams
+    `tp_streamed_layers` slices per pass, each costing share x ``disk_ms_per_layer`` (a slice
+    is share of a layer's bytes: the rank reads its own slice files); the ranks read in
+    parallel, so the pass waits for the slowest (``disk_ms``, charged without overlap, like the
+    pipeline's overflow - pessimistic by what the prefetch hides).  Keys: compute_ms, head_ms,
+    network_ms, disk_ms, allreduces, total_ms."""
     by_name = index_devices(devices)
     if master not in by_name:
         raise ValueError(f"master {master!r} is not in devices")
@@ -473,8 +494,12 @@ def tensor_parallel_breakdown(devices: Sequence[Device], shares: Mapping[str, fl
     compute = model.n_layers * (attn_c + mlp_c)
     network = model.n_layers * (attn_r + mlp_r)
     head = by_name[master].head_ms
-    return {"compute_ms": compute, "head_ms": head, "network_ms": network,
-            "allreduces": float(2 * model.n_layers), "total_ms": compute + network + head}
+    disk = max((tp_streamed_layers(by_name[n], s, model, n == master, window) * s
+                * (by_name[n].disk_ms_per_layer or 0.0) for n, s in shares.items()),
+               default=0.0)
+    return {"compute_ms": compute, "head_ms": head, "network_ms": network, "disk_ms": disk,
+            "allreduces": float(2 * model.n_layers),
+            "total_ms": compute + network + head + disk}
 
 
 def tensor_parallel_ms_per_token(devices: Sequence[Device], shares: Mapping[str, float],

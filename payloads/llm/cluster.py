@@ -43,6 +43,8 @@ class Generation:
     messages: int
     error: str | None = None
     token_times_s: list[float] | None = None
+    # per member after the prompt: peak weight bytes, RSS, streaming counters (stats op)
+    node_stats: dict[str, dict[str, Any]] | None = None
 
 
 class ShardCluster:
@@ -122,24 +124,28 @@ class ShardCluster:
                  "start": a, "end": b} for d, a, b in stages]
 
     async def load_pipeline(self, plan: str, stages: list[tuple[str, int, int]],
-                            model: str | None = None) -> dict[str, Any]:
+                            model: str | None = None,
+                            options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Load a piped-ring plan: `stages` are (node, start, end) in execution order, the
         first on the master.  Returns per-node resident bytes and load times (and, on a node
-        that streams some of its layers, how many stay resident and how many stream)."""
+        that streams some of its layers, how many stay resident and how many stream).
+        ``options``: the streaming scheduler of an offloading node, ``{"window": 1 | 2,
+        "prefetch": bool}`` (payloads/llm/node.py)."""
         sd = self.stage_dicts(stages)
         nodes = list(dict.fromkeys(s[0] for s in stages))
         replies = await asyncio.gather(*(self.call(n, {
             "op": "load", "plan": plan, "mode": "pipeline", "model": model, "stages": sd,
-            "master": stages[0][0]}) for n in nodes))
+            "master": stages[0][0], "options": options or {}}) for n in nodes))
         return {r["node"]: _load_summary(r) for r in replies}
 
-    async def load_tensor(self, plan: str, ranks: list[str],
-                          model: str | None = None) -> dict[str, Any]:
-        """Load a tensor-parallel plan over `ranks` (rank 0 = master)."""
+    async def load_tensor(self, plan: str, ranks: list[str], model: str | None = None,
+                          options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Load a tensor-parallel plan over `ranks` (rank 0 = master); ``options`` as for
+        `load_pipeline`."""
         sd = self.stage_dicts([(n, 0, 0) for n in ranks])
         replies = await asyncio.gather(*(self.call(n, {
             "op": "load", "plan": plan, "mode": "tensor", "model": model, "stages": sd,
-            "master": ranks[0]}) for n in ranks))
+            "master": ranks[0], "options": options or {}}) for n in ranks))
         return {r["node"]: _load_summary(r) for r in replies}
 
     async def release(self, plan: str) -> None:
@@ -175,7 +181,11 @@ class ShardCluster:
                           ttft_s=times[0] if times else None,
                           ms_per_token=1e3 * decode if decode is not None else None,
                           wall_s=wall, bytes_sent=sent, messages=msgs, error=err,
-                          token_times_s=times)
+                          token_times_s=times,
+                          node_stats={n: {k: s[k] for k in ("peak_weight_bytes", "rss_bytes",
+                                                            "resident_bytes", "streamed")
+                                          if k in s} for n, s in zip(members, stats,
+                                                                     strict=True)})
 
     async def _stats(self, node: str, plan: str, reset: bool) -> dict[str, Any]:
         try:
@@ -189,5 +199,6 @@ class ShardCluster:
 def _load_summary(reply: dict[str, Any]) -> dict[str, Any]:
     """What a node's load reply says about memory: resident bytes, load time, and for a node
     that offloads (--llm-offload) its resident and streamed layer counts."""
-    keys = ("resident_bytes", "load_s", "weights_bytes", "resident_layers", "streamed_layers")
+    keys = ("resident_bytes", "load_s", "weights_bytes", "resident_layers", "streamed_layers",
+            "window", "prefetch")
     return {k: reply[k] for k in keys if k in reply}

@@ -26,6 +26,13 @@ Endpoints (all JSON):
     DELETE /v1/services/<name>   remove it (flows and meter)
 
 `ApiClient` is the caller's side (standard library only, so a node needs nothing extra).
+
+A client of this API is the run's own mapper, but the server is written for a hostile one: the
+socket file is the owner's alone (0600), a request body is at most 1 MiB (Content-Length
+checked before anything is read), a connection that stalls mid-request is closed after
+`REQUEST_TIMEOUT_S`, and at most `MAX_CONNECTIONS` are served at once (a further one is
+answered 503 and closed), so neither memory nor threads grow with what a client sends.
+Refusals are counted by reason (`ApiServer.refused`, and `GET /v1/stats`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import os
 import socket
 import socketserver
 import threading
+from collections import Counter
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
@@ -50,17 +59,77 @@ class Backend(Protocol):
     def api_delete_service(self, name: str) -> dict[str, Any]: ...
 
 
+MAX_BODY_BYTES = 1 << 20  # a service request is a few hundred bytes
+MAX_CONNECTIONS = 32  # the mapper holds one at a time; a few tools may watch too
+REQUEST_TIMEOUT_S = 10.0  # idle or stalled mid-request: closed (slow-loris)
+
+
 class _UnixHttpServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     backend: Backend
+
+    def __init__(self, path: str, max_connections: int, request_timeout: float) -> None:
+        self.request_timeout = request_timeout
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.refused: Counter[str] = Counter()
+        self.refused_lock = threading.Lock()
+        super().__init__(path, _Handler)
+
+    def refuse(self, reason: str) -> None:
+        with self.refused_lock:
+            self.refused[reason] += 1
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, up to the limit; past it, a 503 written from the
+        accepting thread (short, never blocking on the peer) and the connection closed."""
+        if not self.slots.acquire(blocking=False):
+            self.refuse("too many connections")
+            try:
+                request.settimeout(0.1)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A handler that failed (a peer gone mid-reply, a timeout) is counted, not printed."""
+        self.refuse("connection error")
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _UnixHttpServer
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # a stalled request line, header or body
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Unix-socket peers have no address for the default log line; the app logs events."""
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's own refusals (a bad request line, an oversize header), counted and
+        answered like every other error: an HTTP/1.1 status and a JSON body, never the
+        header-less HTTP/0.9 page it sends to input that is not HTTP at all."""
+        self.server.refuse(f"http {code}")
+        self.close_connection = True
+        self.request_version = "HTTP/1.1"
+        self._reply(code, {"error": message or HTTPStatus(code).phrase})
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """http.server reports a stalled request (its socket timeout) here, then closes."""
+        if format.startswith("Request timed out"):
+            self.server.refuse("timeout")
 
     def _reply(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -80,6 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
         backend = self.server.backend
         if self.path.rstrip("/") == "/v1/topology":
             self._reply(200, backend.api_topology())
+        elif self.path.rstrip("/") == "/v1/stats":
+            with self.server.refused_lock:
+                self._reply(200, {"refused": dict(self.server.refused)})
         elif self.path.rstrip("/") == "/v1/services":
             self._reply(200, backend.api_services())
         else:
@@ -92,15 +164,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self.server.refuse("body size")
+            self.close_connection = True  # the body (if any) is never read
+            self._reply(413 if length > 0 else 400, {
+                "error": f"Content-Length must be 0..{MAX_BODY_BYTES}, got "
+                         f"{self.headers.get('Content-Length')!r}"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}",
+                              parse_constant=_no_constant)
             if not isinstance(body, dict):
                 raise ServiceError("the body must be a JSON object")
-        except (ValueError, ServiceError) as exc:
+        except (ValueError, RecursionError, ServiceError) as exc:
+            self.server.refuse("bad body")
             self._reply(400, {"error": f"bad request body: {exc}"})
             return
         try:
             self._reply(200, self.server.backend.api_put_service(name, body))
         except ServiceError as exc:
+            self.server.refuse("bad service")
             status = 409 if "path" in str(exc) else 400
             self._reply(status, {"error": str(exc)})
 
@@ -115,18 +200,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": f"no service {name}"})
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class ApiServer:
-    def __init__(self, path: str, backend: Backend) -> None:
+    def __init__(self, path: str, backend: Backend,
+                 max_connections: int = MAX_CONNECTIONS,
+                 request_timeout: float = REQUEST_TIMEOUT_S) -> None:
         self.path = path
         if os.path.exists(path):
             os.unlink(path)  # a socket file left by a killed controller
-        self.server = _UnixHttpServer(path, _Handler)
+        self.server = _UnixHttpServer(path, max_connections, request_timeout)
+        os.chmod(path, 0o600)  # the run's owner only (the state directory guards the moment)
         self.server.backend = backend
         self.thread = threading.Thread(target=self.server.serve_forever, name="cpn-api",
                                        daemon=True)
 
     def start(self) -> None:
         self.thread.start()
+
+    @property
+    def refused(self) -> dict[str, int]:
+        with self.server.refused_lock:
+            return dict(self.server.refused)
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -1,0 +1,165 @@
+"""The run's own services against hostile clients: malformed frames, oversize lengths,
+slow-loris connections.  The service must not crash, must not grow memory or threads with what a
+client sends, must count its refusals, and must keep serving a well-behaved client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controllers.cpn.sdn.api import MAX_BODY_BYTES, ApiClient, ApiServer
+from controllers.cpn.sdn.plan import Fabric, LinkGraph, Service, ServiceSpec, route_service
+from tests.test_cpn_sdn import ring_links, ring_topology
+
+pytestmark = pytest.mark.unit
+
+
+class PlanBackend:
+    """The steering app's API view over its real request validation and routing (plan.py);
+    what it leaves out is only the OpenFlow barrier wait on live switches."""
+
+    def __init__(self) -> None:
+        self.fabric = Fabric.from_dict(ring_topology())
+        self.links: LinkGraph = ring_links()
+        self.services: dict[str, Service] = {}
+        self.lock = threading.Lock()
+
+    def api_topology(self) -> dict[str, Any]:
+        return {"switches": sorted(self.fabric.switches)}
+
+    def api_services(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [s.describe() for s in self.services.values()]
+
+    def api_put_service(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            taken = [s.spec.vip for n, s in self.services.items() if n != name]
+            spec = ServiceSpec.from_request(name, body, self.fabric, taken)
+            paths, reserved, latency = route_service(
+                spec, self.fabric, self.links.graph(self.fabric), self.services.values())
+            self.services[name] = Service(spec, len(self.services) + 1, paths, reserved,
+                                          latency)
+            return self.services[name].describe()
+
+    def api_delete_service(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            self.services.pop(name)
+        return {"name": name, "removed": True}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    path = str(tmp_path_factory.mktemp("api") / "api.sock")
+    server = ApiServer(path, PlanBackend(), max_connections=4, request_timeout=0.5)
+    server.start()
+    yield server
+    server.stop()
+    assert not os.path.exists(path)
+
+
+def _raw(path: str, data: bytes, wait: float = 0.3) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(wait + 1.0)
+        s.connect(path)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        except (TimeoutError, ConnectionError):
+            return b""
+        return out
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_socket_is_the_owners_only(api: ApiServer) -> None:
+    assert stat.S_IMODE(os.stat(api.path).st_mode) == 0o600
+
+
+FRAMES = st.one_of(
+    st.binary(max_size=2048),
+    st.builds(lambda m, u, h, b: f"{m} {u} HTTP/1.1\r\n{h}\r\n".encode() + b,
+              st.sampled_from(["GET", "PUT", "DELETE", "POST", "BREW", "G\x00T"]),
+              st.sampled_from(["/v1/services/x", "/v1/topology", "/" + "a" * 70000, "*",
+                               "/v1/services/", "/v1/services/%00"]),
+              st.sampled_from(["", "Content-Length: -1\r\n", "Content-Length: 99999999999\r\n",
+                               "Content-Length: nan\r\n", "Content-Length: 5\r\n",
+                               f"Content-Length: {MAX_BODY_BYTES + 1}\r\n",
+                               "X: " + "y" * 70000 + "\r\n"]),
+              st.binary(max_size=256)),
+    st.builds(lambda body: (f"PUT /v1/services/s HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+                            "\r\n").encode() + body,
+              st.recursive(st.none() | st.booleans() | st.floats() | st.integers() |
+                           st.text(max_size=20),
+                           lambda c: st.lists(c, max_size=4) | st.dictionaries(
+                               st.sampled_from(["instance", "port", "bandwidth_mbps", "vip",
+                                                "clients", "path", "latency_ms"]), c,
+                               max_size=5),
+                           max_leaves=12).map(lambda v: json.dumps(v).encode())),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(frame=FRAMES)
+def test_malformed_requests_are_refused_and_the_api_keeps_serving(api: ApiServer,
+                                                                   frame: bytes) -> None:
+    reply = _raw(api.path, frame)
+    if reply:
+        assert reply.startswith(b"HTTP/1."), reply[:80]
+        assert b" 500 " not in reply.split(b"\r\n", 1)[0], reply[:200]
+    assert ApiClient(api.path, timeout=5).topology()["switches"] == ["s1", "s2", "s3", "s4"]
+
+
+def test_slow_loris_and_connection_floods_are_bounded(api: ApiServer) -> None:
+    client = ApiClient(api.path, timeout=5)
+    rss0, threads0 = _rss_kib(), threading.active_count()
+    before = api.refused
+    stalled = []
+    for _ in range(40):  # ten times the connection limit, each stalled mid-request
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(api.path)
+        s.sendall(b"PUT /v1/services/x HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in")
+        stalled.append(s)
+    try:
+        assert threading.active_count() <= threads0 + 4  # the limit, not the flood
+        time.sleep(0.8)  # past the request timeout: the stalled ones are closed
+        assert client.topology()["switches"]  # and a well-behaved client is served again
+        after = api.refused
+        assert after.get("too many connections", 0) - before.get("too many connections", 0) >= 30
+        assert after.get("timeout", 0) - before.get("timeout", 0) >= 1
+    finally:
+        for s in stalled:
+            s.close()
+    # a body announced far past the limit is refused without being read
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect(api.path)
+        s.sendall(b"PUT /v1/services/x HTTP/1.1\r\nContent-Length: 4000000000\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")
+    assert _rss_kib() - rss0 < 50_000
+    stats = json.loads(_raw(api.path, b"GET /v1/stats HTTP/1.1\r\n\r\n").split(b"\r\n\r\n", 1)[1])
+    assert stats["refused"]["body size"] >= 1
+
+
+def test_a_valid_service_still_installs(api: ApiServer) -> None:
+    out = ApiClient(api.path, timeout=5).put_service("web", instance="e2", port=8000)
+    assert out["instance"] == "e2"

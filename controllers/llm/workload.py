@@ -19,7 +19,11 @@ WORKLOAD = Workload(
                    "SmolLM2-135M split over 1-5 payload-agent nodes at RTT 1/10/50 ms:\n"
                    "ms/token of even pipeline vs tensor parallel (homogeneous), and single /\n"
                    "even / proportional / Halda / tensor on heterogeneous devices "
-                   "(Halda vs even)"),),
+                   "(Halda vs even)"),
+             Bench("llm-paper", "controllers.llm.paper:run",
+                   "TPI-LLM in its own regime: 4 devices x 32 MiB for layers, all streaming\n"
+                   "from an emulated disk; TTFT and ms/token of TPI (TP + memory window) vs\n"
+                   "no-prefetch, Accelerate-/Transformers-style offload, Halda; the claims")),
     headline="controllers.llm.workload:headline",
     report="controllers.llm.workload:report",
 )

@@ -15,6 +15,21 @@ which a node's batch finishes together and no share is wasted.
   (`OffloadModel.mode_delays`).
 
 `evaluate` runs whole episodes and returns the figures the papers compare on.
+
+`PAPER_BASELINES` adds the heuristics the paper presets (`OffloadConfig.muecrs_paper`,
+`cmaddpg_paper`; docs/offload-papers.md) are checked against.  The papers' baseline sections
+could not be read here (only their abstracts and system-model outlines), so these are the
+comparison schemes their setting calls for, named by what they do, not by the papers:
+
+* random_offload - each task to a uniformly random *available* mode (a disabled satellite or
+  cloud is never picked, unlike `random`), cycle shares, hovering: "random offloading".
+* fixed_circle - greedy least-delay offloading, but the UAVs fly a fixed circle around the
+  area's centre (evenly phased): trajectory not optimised - what a trajectory-learning method
+  (MUECRS) must beat to show its trajectories matter.
+* all_to_satellite - every task to the satellite (a SAGIN's space-only scheme).
+* greedy_coverage - `greedy_delay`'s offloading with UAVs that fly to the K-means centres of
+  the users (each UAV to the nearest free centre): the strongest centralised heuristic we have
+  when trajectories matter (e.g. UAVs launched from one corner).
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from controllers.offload.clustering import kmeans_clusters
 from controllers.offload.config import OffloadConfig
 from controllers.offload.model import (
     Contention,
@@ -117,6 +133,82 @@ def greedy_delay(model: OffloadModel) -> Decision:
     mode, _ = assign_by_deadline(model, lambda _, d: int(np.argmin(d)))
     return Decision(mode, cycle_shares(model), _hover(model))
 
+
+def _available_modes(model: OffloadModel) -> npt.NDArray[np.bool_]:
+    """(U, K+3) modes whose node is up, from the contention-free delay table (inf = down)."""
+    return np.isfinite(model.delay_table())
+
+
+class RandomOffload:
+    """Each task to a uniformly random available mode; cycle shares; hovering."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, model: OffloadModel) -> Decision:
+        ok = _available_modes(model)
+        pick = self._rng.random(ok.shape) * ok  # unavailable modes score 0, never the max
+        return Decision(pick.argmax(axis=1).astype(np.int64), cycle_shares(model), _hover(model))
+
+
+def all_to_satellite(model: OffloadModel) -> Decision:
+    """Offload everything to the satellite."""
+    return Decision(np.full(model.n_users, model.modes.satellite), cycle_shares(model),
+                    _hover(model))
+
+
+def _fly_to(model: OffloadModel, target_xy: FloatArray) -> FloatArray:
+    """(K, 3) velocities that take each UAV straight towards its (K, 2) target within the
+    slot, at most at full speed (the model clips it), keeping the height."""
+    delta = target_xy - model.uav_xyz[:, :2]
+    v = np.zeros((model.n_uavs, 3))
+    v[:, :2] = delta / model.config.slot_s
+    return v
+
+
+def circle_targets(model: OffloadModel, radius_frac: float = 0.3,
+                   speed_frac: float = 0.5) -> FloatArray:
+    """(K, 2) where each UAV is due on a fixed circle around the area's centre (radius
+    radius_frac x side, flown at speed_frac of the top speed so a UAV that is on it keeps up,
+    UAVs evenly phased)."""
+    cfg = model.config
+    area = cfg.area_m
+    turn_s = 2 * np.pi * radius_frac * area / (speed_frac * cfg.uav.max_speed_m_s)
+    phase = 2 * np.pi * (model.t * cfg.slot_s / turn_s + np.arange(model.n_uavs) / model.n_uavs)
+    return area / 2 + radius_frac * area * np.stack([np.cos(phase), np.sin(phase)], axis=1)
+
+
+def fixed_circle(model: OffloadModel) -> Decision:
+    """Greedy least-delay offloading; the UAVs follow a fixed circular trajectory."""
+    mode, _ = assign_by_deadline(model, lambda _, d: int(np.argmin(d)))
+    return Decision(mode, cycle_shares(model), _fly_to(model, circle_targets(model)))
+
+
+def coverage_targets(model: OffloadModel) -> FloatArray:
+    """(K, 2) K-means centres of the users' positions, matched to the UAVs greedily by
+    distance (closest pair first), so every UAV heads for a different group of users."""
+    centres = kmeans_clusters(model.user_xy, min(model.n_uavs, model.n_users)).centroids
+    dist = np.hypot(*(model.uav_xyz[:, None, :2] - centres[None]).transpose(2, 0, 1))
+    targets = model.uav_xyz[:, :2].copy()  # a UAV left without a centre stays
+    for _ in range(len(centres)):
+        k, c = np.unravel_index(np.argmin(dist), dist.shape)
+        targets[k] = centres[c]
+        dist[k, :] = dist[:, c] = np.inf
+    return targets
+
+
+def greedy_coverage(model: OffloadModel) -> Decision:
+    """`greedy_delay`'s offloading; the UAVs fly to the K-means centres of the users."""
+    mode, _ = assign_by_deadline(model, lambda _, d: int(np.argmin(d)))
+    return Decision(mode, cycle_shares(model), _fly_to(model, coverage_targets(model)))
+
+
+PAPER_BASELINES: dict[str, Callable[[], Policy]] = {
+    "random_offload": RandomOffload,
+    "fixed_circle": lambda: fixed_circle,
+    "all_to_satellite": lambda: all_to_satellite,
+    "greedy_coverage": lambda: greedy_coverage,
+}
 
 BASELINES: dict[str, Callable[[], Policy]] = {
     "random": RandomPolicy,

@@ -97,6 +97,10 @@ class UavConfig(BaseModel):
     altitude_m: PositiveRange = (50.0, 120.0)  # 120 m: EU/FAA open-category ceiling; low assumed
     max_speed_m_s: Positive = 12.0  # horizontal; PX4 MPC_XY_VEL_MAX (firmware.dynamics.Limits)
     max_vertical_speed_m_s: Positive = 3.0  # PX4 MPC_Z_VEL_MAX_UP, used both ways (assumed)
+    # where the UAVs are at an episode's start: "uniform" anywhere in the area and altitude
+    # band (the shared presets), "corner" together at the area's (0, 0) corner at the band's
+    # lowest height, a launch site they must fly out from (the MUECRS paper preset)
+    start: Literal["uniform", "corner"] = "uniform"
     battery_wh: Positive = 74.0  # firmware.dynamics.Battery: 4S 5000 mAh LiPo
     kappa: Positive = 1e-28  # effective switched capacitance: E = kappa f^2 cycles (see top)
     link: A2GSpec = Field(default_factory=_uav_link)  # user -> UAV uplink, per UAV band
@@ -126,6 +130,9 @@ class SatelliteConfig(BaseModel):
     # few minutes); equal bounds fix it.  Starlink's minimum is 25 deg; range assumed.
     elevation_deg: Annotated[tuple[float, float], AfterValidator(_ordered)] = (40.0, 90.0)
     cpu_hz: Positive = 10e9  # on-board server, assumed
+    # False: no satellite server (a UAV-only MEC network such as MUECRS's): the satellite
+    # mode is unavailable, its delay infinite and a task sent there is dropped
+    enabled: bool = True
     link: SatelliteSpec = Field(default_factory=_satellite_link)
 
     @model_validator(mode="after")
@@ -143,6 +150,7 @@ class CloudConfig(BaseModel):
     cpu_hz: Positive = 50e9  # the slice of a data-centre server, assumed
     wan_rtt_s: NonNegative = 0.05  # gateway <-> data centre round trip, assumed (20-100 ms)
     backhaul_bps: Positive = 10e6  # each UAV's relay link to the gateway, assumed
+    enabled: bool = True  # False: no cloud (as `SatelliteConfig.enabled`)
 
 
 class ProfitConfig(BaseModel):
@@ -192,6 +200,73 @@ class OffloadConfig(BaseModel):
     def large(cls) -> OffloadConfig:
         """60 users, 10 UAVs, 3 clusters over 1.5 km x 1.5 km: the scaling preset."""
         return cls(area_m=1500.0, n_users=60, n_uavs=10, n_clusters=3)
+
+    # The papers' own settings (docs/offload-papers.md).  Only the papers' abstracts and
+    # system-model outlines could be read from this project's sandbox, not their parameter
+    # tables: a value is sourced where that text states it and marked "assumed" (keeping the
+    # shared default) where it does not.  "abstract" = the arXiv abstract; "sys. model" = the
+    # paper's system-model section as summarised in the retrievable text.
+    @classmethod
+    def muecrs_paper(cls) -> OffloadConfig:
+        """MUECRS (arXiv 2409.17882): a UAV-only MEC network (UMEC) - users compute locally or
+        on a UAV's edge server, there is no satellite and no cloud - whose UAVs start together
+        and must fly out to cover the terminals; MUECRS minimises task delay."""
+        d = cls()
+        return cls(
+            area_m=1000.0,  # assumed (default)
+            n_users=20,  # assumed (default): the paper's count was not retrievable
+            n_uavs=4,  # assumed (default); "multi-UAV" (abstract)
+            slot_s=1.0,  # assumed (default); "divided into time slots" (sys. model)
+            episode_slots=200,  # assumed (default)
+            n_clusters=2,  # unused by MUECRS (CMADDPG's); default kept
+            users=d.users,  # static users, 1 GHz CPU: assumed (default)
+            tasks=d.tasks,  # sizes, cycles/bit, deadlines, Bernoulli 0.7: assumed (default)
+            uav=d.uav.model_copy(update={
+                # "3D flight trajectories ... enabling rapid terminal coverage" (abstract):
+                # the UAVs start from one launch site (assumed: the (0, 0) corner) and must fly
+                # out; with the shared presets' uniform start they already cover the area
+                "start": "corner",
+            }),  # CPU 5 GHz, A2G G2A uplink 10 MHz / 23 dBm, flight limits: assumed (default)
+            # "computation model ... local and edge computation modes" (sys. model): the
+            # UMEC network is users and UAVs only (abstract: "multi-UAV communication network
+            # equipped with edge computing nodes")
+            satellite=d.satellite.model_copy(update={"enabled": False}),
+            cloud=d.cloud.model_copy(update={"enabled": False}),
+            profit=d.profit,  # MUECRS is scored on delay, not profit (abstract); default kept
+        )
+
+    @classmethod
+    def cmaddpg_paper(cls) -> OffloadConfig:
+        """CMADDPG (arXiv 2412.10700): a SAGIN - satellite, UAVs with MEC servers, ground
+        users, a cloud behind the ground segment - with enough UAVs that clustering them
+        matters; CMADDPG maximises the system profit (queue delay and load balance in it)."""
+        d = cls()
+        return cls(
+            area_m=1500.0,  # assumed: room for 8 UAVs (the large preset's density)
+            n_users=40,  # assumed: 5 users per UAV, the default preset's ratio
+            n_uavs=8,  # assumed: "multi-UAV" (abstract); 8 so 2 clusters hold 4 UAVs each
+            slot_s=1.0,  # assumed (default)
+            episode_slots=200,  # assumed (default)
+            # "partition UAVs into clusters, each managed by a Cluster Head" (abstract),
+            # K-means at the satellite (KMDUC, sys. model); 2 clusters: assumed
+            n_clusters=2,
+            recluster_every=10,  # assumed (default): the satellite's re-clustering period
+            users=d.users,  # assumed (default)
+            tasks=d.tasks,  # assumed (default)
+            uav=d.uav,  # uniform start, hovering UAVs (CMADDPG schedules, it does not fly)
+            satellite=d.satellite,  # "satellites and aerial nodes assist ... offloading" (abstract)
+            cloud=d.cloud,  # assumed (default)
+            # "maximizing overall system profit", "minimizes queue delays, maintains balanced
+            # load distribution" (abstract): the profit's terms; the weights: assumed (default)
+            profit=d.profit,
+        )
+
+
+PRESETS = {"default": OffloadConfig.default, "large": OffloadConfig.large,
+           "muecrs-paper": OffloadConfig.muecrs_paper,
+           "cmaddpg-paper": OffloadConfig.cmaddpg_paper}
+# which proposed method each paper preset is the setting of
+PAPER_PRESETS = {"muecrs": "muecrs-paper", "cmaddpg": "cmaddpg-paper"}
 
 
 def load_config(path: str | Path) -> OffloadConfig:

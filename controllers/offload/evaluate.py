@@ -1,8 +1,8 @@
 """Side-by-side evaluation of every offloading controller, and the papers' claims checked.
 
-    python -m controllers.offload.evaluate [--config FILE] [--seeds 5] [--policies DIR]
-                                           [--no-sweeps] [--out DIR]
-    make eval-offload [CONFIG=my.yaml] [SEEDS=5]
+    python -m controllers.offload.evaluate [--config FILE | --preset paper] [--seeds 5]
+                                           [--policies DIR] [--no-sweeps] [--out DIR]
+    make eval-offload [CONFIG=my.yaml | PRESET=paper] [SEEDS=5]
 
 For the default and the large preset (or only the given config file), every algorithm runs
 the same evaluation episodes (seeds 10_000, 10_001, ...; training never sees them) and the
@@ -23,6 +23,12 @@ MADDPG/CMADDPG any number of users, DDPG only its own size); an algorithm withou
 policy is listed as n/a with the command that trains one.
 
 Writes results.json, table.md and the plots under --out (default results/offload/eval).
+
+--preset paper: each proposed method in its own paper's setting (`OffloadConfig.muecrs_paper`,
+`cmaddpg_paper`; docs/offload-papers.md) against that paper's kind of baselines
+(`PAPER_COMPARISON`) and against every baseline we have (`baselines.PAPER_BASELINES`
+included), three lines per claim (`paper_claim_lines`); no sweeps; default --out
+results/offload/eval-paper.  Policies: `<algo>-muecrs-paper.pt` etc. where shipped.
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ from typing import Any
 from rich.console import Console
 
 from controllers.offload.agents import load_controller
-from controllers.offload.baselines import BASELINES, Policy, evaluate
-from controllers.offload.config import OffloadConfig, load_config
+from controllers.offload.baselines import BASELINES, PAPER_BASELINES, Policy, evaluate
+from controllers.offload.config import PAPER_PRESETS, PRESETS, OffloadConfig, load_config
 from controllers.offload.train import SHIPPED
 from controllers.report import mean_ci, results_table
 
@@ -53,6 +59,22 @@ PROPOSED = ("cmaddpg", "muecrs")
 LEARNED = ("maddpg", "ddpg")  # learned baselines
 ORDER = (*PROPOSED, "maddpg", "ddpg", *BASELINES)
 CLAIMS = {"cmaddpg": ("profit", 0.25), "muecrs": ("mean_effective_delay_s", 0.167)}
+# --preset paper: the baselines each paper compares against - its kind of baselines, since the
+# papers' own baseline sections were not retrievable (docs/offload-papers.md): the learned
+# multi-agent / single-agent ones and the classic schemes of its setting
+PAPER_COMPARISON = {
+    "muecrs": ("maddpg", "ddpg", "random_offload", "local_only", "nearest_uav", "fixed_circle"),
+    "cmaddpg": ("maddpg", "ddpg", "random_offload", "local_only", "nearest_uav",
+                "all_to_satellite"),
+}
+PAPER_CLAIM_TEXT = {
+    "muecrs": "task delay at least 16.7 % below the comparative algorithms (arXiv 2409.17882, "
+              "abstract; its setting table was not retrievable)",
+    "cmaddpg": "system profit at least 25 % above existing methods (arXiv 2412.10700, "
+               "abstract; its setting table was not retrievable)",
+}
+REPRODUCED_WITHIN = 0.2  # a margin counts as reproduced at >= 80 % of the claimed one
+ALL_ORDER = (*ORDER, *PAPER_BASELINES)
 USERS_SWEEP = (10, 20, 30, 40)
 LOAD_SWEEP = (0.3, 0.5, 0.7, 0.9)
 
@@ -62,6 +84,8 @@ def policy_for(algo: str, config: OffloadConfig, name: str,
     """(policy, provenance) or (None, why not)."""
     if algo in BASELINES:
         return BASELINES[algo](), "heuristic"
+    if algo in PAPER_BASELINES:
+        return PAPER_BASELINES[algo](), "heuristic"
     errors = []
     for candidate in dict.fromkeys((name, "default")):
         path = policies / f"{algo}-{candidate}.pt"
@@ -136,11 +160,73 @@ def claims(table: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _gain(ours: float, theirs: float, lower_better: bool) -> float:
+    return (theirs - ours) / theirs if lower_better else (ours - theirs) / abs(theirs)
+
+
+def paper_claim(table: dict[str, Any], algo: str,
+                paper_baselines: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """`algo` in its paper's setting: its margin over the best of the paper's kind of
+    baselines (`PAPER_COMPARISON`) and over the best of every baseline in the table (the
+    proposed methods excepted), each with a verdict against the claimed margin."""
+    metric, target = CLAIMS[algo]
+    lower_better = metric.endswith("delay_s")
+    if metric not in table.get(algo, {}):
+        return {"algo": algo, "metric": metric, "claimed": target, "status": "n/a"}
+    ours = table[algo][metric]["mean"]
+    out: dict[str, Any] = {"algo": algo, "metric": metric, "claimed": target, "ours": ours,
+                           "claim_text": PAPER_CLAIM_TEXT[algo]}
+    paper = paper_baselines if paper_baselines is not None else PAPER_COMPARISON[algo]
+    groups = {"paper": [a for a in paper if metric in table.get(a, {})],
+              "all": [a for a in table if a not in PROPOSED and metric in table[a]]}
+    for key, names in groups.items():
+        if not names:
+            out[key] = {"status": "n/a"}
+            continue
+        means = {a: table[a][metric]["mean"] for a in names}
+        best = (min if lower_better else max)(means, key=means.__getitem__)
+        gain = _gain(ours, means[best], lower_better)
+        out[key] = {"best": best, "baseline": means[best], "improvement": gain,
+                    "reproduced": gain >= (1 - REPRODUCED_WITHIN) * target,
+                    "shortfall": max(target - gain, 0.0)}
+    return out
+
+
+def _verdict(c: dict[str, Any], claimed: float) -> str:
+    if c.get("status") == "n/a":
+        return "not checked (no baseline result)"
+    if c["reproduced"]:
+        return f"reproduced within {REPRODUCED_WITHIN:.0%} of the claimed margin"
+    return (f"not reproduced: {c['improvement']:+.1%} vs the claimed {claimed:+.1%}, "
+            f"short by {c['shortfall']:.1%} points")
+
+
+def paper_claim_lines(check: dict[str, Any]) -> list[str]:
+    """The three lines per claim (and the verdicts) `--preset paper` prints and saves."""
+    algo = check["algo"]
+    if check.get("status") == "n/a":
+        return [f"{algo}: claim not checked (no result for {algo})"]
+    metric, ours = check["metric"], check["ours"]
+    lines = [f"{algo} paper: {check['claim_text']}"]
+    for key, what in (("paper", "ours in the paper's setting vs its baselines"),
+                      ("all", "ours vs the best baseline we have")):
+        c = check[key]
+        if c.get("status") == "n/a":
+            lines.append(f"{algo} {what}: n/a")
+            continue
+        label = "best paper baseline" if key == "paper" else "best"
+        lines.append(f"{algo} {what}: {c['improvement']:+.1%} ({metric} {ours:.4g} vs "
+                     f"{c['baseline']:.4g}; {label} {c['best']})")
+    lines.append(f"{algo} verdict: vs its baselines {_verdict(check['paper'], check['claimed'])}"
+                 f"; vs the best we have {_verdict(check['all'], check['claimed'])}")
+    return lines
+
+
 def render(console: Console, title: str, table: dict[str, Any]) -> str:
     """Print a rich table; return the same as Markdown."""
     rows: list[tuple[str, list[str]]] = []
     missing = []
-    for algo in ORDER:
+    for algo in ALL_ORDER:
         row = table.get(algo)
         if row is None:
             continue
@@ -197,21 +283,38 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m controllers.offload.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None, help="a JSON/YAML config (default: both presets)")
+    ap.add_argument("--preset", default=None, choices=("paper", *PRESETS),
+                    help="paper: each proposed method in its paper's setting (three lines per "
+                         "claim); or one named preset")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--policies", type=Path, default=SHIPPED)
-    ap.add_argument("--algos", default=",".join(ORDER), help="comma-separated subset")
+    ap.add_argument("--algos", default=None, help="comma-separated subset (default: every "
+                    "algorithm; with --preset paper also the paper baselines)")
     ap.add_argument("--no-sweeps", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("results/offload/eval"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default results/offload/eval (eval-paper with --preset paper)")
     args = ap.parse_args(argv)
     if args.seeds < 2:
         ap.error("--seeds: at least 2 for a confidence interval")
+    if args.config and args.preset:
+        ap.error("--config and --preset exclude each other")
+    if args.out is None:
+        args.out = Path("results/offload/eval-paper" if args.preset == "paper"
+                        else "results/offload/eval")
+    if args.algos is None:
+        args.algos = ",".join(ALL_ORDER if args.preset == "paper" else ORDER)
     algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
-    unknown = [a for a in algos if a not in ORDER]
+    unknown = [a for a in algos if a not in ALL_ORDER]
     if unknown:
-        ap.error(f"--algos: unknown {', '.join(unknown)}; known: {', '.join(ORDER)}")
+        ap.error(f"--algos: unknown {', '.join(unknown)}; known: {', '.join(ALL_ORDER)}")
     console = Console()
-    if args.config:
+    if args.preset == "paper":
+        run_paper(console, args, algos)
+        return
+    if args.preset:
+        configs = {args.preset: (PRESETS[args.preset](), args.preset)}
+    elif args.config:
         path = Path(args.config)
         try:
             configs = {path.stem: (load_config(path), path.stem)}
@@ -255,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         markdown.append("")
         report["configs"][point] = {"config": cfg.model_dump(mode="json"), "table": table,
                                     "claims": verdict}
-    if not args.no_sweeps and not args.config:
+    if not args.no_sweeps and not args.config and not args.preset:
         base = OffloadConfig.default()
         points = {f"users={n}": (base.model_copy(update={"n_users": n}), "default")
                   for n in USERS_SWEEP}
@@ -265,6 +368,38 @@ def main(argv: list[str] | None = None) -> None:
         report["sweeps"] = sweeps
         for f in plot_sweeps(sweeps, args.out):
             console.print(f"plot: {f}")
+    report["wall_s"] = time.perf_counter() - start
+    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    (args.out / "table.md").write_text("\n".join(markdown))
+    console.print(f"wrote {args.out / 'results.json'} and {args.out / 'table.md'} "
+                  f"({report['wall_s']:.0f} s)")
+
+
+def run_paper(console: Console, args: argparse.Namespace, algos: tuple[str, ...]) -> None:
+    """--preset paper: each proposed method in its paper's preset against the paper's kind of
+    baselines and every baseline we have; prints and saves three lines per claim."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    report: dict[str, Any] = {"seeds": args.seeds, "eval_seed": EVAL_SEED,
+                              "policies": str(args.policies), "preset": "paper", "configs": {}}
+    markdown = []
+    for algo, name in PAPER_PRESETS.items():
+        cfg = PRESETS[name]()
+        # the other paper's method is never a baseline here (as in the default evaluation)
+        run = tuple(a for a in algos if a == algo or a not in PROPOSED)
+        if algo not in run:
+            continue
+        table = run_grid({name: (cfg, name)}, run, args.seeds, args.policies, args.workers,
+                         lambda _: None)[name]
+        markdown.append(render(console, f"{name}: {cfg.n_users} users, {cfg.n_uavs} UAVs, "
+                               f"{args.seeds} seeds ({algo}'s paper setting)", table))
+        check = paper_claim(table, algo)
+        lines = paper_claim_lines(check)
+        for line in lines:
+            console.print(line)
+        markdown += [*(f"- {line}" for line in lines), ""]
+        report["configs"][name] = {"config": cfg.model_dump(mode="json"), "table": table,
+                                   "paper_claim": check, "lines": lines}
     report["wall_s"] = time.perf_counter() - start
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     (args.out / "table.md").write_text("\n".join(markdown))

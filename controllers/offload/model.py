@@ -28,7 +28,8 @@ What is modelled (every learner, baseline and the live emulation read this one d
   is charged.  Links are split equally among a slot's transmitters (see links.py) and hold
   their share until done; the slot's rates use the positions at the slot start.
 * Admission.  Service is deterministic, so a task whose delay would exceed its deadline, or
-  whose node is down (UAV with an empty battery; cloud with no UAV left to relay), is dropped
+  whose node is down (UAV with an empty battery; cloud with no UAV left to relay; satellite or
+  cloud disabled by the config, as in MUECRS's UAV-only network), is dropped
   at once and consumes nothing.  An admitted task is certain to finish in time; it counts as
   completed once its result is back.  `counters`: generated = waiting (this slot's, not yet
   decided) + dropped + completed + in_flight, and admitted = completed + in_flight.
@@ -236,11 +237,17 @@ class OffloadModel:
         uav[:, :2] *= cfg.area_m
         h_lo, h_hi = cfg.uav.altitude_m
         uav[:, 2] = h_lo + (h_hi - h_lo) * uav[:, 2]
+        if cfg.uav.start == "corner":  # drawn all the same, so the rest of the episode is too
+            uav[:] = (0.0, 0.0, h_lo)
         self.uav_xyz = uav
         self.battery_j = np.full(k, cfg.uav.battery_wh * 3600.0)
         self.alive = np.ones(k, dtype=bool)
         self._n_alive = k
         self._available = np.ones(self.n_servers, dtype=bool)
+        self._available[k] = cfg.satellite.enabled
+        self._available[k + 1] = cfg.cloud.enabled
+        # a disabled satellite or cloud: admission checks availability every slot
+        self._restricted = not (cfg.satellite.enabled and cfg.cloud.enabled)
         self.busy_s = np.zeros(self.n_servers)
         e_lo, e_hi = cfg.satellite.elevation_deg
         self.set_satellite_elevation(e_lo + (e_hi - e_lo) * float(rng.random()))
@@ -365,7 +372,7 @@ class OffloadModel:
         end = np.maximum(arrive, self.busy_s[server]) + run
         delay = end + prop
         ok = (delay <= self.task_deadline_s) & active
-        if self._n_alive < k:
+        if self._restricted or self._n_alive < k:
             ok &= self._available[server]
         served = server[ok]
         np.maximum.at(self.busy_s, served, end[ok])
@@ -462,7 +469,8 @@ class OffloadModel:
         out[1:k + 1] = np.where(self.alive, uav, np.inf)
         sp = self._sat_prop_s
         arrive = b / self.satellite_rate_bps(c.satellite + 1) + sp
-        out[k + 1] = max(arrive, busy[k]) + (c.cycles[k] + cyc) / cpu[k] + sp
+        sat = max(arrive, busy[k]) + (c.cycles[k] + cyc) / cpu[k] + sp
+        out[k + 1] = sat if self._available[k] else np.inf
         j = int(self.nearest_uav[i])
         pc = prop[j] + self._half_wan_s
         arrive = b / rate[j] + b * (c.backhaul[j] + 1) / self.config.cloud.backhaul_bps + pc
@@ -485,7 +493,8 @@ class OffloadModel:
         out[:, 1:k + 1] = np.where(self.alive, uav, np.inf)
         sp = self._sat_prop_s
         arrive = b / self.satellite_rate_bps(1) + sp
-        out[:, k + 1] = np.maximum(arrive, busy[k]) + cyc / cpu[k] + sp
+        sat = np.maximum(arrive, busy[k]) + cyc / cpu[k] + sp
+        out[:, k + 1] = sat if self._available[k] else np.inf
         j = self.nearest_uav
         pc = prop[self._users, j] + self._half_wan_s
         arrive = b / rate[self._users, j] + b / self.config.cloud.backhaul_bps + pc
@@ -517,7 +526,8 @@ class OffloadModel:
         self.alive = alive
         self._n_alive = int(np.count_nonzero(alive))
         self._available[:k] = alive
-        self._available[k + 1] = self._n_alive > 0  # the cloud needs a UAV to relay
+        # the cloud needs a UAV to relay
+        self._available[k + 1] = self._n_alive > 0 and self.config.cloud.enabled
         self._geometry_stale = True
 
     def _walk(self) -> None:

@@ -27,7 +27,8 @@ WORKLOAD = Workload(
                    "trip and throughput, MUECRS/CMADDPG vs the best baseline (ratios)"),),
     evals=(Eval("offload", "controllers.offload.evaluate:main",
                 "every controller side by side on both presets, the papers' claims, plots",
-                {"SEEDS": "--seeds", "CONFIG": "--config", "POLICIES": "--policies"}),),
+                {"SEEDS": "--seeds", "CONFIG": "--config", "POLICIES": "--policies",
+                 "PRESET": "--preset"}),),
     headline="controllers.offload.workload:headline",
     report="controllers.offload.workload:report",
 )

@@ -79,7 +79,14 @@ class MissionServer:
             if msg.seq != self.expected:
                 self.v.send(mav.MAVLink_mission_request_int_message(*src, self.expected), link)
                 return
-            self.incoming.append(_as_int(msg))
+            item = _as_int(msg)
+            if not _valid(item):
+                # MAVLink's mission protocol: a bad item ends the upload with an error ack
+                self.count, self.expected, self.incoming = 0, 0, []
+                self.v.send(mav.MAVLink_mission_ack_message(*src, mav.MAV_MISSION_INVALID),
+                            link)
+                return
+            self.incoming.append(item)
             self.expected += 1
             if self.expected < self.count:
                 self.v.send(mav.MAVLink_mission_request_int_message(*src, self.expected), link)
@@ -178,6 +185,13 @@ class MissionServer:
         self.v.send(mav.MAVLink_mission_item_reached_message(self.current), None)
         self.current += 1
         self.v.send(self.current_message(), None)
+
+
+def _valid(it: Any) -> bool:
+    """Parameters finite or NaN (unused), a position on Earth (0, 0 means "here")."""
+    if any(math.isinf(x) for x in (it.param1, it.param2, it.param3, it.param4, it.z)):
+        return False
+    return abs(it.x) <= 900_000_000 and abs(it.y) <= 1_800_000_000
 
 
 def _as_int(msg: Any) -> Any:

@@ -196,7 +196,7 @@ class Vehicle:
         return True
 
     def reposition(self, lat: float, lon: float, alt: float) -> bool:
-        if not self.armed or self.landed == ON_GROUND:
+        if not self.armed or self.landed == ON_GROUND or not _on_earth(lat, lon):
             return False
         cur_lat, cur_lon, cur_alt = self.ned_to_global(self.body.pos)
         self.target = self.global_to_ned(cur_lat if math.isnan(lat) else lat,
@@ -238,7 +238,8 @@ class Vehicle:
         elif kind == "PARAM_SET":
             if msg.param_id in self.params.items:
                 p = self.params.items[msg.param_id]
-                p.value = decode(msg.param_value, p.type)
+                if math.isfinite(msg.param_value):  # else refused: the reply is the old value
+                    p.value = decode(msg.param_value, p.type)
                 self._param_value(msg.param_id, self.params.names.index(msg.param_id), link)
         elif kind == "TIMESYNC" and msg.tc1 == 0:
             self.send(mav.MAVLink_timesync_message(int(time.time() * 1e9), msg.ts1), link)
@@ -263,6 +264,10 @@ class Vehicle:
         else:
             p5, p6, p7 = msg.param5, msg.param6, msg.param7
         ok, bad = mav.MAV_RESULT_ACCEPTED, mav.MAV_RESULT_DENIED
+        if any(math.isinf(x) for x in (*p, p5, p6, p7)):
+            # NaN is MAVLink's "unchanged / use current"; infinity is nobody's intent
+            self._ack(msg, mav.MAV_RESULT_DENIED, link)
+            return
         if c == mav.MAV_CMD_COMPONENT_ARM_DISARM:
             done, why = self.arm(p[0] > 0.5, force=int(p[1]) == 21196)
             if why:
@@ -300,10 +305,13 @@ class Vehicle:
             self._ack(msg, ok, link)
             self._send_now(mav.MAVLINK_MSG_ID_HOME_POSITION, link)
         elif c == mav.MAV_CMD_DO_SET_HOME:
-            if p[0] > 0.5:
-                lat, lon, alt = self.ned_to_global(self.body.pos)
-            else:
-                lat, lon, alt = p5, p6, p7
+            here = self.ned_to_global(self.body.pos)
+            given = (p5, p6, p7) if p[0] <= 0.5 else here
+            if not _on_earth(given[0], given[1]):
+                self._ack(msg, bad, link)
+                return
+            # NaN: that coordinate stays where the vehicle is
+            lat, lon, alt = (h if math.isnan(g) else g for g, h in zip(given, here, strict=True))
             self.home = Home(lat, lon, alt)
             self._ack(msg, ok, link)
         else:
@@ -333,6 +341,8 @@ class Vehicle:
         return True
 
     def _setpoint_local(self, msg: Any) -> None:
+        if not all(math.isfinite(x) for x in (msg.x, msg.y, msg.z, msg.vx, msg.vy, msg.vz)):
+            return  # dropped whole, as a corrupt setpoint; offboard times out if none follow
         self.offboard_last = self.clock()
         tm = msg.type_mask
         pos_ignored = tm & 0b111 == 0b111
@@ -346,6 +356,9 @@ class Vehicle:
         self.off_yaw = None if tm & 1024 else msg.yaw
 
     def _setpoint_global(self, msg: Any) -> None:
+        if not (_on_earth(msg.lat_int / 1e7, msg.lon_int / 1e7) and all(
+                math.isfinite(x) for x in (msg.alt, msg.vx, msg.vy, msg.vz))):
+            return
         self.offboard_last = self.clock()
         tm = msg.type_mask
         if tm & 0b111 != 0b111:
@@ -567,6 +580,11 @@ class Vehicle:
         if name == "MISSION_CURRENT":
             return self.mission.current_message() if self.mission.items else None
         return None
+
+
+def _on_earth(lat: float, lon: float) -> bool:
+    """A latitude/longitude a vehicle can fly to; NaN (MAVLink's "keep current") passes."""
+    return not (abs(lat) > 90.0 or abs(lon) > 180.0 or math.isinf(lat) or math.isinf(lon))
 
 
 def _wrap(a: float) -> float:

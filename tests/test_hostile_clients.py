@@ -4,7 +4,9 @@ client sends, must count its refusals, and must keep serving a well-behaved clie
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import socket
 import stat
@@ -14,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controllers.cpn.sdn.api import MAX_BODY_BYTES, ApiClient, ApiServer
+from controllers.cpn.sdn.api import MAX_BODY_BYTES, ApiClient, ApiError, ApiServer
 from controllers.cpn.sdn.plan import Fabric, LinkGraph, Service, ServiceSpec, route_service
 from tests.test_cpn_sdn import ring_links, ring_topology
 
@@ -134,17 +137,26 @@ def test_slow_loris_and_connection_floods_are_bounded(api: ApiServer) -> None:
     rss0, threads0 = _rss_kib(), threading.active_count()
     before = api.refused
     stalled = []
-    for _ in range(40):  # ten times the connection limit, each stalled mid-request
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(api.path)
-        s.sendall(b"PUT /v1/services/x HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in")
-        stalled.append(s)
     try:
+        for _ in range(40):  # ten times the connection limit, each stalled mid-request
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stalled.append(s)
+            with contextlib.suppress(OSError):  # refused: closed already, or the backlog full
+                s.connect(api.path)
+                s.sendall(b"PUT /v1/services/x HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
         assert threading.active_count() <= threads0 + 4  # the limit, not the flood
-        time.sleep(0.8)  # past the request timeout: the stalled ones are closed
-        assert client.topology()["switches"]  # and a well-behaved client is served again
+        # past the request timeout the stalled ones are closed, and a well-behaved client is
+        # served again (polled: on a loaded host the server's threads run late)
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                assert client.topology()["switches"]
+                break
+            except (ApiError, OSError):  # 503, reset, or EAGAIN from a full backlog
+                assert time.monotonic() < deadline, "never served after the flood"
+                time.sleep(0.1)
         after = api.refused
-        assert after.get("too many connections", 0) - before.get("too many connections", 0) >= 30
+        assert after.get("too many connections", 0) - before.get("too many connections", 0) >= 20
         assert after.get("timeout", 0) - before.get("timeout", 0) >= 1
     finally:
         for s in stalled:
@@ -163,3 +175,87 @@ def test_slow_loris_and_connection_floods_are_bounded(api: ApiServer) -> None:
 def test_a_valid_service_still_installs(api: ApiServer) -> None:
     out = ApiClient(api.path, timeout=5).put_service("web", instance="e2", port=8000)
     assert out["instance"] == "e2"
+
+
+# ---- MAVLink: the simulated autopilot's command port ---------------------------------------
+
+F32 = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 3.4e38, -3.4e38, 1e-45, 0.0,
+                                 1.0, 4.0, 21196.0, -1.0, 5.0, 33.0, 1e7]),
+                st.floats(width=32))
+I32 = st.integers(-(2**31), 2**31 - 1)
+# takeoff, land, RTL, loiter, reposition, change speed, set mode, arm, mission start,
+# message interval, request message, home; then ones the vehicle does not know
+CMDS = st.sampled_from([22, 21, 20, 17, 192, 178, 176, 400, 300, 511, 512, 410, 179, 0, 65535])
+
+
+def _messages() -> st.SearchStrategy[Any]:
+    from pymavlink.dialects.v20 import ardupilotmega as mav
+
+    sysid = st.sampled_from([0, 1, 2, 255])
+    return st.one_of(
+        st.builds(mav.MAVLink_command_long_message, sysid, st.just(1), CMDS, st.just(0),
+                  F32, F32, F32, F32, F32, F32, F32),
+        st.builds(mav.MAVLink_command_int_message, sysid, st.just(1), st.integers(0, 20),
+                  CMDS, st.just(0), st.just(0), F32, F32, F32, F32, I32, I32, F32),
+        st.builds(mav.MAVLink_set_position_target_local_ned_message, st.just(0), sysid,
+                  st.just(1), st.integers(0, 21), st.integers(0, 65535), F32, F32, F32, F32,
+                  F32, F32, F32, F32, F32, F32, F32),
+        st.builds(mav.MAVLink_set_position_target_global_int_message, st.just(0), sysid,
+                  st.just(1), st.integers(0, 21), st.integers(0, 65535), I32, I32, F32, F32,
+                  F32, F32, F32, F32, F32, F32, F32),
+        st.builds(mav.MAVLink_set_mode_message, sysid, st.integers(0, 255),
+                  st.integers(0, 2**32 - 1)),
+        st.builds(mav.MAVLink_param_set_message, sysid, st.just(1),
+                  st.sampled_from([b"MPC_XY_VEL_MAX", b"MIS_TAKEOFF_ALT", b"COM_DL_LOSS_T",
+                                   b"NAV_DLL_ACT", b"BAT_LOW_THR", b"X"]), F32,
+                  st.integers(1, 10)),
+        st.builds(mav.MAVLink_param_request_read_message, sysid, st.just(1),
+                  st.just(b"MPC_XY_VEL_MAX"), st.integers(-32768, 32767)),
+        st.builds(mav.MAVLink_mission_count_message, sysid, st.just(1),
+                  st.integers(0, 65535), st.integers(0, 2)),
+        st.builds(mav.MAVLink_mission_item_int_message, sysid, st.just(1),
+                  st.integers(0, 65535), st.integers(0, 20), CMDS, st.integers(0, 1),
+                  st.integers(0, 1), F32, F32, F32, F32, I32, I32, F32, st.integers(0, 2)),
+        st.builds(mav.MAVLink_mission_request_int_message, sysid, st.just(1),
+                  st.integers(0, 65535), st.integers(0, 2)),
+    )
+
+
+def _vehicle() -> tuple[Any, list[Any], list[float]]:
+    from firmware.vehicle import Home, Vehicle, VehicleConfig
+
+    now = [0.0]
+    sent: list[Any] = []
+    v = Vehicle(VehicleConfig(sysid=1, home=Home(47.397742, 8.545594, 488.0)),
+                lambda m, link: sent.append(m), clock=lambda: now[0])
+    return v, sent, now
+
+
+@settings(max_examples=200, deadline=None)
+@given(msgs=st.lists(_messages(), min_size=1, max_size=8), noise=st.binary(max_size=300))
+def test_mavlink_commands_with_any_values_leave_the_vehicle_sane(msgs: list[Any],
+                                                                 noise: bytes) -> None:
+    """Every message goes through the wire: packed by a ground station, parsed by the
+    vehicle's own parser (with random bytes between frames), then handled; the vehicle flies
+    on for a simulated half minute and must keep a finite state and keep answering."""
+    from pymavlink.dialects.v20 import ardupilotmega as mav
+
+    v, sent, now = _vehicle()
+    gcs = mav.MAVLink(None, srcSystem=255, srcComponent=190)
+    rx = mav.MAVLink(None, srcSystem=1, srcComponent=1)
+    rx.robust_parsing = True
+    arm = mav.MAVLink_command_long_message(1, 1, 400, 0, 1, 0, 0, 0, 0, 0, 0)
+    takeoff = mav.MAVLink_command_long_message(1, 1, 22, 0, 0, 0, 0, 0, 0, 0, 520.0)
+    wire = b"".join(m.pack(gcs) for m in (arm, takeoff)) + noise
+    wire += b"".join(m.pack(gcs) + noise[:7] for m in msgs)
+    for m in rx.parse_buffer(wire) or []:
+        if m.get_type() != "BAD_DATA":
+            v.handle(m, None)
+    for _ in range(150):
+        now[0] += 0.2
+        v.tick(now[0])
+    assert np.isfinite(v.body.pos).all() and np.isfinite(v.body.vel).all(), v.body.pos
+    assert all(np.isfinite(x) for x in v.ned_to_global(v.body.pos))
+    n = len(sent)
+    v.handle(mav.MAVLink_command_long_message(1, 1, 512, 0, 33, 0, 0, 0, 0, 0, 0), None)
+    assert len(sent) > n  # still answering

@@ -66,6 +66,7 @@ REQUEST_TIMEOUT_S = 10.0  # idle or stalled mid-request: closed (slow-loris)
 
 class _UnixHttpServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 64  # listen backlog: a burst waits to be accepted (and refused)
     backend: Backend
 
     def __init__(self, path: str, max_connections: int, request_timeout: float) -> None:

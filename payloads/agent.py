@@ -26,6 +26,10 @@ that finished or was refused is appended to `log_path` as one JSON line (the res
 every `report_interval_s` the queue and this process's CPU and memory use are appended to
 `report_path`.
 
+Hostile peers are bounded too: at most `max_connections` are served at once (a further one
+gets a refusal and is closed), a header must be complete `HEADER_STALL_S` after its first byte,
+and every refusal is counted by reason (`refused` in the health reply).
+
 Run it with ``python -m payloads.agent --node uav1 --cpu-hz 5e9`` and the run's token in
 $SAGIN_RUN_TOKEN (as the timeline's `exec` provides), or ``--token-file``; the agent refuses to
 start without one, and refuses every request that does not carry it.
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -53,6 +58,7 @@ from payloads.protocol import (
     MAX_BODY_BYTES,
     ConnectionClosed,
     ProtocolError,
+    encode_frame,
     read_body,
     read_header,
     write_message,
@@ -72,7 +78,13 @@ _THREAD_DIGEST_BYTES = 1 << 20
 # How long an unauthorized peer's body is read (and dropped) before hanging up; reading it lets
 # the refusal arrive instead of a connection reset.
 _DISCARD_TIMEOUT_S = 5.0
+# A message's header must be complete this long after its first byte (slow-loris peers).
+HEADER_STALL_S = 10.0
+# Connections served at once: a run opens a few per client node; past this a peer is refused
+# at once, so that a flood of connections cannot grow the agent's memory without bound.
+MAX_CONNECTIONS = 256
 
+_REFUSAL = encode_frame({"ok": False, "error": "too many connections"})
 _KERNEL_BLOCK = bytes(range(256)) * 16  # 4 KiB: above hashlib's 2 KiB GIL-release threshold
 _KERNEL_BATCH = 256  # iterations between checks of the stop flag
 
@@ -332,7 +344,9 @@ class PayloadAgent:
     def __init__(self, node: str, cpu_hz: float, token: str, mode: Mode = "emulated",
                  max_queue: int = 64, log_path: Path | None = None,
                  report_path: Path | None = None, report_interval_s: float = 1.0,
-                 calibration_s: float = 0.2, llm: Any = None) -> None:
+                 calibration_s: float = 0.2, llm: Any = None,
+                 max_connections: int = MAX_CONNECTIONS,
+                 header_stall_s: float = HEADER_STALL_S) -> None:
         if not node:
             raise ValueError("node name must not be empty")
         if not (math.isfinite(cpu_hz) and cpu_hz > 0):
@@ -343,6 +357,8 @@ class PayloadAgent:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         if not report_interval_s > 0:
             raise ValueError(f"report_interval_s must be > 0, got {report_interval_s}")
         self.node, self.cpu_hz, self.mode, self.max_queue = node, float(cpu_hz), mode, max_queue
@@ -353,6 +369,9 @@ class PayloadAgent:
                                            else RealCpu(self.cpu_hz, calibration_s))
         self.completed = 0
         self.rejected = 0  # refused as overloaded
+        # refused peers by reason: unauthorized, bad request, too many connections, ...
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.max_connections, self.header_stall_s = max_connections, header_stall_s
         self._in_system = 0  # tasks admitted and not yet answered: queued or running
         self.host: str | None = None
         self.port: int | None = None
@@ -422,17 +441,25 @@ class PayloadAgent:
                 "queue_len": self._in_system, "running": self.cpu.running,
                 "completed": self.completed, "rejected": self.rejected,
                 "uptime_s": round(time.monotonic() - self._t0, 3), "max_queue": self.max_queue,
+                "connections": len(self._handlers), "refused": dict(self.refused),
                 **self.cpu.describe()}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= self.max_connections:
+            self._refuse("too many connections")
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(_REFUSAL)  # one small write, no waiting on the peer
+                writer.close()
+            return
         self._handlers.add(task)
         try:
             while await self._answer_one(reader, writer):
                 pass
         except ProtocolError as exc:
             # the stream's framing is lost: say why, then hang up
+            self._refuse("stalled" if "within" in str(exc) else "bad frame")
             with contextlib.suppress(ConnectionError, ProtocolError):
                 await write_message(writer, {"ok": False, "node": self.node,
                                              "error": f"bad request: {exc}"})
@@ -452,13 +479,14 @@ class PayloadAgent:
                           writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection is to be closed."""
         try:
-            header = await read_header(reader)
+            header = await read_header(reader, stall_timeout=self.header_stall_s)
         except ConnectionClosed:
             return False
         t_recv = time.time()
         queue_len = self._in_system
         kind = header.get("kind")
         if not self._authorized(header.get("token")):
+            self._refuse("unauthorized")
             reply = self._error(header, "unauthorized")
             await write_message(writer, reply)
             if kind == "task":
@@ -584,6 +612,15 @@ class PayloadAgent:
         return isinstance(token, str) and hmac.compare_digest(
             token.encode("utf-8", "surrogatepass"), self._token)
 
+    def _refuse(self, reason: str) -> None:
+        """Counted always; said on stderr the first time and every 1000th, so that a flood is
+        visible in the node's log without filling it."""
+        self.refused[reason] += 1
+        n = self.refused[reason]
+        if n == 1 or n % 1000 == 0:
+            print(f"agent {self.node}: refused {n} peer(s) so far: {reason}", file=sys.stderr,
+                  flush=True)
+
     def _error(self, header: dict[str, Any], error: str) -> dict[str, Any]:
         reply: dict[str, Any] = {"ok": False, "node": self.node, "error": error}
         if "id" in header:
@@ -705,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens.add_argument("--token-file", help=f"file holding the secret (default: ${TOKEN_ENV})")
     parser.add_argument("--max-queue", type=int, default=64,
                         help="tasks queued+running beyond which requests are refused")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                        help="peers served at once; more are refused and counted")
     parser.add_argument("--log", type=Path, help="JSON lines: one per finished/refused task")
     parser.add_argument("--report", type=Path, help="JSON lines: periodic load report")
     parser.add_argument("--report-interval", type=float, default=1.0, help="seconds")
@@ -729,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = _llm_host(args, token) if args.llm else None
         agent = PayloadAgent(args.node, args.cpu_hz, token, args.mode, args.max_queue,
-                             args.log, args.report, args.report_interval, llm=host)
+                             args.log, args.report, args.report_interval, llm=host,
+                             max_connections=args.max_connections)
     except ValueError as exc:
         parser.error(str(exc))
     try:

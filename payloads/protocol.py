@@ -42,24 +42,35 @@ async def _read_exactly(reader: asyncio.StreamReader, n: int, what: str) -> byte
 
 
 async def read_header(reader: asyncio.StreamReader, *, max_header: int = MAX_HEADER_BYTES,
-                      max_body: int = MAX_BODY_BYTES) -> dict[str, Any]:
+                      max_body: int = MAX_BODY_BYTES,
+                      stall_timeout: float | None = None) -> dict[str, Any]:
     """Read one message's header (the body stays in the stream; see `read_body`).
 
     Split from `read_body` so that a server can time-stamp the header's arrival and check
     credentials before it takes in a large body.  Raises `ConnectionClosed` if the peer closed
-    before the first byte, `ProtocolError` for anything malformed.
+    before the first byte, `ProtocolError` for anything malformed.  A connection may idle
+    between messages for as long as it likes, but once a message's first byte has arrived,
+    with `stall_timeout` the rest of its header must follow within that many seconds (a
+    slow-loris peer trickling bytes holds no connection for long).
     """
     try:
-        prefix = await reader.readexactly(_PREFIX.size)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise ConnectionClosed("peer closed the connection") from None
-        raise ProtocolError(f"connection closed after {len(exc.partial)} of {_PREFIX.size} "
-                            "bytes of the length prefix") from None
-    (length,) = _PREFIX.unpack(prefix)
-    if length > max_header:
-        raise ProtocolError(f"header of {length} bytes exceeds the limit of {max_header} bytes")
-    raw = await _read_exactly(reader, length, "header")
+        first = await reader.readexactly(1)
+    except asyncio.IncompleteReadError:
+        raise ConnectionClosed("peer closed the connection") from None
+
+    async def rest() -> bytes:
+        more = await _read_exactly(reader, _PREFIX.size - 1, "length prefix")
+        (length,) = _PREFIX.unpack(first + more)
+        if length > max_header:
+            raise ProtocolError(f"header of {length} bytes exceeds the limit of {max_header} "
+                                "bytes")
+        return await _read_exactly(reader, length, "header")
+
+    try:
+        raw = await asyncio.wait_for(rest(), stall_timeout)
+    except asyncio.TimeoutError:  # noqa: UP041 - a board's Python 3.10 has its own class
+        raise ProtocolError(f"header not complete within {stall_timeout:g} s of its first "
+                            "byte") from None
     return _decode_header(raw, max_body)
 
 
@@ -80,11 +91,17 @@ async def write_message(writer: asyncio.StreamWriter, header: dict[str, Any], bo
                         *, max_header: int = MAX_HEADER_BYTES,
                         max_body: int = MAX_BODY_BYTES) -> None:
     """Send one message; `body_bytes` is set from `body` (the caller's dict is not changed)."""
-    raw = encode_header(header, len(body), max_header=max_header, max_body=max_body)
-    writer.write(_PREFIX.pack(len(raw)) + raw)
+    writer.write(encode_frame(header, len(body), max_header=max_header, max_body=max_body))
     if body:
         writer.write(body)  # separate write: no copy of a large body
     await writer.drain()
+
+
+def encode_frame(header: dict[str, Any], body_bytes: int = 0, *,
+                 max_header: int = MAX_HEADER_BYTES, max_body: int = MAX_BODY_BYTES) -> bytes:
+    """Length prefix + JSON header: what precedes a message's body on the wire."""
+    raw = encode_header(header, body_bytes, max_header=max_header, max_body=max_body)
+    return _PREFIX.pack(len(raw)) + raw
 
 
 def message_bytes(header: dict[str, Any], body: bytes = b"") -> int:

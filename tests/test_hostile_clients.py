@@ -259,3 +259,106 @@ def test_mavlink_commands_with_any_values_leave_the_vehicle_sane(msgs: list[Any]
     n = len(sent)
     v.handle(mav.MAVLink_command_long_message(1, 1, 512, 0, 33, 0, 0, 0, 0, 0, 0), None)
     assert len(sent) > n  # still answering
+
+
+# ---- the payload agent (tasks and LLM shards share its port) ------------------------------
+
+AGENT_TOKEN = "fuzz-token"
+
+
+def _agent_frames() -> st.SearchStrategy[bytes]:
+    import struct
+
+    def framed(header: bytes, body: bytes = b"") -> bytes:
+        return struct.pack(">I", len(header)) + header + body
+
+    headers = st.dictionaries(
+        st.sampled_from(["kind", "token", "id", "cycles", "share", "body_bytes", "op",
+                         "images", "result_bytes", "step", "x"]),
+        st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), st.text(max_size=8),
+                  st.sampled_from(["task", "health", "llm", AGENT_TOKEN, "wrong"]),
+                  st.floats(allow_nan=False, allow_infinity=False)), max_size=8)
+    return st.one_of(
+        st.binary(max_size=512),
+        st.builds(lambda h, b: framed(json.dumps(h).encode(), b), headers, st.binary(max_size=64)),
+        st.builds(lambda raw: framed(raw), st.binary(max_size=200)),
+        st.sampled_from([b"\xff\xff\xff\xff", framed(b"[1,2]"), framed(b'{"body_bytes": -1}'),
+                         framed(b'{"x": NaN}'), framed(b"\xc3\x28"),
+                         framed(json.dumps({"kind": "task", "token": AGENT_TOKEN,
+                                            "body_bytes": 1 << 40}).encode())]))
+
+
+def _with_agent(fn: Any) -> Any:
+    import asyncio
+
+    from payloads.agent import PayloadAgent
+
+    async def main() -> Any:
+        agent = PayloadAgent("uav1", 1e9, AGENT_TOKEN, max_connections=8, header_stall_s=0.5)
+        await agent.start("127.0.0.1", 0)
+        try:
+            return await fn(agent)
+        finally:
+            await agent.close()
+
+    return asyncio.run(main())
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.large_base_example])
+@given(frames=st.lists(_agent_frames(), min_size=10, max_size=30))
+def test_payload_agent_refuses_malformed_frames_and_keeps_serving(frames: list[bytes]) -> None:
+    import asyncio
+
+    from payloads.client import health
+
+    async def attack(agent: Any) -> None:
+        for frame in frames:
+            reader, writer = await asyncio.open_connection("127.0.0.1", agent.port)
+            writer.write(frame)
+            with contextlib.suppress(ConnectionError):
+                writer.write_eof()
+                await asyncio.wait_for(reader.read(), 5.0)
+            writer.close()
+        reply = await health("127.0.0.1", agent.port, AGENT_TOKEN, 5.0)
+        assert reply["ok"] and reply["completed"] == 0  # no frame without the token ran
+        assert sum(reply["refused"].values()) >= 1 or all(len(f) < 4 for f in frames)
+
+    _with_agent(attack)
+
+
+def test_payload_agent_bounds_slow_loris_and_floods() -> None:
+    """40 connections (5x the limit), each stalled one byte into a frame: the agent refuses
+    past its limit, drops the stalled ones after the stall limit, counts both, answers its
+    own client, and its memory stays put."""
+    import asyncio
+
+    from payloads.client import health
+
+    async def flood(agent: Any) -> None:
+        rss0 = _rss_kib()
+        held = []
+        for _ in range(40):
+            r, w = await asyncio.open_connection("127.0.0.1", agent.port)
+            w.write(b"\x00")
+            held.append((r, w))
+        await asyncio.sleep(1.0)  # past the stall limit
+        reply = await health("127.0.0.1", agent.port, AGENT_TOKEN, 5.0)
+        assert reply["ok"] and reply["connections"] <= 8
+        assert reply["refused"]["too many connections"] >= 30
+        assert reply["refused"]["stalled"] >= 1
+        for _, w in held:
+            w.close()
+        # a wrong token, then a length prefix past the header limit
+        wrong = b'{"kind":"health","token":"wrong"}'
+        for frame in (len(wrong).to_bytes(4, "big") + wrong, b"\xff" * 4):
+            r, w = await asyncio.open_connection("127.0.0.1", agent.port)
+            w.write(frame)
+            assert b"unauthorized" in await r.read() or frame.startswith(b"\xff")
+            w.close()
+        reply = await health("127.0.0.1", agent.port, AGENT_TOKEN, 5.0)
+        assert reply["refused"]["unauthorized"] == 1 and reply["refused"]["bad frame"] >= 1
+        assert _rss_kib() - rss0 < 50_000
+
+    _with_agent(flood)

@@ -8,6 +8,11 @@ individual/particle - so they are never worse than best fit by their own fitness
 is the classic embedding cost ("cost" in fitness.py); pass objective="frag" for an ablation
 that hands them ABS's fragmentation-aware evaluation.
 
+`seeded=False` drops the best-fit individual/particle: the whole initial population is random,
+as GA and PSO baselines are usually run in the papers that compare against them (the
+`ga_paper` / `pso_paper` baselines of the paper preset, docs/cpn-paper.md).  The difference
+between the two is how much of a search baseline's result its greedy seed supplies.
+
 The discrete PSO update (`pso_move`) is shared with ABS's upper level: each coordinate keeps its
 value (inertia w), takes the personal best's (c1) or the global best's (c2), or else jumps to a
 random node of its domain - the probabilistic recombination form of discrete PSO for
@@ -56,10 +61,13 @@ class PSOMapper:
     name = "pso"
 
     def __init__(self, budget: int = DEFAULT_BUDGET, particles: int = 10,
-                 objective: str = "cost") -> None:
+                 objective: str = "cost", seeded: bool = True, w: float = 0.3,
+                 c1: float = 0.3, c2: float = 0.3) -> None:
         self.budget = budget
         self.particles = particles
         self.objective = objective
+        self.seeded = seeded
+        self.w, self.c1, self.c2 = w, c1, c2
         self.last_evals = 0
 
     def map(self, state: State, request: ServiceRequest,
@@ -68,7 +76,7 @@ class PSOMapper:
         domains = [ctx.candidates((i,)) for i in range(request.size)]
         if any(not d for d in domains):
             return None
-        seed = ctx.place_greedily(best_fit_ranking(ctx))
+        seed = ctx.place_greedily(best_fit_ranking(ctx)) if self.seeded else None
         pos = [seed] if seed is not None else []
         pos += [random_vector(domains, rng) for _ in range(self.particles - len(pos))]
         fit = [ctx.evaluate(p) for p in pos]
@@ -79,7 +87,8 @@ class PSOMapper:
         while ctx.evals < self.budget and stall < 20:
             before = ctx.evals
             for k in range(len(pos)):
-                pos[k] = pso_move(pos[k], pbest[k], gbest, domains, rng)
+                pos[k] = pso_move(pos[k], pbest[k], gbest, domains, rng,
+                                  self.w, self.c1, self.c2)
                 f = ctx.evaluate(pos[k])
                 if f < pbest_f[k]:
                     pbest[k], pbest_f[k] = pos[k], f
@@ -97,12 +106,15 @@ class GAMapper:
     name = "ga"
 
     def __init__(self, budget: int = DEFAULT_BUDGET, population: int = 12,
-                 crossover: float = 0.9, elite: int = 2, objective: str = "cost") -> None:
+                 crossover: float = 0.9, elite: int = 2, objective: str = "cost",
+                 seeded: bool = True, mutation: float | None = None) -> None:
         self.budget = budget
         self.population = population
         self.crossover = crossover
         self.elite = elite
         self.objective = objective
+        self.seeded = seeded
+        self.mutation = mutation  # per gene; None: 1 / components
         self.last_evals = 0
 
     def map(self, state: State, request: ServiceRequest,
@@ -112,11 +124,11 @@ class GAMapper:
         domains = [ctx.candidates((i,)) for i in range(c)]
         if any(not d for d in domains):
             return None
-        seed = ctx.place_greedily(best_fit_ranking(ctx))
+        seed = ctx.place_greedily(best_fit_ranking(ctx)) if self.seeded else None
         pop = [seed] if seed is not None else []
         pop += [random_vector(domains, rng) for _ in range(self.population - len(pop))]
         fit = [ctx.evaluate(p) for p in pop]
-        mutation = 1.0 / c
+        mutation = 1.0 / c if self.mutation is None else self.mutation
         stall = 0
         while ctx.evals < self.budget and stall < 20:
             before = ctx.evals

@@ -26,7 +26,8 @@ WORKLOAD = Workload(
     evals=(Eval("cpn", "controllers.cpn.evaluate:main",
                 "ABS vs baselines on the presets (acceptance, utilisation, fragmentation), "
                 "claims, plots",
-                {"SEEDS": "--seeds", "INSTANCE": "--instance", "PRESETS": "--presets"}),),
+                {"SEEDS": "--seeds", "INSTANCE": "--instance", "PRESETS": "--presets",
+                 "ALGOS": "--algos", "PAPER_LOADS": "--paper-loads"}),),
     headline="controllers.cpn.workload:headline",
     report="controllers.cpn.workload:report",
 )

@@ -114,7 +114,7 @@ ship-policies: setup
 	@for a in muecrs cmaddpg maddpg ddpg; do $(PY) -m controllers.offload.train --algo $$a --config large --slots 10000 --out controllers/offload/policies --quiet --acting-only; done
 
 bench: setup
-	@$(PY) -m testbed bench $(BENCH)
+	@$(if $(RUNS),SAGIN_BENCH_RUNS=$(RUNS) )$(PY) -m testbed bench $(BENCH)
 
 lint: setup
 	@.venv/bin/ruff check testbed controllers payloads firmware tests

@@ -244,6 +244,10 @@ CORE = Workload(
               "leo-handover: measured RTT vs geometric prediction, outage per handover,\n"
               "route install time; a 100-satellite shell with 200 ISLs updated at 10 Hz:\n"
               "late updates, CPU, diff vs full route install"),
+        Bench("resilience", "testbed.bench.resilience:run",
+              "runs of quickstart, leo-handover, sagin-offload and edge-llm killed (SIGINT,\n"
+              "SIGTERM, SIGKILL + make clean) in every phase: leaks left, run folders valid\n"
+              "(RUNS=30 by default, ~30 min)"),
         Bench("analysis", "testbed.bench.analysis:run",
               "packets/s and peak memory of the packet-trace analyzer on a generated capture\n"
               "(~1 GB by default), side by side with tshark -z conv,ip (defaults and with\n"

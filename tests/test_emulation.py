@@ -186,3 +186,5 @@ def test_sigkill_then_make_clean(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and tag in res.stdout, res.stdout + res.stderr
     assert_clean(tag)  # ... and `make clean` removes exactly it
+    man = json.loads((run_dir / "manifest.json").read_text())  # and says how the run ended
+    assert man["status"] == "killed" and "phase running" in man["error"], man

@@ -362,3 +362,26 @@ def test_payload_agent_bounds_slow_loris_and_floods() -> None:
         assert _rss_kib() - rss0 < 50_000
 
     _with_agent(flood)
+
+
+# ---- the resilience bench's own bookkeeping ------------------------------------------------
+
+def test_resilience_plan_covers_every_phase_and_signal_and_folders_are_judged(
+        tmp_path: Path) -> None:
+    from testbed.bench.resilience import KINDS, PHASES, SIGNALS, folder_check, plan
+
+    trials = plan(30)
+    assert len(trials) == 30
+    assert {(p, s) for _, p, s in trials[:15]} == {(p, s) for p in PHASES for s in SIGNALS}
+    assert {k for k, _, _ in trials} == set(KINDS)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not folder_check(run, "SIGINT")["valid"]  # no manifest
+    (run / "manifest.json").write_text(json.dumps({"status": "running", "phase": "running"}))
+    assert "not final" in folder_check(run, "SIGKILL")["why"]
+    (run / "manifest.json").write_text(json.dumps({"status": "killed", "phase": "health"}))
+    assert folder_check(run, "SIGKILL")["valid"] and not folder_check(run, "SIGTERM")["valid"]
+    (run / "manifest.json").write_text(json.dumps({"status": "interrupted"}))
+    assert "metrics" in folder_check(run, "SIGINT")["why"]
+    (run / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    assert folder_check(run, "SIGINT")["valid"]

@@ -8,16 +8,19 @@ sagin-<tag> (device profiles; found by the tag alone, so a SIGKILLed run's are f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from testbed.devices import cgroups
 from testbed.lifecycle.ledger import BOARD_RECORDS, Ledger, active_ledgers, all_ledgers
 from testbed.lifecycle.sh import ip_batch
 from testbed.lifecycle.supervisor import terminate
+from testbed.run.results import write_json
 
 
 def _netns_list() -> list[str]:
@@ -88,6 +91,24 @@ def teardown(ledger: Ledger) -> dict[str, int]:
     return counts
 
 
+def mark_killed(run_dir: Path, counts: dict[str, int]) -> None:
+    """A run whose runner died (SIGKILL, OOM, power) never wrote its end: its manifest still
+    says starting or running.  Say what happened, keeping the phase it died in, so that every
+    run folder ends with a status; what it measured (pcaps, flow logs, events) stays as it is
+    (`make analyze RUN=<dir>` reads it)."""
+    path = run_dir / "manifest.json"
+    try:
+        man = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # no folder, or the runner died writing its very first file
+    if not isinstance(man, dict) or man.get("status") not in ("starting", "running"):
+        return
+    man.update(status="killed", error=f"the runner died in phase {man.get('phase', '?')}; "
+               "cleaned up by make clean", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               teardown=counts)
+    write_json(path, man)
+
+
 def clean(include_active: bool = False) -> list[tuple[str, dict[str, int]]]:
     """Tear down every run whose runner process is gone (or all, with include_active)."""
     active = {lg.run_id for lg in active_ledgers()}
@@ -95,7 +116,10 @@ def clean(include_active: bool = False) -> list[tuple[str, dict[str, int]]]:
     for ledger in all_ledgers():
         if ledger.run_id in active and not include_active:
             continue
-        done.append((ledger.run_id, teardown(ledger)))
+        counts = teardown(ledger)
+        if ledger.run_id not in active:
+            mark_killed(Path(ledger.results_dir), counts)
+        done.append((ledger.run_id, counts))
     if BOARD_RECORDS.is_dir() and any(BOARD_RECORDS.glob("*.json")):
         from testbed.hil.boards import clean_orphans
 

@@ -58,6 +58,8 @@ def manifest(scenario: str, run_id: str, seed: int, source: str) -> dict[str, An
     return {
         "scenario": scenario, "run_id": run_id, "source": source, "seed": seed,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "starting",
+        # setup, health, running, teardown, analysis, ended: where a killed run stopped
+        "phase": "setup",
         "project_commit": commit + ("-dirty" if dirty else ""),
         "versions": {
             "sagin-hil": _pkg("sagin-hil"), "ns3": _pkg("ns3"), "os-ken": _pkg("os-ken"),

@@ -189,6 +189,8 @@ class Run:
                                        f"{p['reason']}")
         write_json(self.run_dir / "manifest.json", man)
         t = time.monotonic()
+        man["phase"] = "health"
+        write_json(self.run_dir / "manifest.json", man)
         with self.console.status("health checks: services and reachability of every node..."):
             services(net)
             self.timings.update(reachability(net))
@@ -213,7 +215,7 @@ class Run:
         if self.driver is not None:
             self.driver.start(self.t_zero)
         self.timings["command_to_time_zero_s"] = round(self.t_zero - t_cmd, 3)
-        man["status"] = "running"
+        man["status"] = man["phase"] = "running"
         man["time_zero_wall"] = time.time()
         write_json(self.run_dir / "manifest.json", man)
         self.console.print(f"[green]time zero[/] after {self.timings['command_to_time_zero_s']:.1f}"
@@ -270,6 +272,8 @@ class Run:
         metrics: dict[str, Any] = {}
         net = self.net
         duration = time.monotonic() - self.t_zero if self.t_zero else 0.0
+        man["phase"] = "teardown"
+        write_json(self.run_dir / "manifest.json", man)
         service_errors: list[str] = []
         try:
             if self.driver is not None:
@@ -319,7 +323,7 @@ class Run:
         metrics["measured_duration_s"] = round(duration, 3)
         write_json(self.run_dir / "metrics.json", metrics)
         man.update(status=status, error=error, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   teardown=counts)
+                   teardown=counts, phase="analysis" if self.opt.analyze else "ended")
         write_json(self.run_dir / "manifest.json", man)
         if self.opt.analyze:
             # after teardown (it needs only the files) and never fatal: a run's results stand
@@ -327,4 +331,6 @@ class Run:
             from testbed.analysis import on_run_finished
 
             on_run_finished(self.run_dir, self.console)
+            man["phase"] = "ended"
+            write_json(self.run_dir / "manifest.json", man)
         return metrics

@@ -185,6 +185,51 @@ def test_offloading_node_streams_a_window_that_does_not_fit(
 
 
 @pytest.mark.unit
+def test_tensor_parallel_ranks_stream_their_slices_through_the_tpi_window(
+        prompt_ids: list[int], reference: list[int]) -> None:
+    """TPI-LLM's regime on live agents: each rank's share of the layers (~200 MB) is far above
+    its 40 MiB, so a plan without offload would be refused; with --llm-offload and an emulated
+    disk each rank streams its own slice files through a memory window of 2 (the next slice
+    loads while one computes).  The tokens are the reference's, a rank's streamed bytes are
+    its slices' (not whole layers), and its weights never exceed the limit."""
+    from payloads.llm.model import TPSlice, layer_bytes_of, load_config
+
+    cfg = load_config()
+    mib = 2**20
+    agents = Agents([("t0", ["--llm-offload", "--llm-mem-mb", "148", "--llm-disk-mb-s", "4000"]),
+                     ("t1", ["--llm-offload", "--llm-mem-mb", "40", "--llm-disk-mb-s", "4000"])])
+    slice_b = layer_bytes_of(cfg, TPSlice.of(cfg, 1, 2))
+    pinned = 40 * mib // slice_b - 2  # slots minus the window's two buffers
+
+    async def go() -> tuple[dict, dict, object]:
+        cl = ShardCluster(agents.addrs, TOKEN, timeout=120)
+        try:
+            await cl.wait_ready(30)
+            load = await cl.load_tensor("tpi", ["t0", "t1"],
+                                        options={"window": 2, "prefetch": True})
+            g = await cl.generate("tpi", "t0", ["t0", "t1"], prompt_ids, 6, EOS)
+            st = await cl.call("t1", {"op": "stats", "plan": "tpi"})
+            return load, st, g
+        finally:
+            await cl.close()
+
+    try:
+        load, st, g = _run(go())
+    finally:
+        agents.close()
+    assert g.ok, g.error
+    assert g.tokens == reference[:6]
+    assert load["t1"]["resident_layers"] == pinned and load["t1"]["window"] == 2
+    assert load["t1"]["streamed_layers"] == cfg.n_layers - pinned
+    steps = 6  # one pass per token (the reference has no EOS in its first 6)
+    s = st["streamed"]
+    assert s["bytes"] == (cfg.n_layers - pinned) * steps * slice_b
+    assert s["prefetched"] >= s["loads"] - steps  # at most one on-demand read per pass
+    assert st["peak_weight_bytes"] <= 40 * mib and st["resident_bytes"] <= 40 * mib
+    assert isinstance(st["rss_bytes"], int)
+
+
+@pytest.mark.unit
 def test_offload_refuses_when_not_even_one_layer_and_the_buffer_fit() -> None:
     from payloads.llm.node import ShardHost
 

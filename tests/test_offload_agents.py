@@ -212,3 +212,74 @@ def test_heads_deciding_on_their_own_nodes_reproduce_the_team(clustered):
         assert np.isfinite(delay[mine & model.task_active]).all()
     active = model.task_active
     np.testing.assert_array_equal(combined[active], expected[active])
+
+
+@pytest.mark.parametrize("clustered", [True, False])
+def test_untrained_team_decides_as_zero_preferences(clustered):
+    """A new CMADDPG/MADDPG team is the residual learner's starting point: its decisions are
+    exactly the zero-weight assignment (the untrained policy), over a whole episode, so
+    training can only move away from it where validation says it pays."""
+    config = OffloadConfig.default()
+    team = TeamController.for_model(OffloadModel(config), clustered, seed=7)
+    model = OffloadModel(config, seed=2)
+    for _ in range(40):
+        decision = team.decide(model)
+        resp = team.responsible(model)
+        zero = np.zeros((model.n_users, model.modes.count))
+        active = model.task_active
+        np.testing.assert_array_equal(decision.mode[active],
+                                      TeamController._modes(model, resp, zero)[0][active])
+        model.step(decision)
+
+
+def test_preference_scale_is_saved_and_old_checkpoints_keep_theirs(tmp_path):
+    """The weights' range (pref_scale) is part of a policy's meaning: it round-trips, and a
+    checkpoint written before it existed loads with the range it was trained with (1)."""
+    team = TeamController.for_model(OffloadModel(SMALL), True, TeamConfig(pref_scale=0.3))
+    path = tmp_path / "cm.pt"
+    save_checkpoint(team, path, {"config_name": "small"})
+    assert load_controller(path, SMALL).pref_scale == 0.3
+    state = team.state_dict()
+    del state["config"]["pref_scale"]
+    again = TeamController.for_model(OffloadModel(SMALL), True)
+    again.load_state_dict(state)
+    assert again.pref_scale == 1.0
+
+
+def test_warmup_explores_around_the_policy_not_the_whole_box():
+    """With warmup_uniform off, warm-up actions are the (zero) untrained policy plus the
+    exploration noise: the replay holds the neighbourhood the critic must be right about."""
+    from controllers.offload.learn.maddpg import MADDPG
+
+    for uniform, bound in ((True, 0.9), (False, 0.2 * 4.5)):
+        team = MADDPG(2, 4, 3, LearnerConfig(warmup=100, warmup_uniform=uniform, noise=0.2))
+        for actor in team.actors:
+            torch.nn.init.zeros_(actor.net[-1].weight)
+            torch.nn.init.zeros_(actor.net[-1].bias)
+        acts = np.stack([team.act(np.zeros((2, 4), np.float32)) for _ in range(100)])
+        if uniform:
+            assert np.abs(acts).max() > bound  # the whole box
+        else:
+            assert np.abs(acts).max() < bound and abs(acts.std() - 0.2) < 0.03
+
+
+def test_training_writes_the_validation_curve_and_keeps_the_best(tmp_path):
+    """Checkpoint selection on held-out validation: the curve starts at the untrained score,
+    and the kept policy is the best validation point unless the final is within the margin."""
+    from controllers.offload.agents import read_checkpoint
+    from controllers.offload.train import SELECT_MARGIN, train
+
+    config = SMALL.model_copy(update={"episode_slots": 20})
+    path = train("cmaddpg", config, "tiny", 120, 0, tmp_path, quiet=True, validate_every=2,
+                 plot_dir=tmp_path / "plots")
+    with open(tmp_path / "cmaddpg-tiny-validation.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["slot"]) for r in rows] == [0, 40, 80, 120]
+    scores = [float(r["score"]) for r in rows]
+    meta = read_checkpoint(path)["meta"]["validation"]
+    assert meta["untrained"] == pytest.approx(scores[0], abs=1e-4)
+    assert meta["best"] == pytest.approx(max(scores), abs=1e-4)
+    final = meta["final"]
+    assert meta["kept"] == ("best" if meta["best"] > final + SELECT_MARGIN * abs(final)
+                            else "final")
+    assert (tmp_path / "plots" / "cmaddpg-tiny.png").stat().st_size > 1000

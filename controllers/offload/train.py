@@ -17,6 +17,11 @@ better by more than SELECT_MARGIN (then that one is): a learner that only got wo
 best state, and noise does not swap a trained policy for an immature one.  The checkpoint's
 meta records the scores and which was kept.  Evaluation (controllers.offload.evaluate) uses
 seeds from 10_000 on, so no evaluation episode is ever seen in training or selection.
+
+Every validation is also written to `<out>/<algo>-<config>-validation.csv` (episode, slot,
+score, the untrained policy's score) and drawn, with the untrained score as a horizontal line,
+to `results/offload/learning/<algo>-<config>.png` (--plot-dir): whether training beats the
+policy it started from is the first thing to look at (docs/offload-learning.md).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from controllers.offload.model import OffloadModel, jain_index
 
 DEFAULT_SLOTS = {"muecrs": 30_000, "cmaddpg": 20_000, "maddpg": 20_000, "ddpg": 30_000}
 DEFAULT_OUT = Path("results/offload/policies")
+DEFAULT_PLOTS = Path("results/offload/learning")
 VALIDATION_SEED = 5_000  # training episodes use seed, seed+1, ...; evaluation 10_000 on
 VALIDATION_EPISODES = 4
 # the final policy is kept unless an earlier one was better on validation by this fraction:
@@ -65,8 +71,9 @@ def resolve_config(name: str) -> tuple[OffloadConfig, str]:
 
 
 def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: int,
-          out: Path, quiet: bool = False, validate_every: int = 10) -> Path:
-    """Train, log scalars, save; returns the policy path."""
+          out: Path, quiet: bool = False, validate_every: int = 10,
+          plot_dir: Path | None = DEFAULT_PLOTS) -> Path:
+    """Train, log scalars and the validation curve, save; returns the policy path."""
     torch.set_num_threads(1)
     ctrl = make_controller(algo, config, seed)
     model = OffloadModel(config, seed)
@@ -74,7 +81,9 @@ def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: 
     stem = out / f"{algo}-{config_name}"
     start = time.perf_counter()
     episode, totals, losses = 0, _zero(), {}
-    best = (validate(ctrl, config), 0, copy.deepcopy(ctrl.state_dict()))
+    untrained = validate(ctrl, config)
+    best = (untrained, 0, copy.deepcopy(ctrl.state_dict()))
+    curve = [(0, 0, untrained)]
     load = np.zeros(config.n_uavs)
     with open(stem.with_suffix(".csv"), "w", newline="") as fh, Progress(
             TextColumn(f"[bold]{algo}[/] {config_name}"), BarColumn(),
@@ -102,10 +111,17 @@ def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: 
                 model.reset(seed + episode)
                 if episode % validate_every == 0:
                     score = validate(ctrl, config)
+                    curve.append((episode, slot, score))
                     if score > best[0]:
                         best = (score, episode, copy.deepcopy(ctrl.state_dict()))
             progress.advance(bar)
     final = validate(ctrl, config)
+    if curve[-1][1] != slots:
+        curve.append((episode, slots, final))
+    write_curve(stem.with_name(f"{stem.name}-validation.csv"), curve, untrained)
+    if plot_dir is not None:
+        plot_curve(curve, untrained, plot_dir / f"{stem.name}.png",
+                   f"{algo} on {config_name}: validation {OBJECTIVE.get(algo, 'profit')}")
     selected_best = best[0] > final + SELECT_MARGIN * abs(final)
     if selected_best:
         ctrl.load_state_dict(best[2])
@@ -113,6 +129,7 @@ def train(algo: str, config: OffloadConfig, config_name: str, slots: int, seed: 
             "slots": slots, "seed": seed, "wall_s": time.perf_counter() - start,
             "torch": torch.__version__, "validation": {
                 "objective": OBJECTIVE.get(algo, "profit"), "final": final,
+                "untrained": untrained,
                 "best": best[0], "best_episode": best[1], "kept": "best" if selected_best
                 else "final", "seeds": [VALIDATION_SEED + i for i in range(VALIDATION_EPISODES)]}}
     path = stem.with_suffix(".pt")
@@ -129,6 +146,36 @@ def validate(ctrl: Controller, config: OffloadConfig) -> float:
     if OBJECTIVE.get(ctrl.algo) == "delay":
         return -res["mean_effective_delay_s"]
     return res["profit"]
+
+
+def write_curve(path: Path, curve: list[tuple[int, int, float]], untrained: float) -> None:
+    """The validation learning curve as CSV: one row per validation."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("episode", "slot", "score", "untrained"))
+        for episode, slot, score in curve:
+            writer.writerow((episode, slot, round(score, 5), round(untrained, 5)))
+
+
+def plot_curve(curve: list[tuple[int, int, float]], untrained: float, path: Path,
+               title: str) -> None:
+    """Validation score against training slots, the untrained policy's as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([c[1] for c in curve], [c[2] for c in curve], marker="o", ms=3, label="trained")
+    ax.axhline(untrained, color="grey", ls="--", label="untrained")
+    ax.set_xlabel("training slots")
+    ax.set_ylabel(f"validation score ({VALIDATION_EPISODES} episodes)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _zero() -> dict[str, float]:
@@ -159,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--plot-dir", type=Path, default=DEFAULT_PLOTS,
+                    help="where the validation learning curves are drawn")
     ap.add_argument("--acting-only", action="store_true",
                     help="save only what acting needs (no critics/targets): shipped policies")
     args = ap.parse_args(argv)
@@ -169,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     config, name = resolve_config(args.config)
     for algo in algos:
         slots = args.slots or DEFAULT_SLOTS[algo]
-        path = train(algo, config, name, slots, args.seed, args.out, args.quiet)
+        path = train(algo, config, name, slots, args.seed, args.out, args.quiet,
+                     plot_dir=args.plot_dir)
         if args.acting_only:
             strip_checkpoint(path)
         print(f"{algo}: {slots} slots -> {path} (scalars: {path.with_suffix('.csv')})")

@@ -61,10 +61,38 @@ class MuecrsConfig:
     delay_reward_scale: float = 1.0  # reward = -scale x mean effective delay (s)
 
 
+TRAJECTORIES = ("learned", "hover", "centroid")
+
+
+def centroid_velocity(model: OffloadModel) -> npt.NDArray[np.float64]:
+    """(K, 3) the greedy trajectory heuristic: each UAV flies straight towards the bits-weighted
+    centroid of its own users' pending tasks (users whose nearest UAV it is), as far as one
+    slot at full speed allows, at constant height; a UAV with no pending task hovers.  The
+    yardstick a learned trajectory must beat to be worth learning."""
+    k = model.n_uavs
+    weight = model.task_bits * model.task_active
+    own = np.bincount(model.nearest_uav, weights=weight, minlength=k)
+    velocity = np.zeros((k, 3))
+    for axis in (0, 1):
+        moment = np.bincount(model.nearest_uav, weights=weight * model.user_xy[:, axis],
+                             minlength=k)
+        target = np.where(own > 0, moment / np.maximum(own, 1e-12), model.uav_xyz[:, axis])
+        velocity[:, axis] = (target - model.uav_xyz[:, axis]) / model.config.slot_s
+    speed = np.hypot(velocity[:, 0], velocity[:, 1])
+    top = model.config.uav.max_speed_m_s
+    velocity[:, :2] *= np.minimum(1.0, top / np.maximum(speed, 1e-12))[:, None]
+    return velocity
+
+
 class MUECRS:
-    """The MUECRS controller (see the module docstring); a `baselines.Policy` when called."""
+    """The MUECRS controller (see the module docstring); a `baselines.Policy` when called.
+
+    `trajectory` picks who steers the UAVs when acting: the learned DDPG actor ("learned"),
+    nobody ("hover") or `centroid_velocity` ("centroid") - the ablations that show what the
+    trajectory learner adds (controllers.offload.ablation).  Mode decisions are the same."""
 
     algo = "muecrs"
+    trajectory_kind = "learned"
 
     def __init__(self, cfg: MuecrsConfig | None = None, seed: int = 0) -> None:
         self.cfg = cfg = cfg or MuecrsConfig()
@@ -91,6 +119,10 @@ class MUECRS:
     def decide(self, model: OffloadModel, explore: bool = False) -> Decision:
         obs = uav_features(model)
         velocity = self.trajectory.act(obs, explore) * velocity_limits(model)
+        if self.trajectory_kind == "hover":
+            velocity = np.zeros_like(velocity)
+        elif self.trajectory_kind == "centroid":
+            velocity = centroid_velocity(model)
         mode, predicted, feats = self._modes(model, explore)
         self._last = {"obs": obs, "act": velocity / velocity_limits(model), "predicted": predicted,
                       "feats": feats, "mode": mode, "nearest": model.nearest_uav.copy()}

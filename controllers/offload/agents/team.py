@@ -78,10 +78,20 @@ ACT_SIZE = len(PREFERENCES)
 class TeamConfig:
     """Hyper-parameters (assumed; MADDPG paper defaults in LearnerConfig)."""
 
-    # gamma 0: a slot's assignment is paid for within the slot (admission is decided at once)
+    # gamma 0: a slot's assignment is paid for within the slot (admission is decided at once).
+    # Warm-up explores around the untrained (zero-weight) policy, not uniformly over the box,
+    # and the actors' pre-tanh outputs are regularised: see docs/offload-learning.md, where
+    # uniform warm-up and no regulariser left half the actions saturated at +-1 within 1000
+    # updates and validation profit fell from 1054 to 435-502.
     learner: LearnerConfig = field(default_factory=lambda: LearnerConfig(
-        gamma=0.0, noise=0.2, warmup=1000, batch=256, actor_lr=3e-4))
+        gamma=0.0, noise=0.2, warmup=1000, batch=256, actor_lr=3e-4, warmup_uniform=False,
+        action_reg=1e-3))
     reward_scale: float = 0.1  # profit per slot is O(10)
+    # the preference weights are pref_scale x the actor's [-1, 1] output: a single weight of
+    # magnitude 1 costs up to 1473 profit per episode on the default preset (is_satellite),
+    # the useful ones lie within +-0.5 (contention -0.5: +212), so the box is that wide.
+    # Checkpoints written before this field existed load with 1.0, their meaning then.
+    pref_scale: float = 0.5
 
 
 class ClusterState:
@@ -126,6 +136,7 @@ class TeamController:
         for actor in self.team.actors + self.team.actors_t:
             shrink_output(actor.net)  # start near w = 0, hovering: the analytic assignment
         self.clusters = ClusterState(n_clusters, recluster_every)
+        self.pref_scale = cfg.pref_scale
         self._last: dict[str, Any] = {}
 
     @classmethod
@@ -179,7 +190,8 @@ class TeamController:
             in_cluster = c.labels[None, :] == c.labels[model.nearest_uav][:, None]
         feats = pair_features(model, ratio, in_cluster)
         # (U, M): the deciding agent's learned preference for each of its users' modes
-        bias = SCORE_GAIN * np.einsum("ump,up->um", feats[:, :, _PREF_INDEX], act[resp])
+        bias = SCORE_GAIN * self.pref_scale * np.einsum("ump,up->um", feats[:, :, _PREF_INDEX],
+                                                        act[resp])
         mode, _ = self._modes(model, resp, bias)
         hover = np.zeros((model.n_uavs, 3))
         if explore:  # what the same slot would have paid with no preferences (see learn)
@@ -209,7 +221,7 @@ class TeamController:
         with torch.no_grad():
             act = self.team.actors[agent](torch.as_tensor(obs)).numpy()
         feats = pair_features(model, ratio, in_cluster)
-        bias = SCORE_GAIN * feats[:, :, _PREF_INDEX] @ act
+        bias = SCORE_GAIN * self.pref_scale * feats[:, :, _PREF_INDEX] @ act
         mine = resp == agent
         mode, delay = self._modes(model, resp, bias, mine)
         return np.where(mine, mode, -1), np.where(mine, delay, np.nan)
@@ -242,9 +254,11 @@ class TeamController:
         return self.team.update()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.cfg), "n_uavs": self.n_uavs, "clustered": self.clustered,
+        return {"config": {**asdict(self.cfg), "pref_scale": self.pref_scale},
+                "n_uavs": self.n_uavs, "clustered": self.clustered,
                 "n_clusters": self.clusters.n_clusters, "recluster_every": self.clusters.every,
                 "team": self.team.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.team.load_state_dict(state["team"])
+        self.pref_scale = float(state.get("config", {}).get("pref_scale", 1.0))

@@ -46,7 +46,7 @@ class MADDPG:
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         """obs (n_agents, obs_dim) -> actions (n_agents, act_dim) in [-1, 1]."""
         self.steps += explore
-        if explore and self.steps <= self.cfg.warmup:
+        if explore and self.steps <= self.cfg.warmup and self.cfg.warmup_uniform:
             return self.rng.uniform(-1.0, 1.0, (self.n, self.act_dim)).astype(np.float32)
         with torch.no_grad():
             o = torch.as_tensor(obs, dtype=torch.float32)
@@ -71,8 +71,11 @@ class MADDPG:
             loss_c.backward()
             self.opt_c[i].step()
             # the actor's own action from its policy, the others' as stored
-            acts = [a[:, j] if j != i else self.actors[i](o[:, i]) for j in range(self.n)]
+            own, reg = self.actors[i].forward_with_reg(o[:, i])
+            acts = [a[:, j] if j != i else own for j in range(self.n)]
             loss_a = -self.critics[i](flat_o, torch.cat(acts, dim=-1)).mean()
+            if self.cfg.action_reg:
+                loss_a = loss_a + self.cfg.action_reg * reg
             self.opt_a[i].zero_grad()
             loss_a.backward()
             self.opt_a[i].step()

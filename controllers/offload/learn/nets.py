@@ -25,6 +25,14 @@ class LearnerConfig:
     noise: float = 0.2
     hidden: tuple[int, ...] = (64, 64)
     warmup: int = 500  # random actions before learning starts
+    # warm-up actions uniform over the whole box (True), or the untrained policy plus the usual
+    # noise (False): a residual learner that starts from a sound rule should fill its replay
+    # with the neighbourhood of that rule, not with far-off actions the critic then extrapolates
+    warmup_uniform: bool = True
+    # weight of the actors' pre-tanh output squared in their loss (the MADDPG reference code's
+    # 1e-3 regulariser): keeps actions off the saturated box edges a critic's extrapolated
+    # gradient pushes them to
+    action_reg: float = 0.0
 
 
 def mlp(inp: int, out: int, hidden: tuple[int, ...] = (64, 64)) -> nn.Sequential:
@@ -46,6 +54,11 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
+
+    def forward_with_reg(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action and the mean squared pre-tanh output (LearnerConfig.action_reg)."""
+        pre = self.net(obs)
+        return torch.tanh(pre), torch.mean(pre ** 2)
 
 
 class Critic(nn.Module):

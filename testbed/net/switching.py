@@ -72,7 +72,9 @@ class OvsSwitches:
             args += ["--", "add-br", sw.bridge, "--", "set", "bridge", sw.bridge,
                      f"datapath_type={self.datapath}", "protocols=OpenFlow13", "fail_mode=secure",
                      f"other-config:datapath-id={sw.dpid}", "other-config:disable-in-band=true",
-                     "--", "set-controller", sw.bridge, f"tcp:127.0.0.1:{controller_port}"]
+                     "--", "set-controller", sw.bridge, f"tcp:127.0.0.1:{controller_port}",
+                     # a restarted controller is found within a second (default backoff: 8 s)
+                     "--", "set", "controller", sw.bridge, "max_backoff=1000"]
             for port in sw.ports:
                 args += ["--", "add-port", sw.bridge, port.root_name, "--", "set", "Interface",
                          port.root_name, f"ofport_request={port.port_no}"]

@@ -29,7 +29,7 @@ class Captures:
                 f"tcpdump-{ep.link}-{ep.node}",
                 ["tcpdump", "-i", ep.ifname, "-n", "-U", "-Z", "root", "-s", str(cfg.snaplen),
                  "-w", str(pcap)],
-                netns=self.net.plan.namespaces[ep.node],
+                netns=self.net.plan.namespaces[ep.node], watch=True,
                 log=self.sup.log_dir / ep.node / f"tcpdump-{ep.ifname}.log"))
             files.append(pcap)
         return files

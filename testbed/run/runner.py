@@ -25,7 +25,7 @@ from rich.console import Console
 from testbed.hil import report as hil_report
 from testbed.hil.monitor import BoardLost
 from testbed.lifecycle.ledger import Ledger
-from testbed.lifecycle.supervisor import Supervisor
+from testbed.lifecycle.supervisor import ServiceDied, Supervisor
 from testbed.mobility.driver import MobilityDriver
 from testbed.mobility.report import analyse as analyse_mobility
 from testbed.mobility.world import World
@@ -109,6 +109,7 @@ class Run:
         self.hil: HardwareInTheLoop | None = None
         # the run's secret, shared by the boards' agents and the timeline's exec commands
         self.token = secrets.token_hex(16)
+        self.failure: dict[str, Any] | None = None  # the component whose death ended the run
 
     def _phase(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.monotonic() - t0, 3)
@@ -152,6 +153,10 @@ class Run:
             self.console.print(f"[yellow]interrupted ({exc}): tearing down[/]")
         except BoardLost as exc:  # "failed: board <name>", with what was measured kept
             error = str(exc)
+            self.console.print(f"[red]run failed:[/] {error}")
+        except ServiceDied as exc:  # "failed: <component>", with what was measured kept
+            error = f"failed: {exc.component or 'a service'}: {exc}"
+            self.failure = {"component": exc.component, "detected_wall": exc.detected_wall}
             self.console.print(f"[red]run failed:[/] {error}")
         except Exception as exc:  # noqa: BLE001 - any failure is reported, then torn down
             error = f"{type(exc).__name__}: {exc}"
@@ -303,6 +308,10 @@ class Run:
             metrics["metrics_error"] = f"{type(exc).__name__}: {exc}"
         if service_errors:
             metrics["service_errors"] = service_errors
+        if sup.events:
+            metrics["restarts"] = list(sup.events)
+        if self.failure is not None:
+            metrics["failure"] = self.failure
         t = time.monotonic()
         if self.hil is not None:
             detached = None

@@ -136,7 +136,8 @@ class Timeline:
                 env[SOCKET_ENV] = str(net.sdn.api_socket)
             self.sup.start(f"exec-{ev.node}-{ev.at_s:g}", ["sh", "-c", ev.command],
                            netns=net.plan.namespaces[ev.node], log=log, env=env,
-                           cgroup=net.cgroups.get(ev.node))
+                           cgroup=net.cgroups.get(ev.node), critical=ev.restart is not None,
+                           restart=ev.restart or 0)
             return {"log": str(log)}
         raise ValueError(f"unhandled action {a}")
 
@@ -152,6 +153,8 @@ class Timeline:
         net.apply(changes)
         killed = 0
         if not up:
+            # the node is dead: its services are not restarted and do not fail the run
+            self.sup.abandon(net.plan.namespaces[node])
             pids = subprocess.run(["ip", "netns", "pids", net.plan.namespaces[node]],
                                   capture_output=True, text=True).stdout.split()
             for pid in pids:

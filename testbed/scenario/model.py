@@ -358,6 +358,10 @@ class Event(Strict):
     loss_pct: float | None = Field(default=None, ge=0.0, le=100.0)
     position: tuple[float, float, float] | None = None
     command: str | None = None
+    restart: int | None = Field(
+        default=None, ge=1, le=100, description="exec only: the command is a service, started "
+        "again whenever it ends (a crash), up to this many times; after that its end fails the "
+        "run (failed: exec-<node>-<at_s>)")
 
     @model_validator(mode="after")
     def _needs(self) -> Event:
@@ -376,6 +380,8 @@ class Event(Strict):
         missing = [f for f in need[a] if getattr(self, f) is None]
         if missing:
             raise ValueError(f"action {a.value} needs {', '.join(missing)}")
+        if self.restart is not None and a is not EventAction.EXEC:
+            raise ValueError("restart is for exec events only")
         if a is EventAction.SET_LINK and all(
             getattr(self, f) is None for f in ("delay_ms", "rate_mbps", "loss_pct")
         ):

@@ -40,6 +40,9 @@ def topology_json(plan: NetworkPlan, sc: Scenario | None = None) -> dict:
         for sw in plan.switches.values()], "trunks": trunks}
 
 
+RESTARTS = 3  # controller restarts per run before the run fails
+
+
 class SdnController:
     def __init__(self, supervisor: Supervisor, state_dir: Path, netns: str) -> None:
         self.sup = supervisor
@@ -65,7 +68,9 @@ class SdnController:
         if spec.api:
             self.api_socket = self.state_dir / "sdn-api.sock"
             argv += ["--api-socket", str(self.api_socket), "--event-log", str(self.event_log)]
-        self.sup.start("osken", argv, critical=True, netns=self.netns)
+        # restarted if it dies, as systemd would: the switches keep their flows (fail_mode
+        # secure) and reconnect; the apps reinstall their tables when a switch connects
+        self.sup.start("osken", argv, critical=True, netns=self.netns, restart=RESTARTS)
 
     def wait_listening(self, timeout: float = 30.0) -> None:
         """Bridges added before the controller listens back off for up to 8 s: wait first."""

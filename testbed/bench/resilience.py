@@ -17,6 +17,12 @@ counted; and checks the run's folder: a manifest
 that parses, a final status (done, interrupted, failed or killed) and, unless SIGKILLed, the
 metrics written up to the kill.
 
+Then each component is crashed (SIGKILL) in a running scenario, five seconds after time zero:
+ns-3, os-ken, ovs-vswitchd, a tcpdump capture, a payload agent, an autopilot.  The row gives
+how long the runner took to notice (from the kill to the supervisor's detection, both wall
+clock), the outcome (restarted and the run done; the run continued with the capture ended
+early; or `failed: <component>` with its metrics), and the leaks after teardown.
+
     make bench BENCH=resilience [RUNS=30]      -> results/bench/resilience.json
 
 Trials cover every phase x signal pair (15) over the scenario kinds in turn; RUNS beyond 15
@@ -202,6 +208,99 @@ def trial(i: int, kind: str, phase: str, sig: str, rng: random.Random, work: Pat
     return row
 
 
+# component, scenario, the supervisor's name for it (prefix), kill the child of that process
+# (an exec event's `sh -c` runs the agent as its child)
+CRASHES = (("ns-3", "quickstart", "ns3", False),
+           ("os-ken", "quickstart", "osken", False),
+           ("ovs-vswitchd", "quickstart", "ovs-vswitchd", False),
+           ("tcpdump", "quickstart", "tcpdump-", False),
+           ("payload agent", "sagin-offload", "exec-uav1-", True),
+           ("autopilot", "sagin-offload", "autopilot-uav1", False))
+CRASH_AT_S = 5.0
+CRASH_DURATION_S = 25
+
+
+def _ledger_pid(run_id: str, prefix: str) -> int | None:
+    try:
+        data = json.loads((LEDGER_DIR / f"{run_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pids = [p["pid"] for p in data.get("processes", []) if p["name"].startswith(prefix)]
+    return pids[-1] if pids else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def crash(component: str, kind: str, prefix: str, child: bool, work: Path,
+          console: Console) -> dict[str, Any]:
+    """One component SIGKILLed CRASH_AT_S after time zero; how the run noticed and ended."""
+    base = work / f"crash-{prefix.strip('-')}"
+    env = {**os.environ, "SAGIN_RESULTS": str(base)}
+    marker = f"SAGIN_RESULTS={base}".encode()
+    log = (work / f"crash-{prefix.strip('-')}.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", kind, "--duration",
+                             str(CRASH_DURATION_S)], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    t0 = time.monotonic()
+    run_dir, killed_wall, victim = None, None, None
+    while proc.poll() is None and time.monotonic() - t0 < 300:
+        run_dir = _run_dir(base)
+        man = _manifest(run_dir) if run_dir else None
+        if man and man.get("phase") == "running":
+            time.sleep(CRASH_AT_S)
+            pid = _ledger_pid(run_dir.name, prefix)
+            kids = _children(pid) if (pid and child) else []
+            victim = kids[0] if child and kids else (None if child else pid)
+            if victim is not None:
+                killed_wall = time.time()
+                os.kill(victim, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    try:
+        proc.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        subprocess.run([sys.executable, "-m", "testbed", "clean"], cwd=REPO, env=env,
+                       capture_output=True, timeout=180)
+    log.close()
+    run_dir = _run_dir(base)
+    man = _manifest(run_dir) if run_dir else {}
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text()) if run_dir else {}
+    except (OSError, ValueError):
+        metrics = {}
+    events = [e for e in metrics.get("restarts", []) if str(e["component"]).startswith(prefix)]
+    failure = metrics.get("failure") or {}
+    detected = (events[0]["detected_wall"] if events else failure.get("detected_wall"))
+    if killed_wall is None:
+        outcome = "not crashed (process not found)"
+    elif events and events[0]["action"] == "restarted":
+        outcome = f"restarted; run {man.get('status')}"
+    elif events:
+        outcome = f"{events[0]['action']}; run {man.get('status')}"
+    elif failure:
+        outcome = f"failed: {failure.get('component')} (metrics kept: " \
+                  f"{'flows' in metrics or 'measured' in metrics})"
+    else:
+        outcome = f"unnoticed; run {man.get('status')}: {str(man.get('error'))[:80]}"
+    leaks = (leaks_of(run_dir.name, run_dir.name.rsplit("-", 1)[1], marker)
+             if run_dir else {})
+    row = {"component": component, "scenario": kind, "victim_pid": victim,
+           "detected_s": round(detected - killed_wall, 3) if detected and killed_wall else None,
+           "outcome": outcome, "status": man.get("status"), "error": man.get("error"),
+           "leaks": leaks, "leak_count": sum(len(v) for v in leaks.values())}
+    console.print(f"crash {component:<14} {kind:<13} detected in "
+                  f"{row['detected_s'] if row['detected_s'] is not None else '-'} s: {outcome}"
+                  f"; leaks {row['leak_count']}")
+    return row
+
+
 def plan(runs: int, seed: int = 24) -> list[tuple[str, str, str]]:
     """(scenario, phase, signal) per trial: every phase x signal pair, scenarios in turn."""
     rng = random.Random(seed)
@@ -221,6 +320,8 @@ def run(console: Console) -> dict[str, Any]:
     rng = random.Random(2024)
     rows = [trial(i, kind, phase, sig, rng, work, console)
             for i, (kind, phase, sig) in enumerate(plan(runs))]
+    crashes = [crash(*c, work, console) for c in CRASHES] \
+        if os.environ.get("SAGIN_BENCH_CRASHES", "1") != "0" else []
     leaks = sum(r["leak_count"] for r in rows)
     valid = sum(r["folder"]["valid"] for r in rows)
     by: dict[str, dict[str, int]] = {}
@@ -239,7 +340,10 @@ def run(console: Console) -> dict[str, Any]:
            "hung": sum(r["hung"] for r in rows),
            "graceful_exit_s_median": exits[len(exits) // 2] if exits else None,
            "graceful_exit_s_max": exits[-1] if exits else None,
-           "by_signal_and_phase": by, "trials": rows}
+           "by_signal_and_phase": by, "trials": rows, "crashes": crashes,
+           "mobility_driver": "not crashed: a thread of the runner, it ends only with the "
+                              "runner; an exception in it ends the run as failed "
+                              "(MobilityDriver.check)"}
     console.print(f"resilience: {len(rows)} runs killed, leaks {leaks}, valid folders "
                   f"{valid}/{len(rows)}, hung {out['hung']}, graceful exit median "
                   f"{out['graceful_exit_s_median']} s (max {out['graceful_exit_s_max']} s)")

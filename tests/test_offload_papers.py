@@ -176,3 +176,14 @@ def test_claim_check_profit_with_negative_baseline_and_missing_result():
     missing = paper_claim({"maddpg": {"source": "x", "profit": _cell(1.0)}}, "cmaddpg")
     assert missing["status"] == "n/a"
     assert paper_claim_lines(missing) == ["cmaddpg: claim not checked (no result for cmaddpg)"]
+
+
+def test_ablations_change_one_field_of_the_paper_presets():
+    from controllers.offload.paper_ablations import variants
+
+    v = variants()
+    m = list(v["muecrs"].values())
+    assert m[0] == OffloadConfig.muecrs_paper()
+    assert m[1].uav.start == "uniform" and not m[1].satellite.enabled
+    assert m[2].satellite.enabled and m[2].cloud.enabled and m[2].uav.start == "corner"
+    assert [c.n_clusters for c in v["cmaddpg"].values()] == [1, 2, 4, 8]

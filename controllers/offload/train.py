@@ -42,7 +42,7 @@ from controllers.offload.baselines import evaluate
 from controllers.offload.config import OffloadConfig, load_config
 from controllers.offload.model import OffloadModel, jain_index
 
-DEFAULT_SLOTS = {"muecrs": 30_000, "cmaddpg": 20_000, "maddpg": 20_000, "ddpg": 30_000}
+DEFAULT_SLOTS = {"muecrs": 30_000, "cmaddpg": 12_000, "maddpg": 20_000, "ddpg": 30_000}
 DEFAULT_OUT = Path("results/offload/policies")
 DEFAULT_PLOTS = Path("results/offload/learning")
 VALIDATION_SEED = 5_000  # training episodes use seed, seed+1, ...; evaluation 10_000 on

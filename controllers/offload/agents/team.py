@@ -80,12 +80,13 @@ class TeamConfig:
 
     # gamma 0: a slot's assignment is paid for within the slot (admission is decided at once).
     # Warm-up explores around the untrained (zero-weight) policy, not uniformly over the box,
-    # and the actors' pre-tanh outputs are regularised: see docs/offload-learning.md, where
-    # uniform warm-up and no regulariser left half the actions saturated at +-1 within 1000
-    # updates and validation profit fell from 1054 to 435-502.
+    # and the actors' pre-tanh outputs are regularised (0.02: with the reference code's 1e-3
+    # half the actions still sat at the box edges and validation never beat the untrained
+    # policy; see docs/offload-learning.md, where uniform warm-up and no regulariser left half
+    # the actions saturated at +-1 within 1000 updates and validation fell from 1054 to 435).
     learner: LearnerConfig = field(default_factory=lambda: LearnerConfig(
         gamma=0.0, noise=0.2, warmup=1000, batch=256, actor_lr=3e-4, warmup_uniform=False,
-        action_reg=1e-3))
+        action_reg=0.02))
     reward_scale: float = 0.1  # profit per slot is O(10)
     # the preference weights are pref_scale x the actor's [-1, 1] output: a single weight of
     # magnitude 1 costs up to 1473 profit per episode on the default preset (is_satellite),

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from controllers.offload.agents import ALGORITHMS, Controller, make_controller, save_checkpoint
 from controllers.offload.agents.base import strip_checkpoint
 from controllers.offload.baselines import evaluate
-from controllers.offload.config import OffloadConfig, load_config
+from controllers.offload.config import PRESETS, OffloadConfig, load_config
 from controllers.offload.model import OffloadModel, jain_index
 
 DEFAULT_SLOTS = {"muecrs": 30_000, "cmaddpg": 12_000, "maddpg": 20_000, "ddpg": 30_000}
@@ -58,12 +58,13 @@ SCALARS = ("episode", "slot", "profit", "mean_effective_delay_s", "mean_delay_s"
 
 
 def resolve_config(name: str) -> tuple[OffloadConfig, str]:
-    """'default', 'large' or a JSON/YAML file -> (config, short name for file names)."""
-    if name in ("default", "large"):
-        return getattr(OffloadConfig, name)(), name
+    """A preset name (default, large, muecrs-paper, cmaddpg-paper) or a JSON/YAML file ->
+    (config, short name for file names)."""
+    if name in PRESETS:
+        return PRESETS[name](), name
     path = Path(name)
     if not path.is_file():
-        raise SystemExit(f"--config {name}: neither a preset (default, large) nor a file")
+        raise SystemExit(f"--config {name}: neither a preset ({', '.join(PRESETS)}) nor a file")
     try:
         return load_config(path), path.stem
     except (ValueError, OSError) as exc:

@@ -249,7 +249,8 @@ def test_eval_variables_become_the_evals_flags() -> None:
 
     assert eval_argv("offload", ["SEEDS=3", "CONFIG=a b.yaml", "--", "--no-sweeps"]) == [
         "--seeds", "3", "--config", "a b.yaml", "--no-sweeps"]
-    with pytest.raises(SystemExit, match="eval cpn takes ALGOS, INSTANCE, PAPER_LOADS, PRESETS, SEEDS"):
+    with pytest.raises(SystemExit,
+                       match="eval cpn takes ALGOS, INSTANCE, PAPER_LOADS, PRESETS, SEEDS"):
         eval_argv("cpn", ["CONFIG=x"])
     with pytest.raises(SystemExit, match="no eval named 'nope'"):
         eval_argv("nope", [])

@@ -8,9 +8,11 @@ becomes an entry with an `error` sentence instead of stopping the analysis.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -50,6 +52,19 @@ SERIES_KEYS = ("throughput", "rtt_series_ms")
 RTT_COLS = ["capture", "flow", "t_s", "rtt_ms"]
 OWD_COLS = ["from", "to", "t_s", "delay_ms"]
 ACK_COLS = ["capture", "t_s", "sysid", "command", "latency_ms"]
+
+
+def die_with(parent: int) -> None:
+    """A pool worker ends when the process that made it does: a runner SIGKILLed during its
+    analysis would otherwise leave its workers waiting on the call queue forever (found by
+    `make bench BENCH=resilience`).  PR_SET_PDEATHSIG, then a check that the parent did not
+    die before it took effect."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def analyze_pcap(path: str | Path, out: str | Path | None = None, bin_s: float = 1.0,
@@ -132,7 +147,8 @@ def analyze_captures(pcaps: list[Path], pairs: list[tuple[Path, Path]], bin_s: f
             finish(tag, fn(*args))
     else:
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                                 initializer=die_with, initargs=(os.getpid(),)) as pool:
             futs: dict[Future, tuple] = {pool.submit(fn, *args): tag for _, fn, args, tag in jobs}
             for fut in as_completed(futs):
                 tag = futs[fut]

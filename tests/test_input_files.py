@@ -180,3 +180,40 @@ def test_files_named_by_a_scenario_stay_in_its_folder(tmp_path: Path) -> None:
     (tmp_path / "link.csv").symlink_to("/etc/hostname")
     with pytest.raises(ScenarioError, match="leads outside"):
         World.build(parse(scenario({"model": "trace", "file": "link.csv"}), source), source)
+
+
+# ---- experiment files: the offload config and the CPN instance (JSON and YAML) ---------------
+
+JSONS: dict[str, tuple[bytes, str]] = {
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "deep-ok-for-json": (b"{\"a\": " + b"[" * 60 + b"]" * 60 + b"}", "nested deeper than 40"),
+    "nan": (b'{"n_users": NaN}', "not a finite number"),
+    "overflow": (b'{"n_users": 1e400}', "not a finite number"),
+    "binary": (b'{"a": 1}\x00', "binary file"),
+    "latin1": ('{"a": "caf\u00e9"}'.encode("latin-1"), "not UTF-8"),
+    "syntax": (b'{"a": 1,}', "line 1, column 9"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JSONS))
+def test_malformed_experiment_files_are_named_problems(tmp_path: Path, case: str) -> None:
+    from controllers.cpn.instances import InstanceError, load_instance
+    from controllers.offload.config import load_config
+
+    raw, expect = JSONS[case]
+    path = tmp_path / "x.json"
+    path.write_bytes(raw)
+    with pytest.raises(InstanceError, match=expect) as err:
+        load_instance(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(ValueError, match=expect):
+        load_config(path)
+
+
+def test_absurd_counts_are_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    from controllers.offload.config import load_config
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("n_users: 1000000000\n")
+    with pytest.raises(ValueError, match="less than or equal to 10000"):
+        load_config(path)

@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controllers.cpn.model import Infrastructure, ServiceRequest, VirtualLink
+from testbed.scenario.files import FileProblem, read_json
 
 FORMAT = "sagin-cpn-instance"
 VERSION = 1
@@ -536,15 +537,18 @@ def save_instance(instance: Instance, path: str | Path) -> Path:
     return path
 
 
+MAX_INSTANCE_BYTES = 64 << 20  # 10^4 requests of 10 components are ~10 MB of JSON
+
+
 def load_instance(path: str | Path) -> Instance:
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, max_bytes=MAX_INSTANCE_BYTES)
     except OSError as exc:
         raise InstanceError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InstanceError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                            f"{exc.msg})") from None
+    except FileProblem as exc:
+        where = f" ({exc.where})" if exc.where else ""
+        raise InstanceError(f"{path}{where}: {exc.message}; {exc.fix}") from None
     return instance_from_dict(data, str(path))
 
 

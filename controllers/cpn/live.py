@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.cpn.instances import PRESETS, Instance, generate_requests
@@ -47,6 +46,7 @@ from controllers.cpn.online import simulate
 from controllers.cpn.sdn.api import ApiClient, ApiError
 from controllers.cpn.sdn.plan import HOP_COST_MS
 from controllers.cpn.traces import arrivals, first_after, outage
+from testbed.scenario.experiment import load_model
 
 VIP_PORT_BASE = 8000
 INSTANCE_PORTS = range(9000, 9064)  # what controllers.cpn.endpoint serves by default
@@ -86,8 +86,9 @@ class LiveConfig(_Strict):
 
 
 def load_config(path: Path) -> LiveConfig:
-    data = yaml.safe_load(path.read_text()) or {}
-    cfg = LiveConfig.model_validate(data)
+    """The bounded reader (size, encoding, depth, finite numbers) and the model's validation;
+    every problem names the file and the field."""
+    cfg = load_model(path, LiveConfig, SystemExit, "LiveConfig in controllers/cpn/live.py")
     for name in [cfg.algorithm, *cfg.compare]:
         if name not in MAPPERS:
             raise SystemExit(f"{path}: algorithm {name!r} is unknown; use one of "

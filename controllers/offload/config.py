@@ -35,6 +35,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from testbed.channels.config import A2GSpec, RateSpec, SatelliteSpec
+from testbed.scenario.files import FileProblem, read_json, read_yaml
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -172,10 +173,10 @@ class OffloadConfig(BaseModel):
     model_config = _FROZEN
 
     area_m: Positive = 1000.0  # side of the square service area, assumed (1 km^2 is common)
-    n_users: int = Field(20, ge=1)
-    n_uavs: int = Field(4, ge=1)
+    n_users: int = Field(20, ge=1, le=10_000)  # bounds: a typo'd 10^9 is refused, not allocated
+    n_uavs: int = Field(4, ge=1, le=1_000)
     slot_s: Positive = 1.0  # decision slot, assumed
-    episode_slots: int = Field(200, ge=1)  # assumed
+    episode_slots: int = Field(200, ge=1, le=10_000_000)  # assumed
     n_clusters: int = Field(2, ge=1)  # CMADDPG UAV clusters formed by the satellite, assumed
     recluster_every: int = Field(10, ge=1)  # slots between re-clusterings, assumed
     users: UserConfig = UserConfig()
@@ -272,11 +273,12 @@ PAPER_PRESETS = {"muecrs": "muecrs-paper", "cmaddpg": "cmaddpg-paper"}
 def load_config(path: str | Path) -> OffloadConfig:
     """Read a config from .json, .yaml or .yml (see the module docstring for the format)."""
     path = Path(path)
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        data: Any = yaml.safe_load(text)
-        return OffloadConfig.model_validate(data or {})
-    return OffloadConfig.model_validate_json(text)
+    try:
+        data: Any = (read_yaml(path) if path.suffix in (".yaml", ".yml") else read_json(path))
+    except FileProblem as exc:  # a ValueError, worded with where and the fix
+        where = f" ({exc.where})" if exc.where else ""
+        raise ValueError(f"{where.strip()} {exc.message}; {exc.fix}".strip()) from None
+    return OffloadConfig.model_validate(data or {})
 
 
 def save_config(config: OffloadConfig, path: str | Path) -> None:

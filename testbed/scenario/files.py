@@ -10,6 +10,7 @@ infinity parse as floats and would slip through range checks such as `delay_ms >
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -106,6 +107,29 @@ def read_yaml(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
                           "check indentation and quoting") from None
     _check(data, max_depth)
     return data
+
+
+def read_json(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """read_yaml's bounds for a JSON file: size, NUL, UTF-8, depth (json's decoder recurses
+    too), finite numbers (NaN and Infinity are no JSON, though Python's decoder takes them)."""
+    text = read_text(path, max_bytes, kind="JSON")
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise FileProblem("", "nested too deeply for the JSON parser",
+                          f"keep nesting under {max_depth} levels") from None
+    except json.JSONDecodeError as exc:
+        raise FileProblem(f"line {exc.lineno}, column {exc.colno}",
+                          f"not valid JSON: {exc.msg}", "check brackets, commas and quotes"
+                          ) from None
+    except ValueError as exc:  # a NaN / Infinity literal
+        raise FileProblem("", str(exc), "give a number") from None
+    _check(data, max_depth)
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number (and not JSON)")
 
 
 def read_or_raise(path: Path, error: type[ScenarioError]) -> Any:

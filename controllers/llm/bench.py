@@ -157,15 +157,38 @@ def configs(devset: str, rtt_ms: float) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------ outer loop (root)
 
+def agent_argv(node: str, speed: float, token_file: Path, *extra: str) -> list[str]:
+    """A shard-hosting payload agent on the bench's port (this bench's and llm-paper's)."""
+    return [sys.executable, "-m", "payloads.agent", "--node", node, "--cpu-hz", "1e9",
+            "--port", str(PORT), "--token-file", str(token_file), "--llm",
+            "--llm-speed", str(speed), *extra]
+
+
+def token_file_of(emu: Any) -> Path:
+    """The run's token where the agents and the driver read it (owner-only)."""
+    path = emu.run_dir / "llm-token"
+    path.write_text(emu.token)
+    path.chmod(0o600)
+    return path
+
+
+def drive(emu: Any, module: str, spec: dict[str, Any], spec_file: Path,
+          what: str) -> dict[str, Any]:
+    """Run `module --driver spec_file` inside the hub (the driver talks to the agents over the
+    emulated links) and return the JSON its last line prints."""
+    spec_file.write_text(json.dumps(spec))
+    res = emu.run("hub", [sys.executable, "-m", module, "--driver", str(spec_file)],
+                  timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(f"driver failed ({what}): {res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def _start_agents(emu: Any, devset: dict[str, Any], token_file: Path) -> list[Any]:
     procs = []
     for node, d in devset.items():
-        argv = [sys.executable, "-m", "payloads.agent", "--node", node, "--cpu-hz", "1e9",
-                "--port", str(PORT), "--token-file", str(token_file), "--llm",
-                "--llm-speed", str(d["speed"])]
-        if d.get("mem_mb"):
-            argv += ["--llm-mem-mb", str(d["mem_mb"])]
-        procs.append(emu.popen(node, argv))
+        mem = ["--llm-mem-mb", str(d["mem_mb"])] if d.get("mem_mb") else []
+        procs.append(emu.popen(node, agent_argv(node, d["speed"], token_file, *mem)))
     return procs
 
 
@@ -189,9 +212,7 @@ def run(console: Console) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     t_all = time.monotonic()
     with emulated(sc) as emu:
-        token_file = emu.run_dir / "llm-token"
-        token_file.write_text(emu.token)
-        token_file.chmod(0o600)
+        token_file = token_file_of(emu)
         for set_name, devset in (("heterogeneous", HETEROGENEOUS),
                                  ("homogeneous", HOMOGENEOUS)):
             agents = _start_agents(emu, devset, token_file)
@@ -201,16 +222,11 @@ def run(console: Console) -> dict[str, Any]:
                                    for i in range(1, 6)])
                     spec = {"set": set_name, "rtt_ms": rtt, "nodes": list(devset),
                             "configs": configs(set_name, rtt), "token_file": str(token_file)}
-                    spec_file = emu.run_dir / f"llm-spec-{set_name}-{rtt:g}.json"
-                    spec_file.write_text(json.dumps(spec))
                     console.print(f"[bold]llm[/] {set_name}, RTT {rtt:g} ms: "
                                   f"{len(spec['configs'])} configurations")
-                    res = emu.run("hub", [sys.executable, "-m", "controllers.llm.bench",
-                                          "--driver", str(spec_file)], timeout=900)
-                    if res.returncode != 0:
-                        raise RuntimeError(f"driver failed ({set_name}, RTT {rtt}): "
-                                           f"{res.stderr[-2000:]}")
-                    got = json.loads(res.stdout.strip().splitlines()[-1])
+                    got = drive(emu, "controllers.llm.bench", spec,
+                                emu.run_dir / f"llm-spec-{set_name}-{rtt:g}.json",
+                                f"{set_name}, RTT {rtt}")
                     rows += got["rows"]
                     extra[f"{set_name}/{rtt:g}"] = {k: got[k] for k in (
                         "profiles", "probe_rtt_ms", "model_crossover_rtt_ms") if k in got}

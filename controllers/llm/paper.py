@@ -42,7 +42,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-PORT = 7700
+from controllers.llm.bench import PORT
+
 PROMPT = "What is the capital of France?"
 NEW_TOKENS = 8
 N_NODES = 4
@@ -174,19 +175,19 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------ outer loop (root)
 
 def _start_agents(emu: Any, token_file: Path, disk_mb_s: float) -> list[Any]:
+    from controllers.llm.bench import agent_argv
+
     procs = []
     for i in range(1, N_NODES + 1):
         mem = LAYER_MEM_MB + (EMBED_HEAD_MB if i == 1 else 0)
-        argv = [sys.executable, "-m", "payloads.agent", "--node", f"n{i}", "--cpu-hz", "1e9",
-                "--port", str(PORT), "--token-file", str(token_file), "--llm",
-                "--llm-speed", str(SPEED), "--llm-mem-mb", str(mem), "--llm-offload",
-                "--llm-disk-mb-s", str(disk_mb_s)]
-        procs.append(emu.popen(f"n{i}", argv))
+        procs.append(emu.popen(f"n{i}", agent_argv(
+            f"n{i}", SPEED, token_file, "--llm-mem-mb", str(mem), "--llm-offload",
+            "--llm-disk-mb-s", str(disk_mb_s))))
     return procs
 
 
 def run(console: Console) -> dict[str, Any]:
-    from controllers.llm.bench import _stop
+    from controllers.llm.bench import _stop, drive, token_file_of
     from testbed.engines.base import Change
     from testbed.run.harness import emulated
     from testbed.scenario import parse
@@ -196,9 +197,7 @@ def run(console: Console) -> dict[str, Any]:
     measured: dict[str, Any] = {}
     t_all = time.monotonic()
     with emulated(sc) as emu:
-        token_file = emu.run_dir / "llm-token"
-        token_file.write_text(emu.token)
-        token_file.chmod(0o600)
+        token_file = token_file_of(emu)
         for disk in dict.fromkeys(d for _, d, _ in SETTINGS):
             agents = _start_agents(emu, token_file, disk)
             try:
@@ -210,16 +209,11 @@ def run(console: Console) -> dict[str, Any]:
                     spec = {"rtt_ms": rtt, "disk_mb_s": disk, "methods": list(methods),
                             "nodes": [f"n{i}" for i in range(1, N_NODES + 1)],
                             "token_file": str(token_file)}
-                    spec_file = emu.run_dir / f"llm-paper-{rtt:g}-{disk:g}.json"
-                    spec_file.write_text(json.dumps(spec))
                     console.print(f"[bold]llm-paper[/] RTT {rtt:g} ms, disk {disk:g} MB/s: "
                                   f"{', '.join(methods)}")
-                    res = emu.run("hub", [sys.executable, "-m", "controllers.llm.paper",
-                                          "--driver", str(spec_file)], timeout=900)
-                    if res.returncode != 0:
-                        raise RuntimeError(f"driver failed (RTT {rtt}, disk {disk}): "
-                                           f"{res.stderr[-2000:]}")
-                    got = json.loads(res.stdout.strip().splitlines()[-1])
+                    got = drive(emu, "controllers.llm.paper", spec,
+                                emu.run_dir / f"llm-paper-{rtt:g}-{disk:g}.json",
+                                f"RTT {rtt}, disk {disk}")
                     rows += got["rows"]
                     measured[f"{rtt:g}ms/{disk:g}MBs"] = {k: got[k] for k in (
                         "profiles", "probe_rtt_ms", "probe_mbps")}

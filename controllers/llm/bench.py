@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,38 +65,61 @@ def scenario() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ driver (in the hub)
 
-async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
-    from controllers.llm.experiment import (
-        devices_from_profiles,
-        links_from_probe,
-        model_shape,
-        plan_for,
-        serve,
-    )
+@dataclass
+class Driver:
+    """What both LLM benches' drivers start from: the cluster of agents, their measured
+    profiles and links, the prompt and its single-device reference output."""
+
+    cluster: Any
+    out: dict[str, Any]
+    devices: list[Any]
+    links: Any
+    shape: Any
+    ids: list[int]
+    eos: int
+    ref: list[int]
+
+
+async def start_driver(spec: dict[str, Any], prompt: str, new_tokens: int,
+                       step_timeout_s: float) -> Driver:
+    """Connect to the spec's agents, profile them and probe the links (recorded in `out`),
+    and compute the reference; the caller closes `cluster`."""
+    from controllers.llm.experiment import devices_from_profiles, links_from_probe, model_shape
     from payloads.llm.cluster import NodeAddr, ShardCluster
     from payloads.llm.model import load_config
     from payloads.llm.runtime import generate_local
     from payloads.llm.tokenizer import load_tokenizer
 
     token = Path(spec["token_file"]).read_text().strip()
-    names = list(spec["nodes"])
-    cluster = ShardCluster([NodeAddr(n, n, PORT) for n in names], token, timeout=300,
-                           step_timeout_s=60)
-    out: dict[str, Any] = {"rows": []}
+    cluster = ShardCluster([NodeAddr(n, n, PORT) for n in spec["nodes"]], token, timeout=300,
+                           step_timeout_s=step_timeout_s)
     try:
         await cluster.wait_ready(60)
         profiles = await cluster.profile()
         probe = await cluster.probe(count=3, bulk_bytes=64 * 1024)
-        out |= {"profiles": {n: {k: p[k] for k in ("layer_ms", "head_ms", "speed")}
-                             for n, p in profiles.items()},
-                "probe_rtt_ms": {a: {b: m.get("rtt_ms") for b, m in peers.items()}
-                                 for a, peers in probe.items()}}
-        devices = devices_from_profiles(profiles)
-        links = links_from_probe(probe)
-        shape = model_shape()
-        ids = load_tokenizer().encode_chat([{"role": "user", "content": PROMPT}])
-        eos = load_config().eos_id
-        ref = generate_local(None, ids, NEW_TOKENS)
+        out: dict[str, Any] = {"rows": [], "profiles": {
+            n: {k: p.get(k) for k in ("layer_ms", "head_ms", "speed", "disk_ms_per_layer",
+                                      "mem_limit_bytes")} for n, p in profiles.items()},
+            "probe_rtt_ms": {a: {b: m.get("rtt_ms") for b, m in peers.items()}
+                             for a, peers in probe.items()},
+            "probe_mbps": {a: {b: m.get("mbps") for b, m in peers.items()}
+                           for a, peers in probe.items()}}
+        ids = load_tokenizer().encode_chat([{"role": "user", "content": prompt}])
+        return Driver(cluster, out, devices_from_profiles(profiles), links_from_probe(probe),
+                      model_shape(), ids, load_config().eos_id,
+                      generate_local(None, ids, new_tokens))
+    except BaseException:
+        await cluster.close()
+        raise
+
+
+async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
+    from controllers.llm.experiment import plan_for, serve
+
+    drv = await start_driver(spec, PROMPT, NEW_TOKENS, step_timeout_s=60)
+    cluster, out, devices, links, shape = drv.cluster, drv.out, drv.devices, drv.links, drv.shape
+    ids, eos, ref = drv.ids, drv.eos, drv.ref
+    try:
         if spec["set"] == "homogeneous":
             out["model_crossover_rtt_ms"] = model_crossover(devices, shape)
         for cfg in spec["configs"]:

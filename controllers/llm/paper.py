@@ -42,8 +42,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from controllers.llm.bench import PORT
-
 PROMPT = "What is the capital of France?"
 NEW_TOKENS = 8
 N_NODES = 4
@@ -94,42 +92,15 @@ def even_stages(names: list[str], n_layers: int) -> list[tuple[str, int, int]]:
 async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     from dataclasses import replace
 
-    from controllers.llm.experiment import (
-        MethodPlan,
-        devices_from_profiles,
-        links_from_probe,
-        model_shape,
-        plan_for,
-        serve,
-    )
-    from payloads.llm.cluster import NodeAddr, ShardCluster
-    from payloads.llm.model import load_config
-    from payloads.llm.runtime import generate_local
-    from payloads.llm.tokenizer import load_tokenizer
+    from controllers.llm.bench import start_driver
+    from controllers.llm.experiment import MethodPlan, plan_for, serve
 
-    token = Path(spec["token_file"]).read_text().strip()
     names = list(spec["nodes"])
     master = names[0]
-    cluster = ShardCluster([NodeAddr(n, n, PORT) for n in names], token, timeout=300,
-                           step_timeout_s=120)
-    out: dict[str, Any] = {"rows": []}
+    drv = await start_driver(spec, PROMPT, NEW_TOKENS, step_timeout_s=120)
+    cluster, out, devices, links, shape = drv.cluster, drv.out, drv.devices, drv.links, drv.shape
+    ids, eos, ref = drv.ids, drv.eos, drv.ref
     try:
-        await cluster.wait_ready(60)
-        profiles = await cluster.profile()
-        probe = await cluster.probe(count=3, bulk_bytes=64 * 1024)
-        out["profiles"] = {n: {k: p.get(k) for k in ("layer_ms", "head_ms", "speed",
-                                                     "disk_ms_per_layer", "mem_limit_bytes")}
-                           for n, p in profiles.items()}
-        out["probe_rtt_ms"] = {a: {b: m.get("rtt_ms") for b, m in peers.items()}
-                               for a, peers in probe.items()}
-        out["probe_mbps"] = {a: {b: m.get("mbps") for b, m in peers.items()}
-                             for a, peers in probe.items()}
-        devices = devices_from_profiles(profiles)
-        links = links_from_probe(probe)
-        shape = model_shape()
-        ids = load_tokenizer().encode_chat([{"role": "user", "content": PROMPT}])
-        eos = load_config().eos_id
-        ref = generate_local(None, ids, NEW_TOKENS)
         for method in spec["methods"]:
             if method in ("tpi", "tpi-noprefetch"):
                 opts = TPI if method == "tpi" else BLOCKING

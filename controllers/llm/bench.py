@@ -365,15 +365,20 @@ def plot(rows: list[dict[str, Any]]) -> bytes | None:
     return buf.getvalue()
 
 
-def main(argv: list[str]) -> int:
+def driver_main(argv: list[str], drive: Any, module: str, bench: str) -> int:
+    """`python -m <module> --driver SPEC.json`: what `drive` returns, as the last line."""
     if len(argv) == 2 and argv[0] == "--driver":
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         spec = json.loads(Path(argv[1]).read_text())
-        print(json.dumps(asyncio.run(_drive(spec))))
+        print(json.dumps(asyncio.run(drive(spec))))
         return 0
-    print("usage: python -m controllers.llm.bench --driver SPEC.json (run by `make bench "
-          "BENCH=llm`)", file=sys.stderr)
+    print(f"usage: python -m {module} --driver SPEC.json (run by `make bench BENCH={bench}`)",
+          file=sys.stderr)
     return 2
+
+
+def main(argv: list[str]) -> int:
+    return driver_main(argv, _drive, "controllers.llm.bench", "llm")
 
 
 if __name__ == "__main__":

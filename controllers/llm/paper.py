@@ -31,9 +31,7 @@ results/bench/llm-paper.json and prints each claim as three lines and a verdict.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -346,14 +344,9 @@ def _f(v: Any, nd: int = 1) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "--driver":
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        spec = json.loads(Path(argv[1]).read_text())
-        print(json.dumps(asyncio.run(_drive(spec))))
-        return 0
-    print("usage: python -m controllers.llm.paper --driver SPEC.json (run by `make bench "
-          "BENCH=llm-paper`)", file=sys.stderr)
-    return 2
+    from controllers.llm.bench import driver_main
+
+    return driver_main(argv, _drive, "controllers.llm.paper", "llm-paper")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from controllers.cpn.sdn.api import MAX_BODY_BYTES, ApiClient, ApiError, ApiServer
 from controllers.cpn.sdn.plan import Fabric, LinkGraph, Service, ServiceSpec, route_service
 from tests.test_cpn_sdn import ring_links, ring_topology
+from tests.test_payload_agent import TOKEN as AGENT_TOKEN
+from tests.test_payload_agent import with_agent
 
 pytestmark = pytest.mark.unit
 
@@ -263,7 +265,6 @@ def test_mavlink_commands_with_any_values_leave_the_vehicle_sane(msgs: list[Any]
 
 # ---- the payload agent (tasks and LLM shards share its port) ------------------------------
 
-AGENT_TOKEN = "fuzz-token"
 
 
 def _agent_frames() -> st.SearchStrategy[bytes]:
@@ -289,19 +290,7 @@ def _agent_frames() -> st.SearchStrategy[bytes]:
 
 
 def _with_agent(fn: Any) -> Any:
-    import asyncio
-
-    from payloads.agent import PayloadAgent
-
-    async def main() -> Any:
-        agent = PayloadAgent("uav1", 1e9, AGENT_TOKEN, max_connections=8, header_stall_s=0.5)
-        await agent.start("127.0.0.1", 0)
-        try:
-            return await fn(agent)
-        finally:
-            await agent.close()
-
-    return asyncio.run(main())
+    return with_agent(fn, max_connections=8, header_stall_s=0.5)
 
 
 @settings(max_examples=12, deadline=None,

@@ -51,15 +51,18 @@ HETEROGENEOUS = {
 }
 
 
-def scenario() -> dict[str, Any]:
+def scenario(n_nodes: int = 5, rtt_ms: float = RTTS_MS[0],
+             name: str = "bench-llm") -> dict[str, Any]:
+    """A hub (the driver) and `n_nodes` shard nodes, each on its own 1000 Mbit/s link, so a
+    node-to-node RTT is four link delays (also llm-paper's network)."""
     nodes: dict[str, Any] = {"hub": {"kind": "ground_station"}}
     links = []
-    for i in range(1, 6):
+    for i in range(1, n_nodes + 1):
         nodes[f"n{i}"] = {"kind": "edge_server"}
         links.append({"name": f"l{i}", "kind": "wired", "medium": "p2p",
-                      "endpoints": ["hub", f"n{i}"], "delay_ms": RTTS_MS[0] / 4,
+                      "endpoints": ["hub", f"n{i}"], "delay_ms": rtt_ms / 4,
                       "rate_mbps": 1000})
-    return {"name": "bench-llm", "seed": 1, "duration_s": 3600, "nodes": nodes,
+    return {"name": name, "seed": 1, "duration_s": 3600, "nodes": nodes,
             "links": links, "capture": {"enabled": False}}
 
 
@@ -216,7 +219,7 @@ def _start_agents(emu: Any, devset: dict[str, Any], token_file: Path) -> list[An
     return procs
 
 
-def _stop(procs: list[Any]) -> None:
+def stop_agents(procs: list[Any]) -> None:
     for p in procs:
         p.terminate()
     for p in procs:
@@ -255,7 +258,7 @@ def run(console: Console) -> dict[str, Any]:
                     extra[f"{set_name}/{rtt:g}"] = {k: got[k] for k in (
                         "profiles", "probe_rtt_ms", "model_crossover_rtt_ms") if k in got}
             finally:
-                _stop(agents)
+                stop_agents(agents)
     result = {"rows": rows, "measured": extra, "wall_s": round(time.monotonic() - t_all, 1),
               "devices": {"homogeneous": HOMOGENEOUS, "heterogeneous": HETEROGENEOUS},
               "prompt": PROMPT, "new_tokens": NEW_TOKENS}

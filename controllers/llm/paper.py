@@ -64,25 +64,9 @@ BLOCKING = {"window": 1, "prefetch": False}
 
 
 def scenario() -> dict[str, Any]:
-    nodes: dict[str, Any] = {"hub": {"kind": "ground_station"}}
-    links = []
-    for i in range(1, N_NODES + 1):
-        nodes[f"n{i}"] = {"kind": "edge_server"}
-        links.append({"name": f"l{i}", "kind": "wired", "medium": "p2p",
-                      "endpoints": ["hub", f"n{i}"], "delay_ms": SETTINGS[0][0] / 4,
-                      "rate_mbps": 1000})
-    return {"name": "bench-llm-paper", "seed": 1, "duration_s": 3600, "nodes": nodes,
-            "links": links, "capture": {"enabled": False}}
+    from controllers.llm.bench import scenario as star
 
-
-def even_stages(names: list[str], n_layers: int) -> list[tuple[str, int, int]]:
-    """Contiguous windows as equal as possible, in node order (Accelerate's balanced map)."""
-    out, start = [], 0
-    for k, n in enumerate(names):
-        size = n_layers // len(names) + (k < n_layers % len(names))
-        out.append((n, start, start + size))
-        start += size
-    return out
+    return star(N_NODES, SETTINGS[0][0], "bench-llm-paper")
 
 
 # ------------------------------------------------------------------------ driver (in the hub)
@@ -90,6 +74,7 @@ def even_stages(names: list[str], n_layers: int) -> list[tuple[str, int, int]]:
 async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     from dataclasses import replace
 
+    from controllers.llm.assign import even_split
     from controllers.llm.bench import start_driver
     from controllers.llm.experiment import MethodPlan, plan_for, serve
 
@@ -110,7 +95,10 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
                 plan.method = method
             elif method == "accelerate":
                 plan = MethodPlan(method, "pipeline", master,
-                                  stages=even_stages(names, shape.n_layers),
+                                  # the even split's stages, used whether or not
+                                  # they fit: Accelerate streams what does not
+                                  stages=list(even_split(devices, shape, links,
+                                                         master=master).stages()),
                                   options=dict(BLOCKING))
             elif method == "transformers":
                 plan = MethodPlan(method, "pipeline", master,
@@ -156,7 +144,7 @@ def _start_agents(emu: Any, token_file: Path, disk_mb_s: float) -> list[Any]:
 
 
 def run(console: Console) -> dict[str, Any]:
-    from controllers.llm.bench import _stop, drive, token_file_of
+    from controllers.llm.bench import drive, stop_agents, token_file_of
     from testbed.engines.base import Change
     from testbed.run.harness import emulated
     from testbed.scenario import parse
@@ -187,7 +175,7 @@ def run(console: Console) -> dict[str, Any]:
                     measured[f"{rtt:g}ms/{disk:g}MBs"] = {k: got[k] for k in (
                         "profiles", "probe_rtt_ms", "probe_mbps")}
             finally:
-                _stop(agents)
+                stop_agents(agents)
     result: dict[str, Any] = {
         "rows": rows, "measured": measured, "wall_s": round(time.monotonic() - t_all, 1),
         "setup": {"nodes": N_NODES, "speed": SPEED, "layer_mem_mb": LAYER_MEM_MB,

@@ -192,10 +192,9 @@ class Run:
                 if p.get("capped"):
                     self.console.print(f"[yellow]profile {p['profile']} on {node} is capped:[/] "
                                        f"{p['reason']}")
-        write_json(self.run_dir / "manifest.json", man)
-        t = time.monotonic()
         man["phase"] = "health"
         write_json(self.run_dir / "manifest.json", man)
+        t = time.monotonic()
         with self.console.status("health checks: services and reachability of every node..."):
             services(net)
             self.timings.update(reachability(net))

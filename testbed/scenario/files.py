@@ -114,7 +114,7 @@ def read_json(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
     too), finite numbers (NaN and Infinity are no JSON, though Python's decoder takes them)."""
     text = read_text(path, max_bytes, kind="JSON")
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=reject_constant)
     except RecursionError:
         raise FileProblem("", "nested too deeply for the JSON parser",
                           f"keep nesting under {max_depth} levels") from None
@@ -128,7 +128,8 @@ def read_json(path: Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
     return data
 
 
-def _no_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """json's `parse_constant`: NaN, Infinity and -Infinity are refused (ValueError)."""
     raise ValueError(f"{name} is not a finite number (and not JSON)")
 
 

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 
 from controllers.cpn.sdn.plan import ServiceError
 from testbed.net.sdn import SOCKET_ENV
+from testbed.scenario.files import reject_constant
 
 
 class Backend(Protocol):
@@ -176,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             body = json.loads(self.rfile.read(length) or b"{}",
-                              parse_constant=_no_constant)
+                              parse_constant=reject_constant)
             if not isinstance(body, dict):
                 raise ServiceError("the body must be a JSON object")
         except (ValueError, RecursionError, ServiceError) as exc:
@@ -199,10 +200,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, self.server.backend.api_delete_service(name))
         except KeyError:
             self._reply(404, {"error": f"no service {name}"})
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 class ApiServer:

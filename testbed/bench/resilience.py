@@ -109,6 +109,34 @@ def _run_dir(base: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _env(base: Path) -> dict[str, str]:
+    return {**os.environ, "SAGIN_RESULTS": str(base)}
+
+
+def _launch(kind: str, duration_s: float, base: Path, log: Any) -> subprocess.Popen[bytes]:
+    """`testbed run KIND` in a session of its own, its folder (and the environment all its
+    processes inherit, by which leaks_of finds them) under `base`."""
+    return subprocess.Popen([sys.executable, "-m", "testbed", "run", kind, "--duration",
+                             str(duration_s)], cwd=REPO, env=_env(base), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _clean(base: Path) -> int:
+    """`make clean`, as a user runs it after a SIGKILL."""
+    return subprocess.run([sys.executable, "-m", "testbed", "clean"], cwd=REPO, env=_env(base),
+                          capture_output=True, text=True, timeout=180).returncode
+
+
+def _left_by(base: Path) -> dict[str, list[str]]:
+    """What the run under `base` left: by its tag and id once its folder exists, else by
+    the environment its processes inherited."""
+    marker = f"SAGIN_RESULTS={base}".encode()
+    run_dir = _run_dir(base)
+    if run_dir is not None:
+        return leaks_of(run_dir.name, run_dir.name.rsplit("-", 1)[1], marker)
+    return {k: v for k, v in {"processes": _processes(marker)}.items() if v}
+
+
 def folder_check(run_dir: Path | None, sig: str) -> dict[str, Any]:
     """Is the run's folder what a user can trust: a final status, and metrics unless the
     runner was SIGKILLed (then `make clean` marks it killed and its captures stay)."""
@@ -136,13 +164,9 @@ def folder_check(run_dir: Path | None, sig: str) -> dict[str, Any]:
 def trial(i: int, kind: str, phase: str, sig: str, rng: random.Random, work: Path,
           console: Console) -> dict[str, Any]:
     base = work / f"{i:02d}-{kind}"
-    env = {**os.environ, "SAGIN_RESULTS": str(base)}
-    marker = f"SAGIN_RESULTS={base}".encode()
     log = (work / f"{i:02d}-{kind}.log").open("w")
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", kind, "--duration",
-                             str(DURATION_S)], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _launch(kind, DURATION_S, base, log)
     reached, seen_at, target = None, None, PHASES.index(phase)
     while proc.poll() is None and time.monotonic() - t0 < 300:
         run_dir = _run_dir(base)
@@ -177,19 +201,11 @@ def trial(i: int, kind: str, phase: str, sig: str, rng: random.Random, work: Pat
     exit_s = round(time.monotonic() - sent_at, 2) if sent_at else None
     cleaned = None
     if sig == "SIGKILL" or hung:
-        res = subprocess.run([sys.executable, "-m", "testbed", "clean"], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=180)
-        cleaned = res.returncode
+        cleaned = _clean(base)
     log.close()
     time.sleep(0.5)  # a reaped child's entries (namespace files) settle
-    run_dir = _run_dir(base)
-    leaks: dict[str, list[str]] = {}
-    if run_dir is not None:
-        run_id = run_dir.name
-        leaks = leaks_of(run_id, run_id.rsplit("-", 1)[1], marker)
-    else:
-        leaks = {k: v for k, v in {"processes": _processes(marker)}.items() if v}
-    folder = folder_check(run_dir, sig)
+    leaks = _left_by(base)
+    folder = folder_check(_run_dir(base), sig)
     row = {"trial": i, "scenario": kind, "phase": phase, "signal": sig,
            "landed_in": landed_in, "missed_phase": missed and sent_at is not None,
            "run_ended_before_signal": sent_at is None, "delay_s": round(delay, 2),
@@ -240,12 +256,8 @@ def crash(component: str, kind: str, prefix: str, child: bool, work: Path,
           console: Console) -> dict[str, Any]:
     """One component SIGKILLed CRASH_AT_S after time zero; how the run noticed and ended."""
     base = work / f"crash-{prefix.strip('-')}"
-    env = {**os.environ, "SAGIN_RESULTS": str(base)}
-    marker = f"SAGIN_RESULTS={base}".encode()
     log = (work / f"crash-{prefix.strip('-')}.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", kind, "--duration",
-                             str(CRASH_DURATION_S)], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _launch(kind, CRASH_DURATION_S, base, log)
     t0 = time.monotonic()
     run_dir, killed_wall, victim = None, None, None
     while proc.poll() is None and time.monotonic() - t0 < 300:
@@ -266,8 +278,7 @@ def crash(component: str, kind: str, prefix: str, child: bool, work: Path,
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        subprocess.run([sys.executable, "-m", "testbed", "clean"], cwd=REPO, env=env,
-                       capture_output=True, timeout=180)
+        _clean(base)
     log.close()
     run_dir = _run_dir(base)
     man = _manifest(run_dir) if run_dir else {}
@@ -289,8 +300,7 @@ def crash(component: str, kind: str, prefix: str, child: bool, work: Path,
                   f"{'flows' in metrics or 'measured' in metrics})"
     else:
         outcome = f"unnoticed; run {man.get('status')}: {str(man.get('error'))[:80]}"
-    leaks = (leaks_of(run_dir.name, run_dir.name.rsplit("-", 1)[1], marker)
-             if run_dir else {})
+    leaks = _left_by(base)
     row = {"component": component, "scenario": kind, "victim_pid": victim,
            "detected_s": round(detected - killed_wall, 3) if detected and killed_wall else None,
            "outcome": outcome, "status": man.get("status"), "error": man.get("error"),

@@ -551,7 +551,8 @@ def test_series_go_to_csv_and_json_stays_small(tmp_path: Path) -> None:
     assert "series_ms" not in summary["delay"][0]["directions"][0]
     with (out / "rtt.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == n_rtt and set(rows[0]) == {"capture", "flow", "t_s", "rtt_ms"}
+    assert len(rows) == n_rtt
+    assert set(rows[0]) == {"capture", "flow", "flow_name", "t_s", "rtt_ms"}
     assert {round(float(r["rtt_ms"])) for r in rows} == {20, 30, 40, 50}
     with (out / "one_way_delay.csv").open(newline="") as f:
         owd = list(csv.DictReader(f))

@@ -21,12 +21,21 @@ td:first-child,th:first-child{text-align:left}.err{color:#b00}img{max-width:100%
 h2{border-bottom:1px solid #ddd}"""
 
 
-def table_html(rows: list[dict[str, Any]], cols: list[str], limit: int = 50) -> str:
+def table_html(rows: list[dict[str, Any]], cols: list[str], limit: int = 50,
+               tips: dict[str, str] | None = None) -> str:
+    """An HTML table of `rows`.  `tips` maps a column to another key of the row whose value
+    becomes the cell's tooltip: names in the cells, the addresses they stand for on hover."""
     if not rows:
         return "<p>none</p>"
+    tips = tips or {}
+
+    def cell(r: dict[str, Any], c: str) -> str:
+        tip = _fmt(r.get(tips[c])) if c in tips else ""
+        attr = f' title="{html.escape(tip)}"' if tip and tip != _fmt(r.get(c)) else ""
+        return f"<td{attr}>{html.escape(_fmt(r.get(c)))}</td>"
+
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols)
-                   + "</tr>" for r in rows[:limit])
+    body = "".join("<tr>" + "".join(cell(r, c) for c in cols) + "</tr>" for r in rows[:limit])
     more = f"<p>{len(rows) - limit} more rows in the CSV files.</p>" if len(rows) > limit else ""
     return f"<table><tr>{head}</tr>{body}</table>{more}"
 

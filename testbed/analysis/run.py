@@ -24,6 +24,7 @@ from rich.progress import Progress
 
 from testbed.analysis import report, timeline, wlan
 from testbed.analysis.delay import pairs_in_run
+from testbed.analysis.names import Names, capture_name, pair_name
 from testbed.analysis.parallel import (
     SPLIT_MIN,
     WARMUP,
@@ -39,17 +40,19 @@ from testbed.hil import report as hil_report
 from testbed.workloads import Registry, ReportPart
 
 CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.cap")
-FLOW_COLS = ["capture", "flow", "proto", "src", "sport", "dst", "dport", "packets", "bytes",
+FLOW_COLS = ["capture", "flow", "flow_name", "proto", "src", "src_name", "sport", "dst",
+             "dst_name", "dport", "packets", "bytes",
              "first", "last", "duration_s", "mean_bps", "retransmissions", "rtt_n",
              "rtt_median_ms", "rtt_p95_ms", "rtt_max_ms", "echo_requests", "echo_replies",
              "echo_loss_pct"]
-CONV_COLS = ["capture", "a", "b", "frames_a_to_b", "bytes_a_to_b", "frames_b_to_a",
-             "bytes_b_to_a", "frames", "bytes", "first", "duration_s"]
+CONV_COLS = ["capture", "a", "a_name", "b", "b_name", "frames_a_to_b", "bytes_a_to_b",
+             "frames_b_to_a", "bytes_b_to_a", "frames", "bytes", "first", "duration_s"]
 DELAY_COLS = ["from", "to", "matched", "lost", "loss_pct", "median_ms", "p95_ms", "max_ms",
               "mean_ms", "min_ms"]
 # Series and samples go to CSV files, never to analysis.json (which keeps summaries)
 SERIES_KEYS = ("throughput", "rtt_series_ms")
-RTT_COLS = ["capture", "flow", "t_s", "rtt_ms"]
+RTT_COLS = ["capture", "flow", "flow_name", "t_s", "rtt_ms"]
+THR_COLS = ["capture", "flow", "flow_name", "t_s", "bytes", "mbps"]
 OWD_COLS = ["from", "to", "t_s", "delay_ms"]
 ACK_COLS = ["capture", "t_s", "sysid", "command", "latency_ms"]
 
@@ -80,7 +83,8 @@ def analyze_pcap(path: str | Path, out: str | Path | None = None, bin_s: float =
     if write:
         out_dir = Path(out) if out else Path(path).with_name(Path(path).stem + ".analysis")
         doc = {"kind": "capture", "source": str(path), "captures": [res], "delay": [],
-               "markers": [], "tasks": [], "t0": res.get("first")}
+               "markers": [], "tasks": [], "t0": res.get("first"),
+               "names": Names.near(path).to_dict()}
         write_outputs(doc, out_dir)
         doc["out"] = str(out_dir)
         return doc | {"capture": res}
@@ -200,6 +204,7 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, bin_s: float
         parts["hardware"] = hw
     doc = {"kind": "run", "source": str(run_dir), "t0": t0, "captures": caps,
            "delay": delays, "markers": timeline.markers(run_dir),
+           "names": Names.of_run(run_dir).to_dict(),
            "workloads": {name: part.numbers for name, part in parts.items()}}
     radio = run_dir / "wlan" / "hwsim0.pcap"  # real 802.11 frames (engines.wifi: hwsim)
     wlan_doc = wlan.analyse_pcap(radio).to_dict() if radio.is_file() else None
@@ -248,12 +253,23 @@ def _cap_name(c: dict[str, Any]) -> str:
     return Path(c["file"]).stem
 
 
+def flow_names(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per capture: the address label of each flow (the key its series have) -> its name
+    ("ping-cloud: user1 → cloud1"), from the run's network.json and scenario flows."""
+    names = Names.from_dict(doc.get("names"))
+    return {_cap_name(c): {f["flow"]: names.flow_row(f) for f in c.get("flows", [])}
+            for c in doc["captures"]}
+
+
 def flow_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    names = Names.from_dict(doc.get("names"))
     rows = []
     for c in doc["captures"]:
         for f in c.get("flows", []):
             r = {k: v for k, v in f.items() if not isinstance(v, dict)}
             r["capture"] = _cap_name(c)
+            r |= {"flow_name": names.flow_row(f), "src_name": names.node(f.get("src")),
+                  "dst_name": names.node(f.get("dst"))}
             rtt = f.get("rtt") or (f.get("echo") or {}).get("rtt") or {}
             r |= {"rtt_n": rtt.get("n"), "rtt_median_ms": rtt.get("median_ms"),
                   "rtt_p95_ms": rtt.get("p95_ms"), "rtt_max_ms": rtt.get("max_ms")}
@@ -278,10 +294,18 @@ def write_outputs(doc: dict[str, Any], out_dir: Path,
                   parts: dict[str, ReportPart] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = doc.get("t0") or 0.0
+    names = Names.from_dict(doc.get("names"))
+    named = flow_names(doc)
+
+    def series_name(c: dict[str, Any], label: str) -> str:
+        """A plotted series: the flow's name and where it was captured."""
+        return f"{named[_cap_name(c)].get(label, label)} [{capture_name(_cap_name(c))}]"
+
     flows = flow_rows(doc)
     report.write_csv(out_dir / "flows.csv", flows, FLOW_COLS)
-    convs = [r | {"capture": _cap_name(c)} for c in doc["captures"]
-             for r in c.get("conversations", [])]
+    convs = [r | {"capture": _cap_name(c), "a_name": names.node(r.get("a")),
+                  "b_name": names.node(r.get("b"))}
+             for c in doc["captures"] for r in c.get("conversations", [])]
     report.write_csv(out_dir / "conversations.csv", convs, CONV_COLS)
     thr_rows = []
     series: list[tuple[int, str, dict[str, int]]] = []
@@ -289,17 +313,19 @@ def write_outputs(doc: dict[str, Any], out_dir: Path,
         tp = c.get("throughput", {})
         bin_s = tp.get("bin_s", 1.0)
         for label, bins in tp.get("bytes_per_bin", {}).items():
-            series.append((sum(bins.values()), f"{label} @ {_cap_name(c)}", bins))
+            series.append((sum(bins.values()), series_name(c, label), bins))
+            name = named[_cap_name(c)].get(label, label)
             for b, v in bins.items():
-                thr_rows.append({"capture": _cap_name(c), "flow": label,
+                thr_rows.append({"capture": _cap_name(c), "flow": label, "flow_name": name,
                                  "t_s": round(int(b) * bin_s - t0, 3), "bytes": v,
                                  "mbps": round(v * 8 / bin_s / 1e6, 6)})
-    report.write_csv(out_dir / "throughput.csv", thr_rows,
-                     ["capture", "flow", "t_s", "bytes", "mbps"])
+    report.write_csv(out_dir / "throughput.csv", thr_rows, THR_COLS)
     drows = delay_rows(doc)
     report.write_csv(out_dir / "delay.csv", drows, DELAY_COLS)
     report.write_csv(out_dir / "rtt.csv", (
-        {"capture": _cap_name(c), "flow": label, "t_s": round(t - t0, 6), "rtt_ms": ms}
+        {"capture": _cap_name(c), "flow": label,
+         "flow_name": named[_cap_name(c)].get(label, label), "t_s": round(t - t0, 6),
+         "rtt_ms": ms}
         for c in doc["captures"] for label, pts in c.get("rtt_series_ms", {}).items()
         for t, ms in pts), RTT_COLS)
     report.write_csv(out_dir / "one_way_delay.csv", (
@@ -312,9 +338,9 @@ def write_outputs(doc: dict[str, Any], out_dir: Path,
         for a in (c.get("mavlink") or {}).get("command_ack_samples", [])), ACK_COLS)
     bin_s = next((c["throughput"]["bin_s"] for c in doc["captures"] if "throughput" in c), 1.0)
     series.sort(key=lambda s: -s[0])
-    rtt = sorted(((f"{lbl} @ {_cap_name(c)}", pts) for c in doc["captures"]
+    rtt = sorted(((series_name(c, lbl), pts) for c in doc["captures"]
                   for lbl, pts in c.get("rtt_series_ms", {}).items()), key=lambda s: -len(s[1]))
-    owd = [(f"{di['from']} -> {di['to']}", di["series_ms"]) for d in doc["delay"]
+    owd = [(pair_name(di["from"], di["to"]), di["series_ms"]) for d in doc["delay"]
            for di in d.get("directions", []) if di.get("series_ms")]
     owd.sort(key=lambda s: -len(s[1]))
     from testbed.analysis import plots  # deferred: matplotlib costs 0.4 s and 60 MB
@@ -369,9 +395,14 @@ def render_html(doc: dict[str, Any], flows: list[dict[str, Any]],
     if errors:
         sections.append(("Problems", "<ul>" + "".join(
             f"<li class='err'>{html.escape(e)}</li>" for e in errors) + "</ul>"))
-    flows_by_bytes = sorted(flows, key=lambda r: -(r.get("bytes") or 0))
-    sections.append(("Flows (largest first)", report.table_html(
-        flows_by_bytes, [c for c in FLOW_COLS if c not in ("first", "last")])))
+    # names in the cells, the addresses on hover (and in flows.csv)
+    shown = [r | {"flow": r["flow_name"], "src": r["src_name"], "dst": r["dst_name"],
+                  "flow_addr": r["flow"], "src_addr": r["src"], "dst_addr": r["dst"]}
+             for r in sorted(flows, key=lambda r: -(r.get("bytes") or 0))]
+    hidden = ("first", "last", "flow_name", "src_name", "dst_name")
+    sections.append(("Flows (largest first; hover a name for its address)", report.table_html(
+        shown, [c for c in FLOW_COLS if c not in hidden],
+        tips={"flow": "flow_addr", "src": "src_addr", "dst": "dst_addr"})))
     sections.append(("Throughput", report.img_html(figs.get("throughput.png"), "throughput")))
     sections.append(("RTT", report.img_html(figs.get("rtt.png"), "rtt")
                      + ("<p>Vertical lines: link changes and handovers.</p>"

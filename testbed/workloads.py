@@ -28,7 +28,8 @@ heavy (no torch, no ns-3), so `make check` stays fast.  What a workload can add:
 * ``sdn_apps``: os-ken apps a scenario can pick with ``services.sdn.app``.
 * ``benches`` (`make bench BENCH=<name>`), ``evals`` (`make eval-<name>`).
 * ``headline``: lines for the console summary of a run; ``report``: sections, figures and
-  numbers for the run's report.html and `make compare`.
+  numbers for the run's report.html and `make compare`; ``view``: the workload's time series
+  for the live view and its replay (testbed/view), read from the files it writes.
 * ``board_agent``: what the hardware-in-the-loop path deploys and starts on a board.
 
 The core registers its own benches and its default SDN app the same way (`CORE` below), so
@@ -200,6 +201,8 @@ class Workload:
     evals: Sequence[Eval] = ()
     headline: str | None = None  # (run_dir: Path) -> list[str]
     report: str | None = None  # (run_dir: Path, t0: float) -> ReportPart | None
+    # (run_dir: Path, t_zero_wall: float) -> ([{key, label, unit, group}], [(t_s, {key: v})])
+    view: str | None = None
     board_agent: BoardAgent | None = None
 
     def refs(self) -> list[str]:
@@ -207,7 +210,7 @@ class Workload:
         out = [*self.node_sections.values(), *(b.run for b in self.benches),
                *(e.main for e in self.evals)]
         out += [r for r in (self.check, self.preflight, self.service, self.headline,
-                            self.report) if r]
+                            self.report, self.view) if r]
         out += [a.module for a in self.sdn_apps]
         if self.board_agent is not None:
             out += [f"{self.board_agent.package}.{self.board_agent.entry}",

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -102,32 +103,34 @@ def cmd_run(args: argparse.Namespace, con: Console) -> int:
     sc, path = _load(args)
     inventory = Path(args.inventory) if args.inventory else None
     result = Run(sc, str(path), RunOptions(hold=args.hold, console=con,  # type: ignore[arg-type]
-                                           inventory=inventory)).execute()
-    if result.metrics:
-        text = render(result.metrics, con)
-        lines = headlines(result.run_dir, con)
-        if lines:
-            text += "\n".join(lines) + "\n"
-            for line in lines:
-                con.print(line, highlight=False)
+                                           inventory=inventory, view=args.view,
+                                           view_port=args.view_port)).execute()
+    if result.metrics:  # the tables, then each workload's headline (testbed.run.summary)
+        text = render(result.metrics, con, result.run_dir)
         (result.run_dir / "summary.txt").write_text(text)
     con.print(f"results: {result.run_dir}  (status: {result.status})")
+    if args.view:
+        con.print(f"replay it in the browser: make view RUN={result.run_dir}")
     if result.error:
         con.print(f"[red]{result.error}[/]")
     return {"done": 0, "interrupted": 130}.get(result.status, 1)
 
 
-def headlines(run_dir: Path, con: Console) -> list[str]:
-    """Every workload's headline for this run (e.g. offloading's delay and deadline hits)."""
-    from testbed.workloads import Registry
+def cmd_summary(args: argparse.Namespace, con: Console) -> int:
+    """A finished run's console summary again (its tables and every workload's headline),
+    from its metrics.json; with --write, summary.txt is rewritten too."""
+    from testbed.run.summary import render
 
-    out: list[str] = []
-    for w, fn in Registry.installed().calls("headline"):
-        try:
-            out += fn(run_dir)
-        except Exception as exc:  # noqa: BLE001 - a headline must never fail a finished run
-            con.print(f"[yellow]{w.name} headline failed: {type(exc).__name__}: {exc}[/]")
-    return out
+    run_dir = Path(args.run_dir)
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:
+        con.print(f"[red]{run_dir}: no readable metrics.json ({exc})[/]")
+        return 2
+    text = render(metrics, con, run_dir)
+    if args.write:
+        (run_dir / "summary.txt").write_text(text)
+    return 0
 
 
 def _find_run(run: str | None) -> object:
@@ -283,6 +286,10 @@ def parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--hold", action="store_true",
                             help="keep the network up after the timeline until Ctrl-C")
+            sp.add_argument("--view", action="store_true",
+                            help="the live web view: prints a 127.0.0.1 URL to open")
+            sp.add_argument("--view-port", type=int, default=0,
+                            help="the view's port (default: any free one)")
         sp.set_defaults(fn=fn)
     sp = sub.add_parser("shell")
     sp.add_argument("node")
@@ -307,6 +314,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("args", nargs=argparse.REMAINDER)
     sp.set_defaults(fn=cmd_eval)
     sub.add_parser("workloads").set_defaults(fn=cmd_workloads)
+    sp = sub.add_parser("summary", help="a finished run's summary and workload headlines again")
+    sp.add_argument("run_dir", help="results/<scenario>/<run-id> (or .../latest)")
+    sp.add_argument("--write", action="store_true", help="rewrite the run's summary.txt")
+    sp.set_defaults(fn=cmd_summary)
     sp = sub.add_parser("boards", help="boards vm up|down|status|build|poweroff|cut|restore: "
                         "emulated arm64 boards for the hardware path (testbed/vm/board.py)")
     sp.add_argument("kind", choices=["vm"])

@@ -1,7 +1,17 @@
-"""The short summary printed at the end of a run (and saved as summary.txt)."""
+"""The short summary printed at the end of a run (and saved as summary.txt).
+
+Tables of what the core measured (links, flows, timings, boards), then one headline per
+workload that ran: the numbers the run was for (edge-llm's ms/token per method, offloading's
+delay and deadline hits, CPN's acceptance and reroute outage, ...).  Workloads provide their
+headline through the registry's ``headline`` hook, a function of the run folder that reads
+the files the workload wrote there; the core calls every registered one and never imports a
+workload (a workload with nothing in this run folder returns no lines).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -73,10 +83,60 @@ def tables(metrics: dict[str, Any]) -> list[Table]:
     return out
 
 
-def render(metrics: dict[str, Any], console: Console) -> str:
+def core_headline(metrics: dict[str, Any]) -> list[str]:
+    """The core's own headline, for runs that move nodes (leo-handover, wifi-roaming, the
+    SUMO scenarios): handovers, outage, measured vs predicted RTT, route installs."""
+    m = metrics.get("mobility") or {}
+    if not m or not (m.get("handovers") or m.get("median_abs_rtt_error_ms") is not None):
+        return []
+    parts = [f"{m.get('handovers') or 0} handovers"]
+    if m.get("max_outage_s") is not None:
+        parts.append(f"outage max {_fmt(m['max_outage_s'], ' s')} "
+                     f"(median {_fmt(m.get('median_outage_s'), ' s')})")
+    if m.get("median_abs_rtt_error_ms") is not None:
+        parts.append(f"RTT vs prediction: median error {_fmt(m['median_abs_rtt_error_ms'])} ms")
+    if m.get("route_install_ms_median") is not None:
+        parts.append(f"route install median {_fmt(m['route_install_ms_median'])} ms")
+    return ["mobility: " + ", ".join(parts)]
+
+
+Hook = tuple[str, Callable[[Path], list[str]]]
+
+
+def _registered() -> list[Hook]:
+    from testbed.workloads import Registry
+
+    return [(w.name, fn) for w, fn in Registry.installed().calls("headline")]
+
+
+def headlines(run_dir: Path, console: Console | None = None,
+              hooks: Iterable[Hook] | None = None) -> list[str]:
+    """Every workload's headline for this run, in registry order.  A hook that raises is
+    reported in yellow and skipped: a headline must never fail a finished run.  `hooks`
+    (name, function) replaces the installed workloads' (tests)."""
+    out: list[str] = []
+    for name, fn in _registered() if hooks is None else hooks:
+        try:
+            out += [str(line) for line in fn(run_dir) or []]
+        except Exception as exc:  # noqa: BLE001 - a headline must never fail a finished run
+            if console is not None:
+                console.print(f"[yellow]{name} headline failed: {type(exc).__name__}: {exc}[/]")
+    return out
+
+
+def render(metrics: dict[str, Any], console: Console, run_dir: Path | None = None,
+           hooks: Iterable[Hook] | None = None) -> str:
+    """Print the summary and return its text (for summary.txt): the tables, then the core's
+    and, given the run folder, every workload's headline as the last lines, so the result a
+    run was made for is what the console ends with."""
     with console.capture() as cap:
         for t in tables(metrics):
             console.print(t)
     text = cap.get()
     console.print(text, end="", markup=False, highlight=False)
-    return text
+    lines = core_headline(metrics)
+    if run_dir is not None:
+        lines += headlines(run_dir, console, hooks)
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return text + "".join(f"{line}\n" for line in lines)

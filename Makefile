@@ -22,15 +22,19 @@ PCAP    ?=
 RUNS    ?=
 INVENTORY ?=
 
+VIEW    ?=
+VIEW_PORT ?=
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold) \
-	$(if $(INVENTORY),--inventory $(INVENTORY))
+	$(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(VIEW),--view) $(if $(VIEW_PORT),--view-port $(VIEW_PORT))
 
-.PHONY: setup vm-setup vm board-vm test-boards scenario scenarios check shell exec status clean bench test lint help sitl \
-	train ship-policies analyze compare
+.PHONY: setup vm-setup browser-setup vm board-vm test-boards scenario scenarios check shell exec status clean bench test lint help sitl \
+	train ship-policies analyze compare view
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
 	@echo "make scenario FILE=path.yaml    run a scenario file from anywhere (DURATION=s, HOLD=1)"
+	@echo "make scenario NAME=x VIEW=1     ... and watch it live in the browser (prints a 127.0.0.1 URL)"
+	@echo "make view RUN=results/x/latest  replay a finished run in the browser (VIEW_PORT=8080)"
 	@echo "make scenarios                  list the scenarios in topologies/"
 	@echo "make check NAME=x | FILE=p      validate a scenario without running it"
 	@echo "make shell NODE=uav1 [RUN=id]   shell inside a node of a running scenario"
@@ -103,6 +107,9 @@ analyze: setup
 compare: setup
 	@$(PY) -m testbed.analysis --compare $(RUNS)
 
+view: setup
+	@$(PY) -m testbed.view $(if $(RUN),$(RUN),results/quickstart/latest) $(if $(VIEW_PORT),--port $(VIEW_PORT))
+
 # every workload's evaluation, found through the registry: command-line variables
 # (SEEDS=3 CONFIG=x ...) become the eval's flags (testbed/workloads.py Eval.make_vars)
 eval-%: setup
@@ -119,6 +126,10 @@ bench: setup
 lint: setup
 	@.venv/bin/ruff check testbed controllers payloads firmware tests
 
-test: setup vm-setup
+# headless Chromium for the live view's browser tests (Debian's package)
+browser-setup: setup
+	@bash scripts/bootstrap.sh --browser
+
+test: setup vm-setup browser-setup
 	@.venv/bin/ruff check testbed controllers payloads firmware tests
 	@$(PY) -m pytest $(PYTEST_ARGS)

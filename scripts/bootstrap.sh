@@ -11,14 +11,23 @@ PYTHON=${PYTHON:-python3}
 # hardware-in-the-loop tests (testbed/hil/boardsim.py); the package's service is not needed.
 # iw, hostapd, wpasupplicant: real 802.11 radios (engines: {wifi: hwsim}) on kernels with
 # mac80211_hwsim.
+# nodejs, npm: the live view's front-end assets come from the npm registry (npm ci below);
+# Debian's npm package only where no npm exists (a nodejs from elsewhere bundles its own).
 APT_PACKAGES=(openvswitch-switch mininet tcpdump tshark iperf3 iputils-ping fping ethtool
-              iproute2 procps psmisc python3-venv openssh-server iw hostapd wpasupplicant)
+              iproute2 procps psmisc python3-venv openssh-server iw hostapd wpasupplicant
+              nodejs)
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # `bootstrap.sh --vm` (make vm-setup, run by make test): Debian's stock kernel under qemu, for
 # the tests and benchmarks of netem, mac80211_hwsim and the OVS kernel datapath on hosts whose
 # kernel lacks them (testbed/vm).  linux-image-amd64 only provides /boot and /lib/modules
 # files; the host keeps running its own kernel.
 if [ "${1:-}" = "--vm" ]; then
   APT_PACKAGES+=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
+fi
+# `bootstrap.sh --browser` (make test): headless Chromium for the live view's browser tests
+# and its frame-rate bench, driven by playwright with Debian's browser.
+if [ "${1:-}" = "--browser" ]; then
+  APT_PACKAGES+=(chromium)
 fi
 # `bootstrap.sh --board` (make board-vm, make test-boards): emulated arm64 boards for the
 # hardware-in-the-loop path (testbed/vm/board.py): qemu-system-aarch64 to run them, and
@@ -66,6 +75,18 @@ if [ ! -f "$stamp" ]; then
 fi
 
 .venv/bin/python -m testbed.engines.ns3setup || fail "ns-3 helper-path fix"
+
+# the live view's front-end (leaflet, uplot, world-atlas, topojson-client), pinned by
+# package-lock.json and served by the testbed itself: no CDN, no tile server
+web=testbed/view/web
+wstamp="$web/node_modules/.installed-$(sha256sum "$web/package-lock.json" | cut -c1-16)"
+if [ ! -f "$wstamp" ]; then
+  step "installing the live view's web assets (npm ci in $web)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error) >/tmp/sagin-npm.log 2>&1 \
+    || fail "npm ci in $web (log: /tmp/sagin-npm.log)"
+  rm -f "$web"/node_modules/.installed-*
+  touch "$wstamp"
+fi
 
 if [ "${1:-}" = "--board" ]; then
   # foreign binaries (arm64) run through qemu-user: binfmt_misc must be mounted and enabled

@@ -336,6 +336,7 @@ class World:
                 "satellites": sorted(self.sat_names), "dynamic_links": roles,
                 "moving_nodes": sorted(self.moving),
                 "access": {g.spec.name: g.links for g in self.groups},
+                "links": {n: {"ends": [d.a, d.b], "role": d.role} for n, d in self.dyn.items()},
                 **describe_roads(self.roads)}
 
 

@@ -15,6 +15,7 @@ import json
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from testbed.net.health import reachability, services
 from testbed.net.network import Network, preflight
 from testbed.run.capture import Captures
 from testbed.run.cleanup import teardown
+from testbed.run.loadlog import LoadLog
 from testbed.run.metrics import collect
 from testbed.run.probes import Probes
 from testbed.run.results import RESULTS, manifest, new_run, write_json
@@ -57,6 +59,8 @@ class RunOptions:
     results_base: Path = RESULTS
     inventory: Path | None = None  # hardware in the loop: boards replacing nodes
     analyze: bool = True  # packet-trace analysis of the run's captures at the end
+    view: bool = False  # the live web view (testbed.view), its URL printed on the console
+    view_port: int = 0  # 0: any free port
     console: Console = field(default_factory=Console)
 
 
@@ -110,6 +114,7 @@ class Run:
         # the run's secret, shared by the boards' agents and the timeline's exec commands
         self.token = secrets.token_hex(16)
         self.failure: dict[str, Any] | None = None  # the component whose death ended the run
+        self.loadlog: LoadLog | None = None
 
     def _phase(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.monotonic() - t0, 3)
@@ -145,6 +150,8 @@ class Run:
         metrics: dict[str, Any] = {}
         try:
             self.console.print(f"[bold]run[/] {self.sc.name} -> {run_dir}")
+            if self.opt.view:
+                self._start_view(sup)
             self._bring_up(plan, ledger, sup, state_dir, t_cmd, man)
             self._experiment(sup)
             status = "done"
@@ -214,6 +221,9 @@ class Run:
             self.probes = Probes(net, sup, self.run_dir / "probes", self.sc.probes.interval_s)
             self.probes.start()
         self._wait_captures(sup)
+        self.loadlog = LoadLog(plan.to_dict(), self.run_dir / "logs" / "link-load.jsonl",
+                               t_zero_wall=lambda: man.get("time_zero_wall"))
+        self.loadlog.start()
         self.counters0 = _counters(net)
         self.t_zero = time.monotonic()
         if self.driver is not None:
@@ -225,6 +235,30 @@ class Run:
         self.console.print(f"[green]time zero[/] after {self.timings['command_to_time_zero_s']:.1f}"
                            f" s; running {self.sc.duration_s:g} s "
                            f"(shell into a node: make shell NODE=<name>)")
+
+    def _start_view(self, sup: Supervisor) -> None:
+        """The web view as its own process reading the run folder (testbed.view): whatever a
+        browser does costs the run nothing, and the process ends with the run's teardown."""
+        from testbed.view.server import assets_missing, wait_for
+
+        missing = assets_missing()
+        if missing:
+            self.console.print(f"[yellow]view: web assets missing ({', '.join(missing)}); run "
+                               "make setup[/]")
+            return
+        announce = self.run_dir / "view.json"
+        sup.start("view", [sys.executable, "-m", "testbed.view", str(self.run_dir), "--live",
+                           "--port", str(self.opt.view_port), "--announce", str(announce)],
+                  log=self.run_dir / "logs" / "view.log",
+                  env={"SAGIN_VIEW_TOKEN": secrets.token_urlsafe(16)})
+        info = wait_for(announce, timeout_s=10.0)
+        if info is None:
+            self.console.print("[yellow]view: did not start (logs/view.log)[/]")
+            return
+        self.view_url = str(info["url"])
+        self.console.print(f"[bold]view[/]: {self.view_url}")
+
+    view_url: str | None = None
 
     def _start_services(self, net: Network, sup: Supervisor, state_dir: Path) -> None:
         """Every registered workload service the scenario uses (e.g. the autopilots)."""
@@ -282,6 +316,8 @@ class Run:
         try:
             if self.driver is not None:
                 self.driver.stop()
+            if self.loadlog is not None:
+                self.loadlog.stop()
             for service in reversed(self.workload_services):
                 try:
                     service.stop()
@@ -307,6 +343,10 @@ class Run:
             metrics["metrics_error"] = f"{type(exc).__name__}: {exc}"
         if service_errors:
             metrics["service_errors"] = service_errors
+        if self.loadlog is not None:
+            metrics["link_load"] = {"samples": self.loadlog.samples,
+                                    "cpu_s": round(self.loadlog.cpu_s, 3),
+                                    "error": self.loadlog.error}
         if sup.events:
             metrics["restarts"] = list(sup.events)
         if self.failure is not None:

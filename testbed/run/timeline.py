@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class Entry:
     seq: int
     describe: str
     action: Callable[[], dict[str, Any] | None]
+    # machine-readable form of `describe` for events.jsonl (the view reads link/node/flow)
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class Timeline:
@@ -54,13 +56,15 @@ class Timeline:
         sc = net.sc
         for flow in sc.traffic:
             self._add(flow.start_s, f"start_flow {flow.name}",
-                      lambda name=flow.name: self.flows.start(name))
+                      lambda name=flow.name: self.flows.start(name),
+                      {"action": "start_flow", "flow": flow.name})
         for ev in sc.timeline:
-            self._add(ev.at_s, _describe(ev), lambda ev=ev: self.execute(ev))
+            self._add(ev.at_s, _describe(ev), lambda ev=ev: self.execute(ev), _fields(ev))
         self.entries.sort()
 
-    def _add(self, at: float, describe: str, fn: Callable[[], Any]) -> None:
-        self.entries.append(Entry(at, len(self.entries), describe, fn))
+    def _add(self, at: float, describe: str, fn: Callable[[], Any],
+             fields: dict[str, Any] | None = None) -> None:
+        self.entries.append(Entry(at, len(self.entries), describe, fn, fields or {}))
 
     def run(self, t0: float, until_s: float, tick: Callable[[], None]) -> None:
         """Execute entries at t0 + at_s (monotonic clock) until `until_s`; `tick` runs about
@@ -76,7 +80,8 @@ class Timeline:
                     entry = pending.pop(0)
                     record: dict[str, Any] = {"planned_s": entry.at_s,
                                               "actual_s": round(time.monotonic() - t0, 4),
-                                              "wall": time.time(), "event": entry.describe}
+                                              "wall": time.time(), "event": entry.describe,
+                                              **entry.fields}
                     try:
                         extra = entry.action()
                         record["ok"] = True
@@ -170,6 +175,15 @@ def set_link_state(net: Network, link: str, node: str | None, up: bool) -> None:
         with net.lock:
             (net.down_links.discard if up else net.down_links.add)(link)
         net.reroute()
+
+
+def _fields(ev: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": ev.action.value}
+    for k in ("link", "node", "flow", "delay_ms", "rate_mbps", "loss_pct"):
+        v = getattr(ev, k)
+        if v is not None:
+            out[k] = v
+    return out
 
 
 def _describe(ev: Event) -> str:

@@ -31,7 +31,8 @@ class Flows:
                 continue
             self.servers[flow.name] = self.sup.start(
                 f"iperf3-server-{flow.name}",
-                ["iperf3", "-s", "-p", str(self.ports[flow.name])],
+                # per-second lines flushed as they come: the live view's goodput
+                ["iperf3", "-s", "-p", str(self.ports[flow.name]), "-i", "1", "--forceflush"],
                 netns=self.net.plan.namespaces[flow.dst],
                 log=self.sup.log_dir / flow.dst / f"iperf3-server-{flow.name}.log",
                 cgroup=self.net.cgroups.get(flow.dst))  # a node's traffic uses its own CPU

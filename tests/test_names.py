@@ -60,7 +60,8 @@ def test_flow_labels_use_scenario_flow_names(names: Names) -> None:
     # same nodes, another port or protocol: not the scenario's flow, named by its nodes
     assert names.flow("tcp", USER1, CLOUD1, 40000, 7700) == "user1 → cloud1 (TCP 7700)"
     assert names.flow("udp", USER1, CLOUD1, 40000, port) == f"user1 → cloud1 (UDP {port})"
-    assert names.flow("icmp", "198.18.1.1", "198.18.1.2") == "gw1 → cloud1 (ICMP)"
+    assert names.flow("icmp", "198.18.1.1", "198.18.1.2") == "gw1 → cloud1 (ICMP on fiber)"
+    assert names.flow("icmp", "198.18.2.2", CLOUD1) == "gw1 → cloud1 (ICMP)"
     assert Names().flow("icmp", "10.0.0.1", "10.0.0.9") == "10.0.0.1 → 10.0.0.9 (ICMP)"
 
 
@@ -146,3 +147,11 @@ def test_timeseries_png_grows_with_its_legend() -> None:
                             "t")
     assert few and many
     assert int.from_bytes(many[20:24], "big") > int.from_bytes(few[20:24], "big")
+
+
+def test_plots_show_distinct_flows_before_more_capture_points() -> None:
+    from testbed.analysis.run import distinct_first
+
+    series = [("bulk: a → b [l at a]", 9), ("bulk: a → b [l at b]", 8), ("ping: a → c [l at a]", 1)]
+    assert [s[0] for s in distinct_first(series, lambda s: s[0])] == [
+        "bulk: a → b [l at a]", "ping: a → c [l at a]", "bulk: a → b [l at b]"]

@@ -144,7 +144,9 @@ class Names:
     def flow(self, proto: str, src: str, dst: str, sport: int = 0, dport: int = 0) -> str:
         """A flow's label: "ping-cloud: user1 → cloud1" for a scenario flow ("ping-cloud
         reply: cloud1 → user1" the other way), else "user1 → cloud1 (ICMP)", with the service
-        port (the lower one) for TCP and UDP: "user7 → uav4 (TCP 7700)"."""
+        port (the lower one) for TCP and UDP: "user7 → uav4 (TCP 7700)", and the link when
+        both ends are interfaces of one link (the link probes): "uav1 → uav2 (ICMP on
+        backhaul)"."""
         a, b = self.node(src), self.node(dst)
         hit = self.scenario_flow(proto, src, dst, sport, dport)
         if hit is not None:
@@ -155,6 +157,9 @@ class Names:
         ports = [p for p in (sport, dport) if p]
         if proto in ("tcp", "udp", "sctp") and ports:
             what += f" {min(ports)}"
+        link = self.link(src)
+        if link is not None and link == self.link(dst):  # interface to interface: a link probe
+            what += f" on {link}"
         return f"{a} {ARROW} {b} ({what})"
 
     def flow_row(self, row: Mapping[str, Any]) -> str:

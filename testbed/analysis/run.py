@@ -290,6 +290,19 @@ def delay_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def distinct_first(items: list[Any], name: Callable[[Any], str]) -> list[Any]:
+    """`items` (largest first) with each flow's largest capture point first and its other
+    capture points after all flows: the plots show the top few series, which would otherwise
+    be one big flow seen at eight capture points.  `name` gives "flow [capture point]"."""
+    seen: set[str] = set()
+    first, rest = [], []
+    for it in items:
+        flow = name(it).rsplit(" [", 1)[0]
+        (rest if flow in seen else first).append(it)
+        seen.add(flow)
+    return first + rest
+
+
 def write_outputs(doc: dict[str, Any], out_dir: Path,
                   parts: dict[str, ReportPart] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,8 +351,16 @@ def write_outputs(doc: dict[str, Any], out_dir: Path,
         for a in (c.get("mavlink") or {}).get("command_ack_samples", [])), ACK_COLS)
     bin_s = next((c["throughput"]["bin_s"] for c in doc["captures"] if "throughput" in c), 1.0)
     series.sort(key=lambda s: -s[0])
-    rtt = sorted(((series_name(c, lbl), pts) for c in doc["captures"]
-                  for lbl, pts in c.get("rtt_series_ms", {}).items()), key=lambda s: -len(s[1]))
+    series = distinct_first(series, lambda s: s[1])
+    # RTT is end to end where the sender captures (at the receiver, an echo's RTT is ~0):
+    # each flow's series from its source node first
+    src_of = {(_cap_name(c), f["flow"]): names.node(f.get("src")) for c in doc["captures"]
+              for f in c.get("flows", [])}
+    rtt = [(series_name(c, lbl), pts) for _, _, lbl, pts, c in sorted(
+        ((src_of.get((_cap_name(c), lbl)) != _cap_name(c).partition("--")[2], -len(pts), lbl,
+          pts, c) for c in doc["captures"] for lbl, pts in c.get("rtt_series_ms", {}).items()),
+        key=lambda s: s[:2])]
+    rtt = distinct_first(rtt, lambda s: s[0])
     owd = [(pair_name(di["from"], di["to"]), di["series_ms"]) for d in doc["delay"]
            for di in d.get("directions", []) if di.get("series_ms")]
     owd.sort(key=lambda s: -len(s[1]))

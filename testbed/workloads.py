@@ -251,6 +251,10 @@ CORE = Workload(
               "runs of quickstart, leo-handover, sagin-offload and edge-llm killed (SIGINT,\n"
               "SIGTERM, SIGKILL + make clean) in every phase: leaks left, run folders valid\n"
               "(RUNS=30 by default, ~30 min)"),
+        Bench("view", "testbed.bench.view:run",
+              "the live web view: frames/s of a 200-node / 500-link scene in headless\n"
+              "Chromium; quickstart and leo-handover with and without the view and a browser\n"
+              "watching (view CPU, run CPU, tick lateness p99, how far behind the page is)"),
         Bench("analysis", "testbed.bench.analysis:run",
               "packets/s and peak memory of the packet-trace analyzer on a generated capture\n"
               "(~1 GB by default), side by side with tshark -z conv,ip (defaults and with\n"

@@ -8,8 +8,10 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from testbed.view.server import assets_missing, serve
 
@@ -62,8 +64,17 @@ def main(argv: list[str] | None = None) -> int:
             tmp.replace(args.announce)
         print(f"view: {url}", flush=True)
 
+    def on_exit(stats: dict[str, Any]) -> None:
+        # a live view's own cost, for the run folder (the view bench reads it)
+        if args.live and args.run:
+            Path(args.run, "logs", "view-stats.json").write_text(json.dumps(stats))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the run's teardown: leave through serve()'s finally
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        serve(source, token, args.host, args.port, announce)
+        serve(source, token, args.host, args.port, announce, on_exit)
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -229,8 +229,10 @@ def assets_missing() -> list[str]:
 
 
 def serve(source: Source, token: str, host: str = "127.0.0.1", port: int = 0,
-          announce: Any = None) -> None:
-    """Serve until interrupted (or, for a live source, until killed by the run's teardown)."""
+          announce: Any = None, on_exit: Any = None) -> None:
+    """Serve until interrupted (or, for a live source, until the run's teardown ends it);
+    `on_exit(stats)` gets the server's own CPU time and counters (the view bench's numbers)."""
+    t0, cpu0 = time.monotonic(), time.process_time()
     hub = Hub(source)
     hub.start()
     srv = ViewServer(hub, token, host, port)
@@ -241,6 +243,9 @@ def serve(source: Source, token: str, host: str = "127.0.0.1", port: int = 0,
     finally:
         hub.stop()
         srv.server_close()
+        if on_exit is not None:
+            on_exit({**hub.stats, "cpu_s": round(time.process_time() - cpu0, 3),
+                     "wall_s": round(time.monotonic() - t0, 3), "error": hub.error})
 
 
 def wait_for(path: Path, timeout_s: float = 5.0) -> dict[str, Any] | None:

@@ -1,0 +1,173 @@
+"""The live view's cost and speed (`make bench BENCH=view`), side by side in one bench run:
+
+* overhead: quickstart and leo-handover (40 s each), once without the view and once with it
+  and a headless Chromium watching the whole run - the view process's own CPU as a share of
+  one core over the run, the whole run's CPU (every process it waited for) in both arms, the
+  mobility driver's tick lateness p99 in both arms, and how far behind the run the page was
+  (run time minus newest frame time, sampled each second by the page);
+* frame rate: a synthetic 200-node / 500-link scene (and a 60 / 120 one) drawn by the page in
+  headless Chromium, every node and link redrawn each animation frame, measured in the
+  browser (`saginView.benchmark`).
+
+Note the browser itself runs on this machine's same two cores in the 'with' arm: its CPU is
+the client's, not the view's, and it is not counted as the view's; it still competes with the
+emulation, so the tick-lateness comparison is pessimistic for the view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from testbed.scenario.files import RESULTS
+from testbed.view import browser
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ("quickstart", "leo-handover")
+DURATION_S = int(os.environ.get("SAGIN_VIEW_BENCH_S", "40"))
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _watch(run_root: Path, proc: subprocess.Popen[bytes], out: dict[str, Any]) -> None:
+    """Open the live page as soon as the run announces it; sample how far behind it is."""
+    latest = run_root / "latest"
+    info = None
+    while info is None and proc.poll() is None:
+        try:
+            info = json.loads((latest / "view.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            time.sleep(0.2)
+    if info is None:
+        out["error"] = "the view did not announce itself"
+        return
+    behind: list[float] = []
+    try:
+        with browser.page(info["url"]) as pg:
+            while proc.poll() is None:
+                b = pg.evaluate("saginView.behind")
+                if isinstance(b, (int, float)) and pg.evaluate("saginView.latestT > 0"):
+                    behind.append(float(b))
+                time.sleep(1.0)
+            out["page_errors"] = pg.errors[:5]
+    except Exception as exc:  # noqa: BLE001 - the run ended under the page: keep what we have
+        out.setdefault("error", f"{type(exc).__name__}: {exc}")
+    behind.sort()
+    out["behind_samples"] = len(behind)
+    if behind:
+        out["behind_s_p50"] = round(behind[len(behind) // 2], 3)
+        out["behind_s_p95"] = round(behind[min(len(behind) - 1, int(0.95 * len(behind)))], 3)
+        out["behind_s_max"] = round(behind[-1], 3)
+
+
+def _one(name: str, view: bool, console: Console) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "testbed", "run", name, "--duration", str(DURATION_S)]
+    if view:
+        argv.append("--view")
+    cpu0 = _children_cpu()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    watched: dict[str, Any] = {}
+    thread = None
+    if view:
+        # the page lives in its own thread; the runner is a child process, so the run's
+        # signals and the browser never meet
+        thread = threading.Thread(target=_watch, args=(RESULTS / name, proc, watched))
+        thread.start()
+    rc = proc.wait()
+    if thread is not None:
+        thread.join(timeout=30)
+    cpu = _children_cpu() - cpu0
+    run = (RESULTS / name / "latest").resolve()
+    metrics = json.loads((run / "metrics.json").read_text())
+    dur = metrics.get("measured_duration_s") or DURATION_S
+    mob = metrics.get("mobility") or {}
+    out: dict[str, Any] = {
+        "scenario": name, "view": view, "rc": rc, "status": metrics.get("status"),
+        "run_dir": str(run), "measured_duration_s": dur,
+        "run_cpu_s": round(cpu, 2),
+        "tick_lateness_ms_p99": mob.get("lateness_ms_p99"),
+        "late_fraction": mob.get("late_fraction"),
+        "link_load_cpu_pct": round(100 * (metrics.get("link_load") or {}).get("cpu_s", 0)
+                                   / dur, 3)}
+    stats_file = run / "logs" / "view-stats.json"
+    if view:
+        out.update(watched)
+        if stats_file.is_file():
+            st = json.loads(stats_file.read_text())
+            out["view_cpu_s"] = st.get("cpu_s")
+            out["view_wall_s"] = st.get("wall_s")
+            # the view process lives from before bring-up to teardown: its share of one core
+            # over its own lifetime, the fair "adds to a run" figure
+            out["view_cpu_pct_of_core"] = round(100 * st["cpu_s"] / st["wall_s"], 3)
+            out["view_requests"] = st.get("requests")
+            out["view_frames"] = st.get("frames")
+            out["view_dropped"] = st.get("dropped")
+    console.print(f"  {name:13s} view={'on ' if view else 'off'} status={out['status']} "
+                  f"run CPU {out['run_cpu_s']} s" +
+                  (f", view {out.get('view_cpu_pct_of_core')} % of a core, behind p95 "
+                   f"{out.get('behind_s_p95')} s" if view else "") +
+                  (f", tick p99 {out['tick_lateness_ms_p99']} ms"
+                   if out["tick_lateness_ms_p99"] is not None else ""))
+    return out
+
+
+def frame_rate(nodes: int, links: int, seconds: float = 5.0) -> dict[str, Any]:
+    with browser.serving(["--synthetic", f"{nodes}x{links}"],
+                         Path(f"/tmp/sagin-view-bench-{os.getpid()}.json")) as url, \
+            browser.page(url) as pg:
+        time.sleep(2.0)  # frames flowing, trails growing
+        res = pg.evaluate(f"saginView.benchmark({seconds})")
+        errors = pg.errors[:5]
+    return {"nodes": nodes, "links": links, "seconds": seconds, **res, "page_errors": errors}
+
+
+def run(console: Console) -> dict[str, Any]:
+    why = browser.missing()
+    if why:
+        raise RuntimeError(f"view bench needs a browser: {why}")
+    out: dict[str, Any] = {"duration_s": DURATION_S, "frame_rate": [], "overhead": []}
+    console.print("frame rate in headless Chromium (synthetic scenes):")
+    for n, m in ((60, 120), (200, 500)):
+        fr = frame_rate(n, m)
+        out["frame_rate"].append(fr)
+        console.print(f"  {n} nodes / {m} links: {fr.get('fps')} frames/s, draw "
+                      f"p50 {fr.get('draw_ms_p50')} ms, p95 {fr.get('draw_ms_p95')} ms")
+    console.print(f"overhead ({DURATION_S} s runs, without and with the view + a browser):")
+    for name in SCENARIOS:
+        pair = [_one(name, False, console), _one(name, True, console)]
+        off, on = pair
+        cmp: dict[str, Any] = {"scenario": name, "runs": pair}
+        if off["tick_lateness_ms_p99"] is not None and on["tick_lateness_ms_p99"] is not None:
+            cmp["tick_p99_added_ms"] = round(on["tick_lateness_ms_p99"]
+                                             - off["tick_lateness_ms_p99"], 3)
+        cmp["run_cpu_ratio_with_view"] = (round(on["run_cpu_s"] / off["run_cpu_s"], 3)
+                                          if off["run_cpu_s"] else None)
+        cmp["view_cpu_pct_of_core"] = on.get("view_cpu_pct_of_core")
+        out["overhead"].append(cmp)
+    big = next(f for f in out["frame_rate"] if f["nodes"] == 200)
+    views = [c["view_cpu_pct_of_core"] for c in out["overhead"]
+             if c.get("view_cpu_pct_of_core") is not None]
+    ticks = [c["tick_p99_added_ms"] for c in out["overhead"] if "tick_p99_added_ms" in c]
+    out["targets"] = {
+        "fps_200x500": big.get("fps"), "fps_target": 30,
+        "view_cpu_pct_max": max(views) if views else None, "view_cpu_pct_target": 3.0,
+        "tick_p99_added_ms": ticks[0] if ticks else None, "tick_p99_added_target_ms": 1.0,
+        "behind_s_p95_max": max((r.get("behind_s_p95") or 0.0) for c in out["overhead"]
+                                for r in c["runs"] if r["view"]),
+        "median_view_cpu_pct": statistics.median(views) if views else None}
+    console.print(f"targets: {out['targets']}")
+    return out

@@ -119,6 +119,8 @@ class RunFeed:
         self._metric_t = -math.inf
         self._series_at = 0.0
         self.series: list[dict[str, Any]] = []
+        self._headline: list[str] | None = None
+        self._headline_at = 0.0
         self._geo = bool(self.world.get("satellites")) or any(
             isinstance(n, dict) and n.get("location") for n in self.nodes_spec().values())
         origin = (self.sc.get("mobility") or {}).get("origin") or {}
@@ -296,11 +298,26 @@ class RunFeed:
                 "epoch_unix": self.world.get("epoch_unix"), "headline": self.headline()}
 
     def headline(self) -> list[str]:
-        path = self.dir / "summary.txt"
-        if not path.is_file():
-            return []
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
-        return [ln for ln in lines if ln][-12:]
+        """What the run was for, in a few lines: each flow's result and every workload's
+        headline (the console summary's last lines).  Recomputed at most every 5 s while a
+        run goes (workloads read their files), once for a replay."""
+        now = time.monotonic()
+        if self._headline is not None and (not self.live or now - self._headline_at < 5.0):
+            return self._headline
+        from testbed.run.summary import core_headline, headlines
+
+        lines: list[str] = []
+        metrics = _load(self.dir / "metrics.json") or {}
+        for name, f in (metrics.get("flows") or {}).items():
+            if f.get("rtt_ms_median") is not None:
+                lines.append(f"{name}: RTT median {f['rtt_ms_median']} ms, "
+                             f"loss {f.get('loss_pct', 0)} %")
+            elif f.get("goodput_mbps") is not None:
+                lines.append(f"{name}: goodput {f['goodput_mbps']} Mbit/s")
+        lines += core_headline(metrics)
+        lines += headlines(self.dir)
+        self._headline, self._headline_at = lines, now
+        return lines
 
     # ---- frames -------------------------------------------------------------------------------
     def _tail(self, rel: str, kind: type[Tail] = Tail) -> Any:

@@ -25,6 +25,9 @@ At the end it writes, under $SAGIN_RUN_DIR/offload/: tasks.csv (every task: deci
 predicted and measured delay, control latency), slots.csv, summary.json - measured mean delay,
 deadline hits and profit next to the mirror's per-slot prediction and to a pure simulation of
 the same policy and seed from the same start (the sim-to-emulation gap) - and delay.png.
+While it runs it appends to tasks.jsonl (the same fields as tasks.csv) every task as soon as
+its fate is known - reported by its user, or dropped by admission - so that the live view can
+plot delays and deadline hits as they happen.
 
 Measured profit uses the model's formula with measured quantities where the emulation has them
 (tasks served within their deadline; effective delay: measured delay, or deadline + penalty
@@ -51,7 +54,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -418,7 +421,7 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
         got: list[dict[str, Any]] = []
         end = loop.time() + timeout
         while len(got) < n and loop.time() < end:
-            _drain(inbox, rows, others)
+            _drain(inbox, rows, others, progress)
             got += [m for m in others if pred(m)]
             others[:] = [m for m in others if not pred(m)]
             if len(got) < n:
@@ -473,11 +476,12 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
     hi = np.array([config.area_m, config.area_m, config.uav.altitude_m[1]])
     rows: dict[str, dict[str, Any]] = {}
     slot_rows: list[dict[str, Any]] = []
+    progress = (out / "tasks.jsonl").open("a", buffering=1)
     t0 = loop.time()
     try:
         for s in range(args.slots):
             await asyncio.sleep(max(0.0, t0 + s * config.slot_s - loop.time()))
-            _drain(inbox, rows, others)
+            _drain(inbox, rows, others, progress)
             xyz = [layout.local_xyz(p.latitude_deg, p.longitude_deg, p.relative_altitude_m)
                    if (p := d.last_position) is not None else None for d in drones]
             if all(x is not None for x in xyz):
@@ -502,6 +506,8 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
                        "mirror_admitted": bool(info["admitted"][i]),
                        "predicted_delay_s": float(info["delay_s"][i]), "t_decided": now}
                 rows[tid] = row
+                if not row["admitted"]:  # dropped by admission: a miss, known now
+                    _log_task(progress, row)
                 if row["admitted"] and sent is None:
                     send(layout.users[i], {"kind": "task", "id": tid, "target": row["target"],
                                            "bytes": int(bits[i] // 8), "cycles": cycles[i],
@@ -519,13 +525,14 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
         end = time.monotonic() + config.tasks.deadline_s[1] + args.grace_s
         while time.monotonic() < end and not _all_reported(rows):
             await asyncio.sleep(0.2)
-            _drain(inbox, rows, others)
+            _drain(inbox, rows, others, progress)
     finally:
         for t in background:
             t.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await fleet.close()
         transport.close()
+        progress.close()
     summary = _report(out, config, rows, slot_rows, predicted_sim, args, source)
     if args.distributed:
         summary["distributed"] = counts
@@ -534,8 +541,11 @@ async def _controller(args: argparse.Namespace, token: str, run_dir: Path) -> di
 
 
 def _drain(inbox: asyncio.Queue[tuple[dict[str, Any], Any]],
-           rows: dict[str, dict[str, Any]], others: list[dict[str, Any]]) -> None:
-    """Task reports into their rows; anything else from this run into `others`."""
+           rows: dict[str, dict[str, Any]], others: list[dict[str, Any]],
+           progress: TextIO | None = None) -> None:
+    """Task reports into their rows; anything else from this run into `others`.  Each task
+    reported is also appended to `progress` (tasks.jsonl): tasks.csv is only written at the
+    end, and the live view wants the delays while the run goes on."""
     while not inbox.empty():
         msg, _ = inbox.get_nowait()
         if msg.get("kind") != "report":
@@ -544,6 +554,26 @@ def _drain(inbox: asyncio.Queue[tuple[dict[str, Any], Any]],
         row = rows.get(msg.get("id", ""))
         if row is not None and "ok" not in row:
             row.update({k: v for k, v in msg.items() if k not in ("kind", "id", "user")})
+            if progress is not None:
+                _log_task(progress, row)
+
+
+def _log_task(progress: TextIO, row: dict[str, Any]) -> None:
+    """One task whose fate is known, measured, as a line of tasks.jsonl; a write that fails
+    costs the live view a point, never the run."""
+    _measure(row)
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        progress.write(json.dumps(row, default=str) + "\n")
+
+
+def _measure(r: dict[str, Any]) -> None:
+    """A task's measured delay (result back at the user - task handed to the user), control
+    latency and deadline hit, from its reported times (one formula for tasks.jsonl and
+    tasks.csv)."""
+    done = r.get("ok") is True and r.get("t_result") is not None and r.get("t_got") is not None
+    r["measured_delay_s"] = r["t_result"] - r["t_got"] if done else None
+    r["control_s"] = r["t_got"] - r["t_decided"] if r.get("t_got") else None
+    r["met"] = bool(done and r["measured_delay_s"] <= r["deadline_s"])
 
 
 def _all_reported(rows: dict[str, dict[str, Any]]) -> bool:
@@ -557,10 +587,7 @@ def _report(out: Path, config: OffloadConfig, rows: dict[str, dict[str, Any]],
     k = config.n_uavs
     tasks = list(rows.values())
     for r in tasks:
-        done = r.get("ok") is True and r.get("t_result") is not None
-        r["measured_delay_s"] = r["t_result"] - r["t_got"] if done else None
-        r["control_s"] = r["t_got"] - r["t_decided"] if r.get("t_got") else None
-        r["met"] = bool(done and r["measured_delay_s"] <= r["deadline_s"])
+        _measure(r)
     fields = ["id", "slot", "user", "target", "mode", "bits", "cycles", "deadline_s", "admitted",
               "predicted_delay_s", "measured_delay_s", "control_s", "met", "ok", "error", "node",
               "t_decided", "t_got", "t_sent", "t_recv", "t_queued", "t_start", "t_done",

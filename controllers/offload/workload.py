@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from controllers.view_series import ViewData, csv_rows, jsonl_records, number, series, truth
 from testbed.workloads import Bench, Eval, ReportPart, Workload, run_output
 
 TASK_CAP = 500
@@ -31,6 +32,7 @@ WORKLOAD = Workload(
                  "PRESET": "--preset"}),),
     headline="controllers.offload.workload:headline",
     report="controllers.offload.workload:report",
+    view="controllers.offload.workload:view_series",
 )
 
 
@@ -120,3 +122,45 @@ def report(run_dir: Path, t0: float) -> ReportPart | None:
     if png:
         sections.append(("Task offloading timeline", html.img_html(png, "tasks")))
     return ReportPart(sections=sections, files=files, numbers={"tasks": len(rows)})
+
+
+VIEW_SERIES = [series("offload.delay_s", "task delay", "s", "offload"),
+               series("offload.deadline_hit_pct", "deadlines met (so far)", "%", "offload"),
+               series("offload.tasks_done", "tasks served", "tasks", "offload")]
+
+
+def view_series(run_dir: Path, t_zero_wall: float) -> ViewData | None:
+    """The live view's offload series: each served task's measured delay at the moment its
+    result reached the user, the running share of tasks that met their deadline, and the
+    tasks served so far.
+
+    Read from tasks.csv once the controller has written it (the end of the run: it also holds
+    the tasks lost on the way, counted as misses when their deadline passed), else from
+    tasks.jsonl, which the controller appends to as each task's fate becomes known; the share
+    counts tasks dropped by admission as misses at their decision, as the headline does."""
+    folder = run_dir / "offload"
+    rows: list[dict[str, object]] = list(csv_rows(folder / "tasks.csv"))
+    if not rows:
+        rows = list(jsonl_records(folder / "tasks.jsonl"))
+    events: list[tuple[float, float | None, bool]] = []  # (wall time, delay if served, met)
+    for r in rows:
+        delay, t_result = number(r.get("measured_delay_s")), number(r.get("t_result"))
+        t_decided, deadline = number(r.get("t_decided")), number(r.get("deadline_s"))
+        if delay is not None and t_result is not None and truth(r.get("ok")):
+            events.append((t_result, delay, truth(r.get("met"))))
+        elif t_decided is not None:  # dropped at once, or lost: a miss when its time is up
+            admitted = truth(r.get("admitted"))
+            events.append((t_decided + ((deadline or 0.0) if admitted else 0.0), None, False))
+    if not events:
+        return None
+    events.sort(key=lambda e: e[0])
+    points = []
+    met = served = 0
+    for i, (t, delay, hit) in enumerate(events, 1):
+        met += hit
+        values = {"offload.deadline_hit_pct": round(100.0 * met / i, 2)}
+        if delay is not None:
+            served += 1
+            values |= {"offload.delay_s": round(delay, 4), "offload.tasks_done": float(served)}
+        points.append((round(t - t_zero_wall, 3), values))
+    return VIEW_SERIES, points

@@ -17,7 +17,8 @@ Wire format: one JSON object per line; protocol messages carry the protocol's ep
 nothing from one protocol's run reaches the next.
 
 Outputs in $SAGIN_RUN_DIR/consensus/: decisions.csv (every decision: protocol, question,
-key, accepted answer, latency, view, and the simulator's latency for the same answers and
+key, accepted answer, latency, view, the wall-clock time `t` it was accepted - appended as
+each is made, for the live view - and the simulator's latency for the same answers and
 answer times), <node>.jsonl (every message each node sent and received: every round and
 every vote), answers.csv (each node's answer and LLM time per question), summary.json
 (per protocol: decided, accuracy, latency, messages; the sim-to-emulation gap), latency.png.
@@ -292,7 +293,7 @@ async def client_main(exp: ConsensusExperiment, out: Path) -> int:
     rows: list[dict[str, Any]] = []
     csv_path = out / "decisions.csv"
     fields = ["protocol", "seq", "qid", "key", "accepted", "correct", "latency_s", "view",
-              "replies"]
+              "replies", "t"]
     with csv_path.open("w", newline="") as f:
         csv.DictWriter(f, fields, extrasaction="ignore").writeheader()
     for epoch, protocol in enumerate(exp.protocols, 1):
@@ -331,7 +332,7 @@ async def client_main(exp: ConsensusExperiment, out: Path) -> int:
             row = {"protocol": protocol, "seq": seq, "qid": q.id, "key": q.answer,
                    "accepted": accepted, "correct": accepted == q.answer,
                    "latency_s": round(time.monotonic() - start, 4) if accepted else None,
-                   "view": view, "replies": replies}
+                   "view": view, "replies": replies, "t": round(time.time(), 4)}
             rows.append(row)
             with csv_path.open("a", newline="") as f:
                 csv.DictWriter(f, fields, extrasaction="ignore").writerow(row)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controllers.view_series import ViewData, csv_rows, jsonl_records, number, series
 from testbed.workloads import Bench, Eval, ReportPart, Workload, run_output
 
 WORKLOAD = Workload(
@@ -25,6 +26,7 @@ WORKLOAD = Workload(
                 {"SEEDS": "--seeds", "WORKERS": "--workers"}),),
     headline="controllers.consensus.workload:headline",
     report="controllers.consensus.workload:report",
+    view="controllers.consensus.workload:view_series",
 )
 
 
@@ -50,3 +52,63 @@ def report(run_dir: Path, t0: float) -> ReportPart | None:
     return ReportPart(sections=[("Consensus among the LLM nodes", html.table_html(rows, cols))],
                       numbers={"wbft_accuracy": wbft.get("accuracy"),
                                "wbft_latency_ms": wbft.get("latency_ms_median")})
+
+
+def _reply_times(folder: Path) -> dict[tuple[int, int], list[float]]:
+    """(protocol epoch, query seq) -> the wall times the nodes sent their REPLY to the client,
+    sorted: from the nodes' message logs, for decisions.csv files written before it had a
+    time column."""
+    out: dict[tuple[int, int], list[float]] = {}
+    for log in sorted(folder.glob("*.jsonl")):
+        for r in jsonl_records(log):
+            if r.get("kind") == "REPLY" and r.get("dir") == "tx":
+                t, p, seq = number(r.get("t")), number(r.get("p")), number(r.get("seq"))
+                if t is not None and p is not None and seq is not None:
+                    out.setdefault((int(p), int(seq)), []).append(t)
+    for times in out.values():
+        times.sort()
+    return out
+
+
+def view_series(run_dir: Path, t_zero_wall: float) -> ViewData | None:
+    """The live view's consensus series: questions decided so far (all protocols, one after
+    another) and each decision's latency (query sent -> answer accepted) per protocol, at the
+    moment the client accepted it.
+
+    The client appends each decision to decisions.csv with its wall time `t`.  Older files
+    have no such column: a decision's time is then when the reply that completed it left its
+    node (the `replies`-th REPLY of that query, from the nodes' logs; protocols are numbered
+    in the order they ran, as the client numbers their epochs) - later by the reply's trip."""
+    folder = run_dir / "consensus"
+    rows = csv_rows(folder / "decisions.csv")
+    if not rows:
+        return None
+    replies: dict[tuple[int, int], list[float]] | None = None
+    epochs: dict[str, int] = {}
+    timed: list[tuple[float, str, float | None]] = []  # (wall time, protocol, latency)
+    for r in rows:
+        protocol = r.get("protocol", "")
+        epochs.setdefault(protocol, len(epochs) + 1)
+        if not r.get("accepted"):
+            continue  # no answer accepted: nothing was decided
+        t = number(r.get("t"))
+        if t is None:
+            if replies is None:
+                replies = _reply_times(folder)
+            seq, n = number(r.get("seq")), number(r.get("replies"))
+            got = replies.get((epochs[protocol], int(seq or 0)), [])
+            if not got:
+                continue
+            t = got[min(len(got), max(1, int(n or 1))) - 1]
+        timed.append((t, protocol, number(r.get("latency_s"))))
+    timed.sort(key=lambda x: x[0])
+    declared = [series("consensus.decided", "questions decided", "decisions", "consensus")]
+    declared += [series(f"consensus.latency_s.{p}", f"decision latency ({p})", "s", "consensus")
+                 for p in epochs]
+    points = []
+    for i, (t, protocol, latency) in enumerate(timed, 1):
+        values = {"consensus.decided": float(i)}
+        if latency is not None:
+            values[f"consensus.latency_s.{protocol}"] = latency
+        points.append((round(t - t_zero_wall, 3), values))
+    return declared, points

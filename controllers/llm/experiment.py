@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -162,6 +163,7 @@ async def serve(cluster: ShardCluster, plan: MethodPlan, prompts: list[list[int]
     for i, ids in enumerate(prompts):
         g = await cluster.generate(name, plan.master, plan.members, ids, max_new_tokens, eos_id)
         d = asdict(g)
+        d["t_done"] = time.time()  # wall clock: when it finished, for the live view
         if reference is not None:
             d["equal_to_reference"] = g.ok and g.tokens == reference[i]
         gens.append(d)

@@ -12,7 +12,8 @@
    checks, re-plans with Halda on the nodes still alive and serves again.
 
 Writes $SAGIN_RUN_DIR/llm/: summary.json (everything, with predictions next to measurements),
-table.md (one row per method, ratios to even split) and generations.csv.
+table.md (one row per method, ratios to even split) and generations.csv (with each
+generation's wall-clock finish time `t_done`, for the live view), rewritten after each method.
 """
 
 from __future__ import annotations
@@ -177,15 +178,20 @@ def write_outputs(summary: dict[str, Any], out_dir: Path) -> None:
     with (out_dir / "generations.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "prompt", "ok", "tokens", "ttft_ms", "ms_per_token",
-                    "bytes_sent", "equal_to_reference", "error", "text"])
+                    "bytes_sent", "equal_to_reference", "error", "text", "t_done"])
         for r in rows:
             for i, g in enumerate(r.get("generations", [])):
                 w.writerow([r["method"], i, g["ok"], len(g["tokens"]),
                             round(1e3 * g["ttft_s"], 2) if g["ttft_s"] else "",
                             round(g["ms_per_token"], 2) if g["ms_per_token"] else "",
                             g["bytes_sent"], g.get("equal_to_reference"), g["error"] or "",
-                            g.get("text", "")])
+                            g.get("text", ""), _wall(g.get("t_done"))])
     (out_dir / "table.md").write_text(table(rows))
+
+
+def _wall(t: Any) -> str:
+    """A generation's wall-clock finish time for generations.csv ("" when unknown)."""
+    return f"{t:.4f}" if isinstance(t, int | float) else ""
 
 
 def table(rows: list[dict[str, Any]]) -> str:

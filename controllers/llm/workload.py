@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controllers.view_series import ViewData, csv_rows, number, series, truth
 from testbed.workloads import Bench, ReportPart, Workload, run_output
 
 WORKLOAD = Workload(
@@ -26,6 +27,7 @@ WORKLOAD = Workload(
                    "no-prefetch, Accelerate-/Transformers-style offload, Halda; the claims")),
     headline="controllers.llm.workload:headline",
     report="controllers.llm.workload:report",
+    view="controllers.llm.workload:view_series",
 )
 
 
@@ -63,3 +65,36 @@ def report(run_dir: Path, t0: float) -> ReportPart | None:
     return ReportPart(sections=[("Edge LLM: every method on the same prompts",
                                  f"<pre>{html.escape(table.read_text())}</pre>")],
                       numbers={"llm_halda_ms_per_token": halda})
+
+
+def view_series(run_dir: Path, t_zero_wall: float) -> ViewData | None:
+    """The live view's edge-LLM series: each served prompt's ms/token, one series per method
+    (the methods run one after another, so the page shows them side by side in time), and
+    its time to first token, at the moment the generation finished.
+
+    From generations.csv, which the orchestrator rewrites after each method with each
+    generation's wall-clock finish `t_done`.  Files from before that column have no time for
+    any generation (nothing else the workload writes is timestamped): None, rather than
+    invented times."""
+    points = []
+    methods: list[str] = []
+    for r in csv_rows(run_dir / "llm" / "generations.csv"):
+        t, method = number(r.get("t_done")), r.get("method", "")
+        if t is None or not method or not truth(r.get("ok")):
+            continue
+        if method not in methods:
+            methods.append(method)
+        values = {}
+        mpt, ttft = number(r.get("ms_per_token")), number(r.get("ttft_ms"))
+        if mpt is not None:
+            values[f"llm.ms_per_token.{method}"] = mpt
+        if ttft is not None:
+            values["llm.ttft_ms"] = ttft
+        if values:
+            points.append((round(t - t_zero_wall, 3), values))
+    if not points:
+        return None
+    declared = [series(f"llm.ms_per_token.{m}", f"ms/token ({m})", "ms", "llm") for m in methods]
+    declared.append(series("llm.ttft_ms", "time to first token", "ms", "llm"))
+    points.sort(key=lambda p: p[0])
+    return declared, points

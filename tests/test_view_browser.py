@@ -53,33 +53,39 @@ def test_live_then_replay(tmp_path: Path) -> None:
     results = RESULTS
     env = dict(os.environ)
     log = open(tmp_path / "run.log", "w")  # noqa: SIM115 - closed in finally
+    started = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", "--file",
                              str(scenario(tmp_path)), "--view"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     run = results / "leo-view" / "latest"
     try:
-        info = None
-        deadline = time.time() + 120
-        while info is None and time.time() < deadline and proc.poll() is None:
-            try:
-                info = json.loads((run / "view.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                time.sleep(0.2)
+        info = browser.announced(results / "leo-view", started,
+                                 lambda: proc.poll() is None)
         assert info is not None, (tmp_path / "run.log").read_text()[-3000:]
         with browser.page(info["url"]) as pg:
             assert pg.evaluate("saginView.mode") == "live"
             for name in ("user1", "gw1", "cloud1"):  # names, by the page's own lists
                 assert pg.locator(f'#nodes-list li[data-node="{name}"]').count() == 1
             assert pg.locator('#links-list li[data-link="fiber"]').count() == 1
-            _, seen_down = browser.wait_until(
-                pg, "saginView.link('fiber') && saginView.link('fiber').state === 'down'", 90)
+            # one loop watches everything, so each change is timed when the page shows it
             terminals = ("gw1", "user1")
             first = {t: pg.evaluate(f"saginView.attachment('{t}')") for t in terminals}
-            moved, _ = browser.wait_until(
-                pg, f"Object.entries({json.dumps(first)})"
-                ".some(([t, a]) => saginView.attachment(t) !== a)", 40)
-            _, seen_up = browser.wait_until(
-                pg, "saginView.link('fiber').state === 'up'", 30)
+            seen: dict[str, float] = {}
+            deadline = time.time() + 120
+            while len(seen) < 3 and time.time() < deadline and proc.poll() is None:
+                snap = pg.evaluate("({fiber: saginView.link('fiber') && saginView.link("
+                                   "'fiber').state, att: [" + ",".join(
+                                       f"saginView.attachment('{t}')" for t in terminals)
+                                   + "]})")
+                now = time.time()
+                if snap["fiber"] == "down":
+                    seen.setdefault("down", now)
+                if snap["fiber"] == "up" and "down" in seen:
+                    seen.setdefault("up", now)
+                if any(a != first[t] for t, a in zip(terminals, snap["att"], strict=True)):
+                    seen.setdefault("handover", now)
+                time.sleep(0.1)
+            assert len(seen) == 3, seen
             behind = pg.evaluate("saginView.behind === undefined ? null : saginView.behind")
             (run / "view").mkdir(exist_ok=True)
             pg.screenshot(path=str(run / "view" / "live.png"))
@@ -92,14 +98,15 @@ def test_live_then_replay(tmp_path: Path) -> None:
         log.close()
     ev = events(run)
     down, up = ev["link_down:fiber"], ev["link_up:fiber"]
-    assert seen_down - float(down["wall"]) <= 2.0  # red within 2 s of the cut
-    assert seen_up - float(up["wall"]) <= 2.0
+    lag = {k: round(seen[k] - float(e["wall"]), 3) for k, e in (("down", down), ("up", up))}
+    (run / "view" / "live-latency.json").write_text(json.dumps({**lag, "behind_s": behind}))
+    assert seen["down"] - float(down["wall"]) <= 2.0  # red within 2 s of the cut
+    assert seen["up"] - float(up["wall"]) <= 2.0
     if behind is not None:
         assert behind <= 1.5
     handovers = [json.loads(x) for x in
                  (run / "mobility" / "handovers.jsonl").read_text().splitlines()]
     assert any(h["reason"] != "initial" for h in handovers), "no handover in 30 s"
-    assert moved
 
     # the same run, replayed from its folder
     with browser.serving([str(run.resolve())], tmp_path / "replay.json") as url, \

@@ -42,15 +42,10 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _watch(run_root: Path, proc: subprocess.Popen[bytes], out: dict[str, Any]) -> None:
+def _watch(run_root: Path, proc: subprocess.Popen[bytes], started: float,
+           out: dict[str, Any]) -> None:
     """Open the live page as soon as the run announces it; sample how far behind it is."""
-    latest = run_root / "latest"
-    info = None
-    while info is None and proc.poll() is None:
-        try:
-            info = json.loads((latest / "view.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            time.sleep(0.2)
+    info = browser.announced(run_root, started, lambda: proc.poll() is None)
     if info is None:
         out["error"] = "the view did not announce itself"
         return
@@ -77,7 +72,7 @@ def _one(name: str, view: bool, console: Console) -> dict[str, Any]:
     argv = [sys.executable, "-m", "testbed", "run", name, "--duration", str(DURATION_S)]
     if view:
         argv.append("--view")
-    cpu0 = _children_cpu()
+    cpu0, started = _children_cpu(), time.time()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     watched: dict[str, Any] = {}
@@ -85,7 +80,7 @@ def _one(name: str, view: bool, console: Console) -> dict[str, Any]:
     if view:
         # the page lives in its own thread; the runner is a child process, so the run's
         # signals and the browser never meet
-        thread = threading.Thread(target=_watch, args=(RESULTS / name, proc, watched))
+        thread = threading.Thread(target=_watch, args=(RESULTS / name, proc, started, watched))
         thread.start()
     rc = proc.wait()
     if thread is not None:

@@ -3,6 +3,7 @@ chromium driven by playwright (no browser download), talking to 127.0.0.1 only."
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,22 @@ def serving(args: list[str], announce: Path, timeout_s: float = 20.0) -> Iterato
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def announced(run_root: Path, since: float, alive: Any, timeout_s: float = 120.0
+              ) -> dict[str, Any] | None:
+    """The view.json of the newest run under results/<scenario>/ written after `since`
+    (wall), waiting while `alive()` and at most `timeout_s`; None if none came."""
+    view = run_root / "latest" / "view.json"
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and alive():
+        try:
+            if view.stat().st_mtime >= since:
+                return dict(json.loads(view.read_text()))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    return None
 
 
 def wait_until(pg: Any, js: str, timeout_s: float, poll_s: float = 0.1) -> tuple[Any, float]:

@@ -58,6 +58,8 @@ class Hub:
         self._stop = threading.Event()
         self._topology: dict[str, Any] | None = None
         self.error: str | None = None
+        self.run_state: dict[str, Any] = {}  # status and phase, refreshed about once a second
+        self._state_at = 0.0
 
     def topology(self) -> dict[str, Any]:
         # recomputed until frames flow (positions of a starting run), then kept
@@ -82,10 +84,21 @@ class Hub:
             self.stats["frames"] = self.next_seq
         return len(frames)
 
+    def _refresh_state(self) -> None:
+        now = time.monotonic()
+        if now - self._state_at >= 1.0 or self.done:
+            self._state_at = now
+            try:
+                info = self.source.run_info()
+            except Exception:  # noqa: BLE001 - a half-written manifest: next time
+                return
+            self.run_state = {"status": info.get("status"), "phase": info.get("phase")}
+
     def run(self) -> None:
         while not self._stop.is_set():
             ended = self.source.ended()
             self.pump()
+            self._refresh_state()
             if ended:  # one last read after the end: everything the run wrote is in
                 self.done = True
                 return
@@ -108,7 +121,7 @@ class Hub:
             nxt = out[-1]["seq"] + 1 if out else max(seq, first)
             self.stats["dropped"] += dropped
         return {"frames": out, "next": nxt, "ended": self.done and nxt >= self.next_seq,
-                "dropped": dropped, "now_t": self.source.now()}
+                "dropped": dropped, "now_t": self.source.now(), **self.run_state}
 
 
 def _file_under(root: Path, rel: str) -> Path | None:

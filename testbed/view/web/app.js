@@ -247,7 +247,7 @@ const M = {
   sx: null, sy: null,                // drawn screen positions
   showFootprints: true, showUnusable: true, showLabels: true, showTrails: true,
   labelW: null, jitter: 0,
-  buckets: new Map(),
+  skip: new Set(),                   // parts left out (profiling)
 };
 
 function initMap() {
@@ -284,9 +284,44 @@ function initMap() {
   buildLegend();
 }
 
+/** world-atlas rings cross the antimeridian (Russia, Fiji) or circle the pole (Antarctica):
+ *  make each ring's longitudes continuous, close a polar ring along the pole, and add a copy
+ *  shifted by 360° of a ring that leaves [-180, 180], so that Leaflet draws no stray lines. */
+function unwrapLand(geo) {
+  const out = [];
+  for (const feat of geo.features) {
+    const g = feat.geometry;
+    const polys = g.type === 'MultiPolygon' ? g.coordinates : [g.coordinates];
+    for (const poly of polys) {
+      const rings = poly.map((ring) => {
+        const r = [ring[0].slice()];
+        for (let i = 1; i < ring.length; i++) {
+          let lon = ring[i][0];
+          const prev = r[i - 1][0];
+          while (lon - prev > 180) lon -= 360;
+          while (prev - lon > 180) lon += 360;
+          r.push([lon, ring[i][1]]);
+        }
+        const drift = r[r.length - 1][0] - r[0][0];
+        if (Math.abs(drift) > 180) {            // around a pole: close the ring along it
+          const pole = r[0][1] < 0 ? -90 : 90, last = r[r.length - 1][0];
+          r.push([last, pole], [r[0][0], pole], r[0].slice());
+        }
+        return r;
+      });
+      out.push(rings);
+      const lons = rings[0].map((q) => q[0]);
+      const hi = Math.max(...lons), lo = Math.min(...lons);
+      if (hi > 180) out.push(rings.map((r) => r.map(([x, y]) => [x - 360, y])));
+      if (lo < -180) out.push(rings.map((r) => r.map(([x, y]) => [x + 360, y])));
+    }
+  }
+  return {type: 'Feature', properties: {}, geometry: {type: 'MultiPolygon', coordinates: out}};
+}
+
 function loadLand() {
   getJSON('/vendor/world-atlas/land-110m.json').then((topo) => {
-    const land = topojson.feature(topo, topo.objects.land);
+    const land = unwrapLand(topojson.feature(topo, topo.objects.land));
     L.geoJSON(land, {
       interactive: false,
       style: {color: '#b3aa94', weight: 0.8, fillColor: '#f4f0e6', fillOpacity: 1},
@@ -386,14 +421,15 @@ function draw() {
   computePositions();
   ctx.setTransform(M.dpr, 0, 0, M.dpr, 0, 0);
   ctx.clearRect(0, 0, M.w, M.h);
-  if (A.geo) drawGraticule(ctx); else drawGrid(ctx);
-  if (A.geo && M.showFootprints) drawFootprints(ctx);
-  if (M.showTrails) drawTrails(ctx);
+  const skip = M.skip;
+  if (!skip.has('grid')) { if (A.geo) drawGraticule(ctx); else drawGrid(ctx); }
+  if (A.geo && M.showFootprints && !skip.has('footprints')) drawFootprints(ctx);
+  if (M.showTrails && !skip.has('trails')) drawTrails(ctx);
   drawHighlights(ctx);
-  drawLinks(ctx);
+  if (!skip.has('links')) drawLinks(ctx);
   drawHandovers(ctx);
-  drawNodes(ctx);
-  if (M.showLabels) drawLabels(ctx);
+  if (!skip.has('nodes')) drawNodes(ctx);
+  if (M.showLabels && !skip.has('labels')) drawLabels(ctx);
 }
 
 function niceStep(minUnits) {
@@ -451,27 +487,38 @@ const FP_N = 48;
 const FP_COS = Array.from({length: FP_N}, (_, k) => Math.cos(2 * Math.PI * k / FP_N));
 const FP_SIN = Array.from({length: FP_N}, (_, k) => Math.sin(2 * Math.PI * k / FP_N));
 
-/** Satellites' footprints: ground seen above footprint_min_elevation_deg. */
+/** A footprint's outline for a satellite at lat/alt: u offsets from its centre and absolute v
+ *  (Mercator only stretches with latitude, so the outline moves with longitude unchanged). */
+function footprintShape(latDeg, altKm, e) {
+  const th = Math.acos(EARTH_R * Math.cos(e) / (EARTH_R + altKm)) - e;
+  if (!(th > 0)) return null;
+  const la = latDeg * D2R, sla = Math.sin(la), cla = Math.cos(la), sth = Math.sin(th), cth = Math.cos(th);
+  const du = new Float64Array(FP_N), v = new Float64Array(FP_N);
+  for (let k = 0; k < FP_N; k++) {
+    const lat2 = Math.asin(sla * cth + cla * sth * FP_COS[k]);
+    du[k] = Math.atan2(FP_SIN[k] * sth * cla, cth - sla * Math.sin(lat2)) / (2 * Math.PI);
+    v[k] = projV(lat2 / D2R, 0);
+  }
+  return {lat: latDeg, alt: altKm, du, v};
+}
+
+/** Satellites' footprints: the ground that sees them above footprint_min_elevation_deg. */
 function drawFootprints(ctx) {
   const emin = A.topo.footprint_min_elevation_deg;
   if (!num(emin)) return;
-  const e = emin * D2R, s = M.s;
+  const e = emin * D2R, s = M.s, oy = M.oy;
+  const cache = M.fpCache || (M.fpCache = []);
   ctx.beginPath();
   for (const nd of A.nodes) {
     if (nd.kind !== 'satellite') continue;
-    const i = nd.i, h = M.pc[i];
-    const th = Math.acos(EARTH_R * Math.cos(e) / (EARTH_R + h)) - e;
-    if (!(th > 0)) continue;
-    const la = M.pa[i] * D2R, lo = M.pb[i] * D2R;
-    const sla = Math.sin(la), cla = Math.cos(la), sth = Math.sin(th), cth = Math.cos(th);
-    const dx = M.sx[i] - projU(M.pa[i], M.pb[i]) * s + M.ox;     // the benchmark's jitter
-    for (let k = 0; k < FP_N; k++) {
-      const lat2 = Math.asin(sla * cth + cla * sth * FP_COS[k]);
-      const dlon = Math.atan2(FP_SIN[k] * sth * cla, cth - sla * Math.sin(lat2));
-      const x = ((lo + dlon) / (2 * Math.PI) + 0.5) * s - M.ox + dx;
-      const y = projV(lat2 / D2R, 0) * s - M.oy;
-      if (k === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-    }
+    const i = nd.i;
+    let fp = cache[i];
+    if (!fp || Math.abs(fp.lat - M.pa[i]) > 0.02 || fp.alt !== M.pc[i]) fp = cache[i] = footprintShape(M.pa[i], M.pc[i], e);
+    if (!fp) continue;
+    const x0 = M.sx[i], du = fp.du, v = fp.v;
+    if (x0 + du[FP_N / 4] * s < 0 || x0 - du[FP_N / 4] * s > M.w) continue;
+    ctx.moveTo(x0 + du[0] * s, v[0] * s - oy);
+    for (let k = 1; k < FP_N; k++) ctx.lineTo(x0 + du[k] * s, v[k] * s - oy);
     ctx.closePath();
   }
   ctx.fillStyle = 'rgba(126,87,194,0.06)';
@@ -494,11 +541,12 @@ function drawTrails(ctx) {
       if (i1 - i0 < 1) continue;
       let px = tr.u[i0] * s - ox, py = tr.v[i0] * s - oy;
       ctx.moveTo(px, py);
-      for (let k = i0 + 1; k <= i1; k++) {
+      const step = Math.max(1, Math.floor((i1 - i0) / 90));   // at most ~90 points a trail
+      for (let k = Math.min(i1, i0 + step); k <= i1; k = k < i1 ? Math.min(i1, k + step) : k + 1) {
         const last = k === i1;
         const x = last ? M.sx[nd.i] : tr.u[k] * s - ox, y = last ? M.sy[nd.i] : tr.v[k] * s - oy;
         if (A.geo && Math.abs(x - px) > s / 2) { ctx.moveTo(x, y); px = x; py = y; continue; }
-        if (!last && Math.abs(x - px) + Math.abs(y - py) < 2) continue;
+        if (!last && Math.abs(x - px) + Math.abs(y - py) < 3) continue;
         ctx.lineTo(x, y); px = x; py = y;
       }
     }
@@ -520,29 +568,31 @@ function linkPath(ctx, L) {
   }
 }
 
-/** Links, batched by state and width so that a frame strokes a few dozen paths. */
+/** Links, one stroke each (a single multi-segment stroke rasterises far slower in Chromium),
+ *  grouped by state so that the style is set once per state. */
 function drawLinks(ctx) {
-  const v = A.view, buckets = M.buckets;
-  for (const arr of buckets.values()) arr.length = 0;
-  for (const L of A.links) {
-    const st = linkState(v, L);
-    if (st === 'unusable' && !M.showUnusable) continue;
-    const w = st === 'unusable' ? 1 : Math.round(linkWidth(v.load[L.name]) * 2) / 2;
-    const key = st + '|' + w;
-    let arr = buckets.get(key);
-    if (!arr) buckets.set(key, arr = []);
-    arr.push(L);
-  }
+  const v = A.view, W = M.w, H = M.h;
   for (const st of STATES) {
-    for (const [key, arr] of buckets) {
-      if (!arr.length || !key.startsWith(st + '|')) continue;
-      ctx.beginPath();
-      for (const L of arr) linkPath(ctx, L);
-      ctx.lineWidth = +key.slice(st.length + 1);
-      ctx.strokeStyle = STATE_COLORS[st];
-      ctx.globalAlpha = st === 'unusable' ? 0.6 : 0.9;
-      ctx.setLineDash(st === 'unusable' ? [4, 4] : st === 'down' ? [7, 4] : []);
-      ctx.stroke();
+    if (st === 'unusable' && !M.showUnusable) continue;
+    ctx.strokeStyle = STATE_COLORS[st];
+    ctx.globalAlpha = st === 'unusable' ? 0.6 : 0.9;
+    ctx.setLineDash(st === 'unusable' ? [4, 4] : st === 'down' ? [7, 4] : []);
+    for (const L of A.links) {
+      if (linkState(v, L) !== st) continue;
+      const e = L.endIdx, a = e[0];
+      if (a < 0) continue;
+      ctx.lineWidth = st === 'unusable' ? 1 : linkWidth(v.load[L.name]);
+      const xa = M.sx[a], ya = M.sy[a];
+      for (let k = 1; k < e.length; k++) {
+        const b = e[k];
+        if (b < 0) continue;
+        const xb = nearX(xa, M.sx[b]), yb = M.sy[b];
+        if ((xa < 0 && xb < 0) || (xa > W && xb > W) || (ya < 0 && yb < 0) || (ya > H && yb > H)) continue;
+        ctx.beginPath();
+        ctx.moveTo(xa, ya);
+        ctx.lineTo(xb, yb);
+        ctx.stroke();
+      }
     }
   }
   ctx.setLineDash([]);
@@ -800,6 +850,11 @@ function initCharts() {
   for (const spec of chartSpecs()) {
     const c = Object.assign({x: [], cols: new Map(), keys: [], u: null, rebuild: true, dirty: false}, spec);
     for (const k of spec.fixed || []) { c.keys.push(k); c.cols.set(k, []); }
+    c.box = document.createElement('div');
+    c.box.className = 'chart';
+    c.box.dataset.chart = c.id;
+    c.box.hidden = true;
+    $('charts').appendChild(c.box);
     C.charts.push(c);
     C.byId.set(c.id, c);
   }
@@ -865,13 +920,8 @@ function makePlot(target, {title, width, height, series, axes, scales, data}) {
 
 function buildChart(c) {
   if (c.u) { c.u.destroy(); c.u = null; }
-  let box = c.box;
-  if (!box) {
-    box = c.box = document.createElement('div');
-    box.className = 'chart';
-    box.dataset.chart = c.id;
-    $('charts').appendChild(box);
-  }
+  const box = c.box;
+  box.hidden = false;
   const axisValues = (_, vals) => vals.map((v) => (num(v) ? +v.toPrecision(4) + '' : ''));
   c.u = makePlot(box, {
     title: c.unit ? `${c.title} (${c.unit})` : c.title,
@@ -1069,7 +1119,8 @@ function buildLists() {
   });
 }
 
-function updateLists() {
+/** Keep the lists' data-state current; their text (loads, CPU) too when full. */
+function updateLists(full = true) {
   const v = A.view;
   const counts = {up: 0, down: 0, unusable: 0, handover: 0};
   A.links.forEach((L, i) => {
@@ -1081,11 +1132,13 @@ function updateLists() {
       li.dataset.state = st;
       li.firstChild.style.background = STATE_COLORS[st] || '#999';
     }
+    if (!full) return;
     const ld = v.load[L.name];
     const meta = `${L.ends.length > 2 ? L.ends[0] + ' +' + (L.ends.length - 1) : L.ends.join('–')} · ${num(ld) ? fmt(ld, 1) + ' Mb/s' : st}`;
     if (A.linkLiMeta[i] !== meta) { A.linkLiMeta[i] = meta; li.lastChild.textContent = meta; }
   });
   $('links-count').textContent = `(${A.links.length}: ${counts.up} up, ${counts.down} down, ${counts.handover} handover, ${counts.unusable} unusable)`;
+  if (!full) return;
   A.nodes.forEach((nd, i) => {
     const st = v.nodes[nd.name], att = v.attach[nd.name];
     const parts = [kindOf(nd.kind).label];
@@ -1242,7 +1295,9 @@ function tick(now) {
       updateEvents();
       if (A.uiDirty) {
         A.uiDirty = false;
-        updateLists();
+        const full = now - (A.listsAt || 0) > 1000;   // loads and CPU: once a second
+        if (full) A.listsAt = now;
+        updateLists(full);
         if (A.selected) {
           if (!A.detailsTimer || now - A.detailsTimer > 1000) { A.detailsTimer = now; renderDetails(); }
           else A.uiDirty = true;
@@ -1253,8 +1308,6 @@ function tick(now) {
   }
   requestAnimationFrame(tick);
 }
-
-function renderDetailsKeepChart() { renderDetails(); }
 
 async function poll() {
   let errors = 0;
@@ -1322,6 +1375,8 @@ window.saginView = {
   get latestT() { return A.latestT; },
   get framesApplied() { return A.view ? A.view.n : 0; },
   get dropped() { return A.dropped; },
+  /** Live: how far the newest frame is behind the run's clock (now_t - latestT), s. */
+  get behind() { return A.live && num(A.nowT) ? Math.max(0, A.nowT - A.latestT) : null; },
   link(name) {
     const L = A.link.get(name);
     if (!L) return null;
@@ -1350,6 +1405,8 @@ window.saginView = {
     });
   },
   select(type, name) { select(type ? {type, name} : null); },
+  /** Leave parts out of the drawing (profiling): grid, footprints, trails, links, nodes, labels. */
+  skip(...parts) { M.skip = new Set(parts); A.dirty = true; },
   get state() { return A.view; },
 };
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from controllers.view_series import ViewData, jsonl_records, number, series
 from testbed.workloads import Bench, Eval, ReportPart, Workload, fresh_output
 
 WORKLOAD = Workload(
@@ -30,6 +31,7 @@ WORKLOAD = Workload(
                  "METHODS": "--methods", "DURATION": "--duration"}),),
     headline="controllers.iov.workload:headline",
     report="controllers.iov.workload:report",
+    view="controllers.iov.workload:view_series",
 )
 
 
@@ -74,3 +76,43 @@ def report(run_dir: Path, t0: float) -> ReportPart | None:
                       numbers={"chain_latency_ms": s.get("latency_ms_median"),
                                "chain_success": s.get("success_rate"),
                                "chain_tps": s.get("tps")})
+
+
+VIEW_SERIES = [series("iov.committed", "transactions committed", "tx", "iov"),
+               series("iov.failed", "transactions failed (timed out)", "tx", "iov"),
+               series("iov.latency_ms", "commit latency", "ms", "iov")]
+
+
+def view_series(run_dir: Path, t_zero_wall: float) -> ViewData | None:
+    """The live view's chain series, from the nodes' records (chain/<node>.jsonl, appended as
+    they go; transactions.csv is made from them at the end): transactions committed and
+    failed so far, and each commit's latency (submit -> commit, at the submitter).
+
+    The records' `t_ms` are already milliseconds after the run's time zero (the timeline
+    hands every node $SAGIN_T_ZERO), so `t_zero_wall` is not needed here."""
+    folder = run_dir / "chain"
+    if not folder.is_dir():
+        return None
+    events: list[tuple[float, str, float | None]] = []  # (ms after zero, ev, latency)
+    for log in sorted(folder.glob("*.jsonl")):
+        for r in jsonl_records(log):
+            ev, t = r.get("ev"), number(r.get("t_ms"))
+            if ev in ("commit", "failed") and t is not None:
+                events.append((t, str(ev), number(r.get("latency_ms"))))
+    if not events:
+        return None
+    events.sort(key=lambda e: e[0])
+    points = []
+    committed = failed = 0
+    for t, ev, latency in events:
+        values: dict[str, float] = {}
+        if ev == "commit":
+            committed += 1
+            values["iov.committed"] = float(committed)
+            if latency is not None:
+                values["iov.latency_ms"] = latency
+        else:
+            failed += 1
+            values["iov.failed"] = float(failed)
+        points.append((round(t / 1000.0, 3), values))
+    return VIEW_SERIES, points

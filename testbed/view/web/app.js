@@ -329,8 +329,15 @@ function loadLand() {
   }).catch((e) => showError('coastlines: ' + e.message));
 }
 
+/** Fit the map to the nodes: where they are now, and where moving ones (but satellites) went. */
 function fitNodes() {
   const pts = A.nodes.map((nd) => toLatLng(A.view.pos[nd.name] || nd.pos0));
+  for (const nd of A.nodes) {
+    const tr = nd.track;
+    if (!tr || nd.kind === 'satellite') continue;
+    const step = Math.max(1, Math.floor(tr.p.length / 200));
+    for (let k = 0; k < tr.p.length; k += step) pts.push(toLatLng(tr.p[k]));
+  }
   if (!pts.length) { M.map.setView([0, 0], A.geo ? 2 : 0); return; }
   const b = L.latLngBounds(pts);
   if (A.geo && b.getNorth() - b.getSouth() < 1e-6 && b.getEast() - b.getWest() < 1e-6) {
@@ -455,12 +462,14 @@ function drawGrid(ctx) {
   ctx.fillStyle = 'rgba(70,85,105,0.75)';
   ctx.textBaseline = 'top';
   const unit = (m) => (step >= 1000 ? (m / 1000) + ' km' : Math.round(m) + ' m');
-  for (let e = Math.ceil(e0 / step) * step; e <= e1; e += step) {
-    ctx.fillText(unit(e), Math.round(e * s - M.ox) + 3, 3);
+  for (let e = Math.ceil(e0 / step) * step; e <= e1; e += step) {   // clear of the zoom buttons
+    const x = Math.round(e * s - M.ox) + 3;
+    if (x > 56) ctx.fillText(unit(e), x, 3);
   }
   ctx.textBaseline = 'bottom';
-  for (let n = Math.ceil(n0 / step) * step; n <= n1; n += step) {
-    ctx.fillText(unit(n), 3, Math.round(-n * s - M.oy) - 2);
+  for (let n = Math.ceil(n0 / step) * step; n <= n1; n += step) {   // and of the legend
+    const y = Math.round(-n * s - M.oy) - 2;
+    if (y > 90 && y < M.h - 60) ctx.fillText(unit(n), 3, y);
   }
   ctx.textBaseline = 'alphabetic';
 }
@@ -521,10 +530,10 @@ function drawFootprints(ctx) {
     for (let k = 1; k < FP_N; k++) ctx.lineTo(x0 + du[k] * s, v[k] * s - oy);
     ctx.closePath();
   }
-  ctx.fillStyle = 'rgba(126,87,194,0.06)';
+  ctx.fillStyle = 'rgba(126,87,194,0.04)';
   ctx.fill();
   ctx.lineWidth = 1;
-  ctx.strokeStyle = 'rgba(126,87,194,0.35)';
+  ctx.strokeStyle = 'rgba(126,87,194,0.28)';
   ctx.stroke();
 }
 
@@ -834,6 +843,7 @@ function chartSpecs() {
     const keys = list.map((s) => s.key);
     specs.push({
       id: 'g-' + g, title: g, unit: units.length === 1 ? units[0] : '', fixed: keys,
+      units: units.length > 1 ? new Map(list.map((s) => [s.key, s.unit || ''])) : null,
       labels: new Map(list.map((s) => [s.key, units.length === 1 ? s.label : `${s.label} (${s.unit})`])),
       extract: (f) => {
         if (!f.metrics) return null;
@@ -923,13 +933,24 @@ function buildChart(c) {
   const box = c.box;
   box.hidden = false;
   const axisValues = (_, vals) => vals.map((v) => (num(v) ? +v.toPrecision(4) + '' : ''));
+  // a group whose series have different units: a scale per unit, the first two with an axis
+  const unitOf = (k) => (c.units ? c.units.get(k) : null);
+  const units = c.units ? [...new Set(c.keys.map(unitOf))] : [];
+  const scales = {}, axes = [{size: 30, values: (_, vals) => vals.map((v) => v + ' s')}];
+  if (!units.length) axes.push({size: 52, values: axisValues});
+  units.forEach((un, j) => {
+    scales['u' + j] = {};
+    if (j < 2) {
+      axes.push({scale: 'u' + j, side: j ? 1 : 3, size: 52, label: un, labelSize: 14, values: axisValues,
+                 grid: {show: j === 0}, stroke: PALETTE[c.keys.findIndex((k) => unitOf(k) === un) % PALETTE.length]});
+    }
+  });
   c.u = makePlot(box, {
     title: c.unit ? `${c.title} (${c.unit})` : c.title,
-    width: C.width, height: 180,
-    axes: [{size: 30, values: (_, vals) => vals.map((v) => v + ' s')}, {size: 52, values: axisValues}],
+    width: C.width, height: 180, scales, axes,
     series: c.keys.map((k, i) => ({
       label: seriesLabel(c, k), stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true,
-      value: (_, v) => fmtAuto(v),
+      value: (_, v) => fmtAuto(v), scale: units.length ? 'u' + units.indexOf(unitOf(k)) : 'y',
     })),
     data: [c.x, ...c.keys.map((k) => c.cols.get(k))],
   });
@@ -952,7 +973,7 @@ function resizeCharts() {
   const cols = wrap.clientWidth > 900 ? 2 : 1;
   C.width = Math.max(280, Math.floor((wrap.clientWidth - (cols - 1) * 12) / cols) - 2);
   for (const c of C.charts) if (c.u) c.u.setSize({width: C.width, height: 180});
-  if (C.panel) C.panel.setSize({width: Math.max(200, $('details').clientWidth - 4), height: 150});
+  if (C.panel) C.panel.setSize({width: panelChartWidth(), height: 150});
 }
 
 /** Move every chart's time cursor to the displayed time. */
@@ -1061,6 +1082,8 @@ function linkHistory(L) {
   return out;
 }
 
+const panelChartWidth = () => Math.max(200, $('details').clientWidth - 24);
+
 function renderLinkChart(L) {
   const target = $('det-chart');
   if (!target) return;
@@ -1076,7 +1099,7 @@ function renderLinkChart(L) {
   C.cursorT = null;
   if (!x.length) { C.panel = null; target.innerHTML = '<p class="muted">no measurements yet</p>'; return; }
   C.panel = makePlot(target, {
-    width: Math.max(200, $('details').clientWidth - 4), height: 150,
+    width: panelChartWidth(), height: 150,
     scales: {ms: {}},
     axes: [{size: 26, values: (_, vals) => vals.map((v) => v + ' s')},
            {size: 40, stroke: PALETTE[0]},
@@ -1175,6 +1198,7 @@ function updateHeader() {
   const run = (A.topo && A.topo.run) || {};
   let status = run.status || '–';
   if (A.live && A.ended) status = run.status && run.status !== 'running' ? run.status : 'ended';
+  if (run.phase && run.phase !== status) status += ` · ${run.phase}`;
   $('status').textContent = status;
   $('time').textContent = `${fmt(A.T, 1)} s`;
   const behind = A.live && num(A.nowT) ? Math.max(0, A.nowT - A.latestT) : null;
@@ -1220,6 +1244,7 @@ function seekTo(t) {
   A.following = false;
   showTime(t, false);
   updateTimeline();
+  updateHeader();
 }
 
 function updateTimeline() {
@@ -1316,6 +1341,8 @@ async function poll() {
       const r = await getJSON(`/api/frames?since=${A.next}`);
       A.dropped += r.dropped || 0;
       A.nowT = num(r.now_t) ? r.now_t : A.nowT;
+      if (r.status && A.topo.run) A.topo.run.status = r.status;
+      if ('phase' in r && A.topo.run) A.topo.run.phase = r.phase;
       if (r.frames && r.frames.length) ingest(r.frames);
       A.next = num(r.next) ? r.next : A.next;
       errors = 0;
@@ -1339,6 +1366,7 @@ async function poll() {
 function onFirstBatch() {
   A.smoothT = A.latestT;
   showTime(A.latestT, false);
+  fitNodes();
   flushCharts(true);
   resizeCharts();
   updateLists();

@@ -237,26 +237,26 @@ class Run:
                            f"(shell into a node: make shell NODE=<name>)")
 
     def _start_view(self, sup: Supervisor) -> None:
-        """The web view as its own process reading the run folder (testbed.view): whatever a
-        browser does costs the run nothing, and the process ends with the run's teardown."""
-        from testbed.view.server import assets_missing, wait_for
-
-        missing = assets_missing()
-        if missing:
-            self.console.print(f"[yellow]view: web assets missing ({', '.join(missing)}); run "
-                               "make setup[/]")
-            return
+        """The web view as its own process reading the run folder (testbed.view, a layer above
+        this one: started by name, never imported): whatever a browser does costs the run
+        nothing, and the process ends with the run's teardown."""
         announce = self.run_dir / "view.json"
-        sup.start("view", [sys.executable, "-m", "testbed.view", str(self.run_dir), "--live",
-                           "--port", str(self.opt.view_port), "--announce", str(announce)],
-                  log=self.run_dir / "logs" / "view.log",
-                  env={"SAGIN_VIEW_TOKEN": secrets.token_urlsafe(16)})
-        info = wait_for(announce, timeout_s=10.0)
-        if info is None:
-            self.console.print("[yellow]view: did not start (logs/view.log)[/]")
-            return
-        self.view_url = str(info["url"])
-        self.console.print(f"[bold]view[/]: {self.view_url}")
+        view = sup.start("view", [sys.executable, "-m", "testbed.view", str(self.run_dir),
+                                  "--live", "--port", str(self.opt.view_port), "--announce",
+                                  str(announce)],
+                         log=self.run_dir / "logs" / "view.log",
+                         env={"SAGIN_VIEW_TOKEN": secrets.token_urlsafe(16)})
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline and view.popen.poll() is None:
+            try:
+                self.view_url = str(json.loads(announce.read_text())["url"])
+                self.console.print(f"[bold]view[/]: {self.view_url}")
+                return
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        log = (self.run_dir / "logs" / "view.log").read_text(errors="replace").strip()
+        self.console.print(f"[yellow]view: did not start: {log.splitlines()[-1] if log else ''}"
+                           " (logs/view.log); the run goes on[/]")
 
     view_url: str | None = None
 

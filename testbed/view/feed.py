@@ -116,7 +116,7 @@ class RunFeed:
         self._ips = self._addresses()
         self._flow_start: dict[str, float] = {}
         self._ping_seen: dict[str, tuple[int, int]] = {}  # flow -> (received, highest seq)
-        self._metric_t = -math.inf
+        self._sent: set[tuple[float, str]] = set()
         self._series_at = 0.0
         self.series: list[dict[str, Any]] = []
         self._headline: list[str] | None = None
@@ -500,10 +500,10 @@ class RunFeed:
         return points
 
     def _metrics(self, at: Callable[[float], Frame]) -> None:
-        points = self._refresh_series()
-        newest = self._metric_t
-        for t, values in points:
-            if t > self._metric_t:
-                at(t).setdefault("metrics", {}).update(values)
-                newest = max(newest, t)
-        self._metric_t = newest
+        """The workloads' points not sent yet - also late ones with an earlier time (a task
+        whose result came back after a later task's), placed at their own time."""
+        for t, values in self._refresh_series():
+            for key, v in values.items():
+                if (t, key) not in self._sent:
+                    self._sent.add((t, key))
+                    at(t).setdefault("metrics", {})[key] = v

@@ -23,6 +23,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 from firmware.scenario import PX4_MISSING, autopilot_of, autopilots, find_px4
@@ -53,11 +54,12 @@ class Autopilots:
             return None
         tracks = {n: ctx.world.tracks[n] for n in names}
         return cls(ctx.sc, tracks, ctx.world.frame,  # type: ignore[arg-type]
-                   ctx.net.plan.primary_ip, ctx.net.plan.namespaces, ctx.sup, ctx.state_dir)
+                   ctx.net.plan.primary_ip, ctx.net.plan.namespaces, ctx.sup, ctx.state_dir,
+                   ctx.run_dir / "logs" / "node-status.jsonl")
 
     def __init__(self, sc: Scenario, tracks: dict[str, TelemetryTrack], frame: LocalFrame,
                  addresses: dict[str, str], namespaces: dict[str, str], sup: Supervisor,
-                 state_dir: Path) -> None:
+                 state_dir: Path, status_path: Path | None = None) -> None:
         self.sc, self.tracks, self.frame = sc, tracks, frame
         self.addresses, self.namespaces, self.sup = addresses, namespaces, sup
         self.sock_path = state_dir / "autopilot-telemetry.sock"
@@ -65,6 +67,25 @@ class Autopilots:
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
         self.stopping = False
+        # the vehicles' battery, mode and arming once a second, for the live view and its
+        # replay (the core's node-status records: {"wall", "node", ...})
+        self.status_path = status_path
+        self.status_at: dict[str, float] = {}
+
+    def _status(self, name: str, rep: dict[str, object]) -> None:
+        now = time.time()
+        if self.status_path is None or now - self.status_at.get(name, 0.0) < 1.0:
+            return
+        self.status_at[name] = now
+        rec = {"wall": round(now, 3), "node": name, "armed": rep.get("armed"),
+               "mode": rep.get("mode")}
+        if isinstance(rep.get("battery"), (int, float)):
+            rec["battery_pct"] = round(100.0 * float(rep["battery"]), 1)  # type: ignore[arg-type]
+        try:
+            with open(self.status_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError:
+            self.status_path = None  # the view loses a number; the flight goes on
 
     def start(self) -> None:
         self.sock_path.unlink(missing_ok=True)
@@ -130,6 +151,7 @@ class Autopilots:
                 if name is not None:
                     self.tracks[name].update(float(rep["lat"]), float(rep["lon"]),
                                              float(rep["alt"]))
+                    self._status(name, rep)
             except (ValueError, KeyError, TypeError):
                 continue
 

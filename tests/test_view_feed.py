@@ -259,3 +259,14 @@ def test_file_under_refuses_escapes(tmp_path: Path) -> None:
     assert _file_under(tmp_path, "a.js") == (tmp_path / "a.js").resolve()
     for rel in ("../etc/passwd", "/etc/passwd", "out/passwd", "", "a\\b"):
         assert _file_under(tmp_path, rel) is None
+
+
+def test_node_status_records_reach_the_nodes(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    (run / "logs").mkdir(exist_ok=True)
+    append(run / "logs" / "node-status.jsonl",
+           json.dumps({"wall": T0 + 6.0, "node": "gs1", "battery_pct": 87.5, "mode": "MISSION",
+                       "armed": True}) + "\n" + '{"wall": 1, "node": ')
+    frames = {f["t"]: f for f in RunFeed(run).poll()}
+    assert frames[6.0]["nodes"]["gs1"] == {"battery_pct": 87.5, "mode": "MISSION",
+                                           "armed": True}

@@ -389,6 +389,12 @@ class RunFeed:
                 nodes = f.setdefault("nodes", {})
                 for n, v in cpu.items():
                     nodes.setdefault(n, {})["cpu_pct"] = v
+        for rec in _json_lines(self._tail("logs/node-status.jsonl").lines()):
+            # what a workload knows of a node (a vehicle's battery, mode): {"wall", "node", ...}
+            node, wall = rec.pop("node", None), rec.pop("wall", None)
+            if isinstance(node, str) and isinstance(wall, (int, float)):
+                at(self._rel(float(wall))).setdefault("nodes", {}).setdefault(node, {}).update(
+                    {k: v for k, v in rec.items() if isinstance(v, (int, float, str, bool))})
         self._probes(at)
         self._pings(at)
         self._iperf(at)

@@ -63,6 +63,8 @@ const LABEL_DECLUTTER = 60;   // above this many nodes, overlapping labels hide
 
 /** Width in px of a link carrying mbps Mbit/s. */
 const linkWidth = (mbps) => Math.min(10, 1.5 + 1.5 * Math.log2(1 + Math.max(0, num(mbps) ? mbps : 0)));
+/** Width as drawn: unusable links are thin, down ones at least 2.5 px so that the red shows. */
+const drawnWidth = (st, mbps) => (st === 'unusable' ? 1 : st === 'down' ? Math.max(2.5, linkWidth(mbps)) : linkWidth(mbps));
 
 // ------------------------------------------------------------------ data / state
 
@@ -522,7 +524,7 @@ function drawFootprints(ctx) {
     if (nd.kind !== 'satellite') continue;
     const i = nd.i;
     let fp = cache[i];
-    if (!fp || Math.abs(fp.lat - M.pa[i]) > 0.02 || fp.alt !== M.pc[i]) fp = cache[i] = footprintShape(M.pa[i], M.pc[i], e);
+    if (!fp || Math.abs(fp.lat - M.pa[i]) > 0.1 || Math.abs(fp.alt - M.pc[i]) > 1) fp = cache[i] = footprintShape(M.pa[i], M.pc[i], e);
     if (!fp) continue;
     const x0 = M.sx[i], du = fp.du, v = fp.v;
     if (x0 + du[FP_N / 4] * s < 0 || x0 - du[FP_N / 4] * s > M.w) continue;
@@ -584,13 +586,12 @@ function drawLinks(ctx) {
   for (const st of STATES) {
     if (st === 'unusable' && !M.showUnusable) continue;
     ctx.strokeStyle = STATE_COLORS[st];
-    ctx.globalAlpha = st === 'unusable' ? 0.6 : 0.9;
-    ctx.setLineDash(st === 'unusable' ? [4, 4] : st === 'down' ? [7, 4] : []);
+    ctx.setLineDash(st === 'unusable' ? [4, 4] : []);   // opaque, solid: cheaper to rasterise
     for (const L of A.links) {
       if (linkState(v, L) !== st) continue;
       const e = L.endIdx, a = e[0];
       if (a < 0) continue;
-      ctx.lineWidth = st === 'unusable' ? 1 : linkWidth(v.load[L.name]);
+      ctx.lineWidth = drawnWidth(st, v.load[L.name]);
       const xa = M.sx[a], ya = M.sy[a];
       for (let k = 1; k < e.length; k++) {
         const b = e[k];
@@ -605,7 +606,6 @@ function drawLinks(ctx) {
     }
   }
   ctx.setLineDash([]);
-  ctx.globalAlpha = 1;
 }
 
 /** Halos under the selected / hovered item and the links of a selected node. */
@@ -736,10 +736,12 @@ function drawLabels(ctx) {
     }
     placed.push(nd.i, x, y);
   }
-  ctx.lineWidth = 3;
-  ctx.strokeStyle = 'rgba(255,255,255,0.9)';
-  for (let k = 0; k < placed.length; k += 3) ctx.strokeText(A.nodes[placed[k]].name, placed[k + 1], placed[k + 2]);
-  ctx.fillStyle = '#263238';
+  // a pale box under each name (a stroked halo costs far more to rasterise)
+  ctx.beginPath();
+  for (let k = 0; k < placed.length; k += 3) ctx.rect(placed[k + 1] - 2, placed[k + 2] - 10, M.labelW[placed[k]] + 4, 13);
+  ctx.fillStyle = 'rgba(255,255,255,0.72)';
+  ctx.fill();
+  ctx.fillStyle = '#1f2a33';
   for (let k = 0; k < placed.length; k += 3) ctx.fillText(A.nodes[placed[k]].name, placed[k + 1], placed[k + 2]);
 }
 
@@ -1409,7 +1411,7 @@ window.saginView = {
     const L = A.link.get(name);
     if (!L) return null;
     const st = linkState(A.view, L), load = A.view.load[name];
-    return {state: st, color: STATE_COLORS[st], width: st === 'unusable' ? 1 : linkWidth(load),
+    return {state: st, color: STATE_COLORS[st], width: drawnWidth(st, load),
             load: num(load) ? load : null};
   },
   node(name) {

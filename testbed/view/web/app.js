@@ -60,6 +60,8 @@ const TRAIL_OTHER_S = 120;    // other moving nodes' trail
 const SNAP_EVERY = 100;       // keep a copy of the state every this many frames (fast seeking)
 const HANDOVER_MS = 2000;
 const LABEL_DECLUTTER = 60;   // above this many nodes, overlapping labels hide
+const HISTORY_BUDGET = +new URLSearchParams(location.search).get('history') || 1.2e6;   // entries (positions, link states, loads...) kept in frames:
+                              // beyond it the oldest frames go, in blocks of SNAP_EVERY
 
 /** Width in px of a link carrying mbps Mbit/s. */
 const linkWidth = (mbps) => Math.min(10, 1.5 + 1.5 * Math.log2(1 + Math.max(0, num(mbps) ? mbps : 0)));
@@ -74,7 +76,8 @@ const A = {
   links: [], link: new Map(),        // records: topology link + {i, endIdx}
   pairs: new Map(),                  // "a|b" -> link record (for handovers)
   flowLabel: new Map(),              // flow name -> "name src→dst"
-  frames: [], times: [],             // every frame received, and their t
+  frames: [], times: [], weight: [], // frames kept (the newest), their t, their entry counts
+  base: 0, kept: 0,                  // frames dropped from the front; entries in frames kept
   next: 0, ended: false, dropped: 0, nowT: null, latestT: 0,
   head: null, snaps: [],             // state after every received frame; copies every SNAP_EVERY
   view: null, T: 0, smoothT: 0,      // displayed state, displayed time, positions' time (live)
@@ -161,6 +164,10 @@ function ingest(frames) {
     const t = A.times.length && f.t < A.times[A.times.length - 1] ? A.times[A.times.length - 1] : f.t;
     A.frames.push(f);
     A.times.push(t);
+    let w = 1;
+    for (const k of ['pos', 'links', 'load', 'rtt', 'nodes', 'flows', 'metrics']) if (f[k]) w += Object.keys(f[k]).length;
+    A.weight.push(w);
+    A.kept += w;
     if (f.pos) {
       for (const name in f.pos) {
         const node = A.node.get(name), p = f.pos[name];
@@ -178,17 +185,45 @@ function ingest(frames) {
     chartsIngest(f, t);
   }
   if (A.times.length) A.latestT = A.times[A.times.length - 1];
+  trimHistory();
 }
+
+/** Keep the page's memory bounded in a long run: drop the oldest frames (a block of
+ *  SNAP_EVERY at a time, so that a snapshot holds the state where the kept frames start). */
+function trimHistory() {
+  if (A.kept <= HISTORY_BUDGET) return;
+  let drop = 0, freed = 0;
+  while (A.kept - freed > HISTORY_BUDGET * 0.9 && A.frames.length - drop > 2 * SNAP_EVERY) {
+    for (let i = drop; i < drop + SNAP_EVERY; i++) freed += A.weight[i];
+    drop += SNAP_EVERY;
+  }
+  drop -= (A.base + drop) % SNAP_EVERY;
+  if (drop <= 0) return;
+  A.frames.splice(0, drop); A.times.splice(0, drop); A.weight.splice(0, drop);
+  A.base += drop;
+  A.kept -= freed;
+  A.snaps = A.snaps.filter((sn) => sn.n >= A.base);
+  const t0 = A.times[0];
+  for (const nd of A.nodes) {
+    const tr = nd.track;
+    if (!tr) continue;
+    const k = Math.max(0, lowerBound(tr.t, t0) - 1);   // one point before, to interpolate
+    if (k) { tr.t.splice(0, k); tr.p.splice(0, k); tr.u.splice(0, k); tr.v.splice(0, k); }
+  }
+}
+
+/** The earliest time the page can show (0 unless the oldest frames were dropped). */
+const minT = () => (A.base && A.times.length ? A.times[0] : 0);
 
 /** Show the state at run time T: apply frames forward, or rebuild from the nearest snapshot. */
 function showTime(T, animate) {
-  T = Math.max(0, Math.min(T, A.latestT));
+  T = Math.max(minT(), Math.min(T, A.latestT));
   A.T = T;
-  const idx = upperBound(A.times, T);
+  const idx = A.base + upperBound(A.times, T);    // frames (counted from the run's first) at or before T
   let v = A.view;
-  if (idx < v.n || idx - v.n > 2 * SNAP_EVERY) {
+  if (idx < v.n || idx - v.n > 2 * SNAP_EVERY || v.n < A.base) {
     let base = null;
-    for (let j = Math.min(A.snaps.length, Math.floor(idx / SNAP_EVERY)) - 1; j >= 0; j--) {
+    for (let j = A.snaps.length - 1; j >= 0; j--) {
       if (A.snaps[j].n <= idx) { base = A.snaps[j]; break; }
     }
     v = A.view = base ? structuredClone(base) : newState();
@@ -199,7 +234,7 @@ function showTime(T, animate) {
   const from = v.n;
   animate = animate && idx - from <= 20;
   for (let i = from; i < idx; i++) {
-    const f = A.frames[i];
+    const f = A.frames[i - A.base];
     applyFrame(v, f);
     if (animate && f.handovers && f.t >= T - 3) startHandovers(f.handovers);
   }
@@ -1071,10 +1106,11 @@ function renderDetails() {
 
 /** State changes of a link over the frames shown so far. */
 function linkHistory(L) {
-  const out = [], probe = {links: {}};
-  let prev = L.dynamic ? 'unusable' : 'up';
-  out.push({t: 0, state: prev});
-  for (let i = 0; i < A.view.n; i++) {
+  const out = [], first = A.snaps.find((sn) => sn.n === A.base);
+  const probe = {links: first && first.links[L.name] ? {[L.name]: Object.assign({}, first.links[L.name])} : {}};
+  let prev = linkState(probe, L);
+  out.push({t: minT(), state: prev});
+  for (let i = 0; i < A.view.n - A.base; i++) {
     const f = A.frames[i];
     if (!f.links || !f.links[L.name]) continue;
     mergeInto(probe.links, L.name, f.links[L.name]);
@@ -1253,6 +1289,7 @@ function updateTimeline() {
   const slider = $('slider');
   const max = Math.max(A.latestT, 0);
   if (+slider.max !== max) { slider.max = String(max); A.marksDirty = true; }
+  if (+slider.min !== minT()) { slider.min = String(minT()); A.marksDirty = true; }
   if (!A.sliderDrag) slider.value = String(A.T);
   const advancing = A.following || A.playing;
   $('play').textContent = advancing ? '❚❚' : '▶';
@@ -1264,9 +1301,9 @@ function updateTimeline() {
 
 function buildSliderMarks() {
   A.marksDirty = false;
-  const max = Math.max(A.latestT, 1e-9);
-  $('slider-marks').innerHTML = A.events.map((ev) =>
-    `<i class="${ev.ok === false ? 'bad' : ''}" style="left:${(100 * ev.t / max).toFixed(3)}%" title="${esc(`${fmt(ev.t, 1)} s: ${ev.text || ''}`)}"></i>`).join('');
+  const lo = minT(), span = Math.max(A.latestT - lo, 1e-9);
+  $('slider-marks').innerHTML = A.events.filter((ev) => ev.t >= lo).map((ev) =>
+    `<i class="${ev.ok === false ? 'bad' : ''}" style="left:${(100 * (ev.t - lo) / span).toFixed(3)}%" title="${esc(`${fmt(ev.t, 1)} s: ${ev.text || ''}`)}"></i>`).join('');
 }
 
 // ------------------------------------------------------------------ main loop and polling

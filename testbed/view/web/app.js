@@ -315,6 +315,13 @@ function initMap() {
     select(hit);
   });
   map.on('mousemove', (e) => onHover(e.containerPoint));
+  // until the user moves the map, keep every node in view (a live run's first positions
+  // often arrive after the page has opened)
+  for (const ev of ['mousedown', 'wheel', 'touchstart', 'keydown']) {
+    map.getContainer().addEventListener(ev, (e) => {
+      if (!e.target.closest || !e.target.closest('.map-ctl')) M.userMoved = true;
+    }, {passive: true});
+  }
   map.on('mouseout', () => onHover(null));
   if (A.geo) loadLand();
   fitNodes();
@@ -366,6 +373,13 @@ function loadLand() {
   }).catch((e) => showError('coastlines: ' + e.message));
 }
 
+/** Refit while the user has not moved the map and a node is out of view. */
+function autoFit() {
+  if (M.userMoved || !A.nodes.length) return;
+  const b = M.map.getBounds().pad(-0.03);
+  if (A.nodes.some((nd) => !b.contains(toLatLng(A.view.pos[nd.name] || nd.pos0)))) fitNodes();
+}
+
 /** Fit the map to the nodes: where they are now, and where moving ones (but satellites) went. */
 function fitNodes() {
   const pts = A.nodes.map((nd) => toLatLng(A.view.pos[nd.name] || nd.pos0));
@@ -404,7 +418,7 @@ function addMapControls() {
     },
   });
   new Ctl({position: 'topright'}).addTo(M.map);
-  $('fit').addEventListener('click', fitNodes);
+  $('fit').addEventListener('click', () => { M.userMoved = false; fitNodes(); });   // and keep them in view
   const toggle = (id, key) => $(id).addEventListener('change', (e) => { M[key] = e.target.checked; A.dirty = true; });
   toggle('tg-labels', 'showLabels');
   toggle('tg-unusable', 'showUnusable');
@@ -658,7 +672,7 @@ function drawHighlights(ctx) {
     }
   };
   mark(A.hover, 'rgba(30,136,229,0.18)', 9);
-  mark(A.selected, 'rgba(30,136,229,0.32)', 11);
+  mark(A.selected, 'rgba(30,136,229,0.32)', A.selected && A.selected.type === 'node' ? 7 : 11);
 }
 
 function startHandovers(list) {
@@ -1071,6 +1085,12 @@ function renderDetails() {
       ['CPU', num(st.cpu_pct) ? fmt(st.cpu_pct, 1) + ' %' : '–'],
     ];
     if (num(st.battery_pct)) rows.push(['battery', `<span class="bar"><i style="width:${Math.max(0, Math.min(100, st.battery_pct))}%"></i></span> ${fmt(st.battery_pct, 1)} %`]);
+    for (const k of Object.keys(st)) {         // anything else the node reports (mode, armed, ...)
+      if (k === 'cpu_pct' || k === 'battery_pct') continue;
+      const val = st[k];
+      if (val === null || typeof val === 'object') continue;
+      rows.push([esc(k.replace(/_/g, ' ')), typeof val === 'number' ? fmtAuto(val) : esc(String(val))]);
+    }
     if (v.attach[nd.name]) rows.push(['attached to', nodeRef(v.attach[nd.name])]);
     if (ho) rows.push(['last handover', `t=${fmt(ho.t, 1)} s: ${esc(ho.from || '–')} → ${esc(ho.to)}`]);
     const links = nd.links.map((L) => {
@@ -1275,6 +1295,16 @@ function initTimeline() {
   $('speed').addEventListener('change', (e) => { A.speed = +e.target.value || 1; });
   $('follow').addEventListener('click', () => { A.following = true; A.playing = false; A.smoothT = A.latestT; updateTimeline(); });
   $('follow').hidden = !A.live;
+  // keys: space plays / pauses, arrows step a second (5 with shift), Home / End
+  document.addEventListener('keydown', (e) => {
+    if (e.target.closest('input, select, textarea, .leaflet-container') || e.ctrlKey || e.metaKey || e.altKey) return;
+    const step = e.shiftKey ? 5 : 1;
+    if (e.key === ' ') { e.preventDefault(); $('play').click(); }
+    else if (e.key === 'ArrowLeft') seekTo(A.T - step);
+    else if (e.key === 'ArrowRight') seekTo(A.T + step);
+    else if (e.key === 'Home') seekTo(minT());
+    else if (e.key === 'End') { if (A.live) $('follow').click(); else seekTo(A.latestT); }
+  });
 }
 
 function seekTo(t) {
@@ -1357,6 +1387,7 @@ function tick(now) {
       updateHeader();
       updateTimeline();
       updateEvents();
+      if (!M.userMoved && now - (M.fitAt || 0) > 1000) { M.fitAt = now; autoFit(); }
       if (A.uiDirty) {
         A.uiDirty = false;
         const full = now - (A.listsAt || 0) > 1000;   // loads and CPU: once a second

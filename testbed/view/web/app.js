@@ -935,7 +935,8 @@ function chartsIngest(f, t) {
   }
 }
 
-const xMax = () => Math.max(A.latestT, A.live && !A.ended && A.topo.run && num(A.topo.run.duration_s) ? A.topo.run.duration_s : 0, 1);
+/** Charts span the frames kept: from the earliest to the newest. */
+const xMax = () => Math.max(A.latestT, minT() + 1);
 
 function seriesLabel(c, k) {
   if (c.labels) return c.labels.get(k) || k;
@@ -963,7 +964,7 @@ function makePlot(target, {title, width, height, series, axes, scales, data}) {
   cursorLine.className = 'tcursor';
   const u = new uPlot({
     width, height, title,
-    scales: Object.assign({x: {time: false, range: () => [0, xMax()]}}, scales || {}),
+    scales: Object.assign({x: {time: false, range: () => [minT(), xMax()]}}, scales || {}),
     axes: axes || [{}, {}],
     series: [{label: 't', value: (_, v) => (v == null ? '–' : v.toFixed(1) + ' s')}].concat(series),
     cursor: {sync: {key: 'sagin-t'}, drag: {x: false, y: false}},
@@ -1511,6 +1512,10 @@ window.saginView = {
 // ------------------------------------------------------------------ start
 
 async function main() {
+  if (!window.L || !window.uPlot || !window.topojson) {
+    showError("the view's web assets did not load (leaflet, uplot, topojson-client): run `make setup`");
+    return;
+  }
   let topo;
   try {
     topo = await getJSON('/api/topology');

@@ -74,7 +74,6 @@ const A = {
   topo: null, geo: true, live: true,
   nodes: [], node: new Map(),        // records: {name, kind, i, pos0, moving, ip, track, links}
   links: [], link: new Map(),        // records: topology link + {i, endIdx}
-  pairs: new Map(),                  // "a|b" -> link record (for handovers)
   flowLabel: new Map(),              // flow name -> "name src→dst"
   frames: [], times: [], weight: [], // frames kept (the newest), their t, their entry counts
   base: 0, kept: 0,                  // frames dropped from the front; entries in frames kept
@@ -144,13 +143,7 @@ function initTopology(topo) {
     rec.endIdx = rec.ends.map((e) => (A.node.has(e) ? A.node.get(e).i : -1));
     A.links.push(rec);
     A.link.set(rec.name, rec);
-    rec.ends.forEach((e, k) => {
-      if (A.node.has(e)) A.node.get(e).links.push(rec);
-      if (k > 0) {
-        A.pairs.set(rec.ends[0] + '|' + e, rec);
-        A.pairs.set(e + '|' + rec.ends[0], rec);
-      }
-    });
+    for (const e of rec.ends) if (A.node.has(e)) A.node.get(e).links.push(rec);
   });
   for (const f of topo.flows || []) A.flowLabel.set(f.name, `${f.name} ${f.src}→${f.dst}`);
   A.head = newState();
@@ -246,7 +239,7 @@ function showTime(T, animate) {
 function posAt(node, tq, interp, out) {
   const tr = node.track;
   let p;
-  if (!tr || !tr.t.length || tq < tr.t[0]) p = tr && tr.t.length && node.moving && tq < tr.t[0] ? tr.p[0] : node.pos0;
+  if (!tr || !tr.t.length || tq < tr.t[0]) p = node.pos0;           // before its first report
   else {
     const i = upperBound(tr.t, tq) - 1;
     if (!interp || i >= tr.t.length - 1 || tr.t[i + 1] <= tr.t[i]) p = tr.p[i];
@@ -1015,6 +1008,8 @@ function flushCharts(force) {
     if (!c.x.length) continue;
     if (c.rebuild || !c.u) buildChart(c);
     else if (c.dirty || force) { c.u.setData([c.x, ...c.keys.map((k) => c.cols.get(k))]); c.dirty = false; }
+    else if (c.xmax !== xMax()) c.u.setScale('x', {min: minT(), max: xMax()});   // time goes on
+    c.xmax = xMax();
   }
   const empty = !C.charts.some((c) => c.x.length);
   $('charts').classList.toggle('empty', empty);
@@ -1253,6 +1248,9 @@ function renderHeader() {
   document.title = `${run.scenario || 'SAGIN-HIL'} · ${A.live ? 'live' : 'replay'} view`;
 }
 
+/** Live: how far the newest frame is behind the run's clock (null once the run is over). */
+const behindS = () => (A.live && !A.ended && num(A.nowT) ? Math.max(0, A.nowT - A.latestT) : null);
+
 function updateHeader() {
   const run = (A.topo && A.topo.run) || {};
   let status = run.status || '–';
@@ -1260,7 +1258,7 @@ function updateHeader() {
   if (run.phase && run.phase !== status) status += ` · ${run.phase}`;
   $('status').textContent = status;
   $('time').textContent = `${fmt(A.T, 1)} s`;
-  const behind = A.live && num(A.nowT) ? Math.max(0, A.nowT - A.latestT) : null;
+  const behind = behindS();
   $('behind-box').hidden = !A.live;
   $('behind').textContent = num(behind) ? `${fmt(behind, 1)} s` : '–';
   $('behind').classList.toggle('warn', num(behind) && behind > 5);
@@ -1475,7 +1473,7 @@ window.saginView = {
   get framesApplied() { return A.view ? A.view.n : 0; },
   get dropped() { return A.dropped; },
   /** Live: how far the newest frame is behind the run's clock (now_t - latestT), s. */
-  get behind() { return A.live && num(A.nowT) ? Math.max(0, A.nowT - A.latestT) : null; },
+  get behind() { return behindS(); },
   link(name) {
     const L = A.link.get(name);
     if (!L) return null;

@@ -1049,7 +1049,6 @@ function select(sel) {
     if (li) { li.classList.add('sel'); li.scrollIntoView({block: 'nearest'}); }
   }
   if (C.panel) { C.panel.destroy(); C.panel = null; }
-  C.panelN = -1;
   A.dirty = true;
   renderDetails();
 }
@@ -1148,9 +1147,14 @@ function renderLinkChart(L) {
     if (!num(a) && !num(b)) continue;
     x.push(A.times[i]); load.push(num(a) ? a : null); rtt.push(num(b) ? b : null);
   }
-  if (C.panel) C.panel.destroy();
-  C.panelN = A.frames.length;
   C.cursorT = null;
+  if (C.panel && C.panelLink === L.name && x.length) {   // the same link: keep its chart, new data
+    target.appendChild(C.panel.root);
+    C.panel.setData([x, load, rtt]);
+    return;
+  }
+  if (C.panel) C.panel.destroy();
+  C.panelLink = L.name;
   if (!x.length) { C.panel = null; target.innerHTML = '<p class="muted">no measurements yet</p>'; return; }
   C.panel = makePlot(target, {
     width: panelChartWidth(), height: 150,

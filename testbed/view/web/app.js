@@ -1035,6 +1035,24 @@ function updateChartCursors() {
   };
   for (const c of C.charts) place(c.u);
   place(C.panel);
+  C.legendDirty = true;
+}
+
+/** Legends show each series' last value at the displayed time while the mouse is elsewhere. */
+function legendsAtT() {
+  const set = (u) => {
+    if (!u || (u.cursor.left != null && u.cursor.left >= 0)) return;
+    const xs = u.data[0], i = upperBound(xs, A.T) - 1;
+    if (i < 0) return;
+    const idxs = u.data.map((col, k) => {
+      if (k === 0) return i;
+      for (let j = i; j >= 0 && j > i - 200; j--) if (col[j] != null) return j;
+      return null;
+    });
+    u.setLegend({idxs}, false);
+  };
+  for (const c of C.charts) set(c.u);
+  set(C.panel);
 }
 
 // ------------------------------------------------------------------ panels
@@ -1402,7 +1420,8 @@ function tick(now) {
         }
       }
     }
-    if (now - lastChartFlush > 500) { lastChartFlush = now; flushCharts(); }
+    if (now - lastChartFlush > 500) { lastChartFlush = now; flushCharts(); C.legendDirty = true; }
+    if (C.legendDirty && now - (C.legendAt || 0) > 100) { C.legendAt = now; C.legendDirty = false; legendsAtT(); }
   }
   requestAnimationFrame(tick);
 }

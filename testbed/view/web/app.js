@@ -859,7 +859,7 @@ function buildLegend() {
 
 // ------------------------------------------------------------------ charts
 
-const C = {charts: [], byId: new Map(), width: 400, lastFlush: 0, cursorT: null, panel: null};
+const C = {charts: [], width: 400, cursorT: null, panel: null};
 
 function chartSpecs() {
   const flowsOf = (field) => (f) => {
@@ -910,7 +910,6 @@ function initCharts() {
     c.box.hidden = true;
     $('charts').appendChild(c.box);
     C.charts.push(c);
-    C.byId.set(c.id, c);
   }
   new ResizeObserver(() => resizeCharts()).observe($('charts'));
 }

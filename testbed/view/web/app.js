@@ -60,6 +60,10 @@ const TRAIL_OTHER_S = 120;    // other moving nodes' trail
 const SNAP_EVERY = 100;       // keep a copy of the state every this many frames (fast seeking)
 const HANDOVER_MS = 2000;
 const LABEL_DECLUTTER = 60;   // above this many nodes, overlapping labels hide
+// drawing rate while things move (a live page redraws continuously): 30 frames/s look smooth
+// and leave the machine that runs the emulation its CPU; ?fps=60 for more.  benchmark() ignores it.
+const FPS_CAP = Math.max(1, +new URLSearchParams(location.search).get('fps') || 30);
+let lastDraw = 0;
 const HISTORY_BUDGET = +new URLSearchParams(location.search).get('history') || 1.2e6;   // entries (positions, link states, loads...) kept in frames:
                               // beyond it the oldest frames go, in blocks of SNAP_EVERY
 
@@ -1394,7 +1398,8 @@ function tick(now) {
     }
   }
   if (bench) benchTick(now);
-  else if (A.ready && (A.dirty || A.anims.length || moving())) {
+  else if (A.ready && (A.dirty || A.anims.length || moving()) && now - lastDraw >= 1000 / FPS_CAP - 4) {
+    lastDraw = now;
     draw();
     A.dirty = false;
     const cbs = afterDraw; afterDraw = [];

@@ -75,7 +75,7 @@ const drawnWidth = (st, mbps) => (st === 'unusable' ? 1 : st === 'down' ? Math.m
 // ------------------------------------------------------------------ data / state
 
 const A = {
-  topo: null, geo: true, live: true,
+  topo: null, geo: true, live: true, lags: [],
   nodes: [], node: new Map(),        // records: {name, kind, i, pos0, moving, ip, track, links}
   links: [], link: new Map(),        // records: topology link + {i, endIdx}
   flowLabel: new Map(),              // flow name -> "name src→dst"
@@ -1439,7 +1439,17 @@ async function poll() {
       A.nowT = num(r.now_t) ? r.now_t : A.nowT;
       if (r.status && A.topo.run) A.topo.run.status = r.status;
       if ('phase' in r && A.topo.run) A.topo.run.phase = r.phase;
-      if (r.frames && r.frames.length) ingest(r.frames);
+      if (r.frames && r.frames.length) {
+        ingest(r.frames);
+        // live: the age of the freshest data on arrival (run clock at the answer - its time);
+        // unlike `behind`, quiet stretches with nothing to send do not count
+        if (A.live && !r.ended && num(r.now_t)) {
+          let newest = -Infinity;
+          for (const f of r.frames) if (f.t > newest) newest = f.t;
+          A.lags.push(Math.max(0, r.now_t - newest));
+          if (A.lags.length > 20000) A.lags.splice(0, 10000);
+        }
+      }
       A.next = num(r.next) ? r.next : A.next;
       errors = 0;
       showError('');
@@ -1501,6 +1511,8 @@ window.saginView = {
   get dropped() { return A.dropped; },
   /** Live: how far the newest frame is behind the run's clock (now_t - latestT), s. */
   get behind() { return behindS(); },
+  /** Live: per answer that brought frames, the age of its newest frame on arrival, s. */
+  lags() { return A.lags.slice(); },
   link(name) {
     const L = A.link.get(name);
     if (!L) return null;

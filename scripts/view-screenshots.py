@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--live-at", type=float, default=15)
     ap.add_argument("--replay-at", type=float, default=20)
-    ap.add_argument("--select", help="a node or link to open in the side panel")
+    ap.add_argument("--select", help="open it in the side panel: node:<name> or link:<name>")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "view")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,8 @@ def main() -> int:
         with browser.page(info["url"], 1280, 800) as pg:
             browser.wait_until(pg, f"saginView.latestT >= {args.live_at}", args.duration + 120)
             if args.select:
-                pg.evaluate(f"saginView.select({args.select!r})")
+                kind, _, name = args.select.partition(":")
+                pg.evaluate(f"saginView.select({kind!r}, {name!r})")
                 time.sleep(1.5)
             pg.screenshot(path=str(args.out / f"{args.scenario}-live.png"))
         proc.wait(timeout=600)
@@ -54,7 +55,8 @@ def main() -> int:
             browser.page(url, 1280, 800) as pg:
         pg.evaluate(f"saginView.seek({args.replay_at})")
         if args.select:
-            pg.evaluate(f"saginView.select({args.select!r})")
+            kind, _, name = args.select.partition(":")
+            pg.evaluate(f"saginView.select({kind!r}, {name!r})")
         time.sleep(1.5)
         pg.screenshot(path=str(args.out / f"{args.scenario}-replay.png"))
     print(f"{args.out}/{args.scenario}-live.png, -replay.png from {run}")

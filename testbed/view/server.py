@@ -66,8 +66,10 @@ class Hub:
         if self._topology is None or self.next_seq == 0:
             self._topology = self.source.topology()
             return self._topology
-        # status and headline change while a run goes
-        return {**self._topology, "run": self.source.run_info()}
+        # status and headline change while a run goes, and a workload declares its series
+        # once its first records exist
+        return {**self._topology, "run": self.source.run_info(),
+                "series": getattr(self.source, "series", self._topology.get("series", []))}
 
     def pump(self) -> int:
         """Move the source's new frames into the ring; how many."""

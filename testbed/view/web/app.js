@@ -75,7 +75,7 @@ const drawnWidth = (st, mbps) => (st === 'unusable' ? 1 : st === 'down' ? Math.m
 // ------------------------------------------------------------------ data / state
 
 const A = {
-  topo: null, geo: true, live: true, lags: [],
+  topo: null, geo: true, live: true, lags: [], declared: new Set(),
   nodes: [], node: new Map(),        // records: {name, kind, i, pos0, moving, ip, track, links}
   links: [], link: new Map(),        // records: topology link + {i, endIdx}
   flowLabel: new Map(),              // flow name -> "name src→dst"
@@ -880,8 +880,14 @@ function chartSpecs() {
     {id: 'goodput', title: 'Flows: goodput', unit: 'Mbit/s', extract: flowsOf('goodput_mbps')},
     {id: 'loss', title: 'Flows: loss', unit: '%', extract: flowsOf('loss_pct')},
   ];
-  const groups = new Map();
-  for (const s of A.topo.series || []) {
+  return specs.concat(seriesSpecs(A.topo.series || []));
+}
+
+/** A chart per group of the workload's declared series. */
+function seriesSpecs(series) {
+  const groups = new Map(), specs = [];
+  for (const s of series) {
+    A.declared.add(s.key);
     const g = s.group || 'workload';
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g).push(s);
@@ -904,31 +910,63 @@ function chartSpecs() {
   return specs;
 }
 
+/** A live run's workload often declares its series only once its first records exist (after
+ *  the page loaded): on a metric no chart knows, ask the server for the declarations again
+ *  (at most every 2 s) and add charts for the new groups, filled from the frames kept. */
+let seriesAsked = 0;
+function discoverSeries(f) {
+  if (!f.metrics || !A.topo) return;
+  let unknown = false;
+  for (const k in f.metrics) if (!A.declared.has(k)) { unknown = true; break; }
+  const now = performance.now();
+  if (!unknown || now - seriesAsked < 2000) return;
+  seriesAsked = now;
+  getJSON('/api/topology').then((topo) => {
+    const fresh = (topo.series || []).filter((s) => !A.declared.has(s.key));
+    if (!fresh.length) return;
+    const known = new Set(C.charts.map((c) => c.id));
+    for (const spec of seriesSpecs(fresh)) {
+      if (known.has(spec.id)) continue;
+      const c = addChart(spec);
+      for (let i = 0; i < A.frames.length; i++) chartIngest(c, A.frames[i], A.times[i]);
+    }
+    A.topo.series = (A.topo.series || []).concat(fresh);
+    flushCharts(true);
+    resizeCharts();
+  }).catch(() => {});
+}
+
+function addChart(spec) {
+  const c = Object.assign({x: [], cols: new Map(), keys: [], u: null, rebuild: true, dirty: false}, spec);
+  for (const k of spec.fixed || []) { c.keys.push(k); c.cols.set(k, []); }
+  c.box = document.createElement('div');
+  c.box.className = 'chart';
+  c.box.dataset.chart = c.id;
+  c.box.hidden = true;
+  $('charts').appendChild(c.box);
+  C.charts.push(c);
+  return c;
+}
+
 function initCharts() {
-  for (const spec of chartSpecs()) {
-    const c = Object.assign({x: [], cols: new Map(), keys: [], u: null, rebuild: true, dirty: false}, spec);
-    for (const k of spec.fixed || []) { c.keys.push(k); c.cols.set(k, []); }
-    c.box = document.createElement('div');
-    c.box.className = 'chart';
-    c.box.dataset.chart = c.id;
-    c.box.hidden = true;
-    $('charts').appendChild(c.box);
-    C.charts.push(c);
-  }
+  for (const spec of chartSpecs()) addChart(spec);
   new ResizeObserver(() => resizeCharts()).observe($('charts'));
 }
 
-function chartsIngest(f, t) {
-  for (const c of C.charts) {
-    const vals = c.extract(f);
-    if (!vals) continue;
-    for (const k in vals) {
-      if (!c.cols.has(k)) { c.keys.push(k); c.cols.set(k, new Array(c.x.length).fill(null)); c.rebuild = true; }
-    }
-    c.x.push(t);
-    for (const k of c.keys) c.cols.get(k).push(num(vals[k]) ? vals[k] : null);
-    c.dirty = true;
+function chartIngest(c, f, t) {
+  const vals = c.extract(f);
+  if (!vals) return;
+  for (const k in vals) {
+    if (!c.cols.has(k)) { c.keys.push(k); c.cols.set(k, new Array(c.x.length).fill(null)); c.rebuild = true; }
   }
+  c.x.push(t);
+  for (const k of c.keys) c.cols.get(k).push(num(vals[k]) ? vals[k] : null);
+  c.dirty = true;
+}
+
+function chartsIngest(f, t) {
+  for (const c of C.charts) chartIngest(c, f, t);
+  discoverSeries(f);
 }
 
 /** Charts span the frames kept: from the earliest to the newest. */

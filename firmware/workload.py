@@ -13,11 +13,10 @@ controllers/fly.py, run by a scenario's timeline like any other command.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from testbed.workloads import Bench, Workload
+from testbed.workloads import Bench, Workload, log_records
 
 WORKLOAD = Workload(
     name="drones",
@@ -36,18 +35,7 @@ WORKLOAD = Workload(
 def flights(run_dir: Path) -> list[dict[str, Any]]:
     """What controllers/fly.py reported per vehicle (sysid, elapsed_s, battery_used_pct,
     legs_s), from the timeline commands' logs (results/<run>/logs/<node>/exec-*.log)."""
-    out = []
-    for log in sorted((run_dir / "logs").glob("*/exec-*.log")):
-        for line in log.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "sysid" in rec and "elapsed_s" in rec:
-                out.append(rec)
-    return out
+    return [rec for _, rec in log_records(run_dir, "*/exec-*.log", ("sysid", "elapsed_s"))]
 
 
 def headline(run_dir: Path) -> list[str]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -91,6 +91,24 @@ def run_output(run_dir: Path, workload: str, name: str = "summary.json") -> Any:
     None: what headline and report hooks read."""
     path = run_dir / workload / name
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def log_records(run_dir: Path, pattern: str, required: Iterable[str]
+                ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(log file, record) for each JSON object a process printed as a whole line into the
+    run's logs (logs/<pattern>, e.g. "*/exec-*.log") that has every `required` key: how
+    commands started by the timeline report results without a file of their own."""
+    keys = tuple(required)
+    for log in sorted((run_dir / "logs").glob(pattern)):
+        for line in log.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and all(k in rec for k in keys):
+                yield log, rec
 
 
 def fresh_output(run_dir: Path, workload: str, make: Callable[[Path], Any],

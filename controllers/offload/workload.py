@@ -10,12 +10,11 @@ results/<run>/offload/.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from controllers.view_series import ViewData, csv_rows, jsonl_records, number, series, truth
-from testbed.workloads import Bench, Eval, ReportPart, Workload, run_output
+from testbed.workloads import Bench, Eval, ReportPart, Workload, log_records, run_output
 
 TASK_CAP = 500
 TASK_FIELDS = ("t_recv", "t_queued", "t_start", "t_done")
@@ -62,17 +61,9 @@ def tasks(run_dir: Path) -> list[dict[str, Any]]:
         with path.open(newline="") as f:
             rows += list(csv.DictReader(f))
     else:
-        for log in sorted((run_dir / "logs").glob("*/*.log")):
-            for line in log.read_text(errors="replace").splitlines():
-                if not line.startswith("{"):
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict) and all(k in rec for k in TASK_FIELDS):
-                    rec.setdefault("node", log.parent.name)
-                    rows.append(rec)
+        for log, rec in log_records(run_dir, "*/*.log", TASK_FIELDS):
+            rec.setdefault("node", log.parent.name)
+            rows.append(rec)
     out = []
     for r in rows:
         try:

@@ -270,3 +270,34 @@ def test_node_status_records_reach_the_nodes(tmp_path: Path) -> None:
     frames = {f["t"]: f for f in RunFeed(run).poll()}
     assert frames[6.0]["nodes"]["gs1"] == {"battery_pct": 87.5, "mode": "MISSION",
                                            "armed": True}
+
+
+def test_stalled_and_vanishing_clients_do_not_hold_up_others() -> None:
+    """A browser that connects and never finishes its request, or one that closes mid-answer,
+    costs one thread for at most the socket timeout: others are served meanwhile."""
+    import socket
+    import time
+
+    hub = Hub(SyntheticFeed(200, 500))
+    hub.pump()
+    srv = ViewServer(hub, "tok", port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    stalled = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /api/frames?token=tok&since=0 HTTP/1.1\r\nHost: x\r\n")  # no end
+            stalled.append(s)
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.sendall(b"GET /api/topology?token=tok HTTP/1.1\r\nHost: x\r\n\r\n")
+        gone.close()  # before reading a byte of the answer
+        t0 = time.monotonic()
+        code, body = get(f"http://127.0.0.1:{port}/api/frames?token=tok&since=0")
+        assert code == 200 and "frames" in json.loads(body)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        for s in stalled:
+            s.close()
+        srv.shutdown()
+        srv.server_close()

@@ -1,0 +1,375 @@
+"""Mininet reference for the scale curve (issue 23): the same bring-up measured with Mininet.
+
+Why: the testbed's scale numbers mean little alone; next to Mininet's own API on a comparable
+topology they show what our emulation costs.  This side builds n hosts hanging off
+ceil(n/25) Open vSwitch bridges (in a line, or a star around one core bridge), with no link
+emulation, and times each phase Mininet's API lets us separate: hosts (one shell in fresh
+namespaces per host), switches (objects), links (veth pairs), host IP configuration, switch
+start (the batched ovs-vsctl), then the first ping between the two hosts farthest apart, a
+pingAll on a sample of hosts, and net.stop().
+
+Choices, and why:
+- Open vSwitch runs the userspace datapath (datapath_type=netdev) because this kernel has no
+  openvswitch module; the bridges are Mininet's OVSBridge (fail-mode standalone, MAC
+  learning) and there is no controller: none is installed (no `controller`,
+  `ovs-testcontroller`), and a learning controller would add a process and flow set-up
+  latency that our side does not have.  The topology is loop-free, so no STP either.
+- Mininet is installed for Debian's /usr/bin/python3, which the venv (pyenv 3.11) cannot
+  import, so the measurement runs in a helper script under /usr/bin/python3 and prints JSON.
+- If ovsdb-server / ovs-vswitchd are not running, they are started for each measurement on a
+  throw-away database (the system's /etc/openvswitch/conf.db is not touched) and stopped
+  afterwards, so every size starts from a fresh daemon and its CPU and peak RSS (read from
+  /proc before it stops) belong to that size alone.
+- Clean-up is unconditional: net.stop() in a finally in the helper, `mn -c` from here when the
+  helper failed or timed out, and a before/after count of namespaces, veths, bridges and
+  mininet/OVS processes that is part of the result.
+
+CPU is user+system seconds: the helper's own, its reaped children's (host shells, ip, ovs-vsctl;
+getrusage RUSAGE_CHILDREN after net.stop() reaps them) and the OVS daemons'.  Peak RSS is the
+helper's ru_maxrss and the sum of the resident sets of the helper, every host shell and the
+OVS daemons, sampled once the network is up and has been pinged.
+
+    python -m testbed.bench.mininet_ref --sizes 25,50,100 --out results/bench/mininet-ref.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+OVS_RUN = Path("/var/run/openvswitch")
+OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+HOSTS_PER_SWITCH = 25
+PING_SAMPLE_HOSTS = 10
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The helper runs under Debian's python3, which has Mininet; it prints one JSON line.
+# argv: n_hosts topo ovs_pids(comma-separated, may be empty)
+HELPER = r'''
+import json, os, random, re, resource, sys, time
+from functools import partial
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSBridge
+
+n, topo = int(sys.argv[1]), sys.argv[2]
+ovs_pids = [int(p) for p in sys.argv[3].split(",") if p]
+per_switch = int(sys.argv[4])
+sample = int(sys.argv[5])
+first_timeout = float(sys.argv[6])
+setLogLevel("warning")
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+out = {"n_hosts": n, "topo": topo, "phases_s": {}}
+ph = out["phases_s"]
+net = Mininet(topo=None, build=False, controller=None,
+              switch=partial(OVSBridge, datapath="user"), autoSetMacs=True)
+t_start = time.monotonic()
+try:
+    t = time.monotonic()
+    hosts = [net.addHost("h%d" % (i + 1)) for i in range(n)]
+    ph["hosts"] = time.monotonic() - t
+    n_sw = max(1, -(-n // per_switch))
+    t = time.monotonic()
+    switches = [net.addSwitch("s%d" % (i + 1), batch=True) for i in range(n_sw)]
+    core = None
+    if topo == "star" and n_sw > 1:
+        core = net.addSwitch("s%d" % (n_sw + 1), batch=True)
+    ph["switches_add"] = time.monotonic() - t
+    out["switches"] = len(net.switches)
+    t = time.monotonic()
+    for i, h in enumerate(hosts):
+        net.addLink(h, switches[i // per_switch])
+    for i in range(1, n_sw):
+        if core is not None:
+            net.addLink(switches[i - 1], core)
+        else:
+            net.addLink(switches[i - 1], switches[i])
+    if core is not None:
+        net.addLink(switches[-1], core)
+    ph["links"] = time.monotonic() - t
+    out["links"] = len(net.links)
+    t = time.monotonic()
+    net.build()
+    ph["host_config"] = time.monotonic() - t
+    t = time.monotonic()
+    net.start()
+    ph["switch_start"] = time.monotonic() - t
+    ph["controller"] = 0.0
+    out["start_total_s"] = time.monotonic() - t_start
+    # first packet: the two hosts farthest apart (first and last, across every bridge)
+    a, b = hosts[0], hosts[-1]
+    t = time.monotonic()
+    tries = 0
+    ok = False
+    while time.monotonic() - t < first_timeout:
+        tries += 1
+        r = a.cmd("ping -c1 -W1 %s" % b.IP())
+        if re.search(r" 1 received", r):
+            ok = True
+            break
+    out["first_packet_s"] = time.monotonic() - t if ok else None
+    out["first_packet_tries"] = tries
+    out["command_to_first_packet_s"] = time.monotonic() - t_start if ok else None
+    # pingAll on a sample: Mininet's own net.ping over every ordered pair of the sample
+    rnd = random.Random(23)
+    pick = hosts if n <= sample else [hosts[0], hosts[-1]] + rnd.sample(hosts[1:-1], sample - 2)
+    t = time.monotonic()
+    loss = net.ping(hosts=pick, timeout="1")
+    out["pingall_sample"] = {"hosts": len(pick), "pairs": len(pick) * (len(pick) - 1),
+                             "loss_pct": loss, "s": time.monotonic() - t}
+    pids = [os.getpid()] + [h.pid for h in net.hosts] + [s.pid for s in net.switches]
+    out["rss_up_mb"] = {
+        "helper": rss_kb(os.getpid()) / 1024,
+        "host_and_switch_shells": sum(rss_kb(p) for p in pids[1:]) / 1024,
+        "ovs_daemons": sum(rss_kb(p) for p in ovs_pids) / 1024,
+    }
+    out["rss_up_mb"]["total"] = sum(out["rss_up_mb"].values())
+finally:
+    t = time.monotonic()
+    net.stop()
+    ph["teardown"] = time.monotonic() - t
+    for node in net.hosts + net.switches:
+        try:
+            node.shell.wait(timeout=5)
+        except Exception:
+            pass
+for k in list(ph):
+    ph[k] = round(ph[k], 3)
+s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+out["cpu_s"] = {"helper": s.ru_utime + s.ru_stime, "children": c.ru_utime + c.ru_stime}
+out["maxrss_mb"] = {"helper": s.ru_maxrss / 1024, "largest_child": c.ru_maxrss / 1024}
+print("RESULT " + json.dumps(out))
+'''
+
+
+def _sh(cmd: list[str], timeout: float = 30) -> str:
+    """Run a command for state or clean-up; never raise, because a census must not fail."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        return r.stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def census() -> dict[str, int]:
+    """What Mininet and OVS leave behind: compared before and after every measurement."""
+    links = _sh(["ip", "-o", "link"])
+    procs = _sh(["pgrep", "-af", "mininet:"]).splitlines()
+    return {
+        "netns": len(_sh(["ip", "netns", "list"]).splitlines()),
+        "veth": len(_sh(["ip", "-o", "link", "show", "type", "veth"]).splitlines()),
+        "links": len(links.splitlines()),
+        "ovs_bridges": len(_sh(["ovs-vsctl", "-t", "2", "list-br"], 5).splitlines()),
+        "mininet_procs": sum("pgrep" not in p for p in procs),
+        "ovs_procs": len(_sh(["pgrep", "-x", "ovs-vswitchd|ovsdb-server"]).splitlines()),
+    }
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User+system seconds of a process that is not our child (the OVS daemons detach)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _proc_hwm_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) of a process that is not our child."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+class Ovs:
+    """ovsdb-server + ovs-vswitchd for one measurement, started only if none is running."""
+
+    def __init__(self) -> None:
+        self.tmp: Path | None = None
+        self.pids: dict[str, int] = {}
+        self.owned = False
+        self.made_run_dir = False
+
+    def __enter__(self) -> Ovs:
+        if subprocess.run(["ovs-vsctl", "-t", "1", "show"], capture_output=True,
+                          check=False).returncode == 0:
+            for name in ("ovsdb-server", "ovs-vswitchd"):
+                pid = _sh(["pgrep", "-xo", name]).strip()
+                if pid:
+                    self.pids[name] = int(pid)
+            return self
+        self.owned = True
+        self.tmp = Path(tempfile.mkdtemp(prefix="mnref-ovs-"))
+        if not OVS_RUN.exists():
+            OVS_RUN.mkdir(parents=True)
+            self.made_run_dir = True
+        db = self.tmp / "conf.db"
+        subprocess.run(["ovsdb-tool", "create", str(db), str(OVS_SCHEMA)], check=True)
+        subprocess.run(["ovsdb-server", str(db), f"--remote=punix:{OVS_RUN}/db.sock",
+                        f"--pidfile={self.tmp}/ovsdb-server.pid", "--detach",
+                        f"--log-file={self.tmp}/ovsdb-server.log"], check=True,
+                       capture_output=True)
+        self.pids["ovsdb-server"] = int((self.tmp / "ovsdb-server.pid").read_text())
+        subprocess.run(["ovs-vsctl", "--no-wait", "init"], check=True, timeout=10)
+        subprocess.run(["ovs-vswitchd", f"unix:{OVS_RUN}/db.sock",
+                        f"--pidfile={self.tmp}/ovs-vswitchd.pid", "--detach",
+                        f"--log-file={self.tmp}/ovs-vswitchd.log"], check=True, timeout=30,
+                       capture_output=True)
+        self.pids["ovs-vswitchd"] = int((self.tmp / "ovs-vswitchd.pid").read_text())
+        return self
+
+    def usage(self) -> dict[str, Any]:
+        """CPU seconds and peak RSS of the daemons so far (fresh daemons: this size's own)."""
+        return {name: {"cpu_s": round(_proc_cpu_s(pid), 3),
+                       "peak_rss_mb": round(_proc_hwm_mb(pid), 1)}
+                for name, pid in self.pids.items()}
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.owned:
+            return
+        for name in ("ovs-vswitchd", "ovsdb-server"):
+            pid = self.pids.get(name)
+            if pid is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                if Path(f"/proc/{pid}").exists():
+                    os.kill(pid, signal.SIGKILL)
+        # userspace datapath leaves its internal tap behind
+        _sh(["ip", "link", "del", "ovs-netdev"])
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.made_run_dir:
+            shutil.rmtree(OVS_RUN, ignore_errors=True)
+
+
+def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
+            first_packet_timeout_s: float = 60.0) -> dict[str, Any]:
+    """Bring up n_hosts on Mininet + userspace OVS, time the phases, tear down, check leftovers.
+
+    topo: "line" (bridges in a chain, like Mininet's LinearTopo) or "star" (leaf bridges around
+    one core bridge).  timeout_s bounds the whole helper (default grows with n).
+    """
+    if topo not in ("line", "star"):
+        raise ValueError(f"topo must be line or star, not {topo!r}")
+    timeout_s = timeout_s or 120 + 1.5 * n_hosts
+    before = census()
+    out: dict[str, Any] = {"n_hosts": n_hosts, "topo": topo,
+                           "switches": math.ceil(n_hosts / HOSTS_PER_SWITCH),
+                           "load_before": os.getloadavg()[0], "census_before": before}
+    t0 = time.monotonic()
+    cleaned_with_mn = False
+    with tempfile.TemporaryDirectory(prefix="mnref-") as tmp, Ovs() as ovs:
+        helper = Path(tmp) / "helper.py"
+        helper.write_text(HELPER)
+        cmd = [SYSTEM_PYTHON, str(helper), str(n_hosts), topo,
+               ",".join(str(p) for p in ovs.pids.values()), str(HOSTS_PER_SWITCH),
+               str(PING_SAMPLE_HOSTS), str(first_packet_timeout_s)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                               check=False, start_new_session=True)
+            lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+            if lines:
+                out.update(json.loads(lines[-1][len("RESULT "):]))
+            if r.returncode or not lines:
+                out["error"] = f"helper exit {r.returncode}: {r.stderr.strip()[-2000:]}"
+        except subprocess.TimeoutExpired:
+            out["error"] = f"helper timed out after {timeout_s:.0f} s"
+        out["ovs"] = ovs.usage()
+        if "error" in out or census()["mininet_procs"] or census()["ovs_bridges"]:
+            _sh(["mn", "-c"], timeout=300)
+            cleaned_with_mn = True
+    out["wall_s"] = round(time.monotonic() - t0, 2)
+    out["cleaned_with_mn_c"] = cleaned_with_mn
+    after = census()
+    out["census_after"] = after
+    out["leftovers"] = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    cpu = out.get("cpu_s", {})
+    if cpu:
+        cpu["ovs_daemons"] = sum(v["cpu_s"] for v in out["ovs"].values())
+        cpu["total"] = round(sum(cpu.values()), 3)
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def _row(r: dict[str, Any]) -> str:
+    """One line of the printed table (the JSON keeps everything)."""
+    ph = r.get("phases_s", {})
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+    rss = r.get("rss_up_mb", {}).get("total")
+    return (f"{r['n_hosts']:>5} {r['topo']:<5} hosts {f(ph.get('hosts'))} links "
+            f"{f(ph.get('links'))} cfg {f(ph.get('host_config'))} sw {f(ph.get('switch_start'))}"
+            f" | up {f(r.get('start_total_s'))} first-pkt {f(r.get('first_packet_s'))} "
+            f"(cmd->pkt {f(r.get('command_to_first_packet_s'))}) stop {f(ph.get('teardown'))} "
+            f"| cpu {f(r.get('cpu_s', {}).get('total'))} s rss {f(rss)} MB "
+            f"| left {r.get('leftovers') or 'none'} {r.get('error', '')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure each size in turn; write the JSON after each so a later crash keeps the rest."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="25,50,100,200")
+    p.add_argument("--topo", default="line", choices=("line", "star"))
+    p.add_argument("--out", default="results/bench/mininet-ref.json")
+    p.add_argument("--timeout", type=float, default=None, help="per size, seconds")
+    a = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("Mininet needs root", file=sys.stderr)
+        return 2
+    out_path = Path(a.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {"bench": "mininet-ref", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           "cpus": os.cpu_count(), "kernel": os.uname().release,
+                           "mininet": _sh([SYSTEM_PYTHON, "-c",
+                                           "import mininet.net as m; print(m.VERSION)"]).strip(),
+                           "ovs": _sh(["ovs-vsctl", "--version"]).splitlines()[:1],
+                           "datapath": "userspace (netdev)", "controller": None,
+                           "rusage_self_start": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                           "runs": []}
+    failed = 0
+    for n in [int(s) for s in a.sizes.split(",") if s]:
+        r = measure(n, a.topo, a.timeout)
+        failed += "error" in r
+        doc["runs"].append(r)
+        out_path.write_text(json.dumps(doc, indent=1) + "\n")
+        print(_row(r), flush=True)
+    print(f"-> {out_path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

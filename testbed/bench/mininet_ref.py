@@ -84,6 +84,35 @@ def rss_kb(pid):
     return 0
 
 
+def pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def mem_available_kb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+avail0 = mem_available_kb()
 out = {"n_hosts": n, "topo": topo, "phases_s": {}}
 ph = out["phases_s"]
 net = Mininet(topo=None, build=False, controller=None,
@@ -149,6 +178,15 @@ try:
         "ovs_daemons": sum(rss_kb(p) for p in ovs_pids) / 1024,
     }
     out["rss_up_mb"]["total"] = sum(out["rss_up_mb"].values())
+    # RSS counts shared pages (bash, libc) once per shell; PSS splits them, so it sums right
+    out["pss_up_mb"] = sum(pss_kb(p) for p in pids + ovs_pids) / 1024
+    out["mem_available_drop_mb"] = (avail0 - mem_available_kb()) / 1024
+    # the network idle, no traffic: how busy is the userspace switch just polling its ports?
+    tick = os.sysconf("SC_CLK_TCK")
+    c0, w0 = sum(cpu_ticks(p) for p in ovs_pids), time.monotonic()
+    time.sleep(3)
+    out["ovs_idle_cpu_pct"] = round(100.0 * (sum(cpu_ticks(p) for p in ovs_pids) - c0)
+                                    / tick / (time.monotonic() - w0), 1)
 finally:
     t = time.monotonic()
     net.stop()
@@ -330,12 +368,14 @@ def _row(r: dict[str, Any]) -> str:
     ph = r.get("phases_s", {})
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
-    rss = r.get("rss_up_mb", {}).get("total")
+    rss = r.get("pss_up_mb")
+    loss = r.get("pingall_sample", {}).get("loss_pct")
     return (f"{r['n_hosts']:>5} {r['topo']:<5} hosts {f(ph.get('hosts'))} links "
             f"{f(ph.get('links'))} cfg {f(ph.get('host_config'))} sw {f(ph.get('switch_start'))}"
             f" | up {f(r.get('start_total_s'))} first-pkt {f(r.get('first_packet_s'))} "
             f"(cmd->pkt {f(r.get('command_to_first_packet_s'))}) stop {f(ph.get('teardown'))} "
-            f"| cpu {f(r.get('cpu_s', {}).get('total'))} s rss {f(rss)} MB "
+            f"| cpu {f(r.get('cpu_s', {}).get('total'))} s pss {f(rss)} MB "
+            f"ovs idle {f(r.get('ovs_idle_cpu_pct'))}% loss {f(loss)}% "
             f"| left {r.get('leftovers') or 'none'} {r.get('error', '')}")
 
 
@@ -346,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topo", default="line", choices=("line", "star"))
     p.add_argument("--out", default="results/bench/mininet-ref.json")
     p.add_argument("--timeout", type=float, default=None, help="per size, seconds")
+    p.add_argument("--repeat", type=int, default=1, help="measurements per size")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("Mininet needs root", file=sys.stderr)
@@ -361,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                            "rusage_self_start": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                            "runs": []}
     failed = 0
-    for n in [int(s) for s in a.sizes.split(",") if s]:
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    for n in [n for _ in range(a.repeat) for n in sizes]:
         r = measure(n, a.topo, a.timeout)
         failed += "error" in r
         doc["runs"].append(r)

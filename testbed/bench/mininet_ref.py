@@ -291,6 +291,18 @@ class Ovs:
                        "peak_rss_mb": round(_proc_hwm_mb(pid), 1)}
                 for name, pid in self.pids.items()}
 
+    def log_warnings(self, keep: int = 8) -> dict[str, Any]:
+        """WARN/ERR lines of the daemons we started: where a size starts to hurt OVS."""
+        found: dict[str, Any] = {}
+        for name in ("ovs-vswitchd", "ovsdb-server"):
+            log = self.tmp / f"{name}.log" if self.tmp else None
+            if log is None or not log.exists():
+                continue
+            bad = [ln for ln in log.read_text(errors="replace").splitlines()
+                   if "|WARN|" in ln or "|ERR|" in ln or "|EMER|" in ln]
+            found[name] = {"count": len(bad), "first": bad[:keep], "last": bad[-keep:]}
+        return found
+
     def __exit__(self, *exc: object) -> None:
         if not self.owned:
             return
@@ -347,6 +359,7 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
         except subprocess.TimeoutExpired:
             out["error"] = f"helper timed out after {timeout_s:.0f} s"
         out["ovs"] = ovs.usage()
+        out["ovs_log_warnings"] = ovs.log_warnings()
         if "error" in out or census()["mininet_procs"] or census()["ovs_bridges"]:
             _sh(["mn", "-c"], timeout=300)
             cleaned_with_mn = True

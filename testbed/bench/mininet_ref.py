@@ -267,6 +267,16 @@ class Ovs:
             return self
         self.owned = True
         self.tmp = Path(tempfile.mkdtemp(prefix="mnref-ovs-"))
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()  # a half-started pair (ovsdb up, vswitchd failed) must not linger
+            raise
+        return self
+
+    def _start(self) -> None:
+        """Fresh database, ovsdb-server on the default socket (Mininet's ovs-vsctl uses it)."""
+        assert self.tmp is not None
         if not OVS_RUN.exists():
             OVS_RUN.mkdir(parents=True)
             self.made_run_dir = True
@@ -283,7 +293,6 @@ class Ovs:
                         f"--log-file={self.tmp}/ovs-vswitchd.log"], check=True, timeout=30,
                        capture_output=True)
         self.pids["ovs-vswitchd"] = int((self.tmp / "ovs-vswitchd.pid").read_text())
-        return self
 
     def usage(self) -> dict[str, Any]:
         """CPU seconds and peak RSS of the daemons so far (fresh daemons: this size's own)."""
@@ -360,7 +369,8 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
             out["error"] = f"helper timed out after {timeout_s:.0f} s"
         out["ovs"] = ovs.usage()
         out["ovs_log_warnings"] = ovs.log_warnings()
-        if "error" in out or census()["mininet_procs"] or census()["ovs_bridges"]:
+        now = census()
+        if "error" in out or now["mininet_procs"] or now["ovs_bridges"]:
             _sh(["mn", "-c"], timeout=300)
             cleaned_with_mn = True
     out["wall_s"] = round(time.monotonic() - t0, 2)

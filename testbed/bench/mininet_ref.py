@@ -367,12 +367,16 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
                 out["error"] = f"helper exit {r.returncode}: {r.stderr.strip()[-2000:]}"
         except subprocess.TimeoutExpired:
             out["error"] = f"helper timed out after {timeout_s:.0f} s"
-        out["ovs"] = ovs.usage()
-        out["ovs_log_warnings"] = ovs.log_warnings()
-        now = census()
-        if "error" in out or now["mininet_procs"] or now["ovs_bridges"]:
-            _sh(["mn", "-c"], timeout=300)
-            cleaned_with_mn = True
+        except BaseException as exc:  # Ctrl-C, bad JSON: still clean up, then re-raise
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            out["ovs"] = ovs.usage()
+            out["ovs_log_warnings"] = ovs.log_warnings()
+            now = census()
+            if "error" in out or now["mininet_procs"] or now["ovs_bridges"]:
+                _sh(["mn", "-c"], timeout=300)
+                cleaned_with_mn = True
     out["wall_s"] = round(time.monotonic() - t0, 2)
     out["cleaned_with_mn_c"] = cleaned_with_mn
     after = census()

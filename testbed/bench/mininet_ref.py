@@ -25,9 +25,10 @@ Choices, and why:
   mininet/OVS processes that is part of the result.
 
 CPU is user+system seconds: the helper's own, its reaped children's (host shells, ip, ovs-vsctl;
-getrusage RUSAGE_CHILDREN after net.stop() reaps them) and the OVS daemons'.  Peak RSS is the
-helper's ru_maxrss and the sum of the resident sets of the helper, every host shell and the
-OVS daemons, sampled once the network is up and has been pinged.
+getrusage RUSAGE_CHILDREN after net.stop() reaps them) and the OVS daemons'.  Memory, sampled
+once the network is up and has been pinged: the PSS of the helper, every host/switch shell and
+the OVS daemons (their RSS too, but RSS counts bash's shared pages once per shell) and the drop
+in MemAvailable (kernel memory included); plus the helper's ru_maxrss and OVS's VmHWM.
 
     python -m testbed.bench.mininet_ref --sizes 25,50,100 --out results/bench/mininet-ref.json
 """

@@ -191,6 +191,7 @@ def test_link_members_count_each_packet_once() -> None:
 
 class Frames:
     live = True
+    series: list[dict[str, Any]] = []
 
     def __init__(self) -> None:
         self.batches: list[list[dict[str, Any]]] = []

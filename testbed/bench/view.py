@@ -31,6 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
+from testbed.run.loadlog import process_cpu
 from testbed.scenario.files import RESULTS
 from testbed.view import browser
 
@@ -46,17 +47,9 @@ def _chromium_cpu_s() -> float:
     """CPU seconds of every live chromium process (the watching browser's cost)."""
     total = 0
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                head, _, rest = f.read().rpartition(b")")
-            if b"chrom" not in head:
-                continue
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
+        got = process_cpu(pid) if pid.isdigit() else None
+        if got is not None and b"chrom" in got[0]:
+            total += got[1]
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -48,6 +48,18 @@ def _inside(netns_file: str) -> Iterator[None]:
         os.close(home)
 
 
+def process_cpu(pid: str) -> tuple[bytes, int] | None:
+    """(command name, utime + stime in clock ticks) of a process from /proc/<pid>/stat, or
+    None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            head, _, rest = f.read().rpartition(b")")
+        fields = rest.split()
+        return head.partition(b"(")[2], int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
     """{ifname: (rx_bytes, tx_bytes)} of a /proc/net/dev text."""
     out: dict[str, tuple[int, int]] = {}
@@ -127,13 +139,11 @@ class LoadLog:
                 continue
             try:
                 node = self.inodes.get(os.stat(f"/proc/{pid}/ns/net").st_ino)
-                if node is None:
-                    continue
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                out[node] = out.get(node, 0) + int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
+            except OSError:
                 continue
+            cpu = process_cpu(pid) if node is not None else None
+            if node is not None and cpu is not None:
+                out[node] = out.get(node, 0) + cpu[1]
         return out
 
     def loads(self, before: dict[str, dict[str, tuple[int, int]]],

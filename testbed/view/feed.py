@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from testbed.analysis.names import Names
 from testbed.scenario.files import FileProblem, read_json, read_yaml
 
 R_EARTH_KM = 6371.0
@@ -113,7 +114,9 @@ class RunFeed:
         self.world: dict[str, Any] = _load(run_dir / "world.json") or {}
         self.t_zero: float | None = None
         self._tails: dict[str, Tail] = {}
-        self._ips = self._addresses()
+        # interface address -> link: the probes' answers by link name (the analysis's map)
+        self._link_of = Names.from_network(self.net).links
+        self.links = self._plan_links()  # the run's links, as the page draws them
         self._flow_start: dict[str, float] = {}
         self._ping_seen: dict[str, tuple[int, int]] = {}  # flow -> (received, highest seq)
         self._sent: set[tuple[float, str]] = set()
@@ -135,18 +138,7 @@ class RunFeed:
     def manifest(self) -> dict[str, Any]:
         return _load(self.dir / "manifest.json") or {}
 
-    def _addresses(self) -> dict[str, tuple[str, str]]:
-        """ip -> (node, link) of every interface of the plan."""
-        out: dict[str, tuple[str, str]] = {}
-        for seg in self.net.get("segments", []):
-            for m in seg.get("members", []):
-                if m.get("ip"):
-                    out[m["ip"]] = (m["node"], m["link"])
-        for node, ip in (self.net.get("primary_ip") or {}).items():
-            out.setdefault(ip, (node, ""))
-        return out
-
-    def _links(self) -> list[dict[str, Any]]:
+    def _plan_links(self) -> list[dict[str, Any]]:
         spec = {lk["name"]: lk for lk in self.sc.get("links", []) if isinstance(lk, dict)}
         dynamic = self.world.get("links") or {}  # name -> {"ends", "role"} (world.describe)
         out = []
@@ -256,7 +248,7 @@ class RunFeed:
                 return
 
     def topology(self) -> dict[str, Any]:
-        links = self._links()
+        links = self.links
         kinds = self._kinds()
         first = self._first_positions()
         specs = self.nodes_spec()
@@ -434,7 +426,7 @@ class RunFeed:
                  if rec.get(k) is not None})
         elif action in ("node_crash", "node_restart") and rec.get("node"):
             up = action == "node_restart"
-            for lk in self._links():
+            for lk in self.links:
                 if rec["node"] in lk["ends"] and len(lk["ends"]) == 2:
                     f.setdefault("links", {}).setdefault(lk["name"], {}).update(
                         up=up, state="up" if up else "down")
@@ -446,10 +438,10 @@ class RunFeed:
         for path in sorted(folder.glob("*.txt")):
             for line in self._tail(f"probes/{path.name}").lines():
                 m = FPING_LINE.match(line)
-                hit = self._ips.get(m.group(2)) if m else None
-                if m is None or hit is None or not hit[1]:
+                link = self._link_of.get(m.group(2)) if m else None
+                if m is None or link is None:
                     continue
-                at(self._rel(float(m.group(1)))).setdefault("rtt", {})[hit[1]] = float(m.group(3))
+                at(self._rel(float(m.group(1)))).setdefault("rtt", {})[link] = float(m.group(3))
 
     def _pings(self, at: Callable[[float], Frame]) -> None:
         folder = self.dir / "flows"

@@ -37,6 +37,7 @@ class Source(Protocol):
     """Where frames come from: a run folder (feed.RunFeed) or a synthetic load (synthetic)."""
 
     live: bool
+    series: list[dict[str, Any]]  # the workloads' series declared so far (they grow live)
 
     def topology(self) -> dict[str, Any]: ...
     def run_info(self) -> dict[str, Any]: ...
@@ -68,8 +69,7 @@ class Hub:
             return self._topology
         # status and headline change while a run goes, and a workload declares its series
         # once its first records exist
-        return {**self._topology, "run": self.source.run_info(),
-                "series": getattr(self.source, "series", self._topology.get("series", []))}
+        return {**self._topology, "run": self.source.run_info(), "series": self.source.series}
 
     def pump(self) -> int:
         """Move the source's new frames into the ring; how many."""

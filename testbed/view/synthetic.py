@@ -14,6 +14,7 @@ from typing import Any
 
 class SyntheticFeed:
     live = True
+    series: list[dict[str, Any]] = []  # no workload behind it
 
     def __init__(self, nodes: int = 200, links: int = 500, rate_hz: float = 10.0,
                  seed: int = 1) -> None:
@@ -60,7 +61,8 @@ class SyntheticFeed:
                   "configured": {"delay_ms": 5.0, "rate_mbps": 100.0, "loss_pct": 0.0},
                   "dynamic": True} for n, a, b in self.links]
         return {"run": self.run_info(), "frame": "geo", "origin": [0.0, 0.0], "nodes": nodes,
-                "links": links, "flows": [], "series": [], "footprint_min_elevation_deg": 25.0}
+                "links": links, "flows": [], "series": self.series,
+                "footprint_min_elevation_deg": 25.0}
 
     def now(self) -> float:
         return round(time.time() - self.t0, 3)

@@ -273,6 +273,10 @@ CORE = Workload(
               "the live web view: frames/s of a 200-node / 500-link scene in headless\n"
               "Chromium; quickstart and leo-handover with and without the view and a browser\n"
               "watching (view CPU, run CPU, tick lateness p99, how far behind the page is)"),
+        Bench("mininet_ref", "testbed.bench.mininet_ref:run",
+              "the scale curve's reference: Mininet (Debian's) with userspace OVS, no link\n"
+              "emulation, 25 to 1,000 hosts: bring-up by phase, first packet, sampled\n"
+              "pingAll, teardown, CPU, PSS, leftovers (docs/scale-mininet.md)"),
         Bench("analysis", "testbed.bench.analysis:run",
               "packets/s and peak memory of the packet-trace analyzer on a generated capture\n"
               "(~1 GB by default), side by side with tshark -z conv,ip (defaults and with\n"

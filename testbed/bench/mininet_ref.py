@@ -47,8 +47,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+
+from testbed.run.loadlog import process_cpu
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 OVS_RUN = Path("/var/run/openvswitch")
@@ -74,26 +79,24 @@ first_timeout = float(sys.argv[6])
 setLogLevel("warning")
 
 
-def rss_kb(pid):
+def proc_kb(pid, name, key):
+    """A kB figure of /proc/<pid>/<name> (status VmRSS:, smaps_rollup Pss:), 0 if gone."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open("/proc/%d/%s" % (pid, name)) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except OSError:
         return 0
     return 0
+
+
+def rss_kb(pid):
+    return proc_kb(pid, "status", "VmRSS:")
 
 
 def pss_kb(pid):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
+    return proc_kb(pid, "smaps_rollup", "Pss:")
 
 
 def mem_available_kb():
@@ -231,11 +234,8 @@ def census() -> dict[str, int]:
 
 def _proc_cpu_s(pid: int) -> float:
     """User+system seconds of a process that is not our child (the OVS daemons detach)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    got = process_cpu(str(pid))
+    return got[1] / CLK_TCK if got is not None else 0.0
 
 
 def _proc_hwm_mb(pid: int) -> float:
@@ -407,8 +407,37 @@ def _row(r: dict[str, Any]) -> str:
             f"| left {r.get('leftovers') or 'none'} {r.get('error', '')}")
 
 
+def sweep(sizes: list[int], topo: str = "line", timeout_s: float | None = None,
+          repeat: int = 1, out_path: Path | None = None,
+          echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure each size in turn (repeat times, interleaved); with out_path, the JSON is
+    written after each so a later crash keeps the rest."""
+    doc: dict[str, Any] = {"bench": "mininet-ref", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           "cpus": os.cpu_count(), "kernel": os.uname().release,
+                           "mininet": _sh([SYSTEM_PYTHON, "-c",
+                                           "import mininet.net as m; print(m.VERSION)"]).strip(),
+                           "ovs": _sh(["ovs-vsctl", "--version"]).splitlines()[:1],
+                           "datapath": "userspace (netdev)", "controller": None,
+                           "rusage_self_start": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                           "runs": []}
+    for n in [n for _ in range(repeat) for n in sizes]:
+        r = measure(n, topo, timeout_s)
+        doc["runs"].append(r)
+        if out_path is not None:
+            out_path.write_text(json.dumps(doc, indent=1) + "\n")
+        echo(_row(r))
+    return doc
+
+
+def run(console: Console) -> dict[str, Any]:
+    """`make bench BENCH=mininet_ref`: the reference side of the scale curve, once per size."""
+    if os.geteuid() != 0:
+        raise RuntimeError("Mininet needs root")
+    return sweep([25, 50, 100, 200, 500, 1000], echo=lambda line: console.print(
+        line, highlight=False))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure each size in turn; write the JSON after each so a later crash keeps the rest."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="25,50,100,200")
     p.add_argument("--topo", default="line", choices=("line", "star"))
@@ -421,24 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_path = Path(a.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {"bench": "mininet-ref", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           "cpus": os.cpu_count(), "kernel": os.uname().release,
-                           "mininet": _sh([SYSTEM_PYTHON, "-c",
-                                           "import mininet.net as m; print(m.VERSION)"]).strip(),
-                           "ovs": _sh(["ovs-vsctl", "--version"]).splitlines()[:1],
-                           "datapath": "userspace (netdev)", "controller": None,
-                           "rusage_self_start": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                           "runs": []}
-    failed = 0
-    sizes = [int(s) for s in a.sizes.split(",") if s]
-    for n in [n for _ in range(a.repeat) for n in sizes]:
-        r = measure(n, a.topo, a.timeout)
-        failed += "error" in r
-        doc["runs"].append(r)
-        out_path.write_text(json.dumps(doc, indent=1) + "\n")
-        print(_row(r), flush=True)
+    doc = sweep([int(s) for s in a.sizes.split(",") if s], a.topo, a.timeout, a.repeat,
+                out_path, lambda line: print(line, flush=True))
     print(f"-> {out_path}")
-    return 1 if failed else 0
+    return 1 if any("error" in r for r in doc["runs"]) else 0
 
 
 if __name__ == "__main__":

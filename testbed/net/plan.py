@@ -34,8 +34,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from testbed.scenario.layout import segments_layout
-from testbed.scenario.model import Medium, Scenario
+from testbed.scenario.layout import allocate, segments_layout, subnet_prefixes
+from testbed.scenario.model import Link, Medium, NodeKind, Scenario
 
 IFNAMSIZ = 15
 
@@ -127,7 +127,16 @@ class NetworkPlan:
         return [m for s in self.segments for m in s.members if node is None or m.node == node]
 
     def segment_of(self, link: str) -> Segment:
-        return next(s for s in self.segments if link in s.links)
+        """(An index by link name, built on first use: thousands of links are looked up at
+        every mobility tick.)"""
+        index: dict[str, Segment] | None = self.__dict__.get("_by_link")
+        seg = index.get(link) if index is not None else None
+        if seg is None or link not in seg.links:
+            self.__dict__["_by_link"] = index = {n: s for s in self.segments for n in s.links}
+            seg = index.get(link)
+            if seg is None:
+                raise StopIteration(link)  # as the linear search did
+        return seg
 
     def endpoint(self, link: str, node: str) -> Endpoint:
         return next(m for m in self.segment_of(link).members if m.node == node and m.link == link)
@@ -150,8 +159,11 @@ def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None,
     if len(tag) != 4 or any(c not in "0123456789abcdef" for c in tag):
         raise ValueError("tag must be 4 lower-case hex digits")
     pool = ipaddress.ip_network(sc.addressing.pool)
-    subnets = pool.subnets(new_prefix=24)
-    next(subnets)  # keep x.x.0.0/24 unused: it reads like a network address to people
+    assert isinstance(pool, ipaddress.IPv4Network)
+    layout = segments_layout(sc)
+    # x.x.0.0/24 is kept unused (it reads like a network address to people); /24s from
+    # x.x.1.0 up, point-to-point segments packed by addressing.p2p_prefix
+    subnets, blocks = allocate(pool, subnet_prefixes(sc))
     namespaces = {n: f"sh{tag}-{n}" for n in sc.hosts()}
     primary = node_addresses(pool, sc.hosts())
     if_count = dict.fromkeys(sc.hosts(), 0)
@@ -163,12 +175,17 @@ def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None,
     }
     segments: list[Segment] = []
     trunks: list[Trunk] = []
-    for name, medium, links, sws in segments_layout(sc):
-        net = next(subnets)
+    low = min((ipaddress.IPv4Address(a) for a in primary.values()), default=None)
+    if low is not None and blocks * 256 > int(low) - int(pool.network_address):
+        raise ValueError(f"the subnets reach {subnets[-1]}, into the node addresses (from "
+                         f"{low}): the scenario check (references._address_space) should "
+                         "have refused this pool")
+    link_of = {link.name: link for link in sc.links}
+    for (name, medium, links, sws), net in zip(layout, subnets, strict=True):
         seg = Segment(name=name, medium=medium, subnet=str(net), links=links, switches=sws)
         host_ips = net.hosts()
         for link_name in links:
-            link = sc.link(link_name)
+            link = link_of[link_name]
             if medium is Medium.ETHERNET and sws:
                 a, b = link.endpoints
                 if a in switches and b in switches:
@@ -188,7 +205,7 @@ def build(sc: Scenario, tag: str, attached: dict[str, list[str]] | None = None,
                 kind = "t" if medium in (Medium.WIFI, Medium.P2P) else "v"
                 endpoint = Endpoint(
                     node=ep, link=link_name, ifname=ifname, root_name=f"s{tag}{kind}{k}",
-                    ip=str(next(host_ips)), prefixlen=24,
+                    ip=str(next(host_ips)), prefixlen=net.prefixlen,
                     mac=_mac(tag, k) if medium is Medium.ETHERNET else None,
                 )
                 seg.members.append(endpoint)
@@ -228,9 +245,9 @@ def node_subnets_used(plan: NetworkPlan) -> int:
     return len({ip.rsplit(".", 1)[0] for ip in plan.primary_ip.values()})
 
 
-def _segment_cost(sc: Scenario, seg: Segment) -> float:
+def _segment_cost(link_of: dict[str, Link], seg: Segment) -> float:
     """Route metric in milliseconds: configured one-way delay plus a per-hop cost."""
-    delays = [sc.link(n).delay_ms or 0.0 for n in seg.links]
+    delays = [link_of[n].delay_ms or 0.0 for n in seg.links]
     per_hop = {Medium.WIFI: 1.0, Medium.P2P: 0.2, Medium.ETHERNET: 0.1}[seg.medium]
     return max(delays, default=0.0) + per_hop
 
@@ -245,10 +262,11 @@ def host_graph(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset
     associated with)."""
     g = nx.Graph()
     g.add_nodes_from(plan.namespaces)
+    link_of = {link.name: link for link in sc.links}
     for seg in plan.segments:
         if seg.name in down:
             continue
-        c = cost[seg.name] if cost and seg.name in cost else _segment_cost(sc, seg)
+        c = cost[seg.name] if cost and seg.name in cost else _segment_cost(link_of, seg)
         for i, a in enumerate(seg.members):
             for b in seg.members[i + 1:]:
                 if a.node == b.node or (apart and frozenset((a.node, b.node))
@@ -269,74 +287,94 @@ class RouteCache:
         self.tables: dict[str, list[Route]] = {}
 
 
+def routed_nodes(sc: Scenario, plan: NetworkPlan) -> list[str]:
+    """The hosts whose node address every other host routes: all of them, or with
+    addressing.routes_to: ground the ones that are not satellites (and any node a hardware
+    board's subnet hangs behind).  Satellites are then pure transit."""
+    if sc.addressing.routes_to == "all":
+        return list(plan.namespaces)
+    return [n for n in plan.namespaces if n in plan.attached
+            or (node := sc.nodes.get(n)) is None or node.kind is not NodeKind.SATELLITE]
+
+
 def compute_routes(sc: Scenario, plan: NetworkPlan, down: frozenset[str] = frozenset(),
                    cost: dict[str, float] | None = None,
                    cache: RouteCache | None = None,
                    graph: nx.Graph | None = None) -> dict[str, list[Route]]:
-    """Static shortest-path routes, per host: to every subnet it is not on and to every other
-    node's address, sourced from its own node address.
+    """Static shortest-path routes, per host, sourced from its own node address: to every
+    other routed node's address (routed_nodes) and, with addressing.routes_to: all, to every
+    subnet it is not on.
 
-    All-pairs Dijkstra runs in scipy (C); the next hop of every pair is read off the
-    predecessor matrix with a few vectorised steps; only hosts whose next hops changed get
-    new tables.  (~10 ms for 100 hosts and 200 subnets: it runs at every handover.)"""
+    Dijkstra runs in scipy (C) from every routed destination only (all hosts, or the ground
+    nodes): the graph is undirected, so the predecessor of host u in the tree of
+    destination d is u's next hop toward d, read off without walking any path.  Only hosts
+    whose next hops changed get new tables (RouteCache).  (~10 ms for 100 hosts and 200
+    subnets; ~0.2 s for 1,000 hosts routing 100 ground nodes: it runs at every handover.)"""
     g = graph if graph is not None else host_graph(sc, plan, down, cost)
     hosts = list(plan.namespaces)
     idx = {n: i for i, n in enumerate(hosts)}
     n = len(hosts)
     by_name = {s.name: s for s in plan.segments}
-    hop_of: dict[tuple[int, int], tuple[str, str]] = {}
+    hop: list[dict[int, tuple[str, str]]] = [{} for _ in range(n)]  # u -> {v: (via, dev)}
     rows, cols, weights = [], [], []
     for u, v, data in g.edges(data=True):
         seg = by_name[data["segment"]]
         mu = next(m for m in seg.members if m.node == u)
         mv = next(m for m in seg.members if m.node == v)
-        hop_of[(idx[u], idx[v])] = (mv.ip, mu.ifname)
-        hop_of[(idx[v], idx[u])] = (mu.ip, mv.ifname)
-        rows += [idx[u], idx[v]]
-        cols += [idx[v], idx[u]]
+        iu, iv = idx[u], idx[v]
+        hop[iu][iv] = (mv.ip, mu.ifname)
+        hop[iv][iu] = (mu.ip, mv.ifname)
+        rows += [iu, iv]
+        cols += [iv, iu]
         weights += [max(float(data["weight"]), 1e-9)] * 2  # a 0 would read as "no edge"
-    graph = csr_matrix((weights, (rows, cols)), shape=(n, n))
-    dist, pred = dijkstra(graph, directed=True, return_predecessors=True)
-    # next hop from u toward v: walk v's predecessors back until the one whose pred is u
-    me = np.arange(n)[:, None]
-    nh = np.tile(np.arange(n), (n, 1))
-    for _ in range(n):
-        p = np.take_along_axis(pred, nh, axis=1)
-        step = (p != me) & (p >= 0)
-        if not step.any():
-            break
-        nh = np.where(step, p, nh)
-    reach = np.isfinite(dist)
-    # per subnet, the nearest member (ties: the first by name) is where routes aim
-    segs = [(seg, sorted({m.node for m in seg.members}, key=lambda x: x))
-            for seg in plan.segments if seg.members]
-    target = np.empty((n, len(segs)), dtype=int)
-    member = np.zeros((n, len(segs)), dtype=bool)
-    for k, (_, nodes) in enumerate(segs):
-        cols_k = np.array([idx[x] for x in nodes])
-        target[:, k] = cols_k[np.argmin(dist[:, cols_k], axis=1)]
-        member[cols_k, k] = True
+    csr = csr_matrix((weights, (rows, cols)), shape=(n, n))
+    every = sc.addressing.routes_to == "all"
+    dests = hosts if every else routed_nodes(sc, plan)
+    d_idx = np.array([idx[d] for d in dests], dtype=np.int64)
+    # rows: distances from / predecessors in the tree of each destination
+    dist, pred = dijkstra(csr, directed=True, indices=d_idx, return_predecessors=True)
+    nh_of = np.ascontiguousarray(pred.T)  # [u, j]: u's next hop toward dests[j]
+    reach_of = np.ascontiguousarray(np.isfinite(dist).T) & (d_idx[None, :] != np.arange(n)[:,
+                                                                                          None])
+    dst_text = [f"{plan.primary_ip[d]}/32" for d in dests]
+    attached = [plan.attached.get(d, ()) for d in dests]
+    segs: list[tuple[Segment, list[str]]] = []
+    if every:  # routes to the subnets too: aim at each subnet's nearest member
+        # (ties: the first by name); dist rows are all hosts in order here
+        segs = [(seg, sorted({m.node for m in seg.members}))
+                for seg in plan.segments if seg.members]
+        target = np.empty((n, len(segs)), dtype=np.int64)
+        member = np.zeros((n, len(segs)), dtype=bool)
+        for k, (_, nodes) in enumerate(segs):
+            cols_k = np.array([idx[x] for x in nodes])
+            target[:, k] = cols_k[np.argmin(dist[:, cols_k], axis=1)]
+            member[cols_k, k] = True
+        tgt_ok = np.isfinite(np.take_along_axis(dist, target, axis=1)) & ~member
+        tgt = np.where(tgt_ok, target, -1)
     routes: dict[str, list[Route]] = {}
     for ui, u in enumerate(hosts):
-        tgt_ok = reach[ui, target[ui]] & ~member[ui]
+        nh, reach = nh_of[ui], reach_of[ui]
         # which segment carries each of u's edges matters too (two links between two hosts)
         links = "|".join(f"{v}:{g[u][v]['segment']}" for v in g[u]).encode()
-        key = (nh[ui].tobytes() + reach[ui].tobytes()
-               + np.where(tgt_ok, target[ui], -1).tobytes() + links)
+        key = nh.tobytes() + reach.tobytes() + links
+        if every:
+            key += tgt[ui].tobytes()
         if cache is not None and cache.keys.get(u) == key:
             routes[u] = cache.tables[u]
             continue
         src = plan.primary_ip[u]
+        hops = hop[ui]
         table = []
-        for k, (seg, _) in enumerate(segs):
-            if tgt_ok[k]:
-                via, dev = hop_of[(ui, int(nh[ui, target[ui, k]]))]
-                table.append(Route(seg.subnet, via, dev, src))
-        for vi, v in enumerate(hosts):
-            if vi != ui and reach[ui, vi]:
-                via, dev = hop_of[(ui, int(nh[ui, vi]))]
-                table.append(Route(f"{plan.primary_ip[v]}/32", via, dev, src))
-                table += [Route(s, via, dev, src) for s in plan.attached.get(v, ())]
+        if every:
+            for k in np.flatnonzero(tgt_ok[ui]).tolist():
+                via, dev = hops[int(nh[tgt[ui, k]])]
+                table.append(Route(segs[k][0].subnet, via, dev, src))
+        sel = np.flatnonzero(reach)
+        for j, v in zip(sel.tolist(), nh[sel].tolist(), strict=True):
+            via, dev = hops[v]
+            table.append(Route(dst_text[j], via, dev, src))
+            if attached[j]:
+                table += [Route(s, via, dev, src) for s in attached[j]]
         routes[u] = table
         if cache is not None:
             cache.keys[u], cache.tables[u] = key, table

@@ -403,10 +403,22 @@ class Probes(Strict):
 
 
 class Addressing(Strict):
+    """Where the plan's addresses come from (testbed.net.plan) and which ones are routed."""
+
     pool: str = Field(
         default="198.18.0.0/15",
         description="RFC 2544 benchmarking range: never routed, never collides with a LAN",
     )
+    p2p_prefix: Literal[24, 29, 30, 31] = Field(
+        default=24, description="prefix length of the subnet of every point-to-point segment "
+        "(a p2p link, or an Ethernet link without a switch: exactly 2 members); 30 or 31 "
+        "packs 64 or 128 links into one /24, for networks with thousands of links (Wi-Fi "
+        "cells and switched LANs keep a /24)")
+    routes_to: Literal["all", "ground"] = Field(
+        default="all", description="all: every host routes every other node's address and "
+        "every subnet; ground: only the node addresses of nodes that are not satellites (no "
+        "routes to remote link subnets), satellites are pure transit (Hypatia/StarryNet "
+        "style; mega-constellations), traffic to or from a satellite is refused")
 
     @field_validator("pool")
     @classmethod

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import networkx as nx
 
 from testbed.scenario.errors import Problem, suggest
-from testbed.scenario.layout import count_segments
+from testbed.scenario.layout import blocks_needed, subnet_prefixes
 from testbed.scenario.model import EventAction, Medium, NodeKind, Scenario
 from testbed.workloads import Registry
 
@@ -69,6 +69,13 @@ def check(sc: Scenario, registry: Registry | None = None) -> list[Problem]:
             elif sc.nodes[name].kind is NodeKind.SWITCH:
                 problems.append(Problem(f"traffic[{i}].{fld}", f"'{name}' is a switch",
                                         "traffic runs between hosts, not switches"))
+            elif (sc.nodes[name].kind is NodeKind.SATELLITE
+                  and sc.addressing.routes_to == "ground"):
+                problems.append(Problem(
+                    f"traffic[{i}].{fld}", f"'{name}' is a satellite and addressing.routes_to "
+                    "is ground: no host has a route to a satellite's node address (satellites "
+                    "only forward)", "run the flow between ground nodes (not satellites), or "
+                    "set addressing: {routes_to: all}"))
         end = flow.start_s + flow.duration_s
         if end > sc.duration_s + 1e-9:
             problems.append(Problem(f"traffic[{i}].duration_s",
@@ -240,10 +247,23 @@ def _reachability(sc: Scenario) -> list[Problem]:
 def _address_space(sc: Scenario) -> list[Problem]:
     pool = ipaddress.ip_network(sc.addressing.pool)
     # one /24 is kept unused at the bottom; node addresses take 254 per /24 at the top
-    available = 2 ** (24 - pool.prefixlen) - 1
-    needed = count_segments(sc) + -(-len(sc.hosts()) // 254)
-    if needed > available:
-        return [Problem("addressing.pool", f"{needed} /24 subnets needed (links, node "
-                        f"addresses) but {pool} holds {available} /24 subnets",
-                        "use a larger pool, e.g. 198.18.0.0/15")]
-    return []
+    total = 2 ** (24 - pool.prefixlen)
+    subnets, nodes = blocks_needed(sc)
+    if subnets + nodes <= total:
+        return []
+    prefixes = subnet_prefixes(sc)
+    p2p = sum(1 for p in prefixes if p != 24)
+    if sc.addressing.p2p_prefix == 24:
+        fix = "use a larger pool, e.g. 198.18.0.0/15"
+        if p2p:
+            fix += (f", or smaller subnets for the {p2p} point-to-point links: "
+                    "addressing.p2p_prefix: 30 (64 per /24) or 31 (128 per /24)")
+        return [Problem("addressing.pool", f"{subnets - 1 + nodes} /24 subnets needed (links, "
+                        f"node addresses) but {pool} holds {total - 1} /24 subnets", fix)]
+    return [Problem("addressing.pool", f"{subnets - 1} /24s needed for the subnets ({p2p} "
+                    f"point-to-point /{sc.addressing.p2p_prefix}s, "
+                    f"{len(prefixes) - p2p} /24s) and {nodes} for "
+                    f"{len(sc.hosts())} node addresses, but {pool} holds {total - 1} /24s",
+                    "use a larger pool (e.g. 198.18.0.0/15 or 10.0.0.0/12)"
+                    + (", or addressing.p2p_prefix: 31" if sc.addressing.p2p_prefix != 31
+                       else ""))]

@@ -118,10 +118,15 @@ class SatelliteChannel:
 
     def sample_many(self, distance_m: np.ndarray, elevation_deg: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        qs = [self.sample(float(d), float(e)) for d, e in zip(distance_m, elevation_deg,
-                                                             strict=True)]
-        return (np.array([q.snr_db for q in qs]), np.array([q.rate_mbps for q in qs]),
-                np.array([q.loss_pct for q in qs]))
+        """Many links at once (the link budget is numpy): (SNR dB, rate, loss %)."""
+        s = self.spec
+        snr = np.asarray(satellite.snr_db(
+            np.asarray(distance_m, dtype=float) / 1e3, np.asarray(elevation_deg, dtype=float),
+            band=s.band, eirp_dbw=s.eirp_dbw, g_over_t_dbk=s.g_over_t_dbk,
+            bandwidth_hz=s.bandwidth_hz, rain_rate_mm_h=s.rain_rate_mm_h,
+            extra_loss_db=s.extra_loss_db), dtype=float)
+        mbps, loss = self.link.quality_many(snr)
+        return snr, mbps, loss
 
 
 Terrestrial = FreeSpaceSpec | LogDistanceSpec | A2GSpec | V2XSpec

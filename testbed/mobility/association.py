@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed.mobility.handover import Candidate, choose
+from testbed.mobility.handover import choose_scored
 from testbed.mobility.world import Snapshot, World
 
 
@@ -30,24 +30,32 @@ class Associator:
     def __init__(self, world: World) -> None:
         self.world = world
         self.attached: dict[tuple[str, str], str | None] = {}
+        self._layout: dict[tuple[str, str], tuple[list[str], list[str], np.ndarray]] = {}
 
     def decide(self, snap: Snapshot) -> list[Decision]:
-        """Run every access group's policy on this snapshot; return the changes."""
+        """Run every access group's policy on this snapshot; return the changes.  Each
+        terminal's candidates are read as columns of the snapshot's link table."""
         out = []
+        tab, ok_all = snap.table, snap.eligible_ok
         for g in self.world.groups:
             policy = g.spec.policy
             for term, cands in g.links.items():
                 key = (g.spec.name, term)
                 current = self.attached.get(key)
-                options = []
-                for cand, link in cands.items():
-                    st = snap.links[link]
-                    ok = snap.eligible.get(link, False)
-                    remaining = (self.world.remaining_visibility(link, snap.t)
-                                 if ok and policy == "longest-visibility" else 0.0)
-                    options.append(Candidate(cand, ok, st.elevation_deg, st.range_km,
-                                             st.snr_db, remaining))
-                new = choose(policy, options, current, g.spec.hysteresis)
+                names, links, rows = self._rows(g.spec.name, term, cands, tab.index)
+                ok = ok_all[rows]
+                if policy == "highest-elevation":
+                    scores = tab.elevation_deg[rows]
+                elif policy == "nearest":
+                    scores = -tab.range_km[rows]
+                elif policy == "strongest-signal":
+                    scores = tab.snr_db[rows]
+                elif policy == "longest-visibility":
+                    scores = np.array([self.world.remaining_visibility(link, snap.t) if o
+                                       else 0.0 for link, o in zip(links, ok, strict=True)])
+                else:
+                    raise ValueError(f"unknown handover policy {policy!r}")
+                new = choose_scored(policy, names, ok, scores, current, g.spec.hysteresis)
                 if new == current:
                     continue
                 self.attached[key] = new
@@ -56,6 +64,16 @@ class Associator:
                                     cands[new] if new else None,
                                     bool(old_link) and snap.eligible.get(old_link or "", False)))
         return out
+
+    def _rows(self, group: str, term: str, cands: dict[str, str], index: dict[str, int]
+              ) -> tuple[list[str], list[str], np.ndarray]:
+        """A terminal's candidates, their links and the links' rows (computed once)."""
+        key = (group, term)
+        if key not in self._layout:
+            links = list(cands.values())
+            self._layout[key] = (list(cands), links,
+                                 np.array([index[link] for link in links], dtype=int))
+        return self._layout[key]
 
     def chosen_links(self) -> set[str]:
         links = {g.spec.name: g.links for g in self.world.groups}

@@ -21,6 +21,7 @@ positions.csv (once per second), and the tick timing statistics in metrics.json.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -33,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from testbed.engines.base import Change
 from testbed.mobility.association import Associator, reason
 from testbed.mobility.geo import C_KM_S, ecef_to_geodetic
-from testbed.mobility.world import LinkState, Snapshot, World
+from testbed.mobility.world import LinkStates, Snapshot, World
 from testbed.net.network import Network
 from testbed.scenario.model import FlowKind, Medium
 
@@ -54,12 +56,23 @@ class Applied:
 
 
 @dataclass
+class _AppliedColumns:
+    """`Applied` of every dynamic link as columns (row k = World.link_names[k])."""
+
+    known: np.ndarray
+    up: np.ndarray
+    delay_ms: np.ndarray
+    rate_mbps: np.ndarray
+    loss_pct: np.ndarray
+
+
+@dataclass
 class Prepared:
     """One tick computed ahead of its deadline (MobilityDriver.prepare)."""
 
     snap: Snapshot
     events: list[dict[str, Any]]
-    desired: dict[str, LinkState]
+    desired: LinkStates
     unroutable: set[str]
     changes: list[Change]
     flipped: list[str]
@@ -83,7 +96,7 @@ class MobilityDriver:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rate_hz = world.sc.mobility.rate_hz
         self.guard_s = world.sc.mobility.handover_guard_ms / 1000.0
-        self.applied: dict[str, Applied] = {}
+        self._applied: _AppliedColumns | None = None
         self.assoc = Associator(world)
         self.leaving: dict[str, float] = {}  # access link -> real time it goes down
         self.handovers: list[dict[str, Any]] = []
@@ -101,6 +114,9 @@ class MobilityDriver:
         self.on_map: set[str] = set()  # vehicles on the road map (testbed.mobility.roads)
         self.road_events = 0
         self._files: dict[str, Any] = {}
+        self._path_memo: tuple[nx.Graph | None,
+                               dict[tuple[str, str], tuple[list[str], list[str]] | None]] = \
+            (None, {})
         self._writers: dict[str, Any] = {}
 
     # ---- output -----------------------------------------------------------------------------
@@ -143,48 +159,66 @@ class MobilityDriver:
             events.append(ev)
         return events
 
-    def _desired(self, snap: Snapshot, now: float) -> tuple[dict[str, LinkState], set[str]]:
-        """Physical state of every dynamic link, and the links routes must avoid."""
-        desired: dict[str, LinkState] = {}
-        unroutable: set[str] = set()
-        chosen = self.assoc.chosen_links()
-        for name, st in snap.links.items():
-            d = self.world.dyn[name]
-            up = st.up
-            if d.role == "access":
-                grace = now < self.leaving.get(name, -math.inf)
-                if name not in chosen:
-                    unroutable.add(name)
-                up = up and (name in chosen or grace)
-            elif not up:
-                unroutable.add(name)
-            if name in self.net.down_links:
-                up = False
-            desired[name] = LinkState(up, st.delay_ms, st.rate_mbps, st.loss_pct, st.range_km,
-                                      st.elevation_deg, st.snr_db)
+    def _desired(self, snap: Snapshot, now: float) -> tuple[LinkStates, set[str]]:
+        """Physical state of every dynamic link, and the links routes must avoid: an access
+        link is up only while chosen (or in its make-before-break grace), and routable only
+        while chosen; any other link is routable while up.  All links in numpy columns."""
+        tab = snap.table
+        access = self.world.access_mask
+        keep = np.zeros(len(tab.names), dtype=bool)  # chosen, or still in its grace time
+        chosen = np.zeros(len(tab.names), dtype=bool)
+        chosen[[tab.index[n] for n in self.assoc.chosen_links()]] = True
+        keep[[tab.index[n] for n, t in self.leaving.items() if now < t]] = True
+        up = np.where(access, tab.up & (chosen | keep), tab.up)
+        unroutable_rows = np.flatnonzero(np.where(access, ~chosen, ~tab.up))
+        down = [tab.index[n] for n in self.net.down_links if n in tab.index]
+        if down:
+            up[down] = False
         with self.state_lock:
             for name in [n for n, t in self.leaving.items() if now >= t]:
                 del self.leaving[name]
-        return desired, unroutable
+        names = tab.names
+        return (LinkStates(dataclasses.replace(tab, up=up)),
+                {names[k] for k in unroutable_rows.tolist()})
 
-    def _changes(self, desired: dict[str, LinkState]) -> tuple[list[Change], list[str]]:
-        changes: list[Change] = []
-        flipped: list[str] = []
-        for name, st in desired.items():
-            prev = self.applied.get(name)
-            rate = max(st.rate_mbps, 0.01)
-            if prev is not None and prev.up == st.up and \
-                    abs(prev.delay_ms - st.delay_ms) < 1e-3 and \
-                    abs(prev.rate_mbps - rate) <= 0.005 * prev.rate_mbps and \
-                    abs(prev.loss_pct - st.loss_pct) < 0.05:
-                continue
-            if prev is None or prev.up != st.up:
-                flipped.append(name)
-            changes.append(Change("set", link=name, delay_ms=round(st.delay_ms, 6),
-                                  rate_mbps=round(rate, 4), loss_pct=round(st.loss_pct, 4),
-                                  up=st.up))
-            self.applied[name] = Applied(st.up, st.delay_ms, rate, st.loss_pct)
-        return changes, flipped
+    def _changes(self, desired: LinkStates) -> tuple[list[Change], list[str]]:
+        """The links whose applied state must change (delay by >= 1 us, rate by >= 0.5 %,
+        loss by >= 0.05 points, or up/down), compared in numpy against what was applied."""
+        tab = desired.table
+        if self._applied is None:
+            n = len(tab.names)
+            self._applied = _AppliedColumns(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
+                                            np.zeros(n), np.zeros(n), np.zeros(n))
+        ap = self._applied
+        rate = np.maximum(tab.rate_mbps, 0.01)
+        same = ap.known & (ap.up == tab.up) & (np.abs(ap.delay_ms - tab.delay_ms) < 1e-3) & \
+            (np.abs(ap.rate_mbps - rate) <= 0.005 * ap.rate_mbps) & \
+            (np.abs(ap.loss_pct - tab.loss_pct) < 0.05)
+        rows = np.flatnonzero(~same)
+        flip = rows[~ap.known[rows] | (ap.up[rows] != tab.up[rows])]
+        names = tab.names
+        changes = [Change("set", link=names[k], delay_ms=round(d, 6), rate_mbps=round(r, 4),
+                          loss_pct=round(loss, 4), up=u)
+                   for k, d, r, loss, u in zip(rows.tolist(), tab.delay_ms[rows].tolist(),
+                                               rate[rows].tolist(), tab.loss_pct[rows].tolist(),
+                                               tab.up[rows].tolist(), strict=True)]
+        ap.known[rows] = True
+        ap.up[rows] = tab.up[rows]
+        ap.delay_ms[rows] = tab.delay_ms[rows]
+        ap.rate_mbps[rows] = rate[rows]
+        ap.loss_pct[rows] = tab.loss_pct[rows]
+        return changes, [names[k] for k in flip.tolist()]
+
+    @property
+    def applied(self) -> dict[str, Applied]:
+        """What was last sent to the link engine, per link."""
+        ap = self._applied
+        if ap is None:
+            return {}
+        names = self.world.link_names
+        return {names[k]: Applied(bool(ap.up[k]), float(ap.delay_ms[k]),
+                                  float(ap.rate_mbps[k]), float(ap.loss_pct[k]))
+                for k in np.flatnonzero(ap.known).tolist()}
 
     # ---- one tick ----------------------------------------------------------------------------
     def prepare(self, t_mob: float, now: float) -> Prepared:
@@ -238,6 +272,8 @@ class MobilityDriver:
         """Recompute and install routes; then stamp the handovers with the convergence time
         (request -> every namespace updated) and start the old links' guard timers."""
         report = self.net.reroute()
+        if self.net.graph is not None and self.pings:
+            self.remember_paths(self.net.graph)
         self.graph = self.net.graph
         done = time.monotonic()
         with self.state_lock:
@@ -257,18 +293,26 @@ class MobilityDriver:
     def _rel(self, now: float) -> float:
         return now - self.t_zero if self.t_zero is not None else 0.0
 
-    def _log(self, snap: Snapshot, desired: dict[str, LinkState], unroutable: set[str],
+    def _log(self, snap: Snapshot, desired: LinkStates, unroutable: set[str],
              flipped: list[str], rel: float) -> None:
         w = self._csv("link-state.csv", ["t_s", "t_mobility_s", "link", "role", "up", "routed",
                                          "delay_ms", "rate_mbps", "loss_pct", "range_km",
                                          "elevation_deg", "snr_db"])
         full = rel - self.last_log >= 1.0 or self.last_log < 0
-        for name in (desired if full else flipped):
-            st = desired[name]
-            w.writerow([f"{rel:.3f}", f"{snap.t:.3f}", name, self.world.dyn[name].role,
-                        int(st.up), int(name not in unroutable), f"{st.delay_ms:.6f}",
-                        f"{st.rate_mbps:.3f}", f"{st.loss_pct:.4f}", f"{st.range_km:.3f}",
-                        f"{st.elevation_deg:.3f}", f"{st.snr_db:.2f}"])
+        tab = desired.table
+        rows = range(len(tab.names)) if full else [tab.index[n] for n in flipped]
+        if rows:
+            rows = np.asarray(rows, dtype=int)
+            t_s, t_mob = f"{rel:.3f}", f"{snap.t:.3f}"
+            dyn = self.world.dyn
+            w.writerows(
+                [t_s, t_mob, name, dyn[name].role, int(up), int(name not in unroutable),
+                 f"{d:.6f}", f"{r:.3f}", f"{loss:.4f}", f"{rng:.3f}", f"{el:.3f}", f"{snr:.2f}"]
+                for name, up, d, r, loss, rng, el, snr in zip(
+                    [tab.names[k] for k in rows.tolist()], tab.up[rows].tolist(),
+                    tab.delay_ms[rows].tolist(), tab.rate_mbps[rows].tolist(),
+                    tab.loss_pct[rows].tolist(), tab.range_km[rows].tolist(),
+                    tab.elevation_deg[rows].tolist(), tab.snr_db[rows].tolist(), strict=True))
         if self.world.vehicles:
             on_map = set(self.world.vehicles) - snap.absent
             if on_map != self.on_map:
@@ -281,12 +325,13 @@ class MobilityDriver:
         if full:
             self.last_log = rel
             pw = self._csv("positions.csv", ["t_s", "node", "lat_deg", "lon_deg", "alt_km"])
-            for node, p in snap.ecef.items():
-                if node in snap.absent:
-                    continue
-                lat, lon, alt = ecef_to_geodetic(p)
-                pw.writerow([f"{rel:.3f}", node, f"{float(lat):.6f}", f"{float(lon):.6f}",
-                             f"{float(alt):.4f}"])
+            pos = snap.positions if len(snap.positions) == len(snap.ecef) else \
+                np.array(list(snap.ecef.values()), dtype=float).reshape(-1, 3)
+            lat, lon, alt = (np.atleast_1d(x).tolist() for x in ecef_to_geodetic(pos))
+            t_s = f"{rel:.3f}"
+            pw.writerows([t_s, node, f"{la:.6f}", f"{lo:.6f}", f"{al:.4f}"]
+                         for node, la, lo, al in zip(snap.ecef, lat, lon, alt, strict=True)
+                         if node not in snap.absent)
         if self.pings and self.t_zero is not None:
             rw = self._csv("predicted.csv", ["t_s", "flow", "rtt_ms", "path"])
             for flow in self.pings:
@@ -302,16 +347,36 @@ class MobilityDriver:
         g = self.graph
         if g is None:
             return None, []
-        try:
-            fwd = nx.dijkstra_path(g, src, dst, weight="weight")
-            back = nx.dijkstra_path(g, dst, src, weight="weight")
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
+        paths = self._paths(g, src, dst)
+        if paths is None:
             return None, []
+        fwd, back = paths
         total = 0.0
         for path in (fwd, back):
             for u, v in itertools.pairwise(path):
                 total += self._hop_ms(g[u][v]["segment"], u, v, snap)
         return total, fwd
+
+    def _paths(self, g: nx.Graph, src: str, dst: str) -> tuple[list[str], list[str]] | None:
+        """Both directions' shortest paths on the routing graph: from the memo that the route
+        thread fills for every ping flow when it makes a graph (routes change only then),
+        else computed here."""
+        memo_g, memo = self._path_memo
+        if memo_g is g and (src, dst) in memo:
+            return memo[(src, dst)]
+        try:
+            return (nx.dijkstra_path(g, src, dst, weight="weight"),
+                    nx.dijkstra_path(g, dst, src, weight="weight"))
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return None
+
+    def remember_paths(self, g: nx.Graph) -> None:
+        """Compute every ping flow's paths on a new routing graph (off the tick thread)."""
+        memo: dict[tuple[str, str], tuple[list[str], list[str]] | None] = {}
+        self._path_memo = (None, {})
+        for f in self.pings:
+            memo[(f.src, f.dst)] = self._paths(g, f.src, f.dst)
+        self._path_memo = (g, memo)
 
     def _hop_ms(self, segment: str, u: str, v: str, snap: Snapshot) -> float:
         st = snap.links.get(segment)

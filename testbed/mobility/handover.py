@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -55,3 +57,40 @@ def choose(policy: str, candidates: list[Candidate], current: str | None,
     if score(policy, best) > score(policy, now) + hysteresis:
         return best.name
     return now.name
+
+
+def choose_scored(policy: str, names: list[str], eligible: np.ndarray, scores: np.ndarray,
+                  current: str | None, hysteresis: float = 0.0) -> str | None:
+    """`choose` on arrays (eligible flags and `score`s in the order of `names`): the same
+    decision, in numpy, for terminals with many candidates (a mega-constellation)."""
+    idx = np.flatnonzero(eligible)
+    if not len(idx):
+        return None
+    s = scores[idx]
+    if np.isnan(s).any():  # max() and argmax() disagree on NaN: take the reference path
+        return choose(policy, [_candidate(policy, n, bool(ok), float(x)) for n, ok, x in
+                               zip(names, eligible, scores, strict=True)], current, hysteresis)
+    best = int(idx[int(np.argmax(s))])  # ties: the first listed, as choose
+    try:
+        now = names.index(current) if current is not None else -1
+    except ValueError:
+        now = -1
+    if now < 0 or not eligible[now]:
+        return names[best]
+    if policy == "longest-visibility":
+        return names[now]
+    if float(scores[best]) > float(scores[now]) + hysteresis:
+        return names[best]
+    return names[now]
+
+
+
+def _candidate(policy: str, name: str, eligible: bool, score_: float) -> Candidate:
+    """A Candidate whose `score` under `policy` is score_."""
+    if policy == "highest-elevation":
+        return Candidate(name, eligible, score_, 0.0)
+    if policy == "nearest":
+        return Candidate(name, eligible, 0.0, -score_)
+    if policy == "strongest-signal":
+        return Candidate(name, eligible, 0.0, 0.0, snr_db=score_)
+    return Candidate(name, eligible, 0.0, 0.0, remaining_s=score_)

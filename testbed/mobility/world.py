@@ -13,8 +13,10 @@ Time: mobility time t is seconds since time zero on the mobility clock (real sec
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -82,13 +84,90 @@ class LinkState:
 
 
 @dataclass
+class LinkTable:
+    """Every dynamic link's state at one instant as columns, row k = World.link_names[k]
+    (what the snapshot computes in numpy; `LinkState`s are made only when one is read)."""
+
+    names: list[str]
+    index: dict[str, int]
+    up: np.ndarray
+    delay_ms: np.ndarray
+    rate_mbps: np.ndarray
+    loss_pct: np.ndarray
+    range_km: np.ndarray
+    elevation_deg: np.ndarray
+    snr_db: np.ndarray
+
+    def state(self, k: int) -> LinkState:
+        return LinkState(bool(self.up[k]), float(self.delay_ms[k]), float(self.rate_mbps[k]),
+                         float(self.loss_pct[k]), float(self.range_km[k]),
+                         float(self.elevation_deg[k]), float(self.snr_db[k]))
+
+
+class LinkStates(Mapping[str, LinkState]):
+    """Link name -> LinkState, read off a LinkTable (a dict's interface, no per-link
+    objects until asked)."""
+
+    def __init__(self, table: LinkTable) -> None:
+        self.table = table
+
+    def __getitem__(self, name: str) -> LinkState:
+        return self.table.state(self.table.index[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.names)
+
+    def __len__(self) -> int:
+        return len(self.table.names)
+
+
+class Eligibility(Mapping[str, bool]):
+    """Access link name -> eligible now (above its group's mask, within range, not blocked):
+    the candidates' visibility before the handover policy.  Other links are not keys."""
+
+    def __init__(self, table: LinkTable, ok: np.ndarray, access: list[int]) -> None:
+        self.table, self.ok, self.access = table, ok, access
+
+    def __getitem__(self, name: str) -> bool:
+        k = self.table.index[name]
+        if not self._is_access(k):
+            raise KeyError(name)
+        return bool(self.ok[k])
+
+    def _is_access(self, k: int) -> bool:
+        i = bisect.bisect_left(self.access, k)
+        return i < len(self.access) and self.access[i] == k
+
+    def __contains__(self, name: object) -> bool:
+        k = self.table.index.get(name) if isinstance(name, str) else None
+        return k is not None and self._is_access(k)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.table.names[k] for k in self.access)
+
+    def __len__(self) -> int:
+        return len(self.access)
+
+
+def _empty_table() -> LinkTable:
+    z = np.zeros(0)
+    return LinkTable([], {}, np.zeros(0, dtype=bool), z, z, z, z, z, z)
+
+
+@dataclass
 class Snapshot:
     t: float
     ecef: dict[str, np.ndarray]
-    links: dict[str, LinkState]
+    links: Mapping[str, LinkState]
     # visibility of candidates, per access link: eligible by mask/range (before the policy)
-    eligible: dict[str, bool] = field(default_factory=dict)
+    eligible: Mapping[str, bool] = field(default_factory=dict)
     absent: frozenset[str] = frozenset()  # vehicles off the road map: all their links down
+    table: LinkTable = field(default_factory=_empty_table)  # `links` as columns
+    eligible_ok: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # ECEF, km
 
 
 @dataclass
@@ -191,9 +270,37 @@ class World:
             if d.channel is not None and not self._isl[k]:
                 groups.setdefault(id(d.channel), (d.channel, []))[1].append(k)
         self._chan_groups = [(ch, np.array(idx, dtype=int)) for ch, idx in groups.values()]
+        self._link_pos = {n: k for k, n in enumerate(self._links)}
+        self._access_rows = [k for k, d in enumerate(dyn) if d.role == "access"]
+        self._access = np.zeros(len(dyn), dtype=bool)
+        self._access[self._access_rows] = True
+        self._plain_rate = np.array([d.rate_mbps for d in dyn], dtype=float)
+        by_group = {g.spec.name: g for g in self.groups}
+        self._min_el = np.full(len(dyn), -np.inf)
+        self._max_range = np.full(len(dyn), np.inf)
+        for k in self._access_rows:
+            g = by_group[dyn[k].group or ""]
+            self._min_el[k] = g.min_elevation_deg
+            if g.spec.max_range_km is not None:
+                self._max_range[k] = g.spec.max_range_km
+        self._vehicle_rows = {n: i for i, n in enumerate(names) if n in self.vehicles}
         isl = self.sc.constellation.isl if self.sc.constellation else None
         self._isl_range = isl.max_range_km if isl else np.inf
         self._isl_lat = isl.max_latitude_deg if isl else 90.0
+
+    @property
+    def link_names(self) -> list[str]:
+        """The dynamic links in the row order of every snapshot's LinkTable."""
+        if not hasattr(self, "_nodes"):
+            self._index()
+        return self._links
+
+    @property
+    def access_mask(self) -> np.ndarray:
+        """Per LinkTable row: an access group's link."""
+        if not hasattr(self, "_nodes"):
+            self._index()
+        return self._access
 
     def _positions_array(self, t: float) -> np.ndarray:
         parts = []
@@ -213,7 +320,7 @@ class World:
         ecef = {n: p[i] for i, n in enumerate(self._nodes)}
         absent = frozenset(n for n, tr in self.vehicles.items() if not tr.present(t))
         if not self._links:
-            return Snapshot(t, ecef, {}, {}, absent)
+            return Snapshot(t, ecef, {}, {}, absent, positions=p)
         lat, lon, alt = (np.atleast_1d(x) for x in ecef_to_geodetic(p))
         pa, pb = p[self._ia], p[self._ib]
         d = pb - pa
@@ -237,33 +344,21 @@ class World:
         isl_up = ~blocked & (rng <= self._isl_range) & (
             ~self._inter | (np.maximum(np.abs(lat[self._ia]), np.abs(lat[self._ib]))
                             <= self._isl_lat))
-        links: dict[str, LinkState] = {}
-        eligible: dict[str, bool] = {}
-        q_rate, q_loss, q_snr = (np.zeros(len(self._links)) for _ in range(3))
+        q_rate, q_loss = self._plain_rate.copy(), np.zeros(len(self._links))
+        q_snr = np.full(len(self._links), np.nan)
         for ch, idx in self._chan_groups:  # every link of a channel in one numpy pass
             q_snr[idx], q_rate[idx], q_loss[idx] = ch.sample_many(rng[idx] * 1000.0, el[idx])
-        for k, name in enumerate(self._links):
-            dl = self.dyn[name]
-            r, e = float(rng[k]), float(el[k])
-            if self._isl[k]:
-                links[name] = LinkState(bool(isl_up[k]), float(delay[k]), dl.rate_mbps, 0.0,
-                                        r, e)
-                continue
-            if dl.channel is not None:
-                rate, loss, snr = float(q_rate[k]), float(q_loss[k]), float(q_snr[k])
-            else:
-                rate, loss, snr = dl.rate_mbps, 0.0, float("nan")
-            up_k = not bool(blocked[k]) and loss < 100.0
-            if absent and (dl.a in absent or dl.b in absent):
-                up_k = False
-            if dl.role == "access":
-                g = self._group(dl.group)
-                ok = up_k and e >= g.min_elevation_deg
-                if g.spec.max_range_km is not None:
-                    ok = ok and r <= g.spec.max_range_km
-                eligible[name] = ok
-            links[name] = LinkState(up_k, float(delay[k]), rate, loss, r, e, snr)
-        return Snapshot(t, ecef, links, eligible, absent)
+        up = ~blocked & (q_loss < 100.0)
+        if absent:
+            gone = np.zeros(len(self._nodes), dtype=bool)
+            gone[[self._vehicle_rows[n] for n in absent]] = True
+            up &= ~(gone[self._ia] | gone[self._ib])
+        up = np.where(self._isl, isl_up, up)
+        ok = self._access & up & (el >= self._min_el) & (rng <= self._max_range)
+        table = LinkTable(self._links, self._link_pos, up, delay, q_rate, q_loss, rng, el,
+                          q_snr)
+        return Snapshot(t, ecef, LinkStates(table), Eligibility(table, ok, self._access_rows),
+                        absent, table, ok, p)
 
     def _group(self, name: str | None) -> AccessGroup:
         return next(g for g in self.groups if g.spec.name == name)

@@ -29,6 +29,7 @@ from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.hwsim import HwsimEngine, hwsim_problems
 from testbed.engines.netem import NetemEngine, netem_args
 from testbed.engines.ns3 import MAX_TAPS_PER_PROCESS, Ns3Engine
+from testbed.lifecycle import netns
 from testbed.lifecycle.ledger import Ledger
 from testbed.lifecycle.sh import ip_batch, run
 from testbed.lifecycle.supervisor import Supervisor
@@ -237,25 +238,30 @@ class Network:
         self.timings["build_s"] = round(time.monotonic() - t0, 3)
 
     def _namespaces(self) -> None:
+        """Every namespace in one `ip -batch`, their sysctls and loopback from one thread
+        that enters each (testbed.lifecycle.netns): no process per namespace, so 1,000 of
+        them take ~3 s, mostly the kernel's own work.  All of them are in the ledger, with
+        their /etc/netns folders, before the first is created."""
         swns = self.plan.switch_netns
-        if swns:
-            self.ledger.add("namespaces", swns)
-            run(["ip", "netns", "add", swns])
-            run(["ip", "netns", "exec", swns, "sh", "-c",
-                 f"sysctl -qw {NS_SYSCTLS} && ip link set lo up"])
+        spaces = ([swns] if swns else []) + list(self.plan.namespaces.values())
+        etcs = {node: Path("/etc/netns") / ns for node, ns in self.plan.namespaces.items()}
+        self._record("namespaces", spaces)
+        self._record("etc_netns", [str(etc) for etc in etcs.values()])
+        ip_batch(f"netns add {ns}" for ns in spaces)
         hosts = self.plan.hosts_file()
-        for node, ns in self.plan.namespaces.items():
-            self.ledger.add("namespaces", ns)
-            run(["ip", "netns", "add", ns])
-            etc = Path("/etc/netns") / ns
-            self.ledger.add("etc_netns", str(etc))
+        for node, etc in etcs.items():
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "hosts").write_text(hosts)
             (etc / "hostname").write_text(node + "\n")
-        # one process per namespace for all its sysctls and loopback
-        for ns in self.plan.namespaces.values():
-            run(["ip", "netns", "exec", ns, "sh", "-c",
-                 f"sysctl -qw {NS_SYSCTLS} && ip link set lo up"])
+        netns.prepare(spaces, netns.parse_sysctls(NS_SYSCTLS))
+
+    def _record(self, kind: str, values: list[str]) -> None:
+        """Ledger entries for many resources, saved once (a save per entry costs O(n^2) at
+        1,000 nodes)."""
+        bucket: list[str] = getattr(self.ledger, kind)
+        known = set(bucket)
+        bucket += [v for v in dict.fromkeys(values) if v not in known]
+        self.ledger.save()
 
     def _cgroups(self) -> None:
         """One group per node with a device profile.  Not recorded in the ledger one by one:
@@ -361,9 +367,12 @@ class Network:
 
     def _configure(self) -> None:
         static = {m: e.static_neighbours() for m, e in self.engines.items()}
+        config: dict[str, list[str]] = {}  # namespace -> its `ip -batch` lines
+        offload: dict[str, list[str]] = {}  # namespace -> its wired interfaces
+        shaping: dict[str, list[str]] = {}  # namespace -> its `tc -batch` lines
         for node, ns in self.plan.namespaces.items():
             lines: list[str] = []
-            offload: list[str] = []
+            wired: list[str] = []
             for m in self.plan.endpoints(node):
                 seg = self.plan.segment_of(m.link)
                 src = m.root_name if seg.medium is not Medium.ETHERNET or not seg.switches \
@@ -379,17 +388,21 @@ class Network:
                     lines.append(f"neigh replace {peer.ip} lladdr {self.macs[peer.root_name]} "
                                  f"dev {m.ifname} nud permanent")
                 if seg.medium is Medium.ETHERNET:
-                    offload.append(m.ifname)
+                    wired.append(m.ifname)
             lines.append(f"addr add {self.plan.primary_ip[node]}/32 dev lo")
             lines += [r.line() for r in self.plan.routes[node]]
-            ip_batch(lines, ns)
-            shaping = [f"tc qdisc replace dev {m.ifname} root {' '.join(qdisc)}"
-                       for m in self.plan.endpoints(node)
-                       if self.plan.segment_of(m.link).medium is Medium.ETHERNET
-                       and (qdisc := self._wired_qdisc(m.link))]
-            cmds = [f"ethtool -K {n} tx off >/dev/null 2>&1" for n in offload] + shaping
-            if cmds:
-                run(["ip", "netns", "exec", ns, "sh", "-c", " && ".join(cmds)])
+            config[ns] = lines
+            offload[ns] = wired
+            shaping[ns] = [f"qdisc replace dev {m.ifname} root {' '.join(qdisc)}"
+                           for m in self.plan.endpoints(node)
+                           if self.plan.segment_of(m.link).medium is Medium.ETHERNET
+                           and (qdisc := self._wired_qdisc(m.link))]
+        # one `ip -batch` per namespace; no checksum offload on wired interfaces (`ethtool -K
+        # <dev> tx off`, for the userspace datapath); their shaping, one `tc -batch` where a
+        # namespace has any.  No `ip -n` (testbed.lifecycle.netns.batches says why).
+        netns.batches("ip", config)
+        netns.tx_checksum_off(offload)
+        netns.batches("tc", shaping)
 
     # ---- runtime --------------------------------------------------------------------------
     def apply(self, changes: list[Change]) -> float | None:

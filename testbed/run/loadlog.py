@@ -15,37 +15,17 @@ The record, one JSON line a second:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from testbed.lifecycle.netns import inside
+
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def _inside(netns_file: str) -> Iterator[None]:
-    """The calling thread in another network namespace for the block's duration."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(netns_file, os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {netns_file}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - would be fatal
-                raise OSError(ctypes.get_errno(), "setns back to the host namespace")
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 def process_cpu(pid: str) -> tuple[bytes, int] | None:
@@ -114,7 +94,7 @@ class LoadLog:
                 for node, ns in self.spaces.items():
                     nsfile = str(self.netns_dir / ns)
                     self.inodes[os.stat(nsfile).st_ino] = node
-                    with _inside(nsfile):
+                    with inside(nsfile):
                         self.files[node] = os.open("/proc/thread-self/net/dev", os.O_RDONLY)
             except OSError as exc:
                 self.error = f"opening counters: {exc}"

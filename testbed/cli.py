@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -52,7 +53,9 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
 
     sc0, path = _load(args)
     preflight(sc0, str(path))  # type: ignore[arg-type]
+    built = time.perf_counter()
     world = World.build(sc0, str(path))  # type: ignore[arg-type]
+    built = time.perf_counter() - built
     sc = world.sc
     if args.inventory:
         from testbed.hil.boards import HardwareInTheLoop
@@ -61,7 +64,7 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
     plan = planner.build(sc, "0000")
     con.print(f"[green]OK[/] {path}: {len(sc.nodes)} nodes, {len(sc.links)} links, "
               f"{len(plan.segments)} subnets, {len(sc.traffic)} flows, "
-              f"{len(sc.timeline)} timeline events")
+              f"{len(sc.timeline)} timeline events (expanded in {built:.2f} s)")
     if world.dyn or world.moving:
         info = world.describe()
         con.print(f"mobility: {len(world.sat_names)} satellites, dynamic links "

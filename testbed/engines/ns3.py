@@ -1,8 +1,8 @@
-"""Ns3Engine: the default LinkEngine here, one ns-3 real-time process per run.
+"""Ns3Engine: the default LinkEngine here, one ns-3 real-time process per shard of links.
 
-Host side of testbed.engines.ns3_sim: starts that process early (its import takes ~10 s and
+Host side of testbed.engines.ns3_sim: starts that process early (loading ns-3 takes ~2 s and
 overlaps namespace creation), hands it the link spec once namespaces exist, waits until every
-tap sits in its namespace, and then talks to it over a loopback JSON-lines channel.
+tap is open in its namespace, and then talks to it over a loopback JSON-lines channel.
 """
 
 from __future__ import annotations
@@ -16,22 +16,42 @@ from pathlib import Path
 from typing import Any
 
 from testbed.engines.base import Change, EngineLink
-from testbed.engines.ns3setup import ns3_dir
 from testbed.lifecycle.supervisor import Managed, ServiceDied, Supervisor
 from testbed.scenario.model import Medium
 
-# ns-3's FdReader (behind every TapBridge) waits with select(), which cannot watch a file
-# descriptor >= 1024; each tap costs about three descriptors, so above ~330 taps a process
-# silently stops reading its last taps.  Larger networks are split over several ns-3
-# processes (shards), which also puts the single-threaded simulator on several cores.
-MAX_TAPS_PER_PROCESS = 300
+# Taps per ns-3 process.  Our C++ bridge waits on taps with epoll (no select() limit at
+# 1024 descriptors, as ns-3's TapBridge had) and one reader thread, so the bound is the
+# simulator thread's CPU: above it, links are split over several processes (shards), one per
+# core at most, which also puts the single-threaded simulator on several cores.
+MAX_TAPS_PER_PROCESS = 2000
 
+
+def shard_links(links: list[tuple[str, int]],
+                max_taps: int = MAX_TAPS_PER_PROCESS) -> list[list[str]]:
+    """Split (link, taps) over as few ns-3 processes as carry at most `max_taps` each,
+    evenly, keeping the scenario's order: neighbouring links (a satellite's ISLs, a cell's
+    uplinks) usually share a process.  A link is never split (a Wi-Fi channel is one
+    simulated medium)."""
+    total = sum(n for _, n in links)
+    if not links:
+        return []
+    shards = max(1, -(-total // max_taps))
+    target = total / shards
+    groups: list[list[str]] = [[]]
+    taps = 0
+    for name, n in links:
+        if groups[-1] and taps + n > target * len(groups) + 1e-9 and len(groups) < shards:
+            groups.append([])
+        groups[-1].append(name)
+        taps += n
+    return groups
 
 class Ns3Engine:
     def __init__(self, supervisor: Supervisor, attach_timeout: float = 180.0,
-                 shard: int = 0) -> None:
+                 shard: int = 0, wifi: bool = True) -> None:
         self.sup = supervisor
         self.shard = shard
+        self.wifi = wifi  # carries Wi-Fi links: load ns-3's Wi-Fi modules too
         self.name = "ns3" if shard == 0 else f"ns3-{shard + 1}"
         self.sfx = "" if shard == 0 else f"-{shard + 1}"
         self.attach_timeout = attach_timeout
@@ -60,15 +80,13 @@ class Ns3Engine:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.spec_path = state_dir / f"ns3{self.sfx}-spec.json"
-        self.tap_map = state_dir / f"ns3{self.sfx}-tapmap.txt"
         self.macs_file = state_dir / f"ns3{self.sfx}-macs.json"
         self.ready_file = state_dir / f"ns3{self.sfx}-ready.json"
         self.t_start = time.monotonic()
         self.proc = self.sup.start(
-            self.name, [sys.executable, "-m", "testbed.engines.ns3_sim", str(self.spec_path)],
-            critical=True,
-            env={"SAGIN_TAP_MAP": str(self.tap_map), "SAGIN_NS3_DIR": str(ns3_dir()),
-                 "PYTHONUNBUFFERED": "1"},
+            self.name, [sys.executable, "-m", "testbed.engines.ns3_sim", str(self.spec_path),
+                        *(["--wifi"] if self.wifi else [])],
+            critical=True, env={"PYTHONUNBUFFERED": "1"},
         )
 
     def _spec(self, links: list[EngineLink], seed: int) -> dict[str, Any]:
@@ -81,7 +99,7 @@ class Ns3Engine:
             "macs_file": str(self.macs_file), "ready_file": str(self.ready_file),
         }
         for link in links:
-            ends = [{"node": e.node, "tap": e.root_name,
+            ends = [{"node": e.node, "tap": e.root_name, "netns": e.netns,
                      "position": list(e.position) if e.position else [0.0, 0.0, 0.0]}
                     for e in link.ends]
             if link.medium is Medium.P2P:
@@ -95,8 +113,6 @@ class Ns3Engine:
 
     def attach(self, links: list[EngineLink], seed: int) -> dict[str, str]:
         assert self.proc is not None and self.state_dir is not None
-        self.tap_map.write_text("".join(f"{e.root_name} {e.netns}\n" for link in links
-                                        for e in link.ends))
         tmp = self.spec_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._spec(links, seed), indent=1))
         tmp.replace(self.spec_path)

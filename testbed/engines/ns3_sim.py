@@ -1,33 +1,41 @@
-"""The ns-3 real-time process: one per run, carrying every Wi-Fi and point-to-point link.
+"""The ns-3 real-time process: carries the Wi-Fi and point-to-point links of one shard.
 
-Run as `python -m testbed.engines.ns3_sim <spec.json>` by the Ns3Engine.  It imports ns-3
-first (about 10 s, overlapped with the host building namespaces), then waits for the spec file
-to appear (the host writes it once every namespace exists), builds one ns-3 ghost node per
-link endpoint with a TapBridge in UseLocal mode, writes the device MACs, and runs the
-real-time simulator.  The tap-creator wrapper (testbed.engines.ns3setup) moves each tap into its
-node's namespace as it is created.
+Run as `python -m testbed.engines.ns3_sim <spec.json> [--wifi]` by the Ns3Engine.  It loads
+the ns-3 modules it needs first (about 2 s, overlapped with the host building namespaces;
+`--wifi` adds the Wi-Fi ones), then waits for the spec file to appear (the host writes it once
+every namespace exists), opens every tap directly inside its node's namespace
+(testbed.engines.taps), builds one ns-3 ghost node per link endpoint, hands taps and devices
+to the C++ engine (ns3_bridge.h), writes the device MACs and runs the real-time simulator.
 
-Runtime control: a TCP server on 127.0.0.1 speaking JSON lines, polled from inside the
-simulator thread every 5 ms (so every change is applied by the simulator thread itself, never
-concurrently with it).  Ops: set (delay/rate/loss/up on a link or one Wi-Fi member), position,
-batch (several ops in one tick), status, stop.  Every applied change is appended with wall and
-simulator time to the changes log; the real-time lag is sampled every tick and summarised once
-per simulated second in the lag log.
+Threads: the simulator runs in its own thread, in C++ only (Run releases the interpreter
+lock); the main thread serves the control channel and signals, so Python never delays a
+simulated packet.  Control: a TCP server on 127.0.0.1 speaking JSON lines.  Ops: set
+(delay/rate/loss/up on a link or one Wi-Fi member), position, batch (several ops applied in
+one simulator event), status, stop.  Every applied change is appended with wall and simulator
+time to the changes log; the real-time lag is sampled every 5 ms by the C++ engine and
+summarised once per simulated second in the lag log.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import resource
 import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from testbed.engines import ns3_native
+from testbed.engines.taps import open_taps
+
 TICK_S = 0.005
+NAN = math.nan
 
 
 def _wait_for(path: Path, timeout: float) -> dict[str, Any]:
@@ -45,15 +53,25 @@ def _write_atomic(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-class Sim:
-    """Holds every ns-3 object the runtime commands touch (and keeps them alive)."""
+def raise_fd_limit() -> None:
+    """One descriptor per tap: lift the soft limit (1024 by default) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    def __init__(self, ns: Any, spec: dict[str, Any]) -> None:
+
+class Sim:
+    """Builds the links and turns JSON ops into the C++ engine's batch of changes."""
+
+    def __init__(self, ns: Any, spec: dict[str, Any], fds: dict[str, int]) -> None:
         self.ns = ns
+        self.sagin = ns.cppyy.gbl.sagin
+        self.engine = self.sagin.Engine()
         self.spec = spec
-        self.p2p: dict[str, dict[str, Any]] = {}
-        self.wifi: dict[str, dict[str, Any]] = {}
-        self.mobility: dict[str, list[Any]] = {}
+        self.fds = fds
+        self.p2p: dict[str, int] = {}  # link -> engine index
+        self.radios: dict[str, dict[str, int]] = {}  # Wi-Fi link -> node -> hook index
+        self.positions: dict[str, list[int]] = {}  # node -> hook indices
         self.macs: dict[str, str] = {}
         self.keep: list[Any] = []
 
@@ -64,20 +82,17 @@ class Sim:
                             ns.StringValue("ns3::RealtimeSimulatorImpl"))
         ns.GlobalValue.Bind("ChecksumEnabled", ns.BooleanValue(True))
         ns.RngSeedManager.SetSeed(max(1, int(self.spec.get("seed", 1))))
-        tap = ns.TapBridgeHelper()
-        tap.SetAttribute("Mode", ns.StringValue("UseLocal"))
         for link in self.spec.get("p2p", []):
-            self._build_p2p(link, tap)
+            self._build_p2p(link)
         for link in self.spec.get("wifi", []):
-            self._build_wifi(link, tap)
+            self._build_wifi(link)
 
-    def _attach(self, tap: Any, node: Any, dev: Any, tap_name: str) -> None:
-        ns = self.ns
-        tap.SetAttribute("DeviceName", ns.StringValue(tap_name))
-        self.keep.append(tap.Install(node, dev))
-        self.macs[tap_name] = str(ns.Mac48Address.ConvertFrom(dev.GetAddress()))
+    def _attach(self, dev: Any, tap_name: str, ip_only: bool) -> None:
+        if not self.engine.AddTap(self.fds[tap_name], dev, ip_only):
+            raise RuntimeError(f"cannot watch tap {tap_name} (epoll)")
+        self.macs[tap_name] = str(self.ns.Mac48Address.ConvertFrom(dev.GetAddress()))
 
-    def _build_p2p(self, link: dict[str, Any], tap: Any) -> None:
+    def _build_p2p(self, link: dict[str, Any]) -> None:
         ns = self.ns
         nodes = ns.NodeContainer()
         nodes.Create(2)
@@ -85,20 +100,15 @@ class Sim:
         helper.SetQueue("ns3::DropTailQueue<Packet>", "MaxSize",
                         ns.StringValue(f"{int(link['queue_packets'])}p"))
         devs = helper.Install(nodes)
-        errors = []
+        self.keep.append(nodes)
+        index = self.engine.AddP2p(devs.Get(0), devs.Get(1))
+        self.p2p[link["name"]] = index
         for i in range(2):
-            em = ns.CreateObject[ns.RateErrorModel]()
-            em.SetUnit(ns.RateErrorModel.ERROR_UNIT_PACKET)
-            devs.Get(i).SetAttribute("ReceiveErrorModel", ns.PointerValue(em))
-            errors.append(em)
-            self._attach(tap, nodes.Get(i), devs.Get(i), link["ends"][i]["tap"])
-        state = {"devs": [devs.Get(0), devs.Get(1)], "channel": devs.Get(0).GetChannel(),
-                 "errors": errors, "nodes": nodes, "up": True, "loss_pct": 0.0}
-        self.p2p[link["name"]] = state
-        self._set_p2p(link["name"], link["delay_ms"], link["rate_mbps"], link.get("loss_pct", 0.0),
-                      None)
+            self._attach(devs.Get(i), link["ends"][i]["tap"], ip_only=True)
+        self.engine.ApplyOne(self._op(0, index, link["delay_ms"], link["rate_mbps"],
+                                      link.get("loss_pct", 0.0), -1))
 
-    def _build_wifi(self, link: dict[str, Any], tap: Any) -> None:
+    def _build_wifi(self, link: dict[str, Any]) -> None:
         ns = self.ns
         n = len(link["ends"])
         nodes = ns.NodeContainer()
@@ -135,78 +145,68 @@ class Sim:
         mob = ns.MobilityHelper()
         mob.SetMobilityModel("ns3::ConstantPositionMobilityModel")
         mob.Install(nodes)
-        members = {}
+        radios = self.radios.setdefault(link["name"], {})
         for i, end in enumerate(link["ends"]):
-            node = nodes.Get(i)
-            model = node.GetObject[ns.MobilityModel]()
+            model = nodes.Get(i).GetObject[ns.MobilityModel]()
             model.SetPosition(ns.Vector(*map(float, end["position"])))
-            self.mobility.setdefault(end["node"], []).append(model)
+            self.positions.setdefault(end["node"], []).append(
+                self.engine.AddHook(self.sagin.PositionHook(model)))
             dev = devs.Get(i)
-            members[end["node"]] = dev.GetObject[ns.WifiNetDevice]().GetPhy()
-            self._attach(tap, node, dev, end["tap"])
-        self.wifi[link["name"]] = {"nodes": nodes, "devs": devs, "phys": members,
-                                   "keep": [wifi, chan, phy, mac, mob]}
+            radios[end["node"]] = self.engine.AddHook(
+                self.sagin.RadioHook(dev.GetObject[ns.WifiNetDevice]().GetPhy()))
+            self._attach(dev, end["tap"], ip_only=False)
+        self.keep += [nodes, devs, wifi, chan, phy, mac, mob]
 
     # ---- runtime changes ------------------------------------------------------------------
-    def _set_p2p(self, name: str, delay_ms: float | None, rate_mbps: float | None,
-                 loss_pct: float | None, up: bool | None) -> None:
-        ns = self.ns
-        st = self.p2p[name]
-        if delay_ms is not None:
-            st["channel"].SetAttribute("Delay", ns.TimeValue(ns.NanoSeconds(
-                int(round(delay_ms * 1e6)))))
-        if rate_mbps is not None:
-            for dev in st["devs"]:
-                dev.SetAttribute("DataRate", ns.DataRateValue(ns.DataRate(
-                    int(round(rate_mbps * 1e6)))))
-        if loss_pct is not None:
-            st["loss_pct"] = loss_pct
-        if up is not None:
-            st["up"] = up
-        rate = 1.0 if not st["up"] else st["loss_pct"] / 100.0
-        for em in st["errors"]:
-            em.SetRate(rate)
-            if rate > 0:
-                em.Enable()
-            else:
-                em.Disable()
+    def _op(self, kind: int, index: int, a: float | None = None, b: float | None = None,
+            c: float | None = None, up: int = -1) -> Any:
+        op = self.sagin.Op()
+        op.kind, op.index, op.up = kind, index, up
+        op.a = NAN if a is None else float(a)
+        op.b = NAN if b is None else float(b)
+        op.c = NAN if c is None else float(c)
+        return op
 
-    def apply(self, op: dict[str, Any]) -> dict[str, Any]:
+    def ops(self, op: dict[str, Any], out: Any) -> None:
+        """Append the engine ops of one JSON op to the std::vector `out` (raises on a bad op,
+        before anything of its batch is applied)."""
         kind = op.get("op")
         if kind == "batch":
-            return {"results": [self.apply(o) for o in op.get("ops", [])]}
+            for o in op.get("ops", []):
+                self.ops(o, out)
+            return
         if kind == "set":
             link = op["link"]
+            up = -1 if op.get("up") is None else int(bool(op["up"]))
             if link in self.p2p:
-                self._set_p2p(link, op.get("delay_ms"), op.get("rate_mbps"), op.get("loss_pct"),
-                              op.get("up"))
-            elif link in self.wifi:
+                out.push_back(self._op(0, self.p2p[link], op.get("delay_ms"),
+                                       op.get("rate_mbps"), op.get("loss_pct"), up))
+            elif link in self.radios:
                 if any(op.get(k) is not None for k in ("delay_ms", "rate_mbps", "loss_pct")):
                     raise ValueError(f"Wi-Fi link {link}: only up/down and positions change")
-                phys = self.wifi[link]["phys"]
-                targets = [op["node"]] if op.get("node") else list(phys)
+                radios = self.radios[link]
+                targets = [op["node"]] if op.get("node") else list(radios)
                 for node in targets:
-                    if node not in phys:
+                    if node not in radios:
                         raise KeyError(f"{node} is not on Wi-Fi link {link}")
-                    if op.get("up") is False:
-                        phys[node].SetOffMode()
-                    elif op.get("up") is True and phys[node].IsStateOff():
-                        phys[node].ResumeFromOff()
+                    if up >= 0:
+                        out.push_back(self._op(1, radios[node], up=up))
             else:
                 raise KeyError(f"no link named {link} in the ns-3 engine")
-            return {}
+            return
         if kind == "position":
-            models = self.mobility.get(op["node"])
-            if not models:
+            hooks = self.positions.get(op["node"])
+            if not hooks:
                 raise KeyError(f"{op['node']} has no Wi-Fi interface in the ns-3 engine")
-            for m in models:
-                m.SetPosition(self.ns.Vector(*map(float, op["xyz"])))
-            return {}
+            x, y, z = map(float, op["xyz"])
+            for h in hooks:
+                out.push_back(self._op(1, h, x, y, z))
+            return
         raise ValueError(f"unknown op {kind!r}")
 
 
 class Control:
-    """Non-blocking JSON-lines server on loopback, serviced from the simulator's tick."""
+    """Non-blocking JSON-lines server on loopback, in the main thread."""
 
     def __init__(self, sim: Sim, changes_log: Path) -> None:
         self.sim = sim
@@ -220,14 +220,13 @@ class Control:
         self.buffers: dict[socket.socket, bytes] = {}
         self.changes = open(changes_log, "a", buffering=1)  # noqa: SIM115
         self.stop_requested = False
-        self.status: dict[str, Any] = {}
 
     @property
     def port(self) -> int:
         return self.server.getsockname()[1]
 
-    def poll(self) -> None:
-        for key, _ in self.sel.select(timeout=0):
+    def poll(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout=timeout):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if sock is self.server:
@@ -237,7 +236,7 @@ class Control:
                 self.buffers[conn] = b""
                 continue
             try:
-                data = sock.recv(65536)
+                data = sock.recv(1 << 20)
             except OSError:
                 data = b""
             if not data:
@@ -250,105 +249,104 @@ class Control:
                 line, self.buffers[sock] = self.buffers[sock].split(b"\n", 1)
                 reply = self.handle(line)
                 try:
+                    sock.setblocking(True)
                     sock.sendall(json.dumps(reply).encode() + b"\n")
+                    sock.setblocking(False)
                 except OSError:
                     pass
 
     def handle(self, line: bytes) -> dict[str, Any]:
         received = time.time()
+        engine = self.sim.engine
         try:
             op = json.loads(line)
             if op.get("op") == "status":
-                return {"ok": True, **self.status}
+                return {"ok": True, "sim": engine.SimNow(), "lag_ms": engine.LagNowMs(),
+                        "max_lag_ms": engine.MaxLagMs()}
             if op.get("op") == "stop":
                 self.stop_requested = True
                 return {"ok": True}
-            result = self.sim.apply(op)
+            batch = self.sim.ns.cppyy.gbl.std.vector[self.sim.sagin.Op]()
+            self.sim.ops(op, batch)
+            when = engine.Submit(batch)
+            now, applied = float(when.first), float(when.second)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        now = self.sim.ns.Simulator.Now().GetSeconds()
-        applied = time.time()
         self.changes.write(json.dumps({"wall": applied, "sim": now, "received": received,
                                        "op": op}) + "\n")
-        return {"ok": True, "sim": now, "applied": applied, **result}
+        return {"ok": True, "sim": now, "applied": applied}
 
 
-def main(spec_path: str) -> int:
+def main(argv: list[str]) -> int:
     t0 = time.monotonic()
-    from ns import ns  # the ~10 s import happens while the host builds namespaces
-
-    ns.cppyy.cppdef("""
-    #include <functional>
-    namespace sagin {
-    inline void every(double period, std::function<void()> fn) {
-      ns3::Simulator::Schedule(ns3::Seconds(period), [period, fn]() { fn(); every(period, fn); });
-    }
-    }""")
-    print(f"ns3_sim: ns-3 imported in {time.monotonic() - t0:.1f} s", flush=True)
-    spec_file = Path(spec_path)
-    spec = _wait_for(spec_file, timeout=float(os.environ.get("SAGIN_SPEC_TIMEOUT", "300")))
+    raise_fd_limit()
+    ns = ns3_native.load(wifi="--wifi" in argv[1:])
+    print(f"ns3_sim: ns-3 loaded in {time.monotonic() - t0:.1f} s", flush=True)
+    spec = _wait_for(Path(argv[0]), timeout=float(os.environ.get("SAGIN_SPEC_TIMEOUT", "300")))
     out = Path(spec["state_dir"])
-    sim = Sim(ns, spec)
-    sim.build()
+    t_taps = time.monotonic()
+    ends = [(e["tap"], e["netns"]) for kind in ("p2p", "wifi") for link in spec.get(kind, [])
+            for e in link["ends"]]
+    fds = open_taps(ends)
+    taps_s = time.monotonic() - t_taps
+    sim = Sim(ns, spec, fds)
+    built = threading.Event()
+    failure: list[BaseException] = []
+
+    def simulate() -> None:
+        # Every ns-3 object is made and run in this one thread (the real-time simulator
+        # belongs to the thread that first used it).
+        try:
+            sim.build()
+            sim.engine.Start(TICK_S)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failure.append(exc)
+            built.set()
+            return
+        built.set()
+        ns.Simulator.Run()
+        sim.engine.Join()
+        ns.Simulator.Destroy()
+
+    thread = threading.Thread(target=simulate, name="simulator")
+    thread.start()
+    built.wait()
+    if failure:
+        raise failure[0]
+    build_s = time.monotonic() - t_taps
     control = Control(sim, Path(spec["changes_log"]))
     _write_atomic(Path(spec.get("macs_file", out / "ns3-macs.json")),
                   {"macs": sim.macs, "port": control.port})
-    print(f"ns3_sim: built {len(sim.p2p)} p2p and {len(sim.wifi)} Wi-Fi links, "
-          f"{len(sim.macs)} taps; control on 127.0.0.1:{control.port}", flush=True)
-
-    lag_log = open(spec["lag_log"], "a", buffering=1)  # noqa: SIM115
-    state: dict[str, Any] = {"origin": None, "second": 0, "max": 0.0, "ticks": 0, "late": 0,
-                             "attached": False, "overall_max": 0.0}
+    print(f"ns3_sim: {len(sim.p2p)} p2p and {len(sim.radios)} Wi-Fi links, {len(fds)} taps "
+          f"opened in {taps_s:.2f} s, built in {build_s:.2f} s; control on "
+          f"127.0.0.1:{control.port}", flush=True)
 
     def on_term(signum: int, frame: Any) -> None:
         control.stop_requested = True
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-
-    def tick() -> None:
-        now_sim = ns.Simulator.Now().GetSeconds()
-        wall = time.monotonic()
-        if not state["attached"]:
-            # First tick: every TapBridge (all start at t=0) has created and moved its tap.
-            # Real time restarts here, after the attach freeze.
-            state["attached"] = True
-            state["origin"] = wall - now_sim
-            state["attach_end"] = now_sim
-            # TapBridges attach one by one at t=0, freezing the simulator clock meanwhile.
-            attach = wall - state["run_wall"] - now_sim
+    lag_log = open(spec["lag_log"], "a", buffering=1)  # noqa: SIM115
+    ready = False
+    while not control.stop_requested and thread.is_alive():
+        control.poll(timeout=0.1)
+        if not ready and sim.engine.Ticks() > 0:
+            ready = True
             _write_atomic(Path(spec.get("ready_file", out / "ns3-ready.json")),
-                          {"wall": time.time(), "sim": now_sim,
-                                                   "attach_s": round(attach, 4)})
-        # The simulator never runs ahead of the wall clock, so the smallest (wall - sim) seen
-        # is its real-time origin; after the attach freeze it catches up within milliseconds.
-        state["origin"] = min(state["origin"], wall - now_sim)
-        lag = (wall - state["origin"]) - now_sim
-        sec = int(now_sim)
-        if sec != state["second"]:
-            lag_log.write(json.dumps({"sim_s": state["second"], "max_lag_ms": state["max"] * 1e3,
-                                      "ticks": state["ticks"], "late_ticks": state["late"],
-                                      "wall": time.time()}) + "\n")
-            state.update(second=sec, max=0.0, ticks=0, late=0)
-        state["max"] = max(state["max"], lag)
-        state["overall_max"] = max(state["overall_max"], lag)
-        state["ticks"] += 1
-        state["late"] += lag > 0.002
-        control.status = {"sim": now_sim, "lag_ms": lag * 1e3,
-                          "max_lag_ms": state["overall_max"] * 1e3}
-        control.poll()
-        if control.stop_requested:
-            ns.Simulator.Stop()
-
-    sim.keep.append(tick)
-    ns.cppyy.gbl.sagin.every(TICK_S, tick)
-    state["run_wall"] = time.monotonic()
-    ns.Simulator.Run()
+                          {"wall": time.time(), "sim": sim.engine.SimNow(),
+                           "attach_s": round(build_s, 4)})
+        for s in sim.engine.DrainLag():
+            lag_log.write(json.dumps({"sim_s": s.second, "max_lag_ms": s.maxLagMs,
+                                      "ticks": s.ticks, "late_ticks": s.lateTicks,
+                                      "wall": s.wall}) + "\n")
+    sim.engine.RequestStop()
+    thread.join()
     lag_log.close()
+    for fd in fds.values():
+        os.close(fd)
     print("ns3_sim: stopped", flush=True)
-    ns.Simulator.Destroy()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    raise SystemExit(main(sys.argv[1:]))

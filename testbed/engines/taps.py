@@ -1,0 +1,70 @@
+"""Tap devices opened directly inside their nodes' namespaces, by the ns-3 process.
+
+A tun/tap device is created in the network namespace of the task that *opens*
+/dev/net/tun, so the opening thread enters each node's namespace (setns, namespace by
+namespace), opens the device there and comes back: the tap never exists in the root
+namespace, and thousands of taps take a fraction of a second instead of a helper process each
+(ns-3's TapBridge forks its tap-creator per tap).  The devices are not persistent: they
+vanish when the process that holds them exits, however it exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import struct
+from collections.abc import Iterable
+
+CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class TapError(RuntimeError):
+    pass
+
+
+def _setns(fd: int, what: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        raise TapError(f"setns into {what}: {os.strerror(ctypes.get_errno())}")
+
+
+def open_taps(ends: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Open one tap per (name, netns) and return name -> non-blocking file descriptor.
+
+    Runs in the calling thread, which is back in its own namespace when this returns (also
+    on error, when the descriptors already opened are closed)."""
+    by_ns: dict[str, list[str]] = {}
+    for name, netns in ends:
+        by_ns.setdefault(netns, []).append(name)
+    fds: dict[str, int] = {}
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for netns, names in by_ns.items():
+            try:
+                target = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise TapError(f"no network namespace {netns!r} for taps {names}") from None
+            try:
+                _setns(target, f"netns {netns}")
+                for name in names:
+                    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                    fds[name] = fd
+                    try:
+                        fcntl.ioctl(fd, TUNSETIFF,
+                                    struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+                    except OSError as exc:
+                        raise TapError(f"tap {name} in {netns}: {exc.strerror}") from None
+            finally:
+                os.close(target)
+                _setns(home, "the process's own network namespace")
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    finally:
+        os.close(home)
+    return fds

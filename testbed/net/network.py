@@ -28,7 +28,7 @@ from testbed.engines import features
 from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
 from testbed.engines.hwsim import HwsimEngine, hwsim_problems
 from testbed.engines.netem import NetemEngine, netem_args
-from testbed.engines.ns3 import MAX_TAPS_PER_PROCESS, Ns3Engine
+from testbed.engines.ns3 import Ns3Engine, shard_links
 from testbed.lifecycle import netns
 from testbed.lifecycle.ledger import Ledger
 from testbed.lifecycle.sh import ip_batch, run
@@ -142,25 +142,25 @@ class Network:
                 if link.carried_by is Medium.WIFI:
                     for ep in link.endpoints:
                         self.wifi_engines.setdefault(ep, [hw])
-        shards: list[Ns3Engine] = []
-        taps = 0
+        carried = [link for link in self.sc.links if link.carried_by not in self.engines
+                   and link.carried_by in (Medium.P2P, Medium.WIFI)]
         for link in self.sc.links:
-            medium = link.carried_by
-            if medium in self.engines:
-                self.link_engine[link.name] = self.engines[medium]
-                continue
-            if medium not in (Medium.P2P, Medium.WIFI):
-                continue
-            n = len(link.endpoints)
-            if not shards or taps + n > MAX_TAPS_PER_PROCESS:
-                shards.append(Ns3Engine(self.sup, shard=len(shards)))
-                taps = 0
-            taps += n
-            self.link_engine[link.name] = shards[-1]
-            for ep in link.endpoints if medium is Medium.WIFI else ():
+            if link.carried_by in self.engines:
+                self.link_engine[link.name] = self.engines[link.carried_by]
+        groups = shard_links([(link.name, len(link.endpoints)) for link in carried])
+        shards: list[Ns3Engine] = []
+        shard_of = {name: k for k, group in enumerate(groups) for name in group}
+        wifi_links = {link.name for link in carried if link.carried_by is Medium.WIFI}
+        for k, group in enumerate(groups):
+            shards.append(Ns3Engine(self.sup, shard=k,
+                                    wifi=any(name in wifi_links for name in group)))
+        for link in carried:
+            engine = shards[shard_of[link.name]]
+            self.link_engine[link.name] = engine
+            for ep in link.endpoints if link.carried_by is Medium.WIFI else ():
                 self.wifi_engines.setdefault(ep, [])
-                if shards[-1] not in self.wifi_engines[ep]:
-                    self.wifi_engines[ep].append(shards[-1])
+                if engine not in self.wifi_engines[ep]:
+                    self.wifi_engines[ep].append(engine)
         for medium in (Medium.P2P, Medium.WIFI):
             if medium in media and medium not in self.engines:
                 self.engines[medium] = shards[0]

@@ -28,11 +28,12 @@ RTT_RATE = 100.0
 TCP_DELAY_MS = 10.0
 
 
-def scenario() -> dict[str, Any]:
+def scenario(delays_ms: list[int] = DELAYS_MS,
+             rates_mbps: list[int] = RATES_MBPS) -> dict[str, Any]:
     nodes: dict[str, Any] = {"hub": {"kind": "switch"}}
     links: list[dict[str, Any]] = []
-    pairs = [(f"d{d}", f"a{d}", f"b{d}", "satellite", d, RTT_RATE) for d in DELAYS_MS] + [
-        (f"r{r}", f"t{r}", f"u{r}", "edge_server", TCP_DELAY_MS, r) for r in RATES_MBPS]
+    pairs = [(f"d{d}", f"a{d}", f"b{d}", "satellite", d, RTT_RATE) for d in delays_ms] + [
+        (f"r{r}", f"t{r}", f"u{r}", "edge_server", TCP_DELAY_MS, r) for r in rates_mbps]
     for name, a, b, kind_b, delay, rate in pairs:
         nodes[a] = {"kind": "ground_station"}
         nodes[b] = {"kind": kind_b}
@@ -46,13 +47,17 @@ def scenario() -> dict[str, Any]:
             "capture": {"enabled": False}}
 
 
-def run(console: Console) -> dict[str, Any]:
-    sc = parse(scenario(), "bench-fidelity (generated)")
+def measure(delays_ms: list[int] = DELAYS_MS, rates_mbps: list[int] = RATES_MBPS,
+            pings: int = 30, tcp_s: int = 12, omit_s: int = 2) -> dict[str, Any]:
+    """Configured vs measured RTT and TCP goodput on fresh links (also the short form that
+    tests/test_fidelity.py runs on every `make test`, so a change that costs fidelity fails
+    there, not only here)."""
+    sc = parse(scenario(delays_ms, rates_mbps), "bench-fidelity (generated)")
     out: dict[str, Any] = {"rtt": [], "goodput": []}
     with emulated(sc) as emu:
         out["ready_s"] = emu.net.timings.get("ready_s")
-        procs = {d: emu.popen(f"a{d}", ["ping", "-n", "-c", "30", "-i", "0.2",
-                                        emu.ip(f"b{d}", f"d{d}")]) for d in DELAYS_MS}
+        procs = {d: emu.popen(f"a{d}", ["ping", "-n", "-c", str(pings), "-i", "0.2",
+                                        emu.ip(f"b{d}", f"d{d}")]) for d in delays_ms}
         for d, p in procs.items():
             text, _ = p.communicate(timeout=120)
             rtts = [float(x.split("time=")[1].split()[0]) for x in text.splitlines()
@@ -66,12 +71,13 @@ def run(console: Console) -> dict[str, Any]:
                 "error_ms": round(err, 3), "error_pct": round(100 * err / expected, 3),
                 "ratio_measured_to_configured": round(med / expected, 4),
                 "pass": abs(err) <= 0.5 or abs(err) / expected <= 0.02})
-        for r in RATES_MBPS:
+        for r in rates_mbps:
             server = emu.popen(f"u{r}", ["iperf3", "-s", "-1", "-p", "5301"])
             try:
                 time.sleep(0.5)
                 res = emu.run(f"t{r}", ["iperf3", "-c", emu.ip(f"u{r}", f"r{r}"), "-p", "5301",
-                                        "-t", "12", "-O", "2", "-J"], timeout=60)
+                                        "-t", str(tcp_s), "-O", str(omit_s), "-J"],
+                             timeout=60)
             finally:
                 server.kill()
                 server.wait()
@@ -86,6 +92,11 @@ def run(console: Console) -> dict[str, Any]:
     rtt_errors = [abs(x["error_ms"]) for x in out["rtt"]]
     out["median_abs_rtt_error_ms"] = round(statistics.median(rtt_errors), 3)
     out["all_pass"] = all(x["pass"] for x in out["rtt"] + out["goodput"])
+    return out
+
+
+def run(console: Console) -> dict[str, Any]:
+    out = measure()
     t = Table(title="Link fidelity (ns-3 point-to-point)")
     for c in ("configured", "measured", "error", "ratio", "pass"):
         t.add_column(c, justify="right")

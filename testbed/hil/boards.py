@@ -72,7 +72,7 @@ from testbed.lifecycle.ledger import BOARD_RECORDS, LEDGER_DIR, Ledger
 from testbed.lifecycle.sh import in_netns
 from testbed.net.plan import NetworkPlan, Route, node_addresses
 from testbed.scenario.errors import Problem
-from testbed.scenario.layout import count_segments
+from testbed.scenario.layout import blocks_needed
 from testbed.scenario.model import Scenario
 from testbed.workloads import BoardAgent, Registry
 
@@ -223,8 +223,9 @@ class BoardAddress:
 def allocate(pool_cidr: str, n_segments: int, hosts: list[str],
              boards: list[Board]) -> dict[str, BoardAddress]:
     """One /30 per board from the /24 right after the segments' /24s (testbed.net.plan takes
-    x.x.0.0/24 unused, then one /24 per segment, in order), so a board's address reads as part
-    of the run's network and never collides with a segment or a node address."""
+    x.x.0.0/24 unused, then one /24 per segment, in order, or fewer with
+    addressing.p2p_prefix: n_segments is the number of /24s they take), so a board's address
+    reads as part of the run's network and never collides with a segment or a node address."""
     pool = ipaddress.ip_network(pool_cidr)
     k = 1 + n_segments
     block = next(itertools.islice(pool.subnets(new_prefix=24), k, None), None)
@@ -244,7 +245,8 @@ def allocate(pool_cidr: str, n_segments: int, hosts: list[str],
 
 def allocate_for(sc: Scenario, boards: list[Board]) -> dict[str, BoardAddress]:
     """For a scenario: pass the scenario the plan is built from (a run's world.sc)."""
-    return allocate(sc.addressing.pool, count_segments(sc), sc.hosts(), boards)
+    # the /24s the segments take: one each by default, fewer with addressing.p2p_prefix
+    return allocate(sc.addressing.pool, blocks_needed(sc)[0] - 1, sc.hosts(), boards)
 
 
 def board_routes(plan: NetworkPlan, tables: dict[str, list[Route]],
@@ -1377,7 +1379,7 @@ class HardwareInTheLoop:
         if bad:
             raise BoardError(f"preflight failed for {', '.join(bad)}: not attaching")
         plan = net.plan
-        self.addresses = allocate(net.sc.addressing.pool, len(plan.segments),
+        self.addresses = allocate(net.sc.addressing.pool, blocks_needed(net.sc)[0] - 1,
                                   list(plan.namespaces), self.boards)
         self._check_plan(plan)
         self._run_id = ledger.run_id

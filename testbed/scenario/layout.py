@@ -47,8 +47,12 @@ def subnet_prefixes(sc: Scenario) -> list[int]:
     point-to-point segment (a p2p link, or an Ethernet link without a switch: exactly two
     members), /24 for Wi-Fi cells and switched LANs."""
     p2p = sc.addressing.p2p_prefix
-    return [p2p if medium is Medium.P2P or (medium is Medium.ETHERNET and not sws) else 24
-            for _, medium, _, sws in segments_layout(sc)]
+    return [p2p if point_to_point(medium, sws) else 24 for _, medium, _, sws in
+            segments_layout(sc)]
+
+
+def point_to_point(medium: Medium, switches: list[str]) -> bool:
+    return medium is Medium.P2P or (medium is Medium.ETHERNET and not switches)
 
 
 def allocate(pool: ipaddress.IPv4Network,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import networkx as nx
 
 from testbed.scenario.errors import Problem, suggest
-from testbed.scenario.layout import blocks_needed, subnet_prefixes
+from testbed.scenario.layout import blocks_needed, point_to_point, segments_layout
 from testbed.scenario.model import EventAction, Medium, NodeKind, Scenario
 from testbed.workloads import Registry
 
@@ -251,8 +251,8 @@ def _address_space(sc: Scenario) -> list[Problem]:
     subnets, nodes = blocks_needed(sc)
     if subnets + nodes <= total:
         return []
-    prefixes = subnet_prefixes(sc)
-    p2p = sum(1 for p in prefixes if p != 24)
+    layout = segments_layout(sc)
+    p2p = sum(1 for _, medium, _, sws in layout if point_to_point(medium, sws))
     if sc.addressing.p2p_prefix == 24:
         fix = "use a larger pool, e.g. 198.18.0.0/15"
         if p2p:
@@ -262,7 +262,7 @@ def _address_space(sc: Scenario) -> list[Problem]:
                         f"node addresses) but {pool} holds {total - 1} /24 subnets", fix)]
     return [Problem("addressing.pool", f"{subnets - 1} /24s needed for the subnets ({p2p} "
                     f"point-to-point /{sc.addressing.p2p_prefix}s, "
-                    f"{len(prefixes) - p2p} /24s) and {nodes} for "
+                    f"{len(layout) - p2p} /24s) and {nodes} for "
                     f"{len(sc.hosts())} node addresses, but {pool} holds {total - 1} /24s",
                     "use a larger pool (e.g. 198.18.0.0/15 or 10.0.0.0/12)"
                     + (", or addressing.p2p_prefix: 31" if sc.addressing.p2p_prefix != 31

@@ -254,7 +254,8 @@ def _address_space(sc: Scenario) -> list[Problem]:
     layout = segments_layout(sc)
     p2p = sum(1 for _, medium, _, sws in layout if point_to_point(medium, sws))
     if sc.addressing.p2p_prefix == 24:
-        fix = "use a larger pool, e.g. 198.18.0.0/15"
+        bigger = "198.18.0.0/15" if pool.prefixlen > 15 else "10.0.0.0/12"
+        fix = f"use a larger pool, e.g. addressing.pool: {bigger}"
         if p2p:
             fix += (f", or smaller subnets for the {p2p} point-to-point links: "
                     "addressing.p2p_prefix: 30 (64 per /24) or 31 (128 per /24)")
@@ -264,6 +265,7 @@ def _address_space(sc: Scenario) -> list[Problem]:
                     f"point-to-point /{sc.addressing.p2p_prefix}s, "
                     f"{len(layout) - p2p} /24s) and {nodes} for "
                     f"{len(sc.hosts())} node addresses, but {pool} holds {total - 1} /24s",
-                    "use a larger pool (e.g. 198.18.0.0/15 or 10.0.0.0/12)"
+                    "use a larger pool, e.g. addressing.pool: "
+                    + ("198.18.0.0/15" if pool.prefixlen > 15 else "10.0.0.0/12")
                     + (", or addressing.p2p_prefix: 31" if sc.addressing.p2p_prefix != 31
                        else ""))]

@@ -52,11 +52,11 @@ def cmd_check(args: argparse.Namespace, con: Console) -> int:
     from testbed.net.network import preflight
 
     sc0, path = _load(args)
-    preflight(sc0, str(path))  # type: ignore[arg-type]
     built = time.perf_counter()
     world = World.build(sc0, str(path))  # type: ignore[arg-type]
     built = time.perf_counter() - built
     sc = world.sc
+    preflight(sc, str(path))
     if args.inventory:
         from testbed.hil.boards import HardwareInTheLoop
 

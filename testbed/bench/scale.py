@@ -17,44 +17,60 @@ from rich.table import Table
 from testbed.run.runner import Run, RunOptions
 from testbed.scenario import parse
 
-UAVS, USERS, SATS, EDGES = 20, 50, 20, 10
+SIZES = [25, 50, 100, 200, 500, 1000]
 
 
-def scenario(duration_s: float = 60.0) -> dict[str, Any]:
+def mix(n: int) -> tuple[int, int, int, int]:
+    """(UAVs, users, satellites, edge servers) of the generated SAGIN with n nodes: the
+    proportions of the 100-node scenario (20 / 50 / 20 / 10)."""
+    uavs, sats, edges = max(1, n // 5), max(2, n // 5), max(1, n // 10)
+    return uavs, n - uavs - sats - edges, sats, edges
+
+
+def scenario(n: int = 100, duration_s: float = 60.0) -> dict[str, Any]:
+    """n nodes: UAVs each serving a Wi-Fi cell of 2-3 ground users, each UAV linked to its
+    satellite (p2p, 4 ms), the satellites in a ring of inter-satellite links (3 ms), edge
+    servers on satellite feeder links (4 ms).  At 100 nodes: 70 links, 170 ns-3 taps."""
+    n_uavs, n_users, n_sats, n_edges = mix(n)
     nodes: dict[str, Any] = {}
     links: list[dict[str, Any]] = []
-    for i in range(UAVS):
-        x, y = (i % 5) * 2000.0, (i // 5) * 2000.0
+    side = max(1, round(n_uavs ** 0.5))
+    for i in range(n_uavs):
+        x, y = (i % side) * 2000.0, (i // side) * 2000.0
         nodes[f"uav{i}"] = {"kind": "uav", "position": [x, y, 100.0]}
-    cells: dict[int, list[str]] = {i: [] for i in range(UAVS)}
-    for u in range(USERS):
-        i = u % UAVS
+    cells: dict[int, list[str]] = {i: [] for i in range(n_uavs)}
+    for u in range(n_users):
+        i = u % n_uavs
         x, y, _ = nodes[f"uav{i}"]["position"]
         nodes[f"user{u}"] = {"kind": "ground_user",
                              "position": [x + 30.0 * (len(cells[i]) + 1), y + 20.0, 1.5]}
         cells[i].append(f"user{u}")
-    for s in range(SATS):
+    for s in range(n_sats):
         nodes[f"sat{s}"] = {"kind": "satellite"}
-    for e in range(EDGES):
+    for e in range(n_edges):
         nodes[f"edge{e}"] = {"kind": "edge_server"}
-    for i in range(UAVS):
+    for i in range(n_uavs):
         links.append({"name": f"cell{i}", "kind": "air-to-ground",
                       "endpoints": [f"uav{i}", *cells[i]]})
-        links.append({"name": f"up{i}", "kind": "satellite", "endpoints": [f"uav{i}", f"sat{i}"],
+        links.append({"name": f"up{i}", "kind": "satellite",
+                      "endpoints": [f"uav{i}", f"sat{i % n_sats}"],
                       "delay_ms": 4, "rate_mbps": 20})
-    for s in range(SATS):
+    for s in range(n_sats):
         links.append({"name": f"isl{s}", "kind": "satellite",
-                      "endpoints": [f"sat{s}", f"sat{(s + 1) % SATS}"],
+                      "endpoints": [f"sat{s}", f"sat{(s + 1) % n_sats}"],
                       "delay_ms": 3, "rate_mbps": 100})
-    for e in range(EDGES):
+    for e in range(n_edges):
         links.append({"name": f"feed{e}", "kind": "satellite",
-                      "endpoints": [f"sat{2 * e}", f"edge{e}"], "delay_ms": 4, "rate_mbps": 100})
-    return {"name": "bench-scale", "duration_s": duration_s, "nodes": nodes, "links": links,
-            "capture": {"enabled": False}, "probes": {"link_rtt": True, "interval_s": 1.0}}
+                      "endpoints": [f"sat{(2 * e) % n_sats}", f"edge{e}"], "delay_ms": 4,
+                      "rate_mbps": 100})
+    return {"name": f"bench-scale-{n}", "duration_s": duration_s, "nodes": nodes,
+            "links": links, "capture": {"enabled": False},
+            "addressing": {"p2p_prefix": 30},
+            "probes": {"link_rtt": True, "interval_s": 1.0}}
 
 
 def run(console: Console) -> dict[str, Any]:
-    data = scenario()
+    data = scenario(100)
     sc = parse(data, "bench-scale (generated)")
     result = Run(sc, "bench-scale (generated)", RunOptions(console=console)).execute()
     m = result.metrics

@@ -49,6 +49,10 @@ NS_SYSCTLS = (
 )
 
 
+# tcpdump processes a run may start (one per captured link end, ~8 MB resident each)
+MAX_CAPTURES = 1000
+
+
 def preflight(sc: Scenario, source: str) -> None:
     """Host-dependent checks, before anything is created."""
     problems = []
@@ -77,6 +81,14 @@ def preflight(sc: Scenario, source: str) -> None:
             f"nodes.{profiled[0]}.profile", "device profiles need a cgroup cpu controller "
             "(v1 'cpu' hierarchy or cgroup2 listing cpu) and this host has none",
             "remove profile from the nodes, or run on a host with cgroups mounted"))
+    captured = sum(len(link.endpoints) for link in sc.links
+                   if sc.capture.links == "all" or link.name in sc.capture.links)
+    if sc.capture.enabled and captured > MAX_CAPTURES:
+        problems.append(Problem(
+            "capture.links", f"{captured} link ends would each get a tcpdump process (about "
+            f"8 MB each, {captured * 8 / 1024:.0f} GB in all); this many are not captured",
+            f"list the links to capture in capture.links (at most {MAX_CAPTURES} ends), or "
+            "set capture.enabled: false"))
     for _, check in Registry.installed().calls("preflight"):
         problems += check(sc)
     if problems:
@@ -245,8 +257,8 @@ class Network:
         swns = self.plan.switch_netns
         spaces = ([swns] if swns else []) + list(self.plan.namespaces.values())
         etcs = {node: Path("/etc/netns") / ns for node, ns in self.plan.namespaces.items()}
-        self._record("namespaces", spaces)
-        self._record("etc_netns", [str(etc) for etc in etcs.values()])
+        self.ledger.add_many("namespaces", spaces)
+        self.ledger.add_many("etc_netns", [str(etc) for etc in etcs.values()])
         ip_batch(f"netns add {ns}" for ns in spaces)
         hosts = self.plan.hosts_file()
         for node, etc in etcs.items():
@@ -254,14 +266,6 @@ class Network:
             (etc / "hosts").write_text(hosts)
             (etc / "hostname").write_text(node + "\n")
         netns.prepare(spaces, netns.parse_sysctls(NS_SYSCTLS))
-
-    def _record(self, kind: str, values: list[str]) -> None:
-        """Ledger entries for many resources, saved once (a save per entry costs O(n^2) at
-        1,000 nodes)."""
-        bucket: list[str] = getattr(self.ledger, kind)
-        known = set(bucket)
-        bucket += [v for v in dict.fromkeys(values) if v not in known]
-        self.ledger.save()
 
     def _cgroups(self) -> None:
         """One group per node with a device profile.  Not recorded in the ledger one by one:

@@ -60,10 +60,10 @@ def emulated(sc: Scenario, base: Path = RESULTS, mobility: bool = False,
     the block runs (em.hil.address(node) is a board's agent address, em.token its token).
     With mobility=True the scenario's world is expanded and a mobility driver is primed
     (state of time 0); the caller starts it (`em.driver.start(time.monotonic())`)."""
-    preflight(sc, sc.name)
     world = World.build(sc, source) if mobility else None
     if world is not None:
         sc = world.sc
+    preflight(sc, sc.name)
     if hil is not None:
         hil.require(sc)  # InventoryError before anything exists
     run_id, tag, run_dir = new_run(sc.name, base)

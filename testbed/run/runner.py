@@ -120,9 +120,9 @@ class Run:
         self.timings[name] = round(time.monotonic() - t0, 3)
 
     def execute(self) -> RunResult:
-        preflight(self.sc, self.source)
         t_cmd = time.monotonic()
         world = World.build(self.sc, self.source)  # pure; errors before anything exists
+        preflight(world.sc, self.source)  # on the expanded scenario (constellation links)
         if self.opt.inventory is not None:
             from testbed.hil.boards import HardwareInTheLoop
 

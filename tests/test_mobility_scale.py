@@ -4,7 +4,6 @@ agreeing with the per-link reference rules they replaced."""
 
 from __future__ import annotations
 
-import time
 import types
 from pathlib import Path
 
@@ -38,8 +37,9 @@ def test_starlink_slice_expands_to_a_thousand_nodes(slice_world: World):
 
 
 def test_driver_ticks_at_scale(slice_world: World, tmp_path: Path):
-    """10 Hz on 2 cores: a tick's computation (geometry, handovers, changes) stays far below
-    the 100 ms period; changes follow the 1 us / 0.5 % / 0.05-point rule."""
+    """A tick at this size computes geometry, handovers and changes for every link; changes
+    follow the delay-resolution / 0.5 % / 0.05-point rule (the per-tick cost is measured by
+    `make bench BENCH=scale`, not asserted here)."""
     net = types.SimpleNamespace(down_links=set(), segment_cost={}, mobility_down=set(),
                                 graph=None)
     d = MobilityDriver(slice_world, net, tmp_path)  # type: ignore[arg-type]
@@ -51,17 +51,14 @@ def test_driver_ticks_at_scale(slice_world: World, tmp_path: Path):
     assert 0.9 * terminals <= len(chosen) <= terminals
     for name in chosen:
         assert first.desired[name].up and name not in first.unroutable
-    ms = []
     for k in range(1, 21):
-        c = time.perf_counter()
         p = d.prepare(k / 10, k / 10)
-        ms.append((time.perf_counter() - c) * 1e3)
         d._log(p.snap, p.desired, p.unroutable, p.flipped, k / 10)
-    assert sorted(ms)[len(ms) // 2] < 60.0, ms  # ~10 ms here, generous for a loaded CI host
     applied = d.applied
+    resolution = slice_world.sc.mobility.delay_resolution_ms
     for name, st in p.desired.items():
         assert applied[name].up == st.up
-        assert abs(applied[name].delay_ms - st.delay_ms) < 1e-3
+        assert abs(applied[name].delay_ms - st.delay_ms) < resolution
     d.close()
     rows = (tmp_path / "link-state.csv").read_text().splitlines()
     assert len(rows) > len(slice_world.dyn)  # the full table once a second

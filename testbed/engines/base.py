@@ -9,6 +9,7 @@ an engine can apply many changes at the same instant.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,8 +91,10 @@ class LinkEngine(Protocol):
         """Called once the builder has named, addressed and raised every interface."""
         ...
 
-    def apply(self, changes: list[Change]) -> float | None:
-        """Apply a batch at one instant; return the wall time it took effect, if known."""
+    def apply(self, changes: list[Change], at: float | None = None) -> float | None:
+        """Apply a batch at one instant: at wall time `at` (time.time()) when given, now
+        otherwise; return the wall time it took effect, if known.  Engines that cannot
+        schedule wait until `at` (wait_until)."""
         ...
 
     def check(self) -> None:
@@ -101,3 +104,11 @@ class LinkEngine(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def stop(self) -> None: ...
+
+
+def wait_until(at: float | None) -> None:
+    """Sleep until wall time `at` (for engines that apply changes the moment they are told)."""
+    if at is not None:
+        delay = at - time.time()
+        if delay > 0:
+            time.sleep(delay)

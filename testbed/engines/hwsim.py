@@ -39,7 +39,7 @@ import networkx as nx
 from testbed.channels.free_space import fspl_db, log_distance_db
 from testbed.channels.rate import packet_loss
 from testbed.engines import features
-from testbed.engines.base import Change, EngineLink, EngineUnavailable
+from testbed.engines.base import Change, EngineLink, EngineUnavailable, wait_until
 from testbed.lifecycle.ledger import Ledger
 from testbed.lifecycle.sh import run
 from testbed.lifecycle.supervisor import Managed, Supervisor
@@ -232,7 +232,8 @@ class HwsimEngine:
                 self._tell_routes(cell)
         self.timings["hwsim_associated_s"] = round(time.monotonic() - t0, 3)
 
-    def apply(self, changes: list[Change]) -> float | None:
+    def apply(self, changes: list[Change], at: float | None = None) -> float | None:
+        wait_until(at)
         moved: set[str] = set()
         with self.lock:
             for ch in changes:

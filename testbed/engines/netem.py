@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.engines import features
-from testbed.engines.base import Change, EngineLink, EngineUnavailable
+from testbed.engines.base import Change, EngineLink, EngineUnavailable, wait_until
 from testbed.lifecycle.sh import ip_batch, run
 from testbed.scenario.model import Medium
 
@@ -75,7 +75,8 @@ class NetemEngine:
     def configured(self) -> None:
         self.shape(list(self.links.values()), "add")
 
-    def apply(self, changes: list[Change]) -> float | None:
+    def apply(self, changes: list[Change], at: float | None = None) -> float | None:
+        wait_until(at)
         touched: dict[str, EngineLink] = {}
         for ch in changes:
             if ch.kind != "set" or ch.link not in self.links:

@@ -23,7 +23,7 @@ from testbed.scenario.model import Medium
 # 1024 descriptors, as ns-3's TapBridge had) and one reader thread, so the bound is the
 # simulator thread's CPU: above it, links are split over several processes (shards), one per
 # core at most, which also puts the single-threaded simulator on several cores.
-MAX_TAPS_PER_PROCESS = 2000
+MAX_TAPS_PER_PROCESS = 4000
 
 
 def shard_links(links: list[tuple[str, int]],
@@ -146,11 +146,16 @@ class Ns3Engine:
             raise RuntimeError(f"ns-3 refused {op}: {reply.get('error')}")
         return reply
 
-    def apply(self, changes: list[Change]) -> float | None:
+    def apply(self, changes: list[Change], at: float | None = None) -> float | None:
+        """`at`: the wall time the changes are due; the simulator schedules them then (a
+        batch sent ahead of time is applied on time whatever the path here costs)."""
         if not changes:
             return None
         ops = [self._compensate(c.as_op()) for c in changes]
-        reply = self.request(ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops})
+        op = ops[0] if len(ops) == 1 else {"op": "batch", "ops": ops}
+        if at is not None:
+            op["at"] = at
+        reply = self.request(op)
         return float(reply["applied"]) if "applied" in reply else None
 
     def _compensate(self, op: dict[str, Any]) -> dict[str, Any]:

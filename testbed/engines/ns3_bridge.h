@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -69,13 +70,18 @@ struct Op
     int up;    // 1 up, 0 down, -1 unchanged
 };
 
+// Lag thresholds (ms) of the per-second histogram: ticks lagging more than each.
+constexpr int kLagBins = 6;
+constexpr double kLagBinMs[kLagBins] = {1.0, 2.0, 5.0, 10.0, 20.0, 50.0};
+
 struct LagSecond
 {
     int64_t second;
     double maxLagMs;
     uint64_t ticks;
-    uint64_t lateTicks;
+    uint64_t lateTicks;  // over 2 ms
     double wall;
+    uint64_t over[kLagBins];
 };
 
 inline double WallNow()
@@ -167,18 +173,41 @@ class Engine
 
     // From any thread: apply a batch in the simulator thread and wait for it.  Returns when
     // it was applied: simulator time, and wall-clock time in seconds since the epoch.
-    std::pair<double, double> Submit(const std::vector<Op>& ops)
+    // atWall > 0: apply at that wall-clock time (seconds since the epoch), not at once.
+    // From another thread, the real-time simulator counts a delay from the current real
+    // time, so a batch sent ahead of its due time is applied in the simulator's timeline
+    // exactly then, whatever the host's path to here cost.
+    std::pair<double, double> Submit(const std::vector<Op>& ops, double atWall = 0.0)
     {
         auto batch = std::make_shared<Batch>();
         batch->ops = ops;
+        double delay = atWall > 0.0 ? std::max(0.0, atWall - WallNow()) : 0.0;
         ns3::Simulator::ScheduleWithContext(UINT32_MAX,
-                                            ns3::Seconds(0),
+                                            ns3::Seconds(delay),
                                             &Engine::ApplyBatch,
                                             this,
                                             batch);
         std::unique_lock<std::mutex> lock(batch->mutex);
         batch->cv.wait(lock, [&batch]() { return batch->done; });
         return {batch->sim, batch->wall};
+    }
+
+    // The same from parallel arrays (what Python builds cheaply: array.array buffers).
+    std::pair<double, double> SubmitArrays(int n,
+                                           const int* kind,
+                                           const int* index,
+                                           const double* a,
+                                           const double* b,
+                                           const double* c,
+                                           const int* up,
+                                           double atWall)
+    {
+        std::vector<Op> ops(n);
+        for (int i = 0; i < n; ++i)
+        {
+            ops[i] = Op{kind[i], index[i], a[i], b[i], c[i], up[i]};
+        }
+        return Submit(ops, atWall);
     }
 
     // From any thread: stop the simulator (Run returns) and the reader thread.
@@ -323,12 +352,18 @@ class Engine
         if (sec != m_second)
         {
             std::lock_guard<std::mutex> lock(m_lagMutex);
-            m_lagSeconds.push_back(LagSecond{m_second, m_secMax * 1e3, m_secTicks, m_secLate,
-                                             WallNow()});
+            LagSecond row{m_second, m_secMax * 1e3, m_secTicks, m_secLate, WallNow(), {}};
+            std::copy(m_secOver, m_secOver + kLagBins, row.over);
+            m_lagSeconds.push_back(row);
             m_second = sec;
             m_secMax = 0.0;
             m_secTicks = 0;
             m_secLate = 0;
+            std::fill(m_secOver, m_secOver + kLagBins, 0);
+        }
+        for (int i = 0; i < kLagBins; ++i)
+        {
+            m_secOver[i] += lag * 1e3 > kLagBinMs[i] ? 1 : 0;
         }
         m_secMax = std::max(m_secMax, lag);
         m_overallMax.store(std::max(m_overallMax.load(), lag));
@@ -442,6 +477,7 @@ class Engine
     double m_secMax = 0.0;
     uint64_t m_secTicks = 0;
     uint64_t m_secLate = 0;
+    uint64_t m_secOver[kLagBins] = {};
     std::mutex m_lagMutex;
     std::vector<LagSecond> m_lagSeconds;
     std::atomic<uint64_t> m_ticks{0};

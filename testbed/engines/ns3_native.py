@@ -55,4 +55,5 @@ def load(wifi: bool) -> Any:
     # Run and Submit block for long: other Python threads must keep running meanwhile.
     ns.Simulator.Run.__release_gil__ = True
     cppyy.gbl.sagin.Engine.Submit.__release_gil__ = True
+    cppyy.gbl.sagin.Engine.SubmitArrays.__release_gil__ = True
     return ns

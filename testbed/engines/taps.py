@@ -4,8 +4,13 @@ A tun/tap device is created in the network namespace of the task that *opens*
 /dev/net/tun, so the opening thread enters each node's namespace (setns, namespace by
 namespace), opens the device there and comes back: the tap never exists in the root
 namespace, and thousands of taps take a fraction of a second instead of a helper process each
-(ns-3's TapBridge forks its tap-creator per tap).  The devices are not persistent: they
-vanish when the process that holds them exits, however it exits.
+(ns-3's TapBridge forks its tap-creator per tap).
+
+The taps are persistent (TUNSETPERSIST): closing a non-persistent tap unregisters its device
+there and then, one RCU grace period each, serialised on the kernel's rtnl lock (3,500 taps:
+86 s on this machine); a persistent one stays in its namespace when the ns-3 process exits,
+and deleting the run's namespaces (teardown, `make clean`: they are in the ledger) removes
+all of them in one batch (0.2 s).  A tap never outlives its namespace.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterable
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -56,6 +62,7 @@ def open_taps(ends: Iterable[tuple[str, str]]) -> dict[str, int]:
                     try:
                         fcntl.ioctl(fd, TUNSETIFF,
                                     struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+                        fcntl.ioctl(fd, TUNSETPERSIST, 1)
                     except OSError as exc:
                         raise TapError(f"tap {name} in {netns}: {exc.strerror}") from None
             finally:

@@ -25,7 +25,7 @@ from testbed.devices import cgroups
 from testbed.devices.profiles import lookup as lookup_profile
 from testbed.devices.profiles import quota_for
 from testbed.engines import features
-from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine
+from testbed.engines.base import Change, EngineEnd, EngineLink, LinkEngine, wait_until
 from testbed.engines.hwsim import HwsimEngine, hwsim_problems
 from testbed.engines.netem import NetemEngine, netem_args
 from testbed.engines.ns3 import Ns3Engine, shard_links
@@ -409,15 +409,17 @@ class Network:
         netns.batches("tc", shaping)
 
     # ---- runtime --------------------------------------------------------------------------
-    def apply(self, changes: list[Change]) -> float | None:
-        """Route each change to the engine (or veth) that carries the link, as batches.
-        Returns the wall time the last engine applied them (None when none reports it)."""
+    def apply(self, changes: list[Change], at: float | None = None) -> float | None:
+        """Route each change to the engine (or veth) that carries the link, as batches, due
+        at wall time `at` (now when None).  Returns the wall time the last engine applied
+        them (None when none reports it)."""
         with self.lock:
-            return self._apply(changes)
+            return self._apply(changes, at)
 
-    def _apply(self, changes: list[Change]) -> float | None:
+    def _apply(self, changes: list[Change], at: float | None) -> float | None:
         applied: float | None = None
         by_engine: dict[int, tuple[LinkEngine, list[Change]]] = {}
+        wired: list[Change] = []
         for ch in changes:
             if ch.kind == "position":
                 assert ch.node is not None
@@ -430,15 +432,21 @@ class Network:
             else:
                 assert ch.link is not None
                 if ch.link not in self.link_engine:
-                    self._apply_ethernet(ch)
+                    wired.append(ch)
                     continue
                 engine = self.link_engine[ch.link]
             by_engine.setdefault(id(engine), (engine, []))[1].append(ch)
         # several ns-3 processes (shards) apply their batches in parallel
         if len(by_engine) > 1:
-            results = list(self.pool.map(lambda eb: eb[0].apply(eb[1]), by_engine.values()))
+            results = list(self.pool.map(lambda eb: eb[0].apply(eb[1], at),
+                                         by_engine.values()))
         else:
-            results = [engine.apply(batch) for engine, batch in by_engine.values()]
+            results = [engine.apply(batch, at) for engine, batch in by_engine.values()]
+        if wired:
+            wait_until(at)
+            for ch in wired:
+                self._apply_ethernet(ch)
+            results.append(time.time())
         for t in results:
             if t is not None:
                 applied = t if applied is None else max(applied, t)

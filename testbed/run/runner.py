@@ -333,7 +333,8 @@ class Run:
                 if self.captures:
                     self.captures.stop()
                 metrics = collect(net, self.flows, self.probes, counters, duration,
-                                  self.timings, self.run_dir / "logs")
+                                  self.timings, self.run_dir / "logs",
+                                  man.get("time_zero_wall"))
             if self.driver is not None:
                 metrics["mobility"] = self.driver.summary()
                 if self.t_zero is not None:
@@ -363,8 +364,13 @@ class Run:
             metrics["hardware"] = hil_report.rows(described, self.run_dir)
         if net is not None:
             net.stop_engines()
+        self._phase("teardown_engines_s", t)
+        t1 = time.monotonic()
         sup.stop_all()
+        self._phase("teardown_processes_s", t1)
+        t1 = time.monotonic()
         counts = teardown(ledger)
+        self._phase("teardown_namespaces_s", t1)
         self.timings["teardown_s"] = round(time.monotonic() - t, 3)
         metrics.setdefault("timings_s", self.timings)
         metrics["status"] = status

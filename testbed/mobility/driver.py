@@ -46,7 +46,7 @@ from testbed.scenario.model import FlowKind, Medium
 
 LATE_MS = 20.0
 # a tick's changes leave this long before they are due (applied at the due time)
-LEAD_S = 0.04
+LEAD_S = 0.06
 PING_BYTES = 84 + 2  # ICMP echo with 56 bytes of data, IP header, PPP framing
 
 
@@ -241,8 +241,10 @@ class MobilityDriver:
         self.stats.compute_ms.append((time.perf_counter() - c0) * 1e3)
         return Prepared(snap, events, desired, unroutable, changes, flipped)
 
-    def commit(self, p: Prepared, now: float, deadline: float | None) -> None:
-        """Apply a prepared tick (at its due time), then routes and the record."""
+    def commit(self, p: Prepared, now: float, deadline: float | None,
+               log: bool = True) -> None:
+        """Apply a prepared tick (at its due time), then routes and (with `log`) the record;
+        the loop writes the record itself, after preparing the next tick."""
         applied = self.net.apply(p.changes, at=deadline) if p.changes else None
         self.stats.changes += len(p.changes)
         if deadline is not None and applied is not None:
@@ -268,7 +270,8 @@ class MobilityDriver:
                 self._reroute(p.events, release, now)
             else:
                 self.rerouter.request(p.events, release, now)
-        self._log(p.snap, p.desired, p.unroutable, p.flipped, rel)
+        if log:
+            self._log(p.snap, p.desired, p.unroutable, p.flipped, rel)
 
     def step(self, t_mob: float, now: float, deadline: float | None) -> None:
         self.commit(self.prepare(t_mob, now), now, deadline)
@@ -425,17 +428,22 @@ class MobilityDriver:
             pass  # not root
         cpu0 = time.thread_time()
         mono_to_wall = time.time() - time.monotonic()
+        done: tuple[Prepared, float] | None = None  # the last tick applied, not yet logged
         try:
             while not self.stop_event.is_set():
                 due = self.t_zero + k * period
                 ahead = self.prepare((due - self.t_zero) * self.world.time_scale, due)
+                if done is not None:  # the record waits until the next tick is ready
+                    p, rel = done
+                    self._log(p.snap, p.desired, p.unroutable, p.flipped, rel)
                 # sent `lead` ahead, stamped with its due time: the engine applies it then
                 # (ns-3 schedules it in its own timeline), so the host's path to the engine
                 # does not make it late
                 wait = due - lead - time.monotonic()
                 if wait > 0 and self.stop_event.wait(wait):
                     break
-                self.commit(ahead, due, due + mono_to_wall)
+                self.commit(ahead, due, due + mono_to_wall, log=False)
+                done = (ahead, self._rel(due))
                 now = time.monotonic()
                 if now - due > period:  # fell behind by whole periods: skip, count as late
                     skipped = int((now - due) / period)
@@ -443,6 +451,9 @@ class MobilityDriver:
                     self.stats.ticks += skipped
                     k += skipped
                 k += 1
+            if done is not None:
+                p, rel = done
+                self._log(p.snap, p.desired, p.unroutable, p.flipped, rel)
         except Exception as exc:  # noqa: BLE001 - reported by check(), the run stops cleanly
             self.error = f"{type(exc).__name__}: {exc}"
             traceback.print_exc(file=sys.stderr)

@@ -40,6 +40,8 @@ import contextlib
 import json
 import math
 import os
+import random
+import re
 import resource
 import shutil
 import signal
@@ -62,20 +64,23 @@ HOSTS_PER_SWITCH = 25
 PING_SAMPLE_HOSTS = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# The helper runs under Debian's python3, which has Mininet; it prints one JSON line.
-# argv: n_hosts topo ovs_pids(comma-separated, may be empty)
-HELPER = r'''
-import json, os, random, re, resource, sys, time
+# The helper runs under Debian's python3, which has Mininet; it prints one JSON line.  It is
+# HELPER_HEAD + one topology's body (HELPER_SWITCHED or HELPER_PLAN: build() and probe()) +
+# HELPER_MAIN (memory, idle CPU, net.stop(), rusage), so both measurements share everything
+# but the topology.  argv: ovs_pids (comma-separated, may be empty) params(JSON)
+HELPER_HEAD = r'''
+import time
+T_PROC = time.monotonic()
+import json, os, random, re, resource, sys
 from functools import partial
+T_IMPORT = time.monotonic()
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSBridge
+T_IMPORT = time.monotonic() - T_IMPORT
 
-n, topo = int(sys.argv[1]), sys.argv[2]
-ovs_pids = [int(p) for p in sys.argv[3].split(",") if p]
-per_switch = int(sys.argv[4])
-sample = int(sys.argv[5])
-first_timeout = float(sys.argv[6])
+ovs_pids = [int(p) for p in sys.argv[1].split(",") if p]
+params = json.loads(sys.argv[2])
 setLogLevel("warning")
 
 
@@ -116,23 +121,43 @@ def cpu_ticks(pid):
         return 0
 
 
-avail0 = mem_available_kb()
-out = {"n_hosts": n, "topo": topo, "phases_s": {}}
-ph = out["phases_s"]
-net = Mininet(topo=None, build=False, controller=None,
-              switch=partial(OVSBridge, datapath="user"), autoSetMacs=True)
-t_start = time.monotonic()
-try:
+def phase(ph, name, t):
+    """Record a phase, and say so on stderr: a helper killed by its timeout leaves them."""
+    ph[name] = time.monotonic() - t
+    sys.stderr.write("PHASE %s %.3f\n" % (name, ph[name]))
+    sys.stderr.flush()
+
+
+def first_packet(host, ip, timeout):
+    """ping -c1 -W1 until one reply or timeout: (seconds or None, attempts)."""
+    t = time.monotonic()
+    tries = 0
+    while time.monotonic() - t < timeout:
+        tries += 1
+        r = host.cmd("ping -c1 -W1 %s" % ip)
+        if re.search(r" 1 received", r):
+            return time.monotonic() - t, tries
+    return None, tries
+'''
+
+# n hosts on ceil(n/per_switch) OVS bridges, in a line or a star (measure())
+HELPER_SWITCHED = r'''
+n, topo = params["n"], params["topo"]
+per_switch, sample = params["per_switch"], params["sample"]
+AUTO_MACS = True
+
+
+def build(net, out, ph, t_start):
     t = time.monotonic()
     hosts = [net.addHost("h%d" % (i + 1)) for i in range(n)]
-    ph["hosts"] = time.monotonic() - t
+    phase(ph, "hosts", t)
     n_sw = max(1, -(-n // per_switch))
     t = time.monotonic()
     switches = [net.addSwitch("s%d" % (i + 1), batch=True) for i in range(n_sw)]
     core = None
     if topo == "star" and n_sw > 1:
         core = net.addSwitch("s%d" % (n_sw + 1), batch=True)
-    ph["switches_add"] = time.monotonic() - t
+    phase(ph, "switches_add", t)
     out["switches"] = len(net.switches)
     t = time.monotonic()
     for i, h in enumerate(hosts):
@@ -144,30 +169,26 @@ try:
             net.addLink(switches[i - 1], switches[i])
     if core is not None:
         net.addLink(switches[-1], core)
-    ph["links"] = time.monotonic() - t
+    phase(ph, "links", t)
     out["links"] = len(net.links)
     t = time.monotonic()
     net.build()
-    ph["host_config"] = time.monotonic() - t
+    phase(ph, "host_config", t)
     t = time.monotonic()
     net.start()
-    ph["switch_start"] = time.monotonic() - t
+    phase(ph, "switch_start", t)
     ph["controller"] = 0.0
     out["start_total_s"] = time.monotonic() - t_start
+
+
+def probe(net, out, t_start):
     # first packet: the two hosts farthest apart (first and last, across every bridge)
+    hosts = net.hosts
     a, b = hosts[0], hosts[-1]
-    t = time.monotonic()
-    tries = 0
-    ok = False
-    while time.monotonic() - t < first_timeout:
-        tries += 1
-        r = a.cmd("ping -c1 -W1 %s" % b.IP())
-        if re.search(r" 1 received", r):
-            ok = True
-            break
-    out["first_packet_s"] = time.monotonic() - t if ok else None
+    s, tries = first_packet(a, b.IP(), params["first_timeout"])
+    out["first_packet_s"] = s
     out["first_packet_tries"] = tries
-    out["command_to_first_packet_s"] = time.monotonic() - t_start if ok else None
+    out["command_to_first_packet_s"] = time.monotonic() - t_start if s is not None else None
     # pingAll on a sample: Mininet's own net.ping over every ordered pair of the sample
     rnd = random.Random(23)
     pick = hosts if n <= sample else [hosts[0], hosts[-1]] + rnd.sample(hosts[1:-1], sample - 2)
@@ -175,6 +196,101 @@ try:
     loss = net.ping(hosts=pick, timeout="1")
     out["pingall_sample"] = {"hosts": len(pick), "pairs": len(pick) * (len(pick) - 1),
                              "loss_pct": loss, "s": time.monotonic() - t}
+'''
+
+# the testbed's own network for a scenario, from its plan (measure_plan())
+HELPER_PLAN = r'''
+with open(params["plan"]) as f:
+    P = json.load(f)
+AUTO_MACS = False
+SYSCTLS = ("net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+           "net.ipv4.conf.default.rp_filter=0")
+
+
+def build(net, out, ph, t_start):
+    t = time.monotonic()
+    # ip=None: no address from Mininet's 10.0.0.0/8 on the first interface
+    hosts = {name: net.addHost(name, ip=None) for name in P["nodes"]}
+    phase(ph, "hosts", t)
+    shared = [seg for seg in P["segments"] if len(seg) > 2]
+    t = time.monotonic()
+    switches = [net.addSwitch("s%d" % (i + 1), batch=True) for i in range(len(shared))]
+    phase(ph, "switches", t)
+    out["switches"] = len(switches)
+    t = time.monotonic()
+    sw = iter(switches)
+    for seg in P["segments"]:
+        if len(seg) == 2:  # point to point: a veth pair between the two hosts
+            (a, ifa, _, _), (b, ifb, _, _) = seg
+            net.addLink(hosts[a], hosts[b], intfName1=ifa, intfName2=ifb)
+        else:  # a Wi-Fi cell: one bridge, a veth from each member
+            s = next(sw)
+            for node, ifname, _, _ in seg:
+                net.addLink(hosts[node], s, intfName1=ifname)
+    phase(ph, "links", t)
+    out["links"] = len(net.links)
+    t = time.monotonic()
+    net.build()  # Mininet's host configuration (lo up; no addresses: ip=None)
+    for seg in P["segments"]:
+        for node, ifname, ip, prefixlen in seg:
+            hosts[node].intf(ifname).setIP(ip, prefixlen)
+    for name, h in hosts.items():
+        ifs = " ".join("net.ipv4.conf.%s.rp_filter=0" % i for i in h.intfNames() if i != "lo")
+        h.cmd("ip addr add %s/32 dev lo && sysctl -qw %s %s" % (P["nodes"][name], SYSCTLS, ifs))
+    phase(ph, "addresses", t)
+    t = time.monotonic()
+    errors = {}
+    for name, h in hosts.items():
+        lines = P["routes"][name]
+        if not lines:
+            continue
+        path = os.path.join(params["dir"], name + ".routes")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        r = h.cmd("ip -batch " + path)
+        if r.strip():
+            errors[name] = r.strip()[-300:]
+    phase(ph, "routes", t)
+    out["route_errors"] = {"hosts": len(errors), "first": dict(list(errors.items())[:3])}
+    t = time.monotonic()
+    net.start()
+    phase(ph, "switch_start", t)
+    out["start_total_s"] = time.monotonic() - t_start
+
+
+def probe(net, out, t_start):
+    src, dst = net[P["src"]], P["dst"]
+    s, tries = first_packet(src, P["nodes"][dst], params["first_timeout"])
+    out["first_packet"] = {"src": P["src"], "dst": dst, "dst_ip": P["nodes"][dst]}
+    out["first_packet_s"] = s
+    out["first_packet_tries"] = tries
+    # from the helper's start, Mininet's import included
+    out["command_to_first_packet_s"] = time.monotonic() - T_PROC if s is not None else None
+    t = time.monotonic()
+    lost = []
+    for a, b in P["pairs"]:
+        if not re.search(r" 1 received", net[a].cmd("ping -c1 -W1 %s" % P["nodes"][b])):
+            lost.append([a, b])
+    out["ping_sample"] = {"pairs": len(P["pairs"]), "lost": lost,
+                          "loss_pct": 100.0 * len(lost) / max(1, len(P["pairs"])),
+                          "s": time.monotonic() - t}
+    # routes the kernels hold (not timed): the plan's, plus each interface's connected one
+    counts = [int(h.cmd("ip -4 route show | wc -l").strip() or 0) for h in net.hosts]
+    out["routes_installed"] = {"total": sum(counts), "max_per_host": max(counts)}
+'''
+
+HELPER_MAIN = r'''
+avail0 = mem_available_kb()
+out = dict(params.get("echo", {}))
+out["phases_s"] = {}
+ph = out["phases_s"]
+net = Mininet(topo=None, build=False, controller=None,
+              switch=partial(OVSBridge, datapath="user"), autoSetMacs=AUTO_MACS)
+t_start = time.monotonic()
+out["mininet_import_s"] = T_IMPORT
+try:
+    build(net, out, ph, t_start)
+    probe(net, out, t_start)
     pids = [os.getpid()] + [h.pid for h in net.hosts] + [s.pid for s in net.switches]
     out["rss_up_mb"] = {
         "helper": rss_kb(os.getpid()) / 1024,
@@ -194,7 +310,7 @@ try:
 finally:
     t = time.monotonic()
     net.stop()
-    ph["teardown"] = time.monotonic() - t
+    phase(ph, "teardown", t)
     for node in net.hosts + net.switches:
         try:
             node.shell.wait(timeout=5)
@@ -336,28 +452,20 @@ class Ovs:
             shutil.rmtree(OVS_RUN, ignore_errors=True)
 
 
-def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
-            first_packet_timeout_s: float = 60.0) -> dict[str, Any]:
-    """Bring up n_hosts on Mininet + userspace OVS, time the phases, tear down, check leftovers.
-
-    topo: "line" (bridges in a chain, like Mininet's LinearTopo) or "star" (leaf bridges around
-    one core bridge).  timeout_s bounds the whole helper (default grows with n).
-    """
-    if topo not in ("line", "star"):
-        raise ValueError(f"topo must be line or star, not {topo!r}")
-    timeout_s = timeout_s or 120 + 1.5 * n_hosts
+def _run_helper(body: str, params: dict[str, Any], out: dict[str, Any],
+                timeout_s: float) -> dict[str, Any]:
+    """Run one helper (HELPER_HEAD + body + HELPER_MAIN) on fresh OVS daemons, and account for
+    it: census before/after and leftovers, OVS CPU/RSS and log warnings, `mn -c` when the
+    helper failed or left something, the CPU total.  Both measurements go through here."""
     before = census()
-    out: dict[str, Any] = {"n_hosts": n_hosts, "topo": topo,
-                           "switches": math.ceil(n_hosts / HOSTS_PER_SWITCH),
-                           "load_before": os.getloadavg()[0], "census_before": before}
+    out.update({"load_before": os.getloadavg()[0], "census_before": before})
     t0 = time.monotonic()
     cleaned_with_mn = False
     with tempfile.TemporaryDirectory(prefix="mnref-") as tmp, Ovs() as ovs:
         helper = Path(tmp) / "helper.py"
-        helper.write_text(HELPER)
-        cmd = [SYSTEM_PYTHON, str(helper), str(n_hosts), topo,
-               ",".join(str(p) for p in ovs.pids.values()), str(HOSTS_PER_SWITCH),
-               str(PING_SAMPLE_HOSTS), str(first_packet_timeout_s)]
+        helper.write_text(HELPER_HEAD + body + HELPER_MAIN)
+        cmd = [SYSTEM_PYTHON, str(helper), ",".join(str(p) for p in ovs.pids.values()),
+               json.dumps({**params, "dir": tmp})]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                                check=False, start_new_session=True)
@@ -366,8 +474,12 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
                 out.update(json.loads(lines[-1][len("RESULT "):]))
             if r.returncode or not lines:
                 out["error"] = f"helper exit {r.returncode}: {r.stderr.strip()[-2000:]}"
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             out["error"] = f"helper timed out after {timeout_s:.0f} s"
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) \
+                else exc.stderr or ""
+            out["phases_s_before_timeout"] = {
+                m[0]: float(m[1]) for m in re.findall(r"^PHASE (\w+) ([\d.]+)$", err, re.M)}
         except BaseException as exc:  # Ctrl-C, bad JSON: still clean up, then re-raise
             out["error"] = f"{type(exc).__name__}: {exc}"
             raise
@@ -391,15 +503,96 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
     return out
 
 
+def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
+            first_packet_timeout_s: float = 60.0) -> dict[str, Any]:
+    """Bring up n_hosts on Mininet + userspace OVS, time the phases, tear down, check leftovers.
+
+    topo: "line" (bridges in a chain, like Mininet's LinearTopo) or "star" (leaf bridges around
+    one core bridge).  timeout_s bounds the whole helper (default grows with n).
+    """
+    if topo not in ("line", "star"):
+        raise ValueError(f"topo must be line or star, not {topo!r}")
+    out: dict[str, Any] = {"n_hosts": n_hosts, "topo": topo,
+                           "switches": math.ceil(n_hosts / HOSTS_PER_SWITCH)}
+    params = {"n": n_hosts, "topo": topo, "per_switch": HOSTS_PER_SWITCH,
+              "sample": PING_SAMPLE_HOSTS, "first_timeout": first_packet_timeout_s,
+              "echo": {"n_hosts": n_hosts, "topo": topo}}
+    return _run_helper(HELPER_SWITCHED, params, out, timeout_s or 120 + 1.5 * n_hosts)
+
+
+def plan_for(n: int, tag: str = "0000") -> Any:
+    """The NetworkPlan our testbed builds for the generated scale scenario of n nodes."""
+    from testbed.bench.scale import scenario
+    from testbed.net.plan import build
+    from testbed.scenario import parse
+
+    return build(parse(scenario(n), f"bench-scale-{n} (generated)"), tag)
+
+
+def plan_helper_input(plan: Any, pairs: int = PING_SAMPLE_HOSTS,
+                      seed: int = 23) -> dict[str, Any]:
+    """What the helper needs of a plan, in plain JSON: node addresses (in the plan's order),
+    each segment's members (node, ifname, ip, prefixlen), each node's `ip -batch` route lines
+    (Route.line()), the first-packet pair (user0 to the last edge server, as our bench) and a
+    seeded sample of node pairs."""
+    nodes = list(plan.primary_ip)
+    edges = sorted((n for n in nodes if n.startswith("edge")), key=lambda n: int(n[4:]))
+    rnd = random.Random(seed)
+    sample = [rnd.sample(nodes, 2) for _ in range(pairs)]
+    return {"nodes": dict(plan.primary_ip),
+            "segments": [[[m.node, m.ifname, m.ip, m.prefixlen] for m in seg.members]
+                         for seg in plan.segments if seg.members],
+            "routes": {n: [r.line() for r in plan.routes.get(n, [])] for n in nodes},
+            "src": "user0", "dst": edges[-1], "pairs": sample}
+
+
+def measure_plan(n: int, timeout_s: float | None = None,
+                 first_packet_timeout_s: float = 60.0) -> dict[str, Any]:
+    """Build in Mininet the network our testbed builds for scale.scenario(n), without link
+    emulation: one Host per node, a veth pair per 2-member segment, one userspace OVSBridge
+    per Wi-Fi cell with a veth to each member, the plan's interface names and addresses, node
+    address on lo, ip_forward=1 and rp_filter off, the plan's routes by one `ip -batch` per
+    host.  Then the first ping user0 -> last edge server and 10 seeded node pairs (by node
+    address), net.stop().  Same accounting as measure()."""
+    t = time.monotonic()
+    plan = plan_for(n)
+    data = plan_helper_input(plan)
+    plan_s = time.monotonic() - t
+    routes = [len(v) for v in data["routes"].values()]
+    segs = data["segments"]
+    out: dict[str, Any] = {
+        "n_hosts": n, "topo": "plan", "plan_s": round(plan_s, 3),
+        "plan": {"nodes": len(data["nodes"]), "segments": len(segs),
+                 "p2p_links": sum(len(s) == 2 for s in segs),
+                 "cells": sum(len(s) > 2 for s in segs),
+                 "interfaces": sum(len(s) for s in segs),
+                 "routes_total": sum(routes), "routes_max_per_host": max(routes, default=0)},
+        "ping_pairs": data["pairs"]}
+    with tempfile.NamedTemporaryFile("w", prefix="mnref-plan-", suffix=".json") as f:
+        json.dump(data, f)
+        f.flush()
+        os.chmod(f.name, 0o644)
+        params = {"plan": f.name, "first_timeout": first_packet_timeout_s,
+                  "echo": {"n_hosts": n, "topo": "plan"}}
+        return _run_helper(HELPER_PLAN, params, out, timeout_s or 120 + 1.5 * n)
+
+
 def _row(r: dict[str, Any]) -> str:
     """One line of the printed table (the JSON keeps everything)."""
     ph = r.get("phases_s", {})
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
     rss = r.get("pss_up_mb")
-    loss = r.get("pingall_sample", {}).get("loss_pct")
-    return (f"{r['n_hosts']:>5} {r['topo']:<5} hosts {f(ph.get('hosts'))} links "
-            f"{f(ph.get('links'))} cfg {f(ph.get('host_config'))} sw {f(ph.get('switch_start'))}"
+    if r.get("topo") == "plan":
+        loss = r.get("ping_sample", {}).get("loss_pct")
+        build = (f"hosts {f(ph.get('hosts'))} links {f(ph.get('links'))} addr "
+                 f"{f(ph.get('addresses'))} routes {f(ph.get('routes'))} "
+                 f"({r.get('plan', {}).get('routes_total')}) sw {f(ph.get('switch_start'))}")
+    else:
+        loss = r.get("pingall_sample", {}).get("loss_pct")
+        build = (f"hosts {f(ph.get('hosts'))} links {f(ph.get('links'))} cfg "
+                 f"{f(ph.get('host_config'))} sw {f(ph.get('switch_start'))}")
+    return (f"{r['n_hosts']:>5} {r['topo']:<5} {build}"
             f" | up {f(r.get('start_total_s'))} first-pkt {f(r.get('first_packet_s'))} "
             f"(cmd->pkt {f(r.get('command_to_first_packet_s'))}) stop {f(ph.get('teardown'))} "
             f"| cpu {f(r.get('cpu_s', {}).get('total'))} s pss {f(rss)} MB "
@@ -411,17 +604,21 @@ def sweep(sizes: list[int], topo: str = "line", timeout_s: float | None = None,
           repeat: int = 1, out_path: Path | None = None,
           echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure each size in turn (repeat times, interleaved); with out_path, the JSON is
-    written after each so a later crash keeps the rest."""
+    written after each so a later crash keeps the rest.  topo: "line" or "star" (measure(),
+    n hosts on bridges) or "plan" (measure_plan(), our network for scale.scenario(n))."""
+    if topo not in ("line", "star", "plan"):
+        raise ValueError(f"topo must be line, star or plan, not {topo!r}")
     doc: dict[str, Any] = {"bench": "mininet-ref", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            "cpus": os.cpu_count(), "kernel": os.uname().release,
                            "mininet": _sh([SYSTEM_PYTHON, "-c",
                                            "import mininet.net as m; print(m.VERSION)"]).strip(),
                            "ovs": _sh(["ovs-vsctl", "--version"]).splitlines()[:1],
                            "datapath": "userspace (netdev)", "controller": None,
+                           "topo": topo,
                            "rusage_self_start": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                            "runs": []}
     for n in [n for _ in range(repeat) for n in sizes]:
-        r = measure(n, topo, timeout_s)
+        r = measure_plan(n, timeout_s) if topo == "plan" else measure(n, topo, timeout_s)
         doc["runs"].append(r)
         if out_path is not None:
             out_path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -440,15 +637,18 @@ def run(console: Console) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="25,50,100,200")
-    p.add_argument("--topo", default="line", choices=("line", "star"))
-    p.add_argument("--out", default="results/bench/mininet-ref.json")
+    p.add_argument("--topo", default="line", choices=("line", "star", "plan"),
+                   help="plan: our network for testbed.bench.scale.scenario(n)")
+    p.add_argument("--out", default=None,
+                   help="default results/bench/mininet-ref.json (-plan.json for --topo plan)")
     p.add_argument("--timeout", type=float, default=None, help="per size, seconds")
     p.add_argument("--repeat", type=int, default=1, help="measurements per size")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("Mininet needs root", file=sys.stderr)
         return 2
-    out_path = Path(a.out)
+    out_path = Path(a.out or ("results/bench/mininet-ref-plan.json" if a.topo == "plan"
+                              else "results/bench/mininet-ref.json"))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     doc = sweep([int(s) for s in a.sizes.split(",") if s], a.topo, a.timeout, a.repeat,
                 out_path, lambda line: print(line, flush=True))

@@ -242,7 +242,9 @@ class Network:
         self.timings["engine_attach_wait_s"] = round(time.monotonic() - t1, 3)
         for engine in self._unique_engines():
             self.timings.update(getattr(engine, "timings", {}))
+        t2 = time.monotonic()
         self._configure()
+        self.timings["configure_s"] = round(time.monotonic() - t2, 3)  # addresses, routes
         for engine in self._unique_engines():
             engine.configured()
         if self.sdn is not None:

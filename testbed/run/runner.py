@@ -144,6 +144,7 @@ class Run:
         hil = self.hil
         plan = planner.build(world.sc, tag, hil.attached(world.sc) if hil else None,
                              hil.served_by(world.sc) if hil else None)
+        self._phase("plan_s", t_cmd)  # expansion (constellations) and the plan, routes too
         write_json(run_dir / "network.json", plan.to_dict())
         old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         status, error = "failed", None

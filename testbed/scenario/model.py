@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -658,7 +659,12 @@ class Scenario(Strict):
         return [n for n, node in self.nodes.items() if node.kind is not NodeKind.SWITCH]
 
     def link(self, name: str) -> Link:
-        return next(link for link in self.links if link.name == name)
+        return self._links_by_name[name]
+
+    @cached_property
+    def _links_by_name(self) -> dict[str, Link]:
+        """Links by name (a constellation expands to thousands: no linear search each)."""
+        return {link.name: link for link in self.links}
 
     def flow(self, name: str) -> Flow:
         return next(flow for flow in self.traffic if flow.name == name)

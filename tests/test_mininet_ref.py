@@ -23,7 +23,7 @@ def _mininet_importable() -> bool:
 def test_plan_helper_input_is_the_plan() -> None:
     """What the helper gets: every node, every segment's members with the plan's names and
     addresses, the plan's route lines, user0 -> the last edge server, 10 seeded pairs."""
-    plan = mininet_ref.plan_for(25)
+    _, plan = mininet_ref.plan_for(25)
     data = mininet_ref.plan_helper_input(plan)
     assert data["nodes"] == plan.primary_ip
     assert data["src"] == "user0" and data["dst"] == "edge1"  # 25 nodes: edge0, edge1

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -269,8 +270,10 @@ def probe(net, out, t_start):
     t = time.monotonic()
     lost = []
     for a, b in P["pairs"]:
-        if not re.search(r" 1 received", net[a].cmd("ping -c1 -W1 %s" % P["nodes"][b])):
-            lost.append([a, b])
+        # TTL 255: paths around the satellite ring are longer than the default 64 hops
+        r = net[a].cmd("ping -c1 -W1 -t 255 %s" % P["nodes"][b])
+        if not re.search(r" 1 received", r):
+            lost.append([a, b, r.strip().splitlines()[-3:]])
     out["ping_sample"] = {"pairs": len(P["pairs"]), "lost": lost,
                           "loss_pct": 100.0 * len(lost) / max(1, len(P["pairs"])),
                           "s": time.monotonic() - t}
@@ -520,13 +523,26 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
     return _run_helper(HELPER_SWITCHED, params, out, timeout_s or 120 + 1.5 * n_hosts)
 
 
-def plan_for(n: int, tag: str = "0000") -> Any:
-    """The NetworkPlan our testbed builds for the generated scale scenario of n nodes."""
+def plan_for(n: int, tag: str = "0000") -> tuple[Any, Any]:
+    """(Scenario, NetworkPlan): what our testbed builds for the generated scale scenario."""
     from testbed.bench.scale import scenario
     from testbed.net.plan import build
     from testbed.scenario import parse
 
-    return build(parse(scenario(n), f"bench-scale-{n} (generated)"), tag)
+    sc = parse(scenario(n), f"bench-scale-{n} (generated)")
+    return sc, build(sc, tag)
+
+
+def route_hops(sc: Any, plan: Any, pairs: list[list[str]]) -> list[int]:
+    """Links on the routed (shortest by the plan's metric) path of each pair: past 64 a
+    default-TTL ping dies on the way (the satellite ring of the 1,000-node scenario has 200
+    satellites), so the sample pings use TTL 255 and record this."""
+    import networkx as nx
+
+    from testbed.net.plan import host_graph
+
+    g = host_graph(sc, plan)
+    return [len(nx.shortest_path(g, a, b, weight="weight")) - 1 for a, b in pairs]
 
 
 def plan_helper_input(plan: Any, pairs: int = PING_SAMPLE_HOSTS,
@@ -554,10 +570,13 @@ def measure_plan(n: int, timeout_s: float | None = None,
     address on lo, ip_forward=1 and rp_filter off, the plan's routes by one `ip -batch` per
     host.  Then the first ping user0 -> last edge server and 10 seeded node pairs (by node
     address), net.stop().  Same accounting as measure()."""
+    from testbed.bench.scale import scenario
+
     t = time.monotonic()
-    plan = plan_for(n)
+    sc, plan = plan_for(n)
     data = plan_helper_input(plan)
     plan_s = time.monotonic() - t
+    hops = route_hops(sc, plan, data["pairs"])
     routes = [len(v) for v in data["routes"].values()]
     segs = data["segments"]
     out: dict[str, Any] = {
@@ -566,8 +585,13 @@ def measure_plan(n: int, timeout_s: float | None = None,
                  "p2p_links": sum(len(s) == 2 for s in segs),
                  "cells": sum(len(s) > 2 for s in segs),
                  "interfaces": sum(len(s) for s in segs),
-                 "routes_total": sum(routes), "routes_max_per_host": max(routes, default=0)},
-        "ping_pairs": data["pairs"]}
+                 "routes_total": sum(routes), "routes_max_per_host": max(routes, default=0),
+                 # which scale.scenario(n) this was (the generator may change)
+                 "scenario_links": len(sc.links),
+                 "scenario_sha1": hashlib.sha1(json.dumps(
+                     scenario(n), sort_keys=True).encode()).hexdigest()[:12]},
+        "ping_pairs": data["pairs"], "ping_pairs_hops": hops,
+        "first_packet_hops": route_hops(sc, plan, [[data["src"], data["dst"]]])[0]}
     with tempfile.NamedTemporaryFile("w", prefix="mnref-plan-", suffix=".json") as f:
         json.dump(data, f)
         f.flush()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -523,13 +524,27 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
     return _run_helper(HELPER_SWITCHED, params, out, timeout_s or 120 + 1.5 * n_hosts)
 
 
-def plan_for(n: int, tag: str = "0000") -> tuple[Any, Any]:
-    """(Scenario, NetworkPlan): what our testbed builds for the generated scale scenario."""
-    from testbed.bench.scale import scenario
+# testbed.bench.scale imports this module (the Mininet side of its curve), so its scenario
+# generator is named here, not imported: an import back would be a cycle
+# (tests/test_architecture.py).  Any generator n -> scenario dict can be passed instead.
+SCALE_SCENARIO = "testbed.bench.scale:scenario"
+Generator = Callable[[int], dict[str, Any]]
+
+
+def scale_scenario() -> Generator:
+    module, _, name = SCALE_SCENARIO.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def plan_for(n: int, scenario: Generator | None = None,
+             tag: str = "0000") -> tuple[Any, Any]:
+    """(Scenario, NetworkPlan): what our testbed builds for scenario(n) (default: the
+    generated SAGIN of testbed.bench.scale)."""
     from testbed.net.plan import build
     from testbed.scenario import parse
 
-    sc = parse(scenario(n), f"bench-scale-{n} (generated)")
+    data = (scenario or scale_scenario())(n)
+    sc = parse(data, f"{data.get('name', n)} (generated)")
     return sc, build(sc, tag)
 
 
@@ -562,18 +577,17 @@ def plan_helper_input(plan: Any, pairs: int = PING_SAMPLE_HOSTS,
             "src": "user0", "dst": edges[-1], "pairs": sample}
 
 
-def measure_plan(n: int, timeout_s: float | None = None,
-                 first_packet_timeout_s: float = 60.0) -> dict[str, Any]:
+def measure_plan(n: int, timeout_s: float | None = None, first_packet_timeout_s: float = 60.0,
+                 scenario: Generator | None = None) -> dict[str, Any]:
     """Build in Mininet the network our testbed builds for scale.scenario(n), without link
     emulation: one Host per node, a veth pair per 2-member segment, one userspace OVSBridge
     per Wi-Fi cell with a veth to each member, the plan's interface names and addresses, node
     address on lo, ip_forward=1 and rp_filter off, the plan's routes by one `ip -batch` per
     host.  Then the first ping user0 -> last edge server and 10 seeded node pairs (by node
     address), net.stop().  Same accounting as measure()."""
-    from testbed.bench.scale import scenario
-
+    scenario = scenario or scale_scenario()
     t = time.monotonic()
-    sc, plan = plan_for(n)
+    sc, plan = plan_for(n, scenario)
     data = plan_helper_input(plan)
     plan_s = time.monotonic() - t
     hops = route_hops(sc, plan, data["pairs"])

@@ -47,10 +47,30 @@ def mix(n: int) -> tuple[int, int, int, int]:
     return uavs, n - uavs - sats - edges, sats, edges
 
 
+def isls(n_sats: int) -> list[tuple[str, int, int]]:
+    """Inter-satellite links: a ring up to 20 satellites (the 100-node scenario of issue 2,
+    unchanged), a +Grid torus (each satellite to its right and lower neighbour) beyond, so
+    the diameter grows as sqrt(n), not n (a 200-satellite ring is 100 hops across: more
+    than an IP packet's TTL of 64)."""
+    if n_sats <= 20:
+        return [(f"isl{s}", s, (s + 1) % n_sats) for s in range(n_sats)]
+    cols = round(n_sats ** 0.5)
+    rows = -(-n_sats // cols)
+    out: list[tuple[str, int, int]] = []
+    for s in range(n_sats):
+        r, c = divmod(s, cols)
+        right = r * cols + (c + 1) % cols
+        down = ((r + 1) % rows) * cols + c
+        for k, t in (("h", right), ("v", down)):
+            if t < n_sats and t != s and (f"isl{k}{t}-{s}", t, s) not in out:
+                out.append((f"isl{k}{s}-{t}", s, t))
+    return out
+
+
 def scenario(n: int = 100, duration_s: float = 60.0) -> dict[str, Any]:
     """n nodes: UAVs each serving a Wi-Fi cell of 2-3 ground users, each UAV linked to its
-    satellite (p2p, 4 ms), the satellites in a ring of inter-satellite links (3 ms), edge
-    servers on satellite feeder links (4 ms).  At 100 nodes: 70 links, 170 ns-3 taps."""
+    satellite (p2p, 4 ms), the satellites joined by inter-satellite links (3 ms; `isls`),
+    edge servers on satellite feeder links (4 ms).  At 100 nodes: 70 links, 170 ns-3 taps."""
     n_uavs, n_users, n_sats, n_edges = mix(n)
     nodes: dict[str, Any] = {}
     links: list[dict[str, Any]] = []
@@ -75,9 +95,8 @@ def scenario(n: int = 100, duration_s: float = 60.0) -> dict[str, Any]:
         links.append({"name": f"up{i}", "kind": "satellite",
                       "endpoints": [f"uav{i}", f"sat{i % n_sats}"],
                       "delay_ms": 4, "rate_mbps": 20})
-    for s in range(n_sats):
-        links.append({"name": f"isl{s}", "kind": "satellite",
-                      "endpoints": [f"sat{s}", f"sat{(s + 1) % n_sats}"],
+    for name, a, b in isls(n_sats):
+        links.append({"name": name, "kind": "satellite", "endpoints": [f"sat{a}", f"sat{b}"],
                       "delay_ms": 3, "rate_mbps": 100})
     for e in range(n_edges):
         links.append({"name": f"feed{e}", "kind": "satellite",

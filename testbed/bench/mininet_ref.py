@@ -8,6 +8,14 @@ namespaces per host), switches (objects), links (veth pairs), host IP configurat
 start (the batched ovs-vsctl), then the first ping between the two hosts farthest apart, a
 pingAll on a sample of hosts, and net.stop().
 
+measure_plan(n) is the same-topology reference: it builds in Mininet the network our testbed
+builds for testbed.bench.scale's generated SAGIN of n nodes (its NetworkPlan: one host per
+node, a veth pair per point-to-point link, one userspace OVS bridge per Wi-Fi cell, the
+plan's interface names, addresses, node address on lo and routes by one `ip -batch` per
+host), without link emulation, and times hosts, switches, links, addresses, routes, switch
+start, the first ping user0 -> last edge server, 10 seeded node pairs, net.stop().  The
+plan is computed here (the venv) and handed to the helper as a JSON file.
+
 Choices, and why:
 - Open vSwitch runs the userspace datapath (datapath_type=netdev) because this kernel has no
   openvswitch module; the bridges are Mininet's OVSBridge (fail-mode standalone, MAC
@@ -31,6 +39,7 @@ the OVS daemons (their RSS too, but RSS counts bash's shared pages once per shel
 in MemAvailable (kernel memory included); plus the helper's ru_maxrss and OVS's VmHWM.
 
     python -m testbed.bench.mininet_ref --sizes 25,50,100 --out results/bench/mininet-ref.json
+    python -m testbed.bench.mininet_ref --topo plan --sizes 25,50,100   # -plan.json
 """
 
 from __future__ import annotations

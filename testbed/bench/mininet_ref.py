@@ -9,8 +9,8 @@ start (the batched ovs-vsctl), then the first ping between the two hosts farthes
 pingAll on a sample of hosts, and net.stop().
 
 measure_plan(n) is the same-topology reference: it builds in Mininet the network our testbed
-builds for testbed.bench.scale's generated SAGIN of n nodes (its NetworkPlan: one host per
-node, a veth pair per point-to-point link, one userspace OVS bridge per Wi-Fi cell, the
+builds for the generated SAGIN (testbed.scenario.generated) of n nodes (its NetworkPlan: one
+host per node, a veth pair per point-to-point link, one userspace OVS bridge per Wi-Fi cell, the
 plan's interface names, addresses, node address on lo and routes by one `ip -batch` per
 host), without link emulation, and times hosts, switches, links, addresses, routes, switch
 start, the first ping user0 -> last edge server, 10 seeded node pairs, net.stop().  The
@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -67,6 +66,7 @@ from typing import Any
 from rich.console import Console
 
 from testbed.run.loadlog import process_cpu
+from testbed.scenario.generated import sagin
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 OVS_RUN = Path("/var/run/openvswitch")
@@ -533,26 +533,17 @@ def measure(n_hosts: int, topo: str = "line", timeout_s: float | None = None,
     return _run_helper(HELPER_SWITCHED, params, out, timeout_s or 120 + 1.5 * n_hosts)
 
 
-# testbed.bench.scale imports this module (the Mininet side of its curve), so its scenario
-# generator is named here, not imported: an import back would be a cycle
-# (tests/test_architecture.py).  Any generator n -> scenario dict can be passed instead.
-SCALE_SCENARIO = "testbed.bench.scale:scenario"
 Generator = Callable[[int], dict[str, Any]]
-
-
-def scale_scenario() -> Generator:
-    module, _, name = SCALE_SCENARIO.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def plan_for(n: int, scenario: Generator | None = None,
              tag: str = "0000") -> tuple[Any, Any]:
     """(Scenario, NetworkPlan): what our testbed builds for scenario(n) (default: the
-    generated SAGIN of testbed.bench.scale)."""
+    generated SAGIN of the scale curve, testbed.scenario.generated.sagin)."""
     from testbed.net.plan import build
     from testbed.scenario import parse
 
-    data = (scenario or scale_scenario())(n)
+    data = (scenario or sagin)(n)
     sc = parse(data, f"{data.get('name', n)} (generated)")
     return sc, build(sc, tag)
 
@@ -594,7 +585,7 @@ def measure_plan(n: int, timeout_s: float | None = None, first_packet_timeout_s:
     address on lo, ip_forward=1 and rp_filter off, the plan's routes by one `ip -batch` per
     host.  Then the first ping user0 -> last edge server and 10 seeded node pairs (by node
     address), net.stop().  Same accounting as measure()."""
-    scenario = scenario or scale_scenario()
+    scenario = scenario or sagin
     t = time.monotonic()
     sc, plan = plan_for(n, scenario)
     data = plan_helper_input(plan)
@@ -685,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="25,50,100,200")
     p.add_argument("--topo", default="line", choices=("line", "star", "plan"),
-                   help="plan: our network for testbed.bench.scale.scenario(n)")
+                   help="plan: our network for testbed.scenario.generated.sagin(n)")
     p.add_argument("--out", default=None,
                    help="default results/bench/mininet-ref.json (-plan.json for --topo plan)")
     p.add_argument("--timeout", type=float, default=None, help="per size, seconds")

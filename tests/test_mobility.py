@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worlds import expanded
 
 from testbed import scenario
 from testbed.mobility.geo import C_KM_S, geodetic_to_ecef
@@ -123,8 +124,7 @@ def test_ray_through_the_earth_is_blocked():
 
 @pytest.fixture(scope="module")
 def leo() -> World:
-    path = TOPO / "leo-handover.yaml"
-    return World.build(scenario.load(path), str(path))
+    return expanded("leo-handover")
 
 
 def test_leo_expansion(leo: World):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worlds import expanded
 
-from testbed import scenario
 from testbed.mobility.driver import MobilityDriver
 from testbed.mobility.handover import Candidate, choose, choose_scored
 from testbed.mobility.world import World
@@ -22,8 +22,7 @@ TOPO = Path(__file__).resolve().parents[1] / "topologies"
 
 @pytest.fixture(scope="module")
 def slice_world() -> World:
-    path = TOPO / "starlink-slice.yaml"
-    return World.build(scenario.load(path), str(path))
+    return expanded("starlink-slice")
 
 
 def test_starlink_slice_expands_to_a_thousand_nodes(slice_world: World):

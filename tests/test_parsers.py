@@ -286,3 +286,24 @@ def test_proc_record_alive():
     ticks = proc_start_ticks(me)
     assert ProcRecord(pid=me, start_ticks=ticks, name="pytest").alive()
     assert not ProcRecord(pid=me, start_ticks=ticks + 1, name="reused pid").alive()
+
+
+def test_fping_probe_lines_padded_addresses_and_timeouts(tmp_path: Path):
+    """fping pads the address column to its longest target; a timeout still counts as sent
+    (a link whose every probe timed out reads 100 % loss, not 'no data')."""
+    from testbed.run.probes import Probes
+
+    (tmp_path / "a.txt").write_text(
+        "[1.0] 198.18.1.2    : [0], 64 bytes, 19.9 ms (19.9 avg, 0% loss)\n"
+        "[1.1] 198.18.13.186 : [0], 64 bytes, 9.03 ms (9.03 avg, 0% loss)\n"
+        "[2.0] 198.18.1.2    : [1], timed out (19.9 avg, 50% loss)\n"
+        "[2.1] 198.18.41.18  : [0], timed out (NaN avg, 100% loss)\n"
+        "[3.0] 198.18.41.18  : [1], timed out (NaN avg, 100% loss)\n")
+    probes = Probes.__new__(Probes)
+    probes.dir = tmp_path
+    probes.pairs = {"a": [("l1", "b", "198.18.1.2"), ("l2", "c", "198.18.13.186"),
+                          ("l3", "d", "198.18.41.18")]}
+    s = probes.samples()
+    assert s[("l1", "b")]["rtt"] == [19.9] and s[("l1", "b")]["max_seq"] == 1
+    assert s[("l2", "c")]["rtt"] == [9.03]
+    assert s[("l3", "d")]["rtt"] == [] and s[("l3", "d")]["max_seq"] == 1

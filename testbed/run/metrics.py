@@ -17,7 +17,9 @@ from testbed.scenario.model import Medium
 
 def link_metrics(net: Network, probes: Probes | None,
                  counters: dict[str, dict[str, int]] | None, duration_s: float) -> dict[str, Any]:
-    samples = probes.samples() if probes else {}
+    by_link: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for (lname, peer), rec in (probes.samples() if probes else {}).items():
+        by_link.setdefault(lname, []).append((peer, rec))
     out: dict[str, Any] = {}
     for link in net.sc.links:
         seg = net.plan.segment_of(link.name)
@@ -25,11 +27,10 @@ def link_metrics(net: Network, probes: Probes | None,
                       "rate_mbps": link.rate_mbps, "loss_pct": link.loss_pct,
                       "rtt_ms": _r(expected_rtt_ms(net, link.name))}
         measured: dict[str, Any] = {}
-        for (lname, peer), rec in samples.items():
-            if lname != link.name:
-                continue
+        for peer, rec in by_link.get(link.name, []):
             sent = rec["max_seq"] + 1
             measured[peer] = {"rtt_ms": summarise(rec["rtt"]), "replies": len(rec["rtt"]),
+                              "sent": sent,
                               "loss_pct": round(100.0 * (sent - len(rec["rtt"])) / sent, 2)
                               if sent else None}
         if counters is not None:

@@ -13,7 +13,9 @@ from testbed.lifecycle.supervisor import Managed, Supervisor
 from testbed.net.network import Network
 from testbed.scenario.model import Medium
 
-_LINE = re.compile(r"^\[(\d+\.\d+)\] (\S+) : \[(\d+)\], \d+ bytes, ([\d.]+) ms")
+# fping -l -D: "[t] ip : [seq], 84 bytes, 1.23 ms (...)" or "[t] ip : [seq], timed out (...)";
+# fping pads the address column to its longest target, so any run of spaces precedes ":"
+_LINE = re.compile(r"^\[(\d+\.\d+)\] (\S+)\s+: \[(\d+)\], (?:\d+ bytes, ([\d.]+) ms|timed out)")
 PROBE_IP_BYTES = 84  # fping's default 56-byte payload + ICMP + IPv4 headers
 
 
@@ -69,9 +71,10 @@ class Probes:
                 if not m or m.group(2) not in by_ip:
                     continue
                 rec = out.setdefault(by_ip[m.group(2)], {"t": [], "rtt": [], "max_seq": -1})
-                rec["t"].append(float(m.group(1)))
-                rec["rtt"].append(float(m.group(4)))
                 rec["max_seq"] = max(rec["max_seq"], int(m.group(3)))
+                if m.group(4) is not None:  # a reply (not a timeout)
+                    rec["t"].append(float(m.group(1)))
+                    rec["rtt"].append(float(m.group(4)))
         return out
 
 

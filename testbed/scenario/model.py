@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from enum import StrEnum
-from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -659,12 +658,14 @@ class Scenario(Strict):
         return [n for n, node in self.nodes.items() if node.kind is not NodeKind.SWITCH]
 
     def link(self, name: str) -> Link:
-        return self._links_by_name[name]
-
-    @cached_property
-    def _links_by_name(self) -> dict[str, Link]:
-        """Links by name (a constellation expands to thousands: no linear search each)."""
-        return {link.name: link for link in self.links}
+        """A link by name, through an index (a constellation expands to thousands of links:
+        no linear search each).  The index is tied to this very list of links: a copy with
+        other links (model_copy(update=...), as expansions make) builds its own."""
+        cached = self.__dict__.get("_link_index")
+        if cached is None or cached[0] is not self.links:
+            cached = (self.links, {link.name: link for link in self.links})
+            self.__dict__["_link_index"] = cached
+        return cached[1][name]
 
     def flow(self, name: str) -> Flow:
         return next(flow for flow in self.traffic if flow.name == name)

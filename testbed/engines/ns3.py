@@ -21,8 +21,8 @@ from testbed.scenario.model import Medium
 
 # Taps per ns-3 process.  Our C++ bridge waits on taps with epoll (no select() limit at
 # 1024 descriptors, as ns-3's TapBridge had) and one reader thread, so the bound is the
-# simulator thread's CPU: above it, links are split over several processes (shards), one per
-# core at most, which also puts the single-threaded simulator on several cores.
+# simulator thread's CPU: above it, links are split over several processes (shards), which
+# also puts the single-threaded simulator on several cores.
 MAX_TAPS_PER_PROCESS = 4000
 
 

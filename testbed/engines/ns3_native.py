@@ -8,9 +8,10 @@ path (ns3_bridge.h, see there why not TapBridge) is compiled by cppyy in the sam
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
+
+from testbed.engines.ns3setup import ns3_dir
 
 HERE = Path(__file__).resolve().parent
 VERSION = "3.44"
@@ -23,20 +24,13 @@ P2P_LIBS = ["core", "network", "point-to-point"]
 WIFI_LIBS = ["mobility", "antenna", "propagation", "spectrum", "energy", "wifi"]
 
 
-def prefix() -> Path:
-    spec = importlib.util.find_spec("ns3")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the ns3 wheel is not installed in this environment (make setup)")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def load(wifi: bool) -> Any:
     """The `ns3` C++ namespace (as cppyy.gbl.ns3, with `sagin` beside it in cppyy.gbl)."""
     import cppyy
     import libcppyy
 
     libcppyy.AddSmartPtrType("Ptr")
-    base = prefix()
+    base = ns3_dir()
     cppyy.add_library_path(str(base / "lib64"))
     cppyy.add_include_path(str(base / "include"))
     for header in P2P_HEADERS + (WIFI_HEADERS if wifi else []):
@@ -54,6 +48,5 @@ def load(wifi: bool) -> Any:
     ns.cppyy = cppyy
     # Run and Submit block for long: other Python threads must keep running meanwhile.
     ns.Simulator.Run.__release_gil__ = True
-    cppyy.gbl.sagin.Engine.Submit.__release_gil__ = True
     cppyy.gbl.sagin.Engine.SubmitArrays.__release_gil__ = True
     return ns

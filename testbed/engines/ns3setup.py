@@ -3,10 +3,9 @@
 The PyPI `ns3` wheel was built under /gcl-builds and its libraries exec their helper programs
 (tap-creator and friends) at that hard-coded build path, while the binaries actually ship in
 `site-packages/ns3/libexec/ns3/` and need `LD_LIBRARY_PATH=site-packages/ns3/lib64`.  We put
-small wrapper scripts at the hard-coded paths.  The tap-creator wrapper also moves each tap it
-created into the network namespace the testbed planned for it (file named by SAGIN_TAP_MAP),
-synchronously, before TapBridge starts using the tap: the tap never lingers in the root
-namespace and no traffic can reach it while it moves.
+small wrapper scripts at the hard-coded paths, so that ns-3 programs of the user's own using
+TapBridge or FdNetDevice work with the wheel (the testbed's engine opens its taps itself:
+testbed.engines.taps).
 
 Run as `python -m testbed.engines.ns3setup` (the Makefile does); it is idempotent.
 """
@@ -30,17 +29,9 @@ NS3DIR="${{SAGIN_NS3_DIR:-{ns3dir}}}"
 LD_LIBRARY_PATH="$NS3DIR/lib64${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" \\
   "$NS3DIR/libexec/ns3/{binary}" "$@"
 rc=$?
-{move}exit $rc
+exit $rc
 """
 
-_MOVE = """if [ $rc -eq 0 ] && [ -n "$SAGIN_TAP_MAP" ]; then
-  for a in "$@"; do case "$a" in -d*) dev="${a#-d}";; esac; done
-  ns=$(awk -v d="$dev" '$1==d {print $2}' "$SAGIN_TAP_MAP")
-  if [ -n "$ns" ]; then
-    ip link set dev "$dev" netns "$ns" || { echo "sagin: cannot move $dev to $ns" >&2; exit 3; }
-  fi
-fi
-"""
 
 
 def ns3_dir() -> Path:
@@ -52,8 +43,7 @@ def ns3_dir() -> Path:
 
 
 def wrapper_text(binary: str, ns3dir: Path) -> str:
-    move = _MOVE if binary.endswith("tap-creator") else ""
-    return _WRAPPER.format(ns3dir=ns3dir, binary=binary, move=move)
+    return _WRAPPER.format(ns3dir=ns3dir, binary=binary)
 
 
 def install(build_root: Path = BUILD_ROOT) -> list[Path]:

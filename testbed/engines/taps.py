@@ -15,27 +15,21 @@ all of them in one batch (0.2 s).  A tap never outlives its namespace.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import struct
 from collections.abc import Iterable
 
-CLONE_NEWNET = 0x40000000
+from testbed.lifecycle.netns import inside
+
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class TapError(RuntimeError):
     pass
-
-
-def _setns(fd: int, what: str) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        raise TapError(f"setns into {what}: {os.strerror(ctypes.get_errno())}")
 
 
 def open_taps(ends: Iterable[tuple[str, str]]) -> dict[str, int]:
@@ -47,15 +41,11 @@ def open_taps(ends: Iterable[tuple[str, str]]) -> dict[str, int]:
     for name, netns in ends:
         by_ns.setdefault(netns, []).append(name)
     fds: dict[str, int] = {}
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         for netns, names in by_ns.items():
-            try:
-                target = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                raise TapError(f"no network namespace {netns!r} for taps {names}") from None
-            try:
-                _setns(target, f"netns {netns}")
+            if not os.path.exists(f"/run/netns/{netns}"):
+                raise TapError(f"no network namespace {netns!r} for taps {names}")
+            with inside(f"/run/netns/{netns}"):
                 for name in names:
                     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
                     fds[name] = fd
@@ -65,13 +55,8 @@ def open_taps(ends: Iterable[tuple[str, str]]) -> dict[str, int]:
                         fcntl.ioctl(fd, TUNSETPERSIST, 1)
                     except OSError as exc:
                         raise TapError(f"tap {name} in {netns}: {exc.strerror}") from None
-            finally:
-                os.close(target)
-                _setns(home, "the process's own network namespace")
     except BaseException:
         for fd in fds.values():
             os.close(fd)
         raise
-    finally:
-        os.close(home)
     return fds

@@ -16,8 +16,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from testbed.channels.access import AccessSchedulerSpec
 from testbed.channels.config import ChannelSpec
 from testbed.devices.profiles import lookup as lookup_profile
+from testbed.scenario.cluster import Cluster
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -582,6 +584,10 @@ class Access(Strict):
                              description="when no channel model is given")
     queue_packets: int | None = Field(default=None, ge=1, le=100_000)
     make_before_break: bool = True
+    scheduler: AccessSchedulerSpec | None = Field(
+        default=None, description="access model on top of geometry: {model: starlink} re-assigns "
+        "every terminal on a synchronised slot schedule and shares cell capacity "
+        "(testbed.channels.access, docs/realism.md)")
 
     @model_validator(mode="after")
     def _policy(self) -> Access:
@@ -650,6 +656,7 @@ class Scenario(Strict):
     constellation: Constellation | None = None
     access: list[Access] = Field(default_factory=list)
     roads: Roads | None = None
+    cluster: Cluster | None = None  # several hosts (testbed.cluster, docs/multi-host.md)
 
     def switches(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.kind is NodeKind.SWITCH]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import networkx as nx
 
+from testbed.scenario.cluster import problems as cluster_problems
 from testbed.scenario.errors import Problem, suggest
 from testbed.scenario.layout import blocks_needed, point_to_point, segments_layout
 from testbed.scenario.model import EventAction, Medium, NodeKind, Scenario
@@ -122,6 +123,7 @@ def check(sc: Scenario, registry: Registry | None = None) -> list[Problem]:
     problems += _telemetry(sc)
     problems += _roads(sc)
     problems += _workloads(sc, registry)
+    problems += cluster_problems(sc)
 
     if isinstance(sc.capture.links, list):
         for i, name in enumerate(sc.capture.links):

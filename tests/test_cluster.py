@@ -1,0 +1,189 @@
+"""One scenario on several hosts (testbed.cluster): the placement, the split of the global plan
+into shares and the host list's errors (unit), then the live parts against stand-in hosts -
+namespaces running a real OpenSSH server, joined by an underlay LAN (emulation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from testbed.cluster import hosts as cluster_hosts
+from testbed.cluster import placement, split
+from testbed.net.plan import build as build_plan
+from testbed.scenario import ScenarioError, load, parse
+from testbed.scenario.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "topologies" / "quickstart.yaml"
+
+
+def two_hosts(**extra: object) -> Cluster:
+    return Cluster.model_validate({"hosts": [
+        {"name": "h1", "address": "169.254.10.2", "key": "/k"},
+        {"name": "h2", "address": "169.254.10.3", "key": "/k"}], **extra})
+
+
+# ---- placement --------------------------------------------------------------------------------
+@pytest.mark.unit
+def test_quickstart_is_cut_at_the_backhaul_balanced_and_deterministic() -> None:
+    sc = load(QUICKSTART)
+    place = placement.partition(sc, ["h1", "h2"])
+    assert set(place) == set(sc.nodes)
+    # the radio side (UAVs and users) on one host, the ground station, LAN and satellite on
+    # the other: only the 36 Mb/s backhaul channel's two gs1 pairs are cut
+    assert {n for n, h in place.items() if h == place["uav1"]} == \
+        {"uav1", "uav2", "user1", "user2", "user3", "user4"}
+    assert placement.cut_weight(placement.link_graph(sc), place) == 72.0
+    assert placement.partition(sc, ["h1", "h2"]) == place
+
+
+@pytest.mark.unit
+def test_pins_are_honoured() -> None:
+    sc = load(QUICKSTART)
+    pins = {"cloud1": "h1", "user1": "h2", "sw2": "h2"}
+    place = placement.partition(sc, ["h1", "h2"], pins)
+    assert all(place[n] == h for n, h in pins.items())
+
+
+@pytest.mark.unit
+def test_link_weights_follow_rate_and_wifi_mode() -> None:
+    sc = load(QUICKSTART)
+    assert placement.link_weight(sc, "sat-up") == 50.0
+    assert placement.link_weight(sc, "backhaul") == 36.0
+    assert placement.link_weight(sc, "cell-a") == placement.DEFAULT_WEIGHT
+
+
+def _chain(n: int, rates: list[float]) -> dict[str, object]:
+    nodes = {f"n{i}": {"kind": "ground_station"} for i in range(n)}
+    links = [{"name": f"l{i}", "kind": "wired", "medium": "p2p", "endpoints": [f"n{i}", f"n{i+1}"],
+              "rate_mbps": rates[i % len(rates)], "delay_ms": 1} for i in range(n - 1)]
+    return {"name": "chain", "nodes": nodes, "links": links}
+
+
+@pytest.mark.unit
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(4, 24), k=st.integers(2, 4),
+       rates=st.lists(st.sampled_from([1.0, 10.0, 100.0, 1000.0]), min_size=1, max_size=6),
+       pin=st.integers(0, 23))
+def test_partition_properties(n: int, k: int, rates: list[float], pin: int) -> None:
+    """Every node placed on a known host, pins kept, balanced within the tolerance, and the
+    same answer twice."""
+    sc = parse(_chain(n, rates), "chain.yaml")
+    hosts = [f"h{i}" for i in range(k)]
+    pins = {f"n{pin % n}": hosts[-1]}
+    place = placement.partition(sc, hosts, pins)
+    assert set(place) == set(sc.nodes) and set(place.values()) <= set(hosts)
+    assert place[f"n{pin % n}"] == hosts[-1]
+    assert placement.partition(sc, hosts, pins) == place
+    if k == 2:
+        counts = [sum(1 for h in place.values() if h == x) for x in hosts]
+        assert abs(counts[0] - counts[1]) <= max(2, round(0.2 * n) + 1)
+
+
+# ---- split ------------------------------------------------------------------------------------
+@pytest.mark.unit
+def test_split_of_the_quickstart() -> None:
+    sc = load(QUICKSTART)
+    cluster = two_hosts()
+    plan = build_plan(sc, "abcd")
+    place = placement.partition(sc, ["h1", "h2"])
+    radio = place["uav1"]
+    ground = place["gs1"]
+    sp = split.split(sc, plan, cluster, place)
+    # every link emulated on exactly one host
+    assert sorted(sp.shares["h1"].links + sp.shares["h2"].links) == \
+        sorted(link.name for link in sc.links)
+    # the backhaul (uav1, uav2, gs1) on the radio host (2 of its 3 ends), the LAN with its
+    # switches on the ground host; gs1's backhaul end is the only crossing
+    assert sp.emulated_on["backhaul"] == radio
+    assert "sw1" in sp.shares[ground].switches and "sw2" in sp.shares[ground].switches
+    assert [(c.link, c.node, c.ifname) for c in sp.cross] == [("backhaul", "gs1", "eth0")]
+    end = sp.cross[0]
+    assert end.vni == cluster.vni_base and end.emulated_on == radio and end.node_host == ground
+    assert sp.shares[radio].remote_ends == [end] and sp.shares[ground].joined_ends == [end]
+    assert sp.shares[radio].peers == {ground: cluster.host(ground).tunnel_address}
+    # the cross end keeps the global plan's address: routes need no per-host computation
+    assert end.ip == plan.endpoint("backhaul", "gs1").ip
+    assert split.end_mtu() == 1450
+
+
+@pytest.mark.unit
+def test_split_ties_go_to_the_first_endpoint_and_lans_stay_whole() -> None:
+    sc = load(QUICKSTART)
+    plan = build_plan(sc, "abcd")
+    place = dict.fromkeys(sc.nodes, "h1") | {"cloud1": "h2", "sw2": "h2", "edge1": "h2"}
+    sp = split.split(sc, plan, two_hosts(), place)
+    assert sp.emulated_on["sat-down"] == "h1"  # sat1 (h1) is its first endpoint
+    # sw1 on h1, sw2 on h2: tie, the LAN goes to its first switch's host, sw2 with it
+    assert sp.placement["sw2"] == "h1"
+    assert {(c.link, c.node) for c in sp.cross} == {("sat-down", "cloud1"),
+                                                     ("edge-lan", "edge1")}
+    vnis = [c.vni for c in sp.cross]
+    assert len(set(vnis)) == len(vnis)
+    with pytest.raises(ValueError, match="pin its switches to one host"):
+        split.split(sc, plan, two_hosts(placement={"pins": {"sw2": "h2"}}), place)
+
+
+@pytest.mark.unit
+def test_retag_changes_names_not_addresses() -> None:
+    sc = load(QUICKSTART)
+    plan = build_plan(sc, "abcd")
+    new = split.retag(plan, "1234")
+    assert new.namespaces["gs1"] == "sh1234-gs1" and new.switch_netns == "sh1234.switch"
+    assert [m.root_name[:5] for m in new.endpoints()] == ["s1234"] * len(new.endpoints())
+    assert [(m.ip, m.mac, m.ifname) for m in new.endpoints()] == \
+        [(m.ip, m.mac, m.ifname) for m in plan.endpoints()]
+    assert new.routes == plan.routes and plan.namespaces["gs1"] == "shabcd-gs1"
+    assert split.gateway_netns("1234") == "sh1234.gw"
+
+
+# ---- validation -------------------------------------------------------------------------------
+@pytest.mark.unit
+def test_scenario_cluster_section_errors_name_the_field() -> None:
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["cluster"] = {"hosts": [{"name": "h1", "address": "a", "key": "/k"},
+                                 {"name": "h1", "address": "b", "key": "/k"}]}
+    with pytest.raises(ScenarioError, match="two hosts are named 'h1'"):
+        parse(data, "q.yaml")
+    data["cluster"] = {"hosts": [{"name": "h1", "address": "a", "key": "/k"}],
+                       "placement": {"pins": {"clod1": "h1"}}}
+    with pytest.raises(ScenarioError) as exc:
+        parse(data, "q.yaml")
+    assert "cluster.placement.pins.clod1" in str(exc.value) and "cloud1" in str(exc.value)
+    data["cluster"] = {"hosts": [{"name": "h1", "address": "a", "key": "/k", "pasword": "x"}]}
+    with pytest.raises(ScenarioError, match="pasword"):
+        parse(data, "q.yaml")
+
+
+@pytest.mark.unit
+def test_hosts_inventory_errors(tmp_path: Path) -> None:
+    sc = load(QUICKSTART)
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(yaml.safe_dump({"hosts": [{"name": "h1", "address": "a"}]}))
+    with pytest.raises(cluster_hosts.HostsError) as exc:
+        cluster_hosts.resolve(sc, str(QUICKSTART), inv)
+    assert "hosts[0].key" in str(exc.value) and "hosts.yaml" in str(exc.value)
+    key = tmp_path / "key"
+    key.write_text("x")
+    key.chmod(0o644)
+    inv.write_text(yaml.safe_dump({"hosts": [
+        {"name": "h1", "address": "a", "key": str(key)},
+        {"name": "h2", "address": "b", "key": str(tmp_path / "nokey")}],
+        "placement": {"pins": {"cloud2": "h1"}}}))
+    with pytest.raises(cluster_hosts.HostsError) as exc:
+        cluster_hosts.resolve(sc, str(QUICKSTART), inv)
+    text = str(exc.value)
+    assert "chmod 600" in text and "hosts[1].key" in text and "placement.pins.cloud2" in text
+    key.chmod(0o600)
+    (tmp_path / "nokey").write_text("x")
+    (tmp_path / "nokey").chmod(0o600)
+    inv.write_text(yaml.safe_dump({"hosts": [
+        {"name": "h1", "address": "a", "key": str(key)},
+        {"name": "h2", "address": "b", "key": str(tmp_path / "nokey")}]}))
+    assert [h.name for h in cluster_hosts.resolve(sc, str(QUICKSTART), inv).hosts] == ["h1", "h2"]
+    with pytest.raises(cluster_hosts.HostsError, match="no hosts to run on"):
+        cluster_hosts.resolve(sc, str(QUICKSTART))

@@ -282,6 +282,13 @@ CORE = Workload(
               "(~1 GB by default), side by side with tshark -z conv,ip (defaults and with\n"
               "heuristic dissectors off)"),
     ),
+    evals=(
+        Eval("realism", "testbed.analysis.realism:main",
+             "starlink-access with the Starlink access model and without it (geometry only)\n"
+             "beside WetLinks' published figures: RTT/throughput percentiles and CDFs, the\n"
+             "15-s period, loss at slot boundaries (docs/realism.md)",
+             make_vars={"DURATION": "--duration", "ONLY": "--only"}),
+    ),
 )
 
 

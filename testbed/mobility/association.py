@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from testbed.channels.access import Slot, StarlinkScheduler
 from testbed.mobility.handover import choose_scored
 from testbed.mobility.world import Snapshot, World
 
@@ -31,6 +32,12 @@ class Associator:
         self.world = world
         self.attached: dict[tuple[str, str], str | None] = {}
         self._layout: dict[tuple[str, str], tuple[list[str], list[str], np.ndarray]] = {}
+        # access groups with a scheduler (testbed.channels.access): re-assigned only at slot
+        # boundaries; the current slot's parameters are computed once, at its boundary
+        self.schedulers = {g.spec.name: StarlinkScheduler(g.spec.scheduler, world.epoch_unix,
+                                                          world.sc.seed)
+                           for g in world.groups if g.spec.scheduler is not None}
+        self.slots: dict[str, Slot] = {}
 
     def decide(self, snap: Snapshot) -> list[Decision]:
         """Run every access group's policy on this snapshot; return the changes.  Each
@@ -39,10 +46,17 @@ class Associator:
         tab, ok_all = snap.table, snap.eligible_ok
         for g in self.world.groups:
             policy = g.spec.policy
+            sched = self.schedulers.get(g.spec.name)
+            k_slot = sched.slot_index(snap.t) if sched is not None else None
+            boundary = sched is not None and (g.spec.name not in self.slots or
+                                              self.slots[g.spec.name].index != k_slot)
             for term, cands in g.links.items():
                 key = (g.spec.name, term)
                 current = self.attached.get(key)
                 names, links, rows = self._rows(g.spec.name, term, cands, tab.index)
+                if sched is not None and not boundary and current is not None and \
+                        bool(ok_all[rows][names.index(current)]):
+                    continue  # held until the next boundary while it stays eligible
                 ok = ok_all[rows]
                 if policy == "highest-elevation":
                     scores = tab.elevation_deg[rows]
@@ -55,7 +69,10 @@ class Associator:
                                        else 0.0 for link, o in zip(links, ok, strict=True)])
                 else:
                     raise ValueError(f"unknown handover policy {policy!r}")
-                new = choose_scored(policy, names, ok, scores, current, g.spec.hysteresis)
+                if sched is not None:  # the global controller: a fresh choice, no hysteresis
+                    new = choose_scored(policy, names, ok, scores, None, 0.0)
+                else:
+                    new = choose_scored(policy, names, ok, scores, current, g.spec.hysteresis)
                 if new == current:
                     continue
                 self.attached[key] = new
@@ -63,7 +80,39 @@ class Associator:
                 out.append(Decision(g.spec.name, term, current, new, old_link,
                                     cands[new] if new else None,
                                     bool(old_link) and snap.eligible.get(old_link or "", False)))
+            if sched is not None and k_slot is not None:
+                assignment = {term: self.attached.get((g.spec.name, term)) for term in g.links}
+                slot = self.slots.get(g.spec.name)
+                if boundary or slot is None or any(
+                        slot.terminals[t].satellite != s for t, s in assignment.items()):
+                    self.slots[g.spec.name] = sched.slot(k_slot, assignment)
         return out
+
+    def overrides(self, snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray] | None:
+        """What the access schedulers change on the chosen links at this snapshot: (rows,
+        extra one-way delay ms, rate cap Mbit/s, loss floor %).  None without schedulers.
+        A few scalar reads per terminal: the slot's draws were made at its boundary."""
+        if not self.schedulers:
+            return None
+        rows, delay, rate, loss = [], [], [], []
+        tab = snap.table
+        for g in self.world.groups:
+            sched, slot = self.schedulers.get(g.spec.name), self.slots.get(g.spec.name)
+            if sched is None or slot is None:
+                continue
+            spike, burst = sched.boundary_effects(snap.t, slot)
+            for term, cands in g.links.items():
+                p = slot.terminals.get(term)
+                if p is None or p.satellite is None:
+                    continue
+                k = tab.index[cands[p.satellite]]
+                rows.append(k)
+                delay.append(p.extra_delay_ms + spike)
+                rate.append(p.rate_mbps * sched.rain_factor(snap.t,
+                                                            float(tab.elevation_deg[k])))
+                loss.append(burst)
+        return (np.array(rows, dtype=int), np.array(delay), np.array(rate), np.array(loss))
 
     def _rows(self, group: str, term: str, cands: dict[str, str], index: dict[str, int]
               ) -> tuple[list[str], list[str], np.ndarray]:

@@ -234,6 +234,7 @@ class MobilityDriver:
         c0 = time.perf_counter()
         snap = self.world.snapshot(t_mob)
         events = self._associate(snap, now)
+        _apply_overrides(snap, self.assoc.overrides(snap))
         desired, unroutable = self._desired(snap, now)
         changes, flipped = self._changes(desired)
         changes += [Change("position", node=n, xyz=self.world.enu(n, t_mob))
@@ -494,6 +495,18 @@ class MobilityDriver:
                 "handovers": len([h for h in self.handovers if h["reason"] != "initial"]),
                 "vehicle_events": self.road_events if self.world.vehicles else None,
                 "routes": self.net.routes.summary()}
+
+
+def _apply_overrides(snap: Snapshot, ov: tuple[np.ndarray, ...] | None) -> None:
+    """An access scheduler's slot parameters on the chosen links of this snapshot (in
+    place: the applied batch, the link-state log and the predicted RTT all see them)."""
+    if ov is None or not len(ov[0]):
+        return
+    rows, delay, rate, loss = ov
+    tab = snap.table
+    tab.delay_ms[rows] += delay
+    tab.rate_mbps[rows] = np.maximum(np.minimum(tab.rate_mbps[rows], rate), 0.01)
+    tab.loss_pct[rows] = np.maximum(tab.loss_pct[rows], loss)
 
 
 def _bins(times: list[float], width: float) -> dict[str, int]:

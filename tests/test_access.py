@@ -112,7 +112,9 @@ def test_overrides_add_delay_cap_rate_and_burst_loss() -> None:
     _apply_overrides(snap, (rows, extra, cap, loss))
     assert np.all(snap.table.delay_ms[rows] == pytest.approx(plain.table.delay_ms[rows] + extra))
     assert np.all(snap.table.rate_mbps[rows] <= cap + 1e-9)
-    assert np.all(snap.table.loss_pct[rows] == 60.0)  # inside the 100 ms burst
+    user = [k for k in rows.tolist() if world.dyn[world.link_names[k]].group == "user"]
+    assert len(user) == 2
+    assert np.all(snap.table.loss_pct[user] == 60.0)  # inside the 100 ms burst
     later = world.snapshot(t_b + 0.5)
     assert np.all(assoc.overrides(later)[3] == 0.0)
 

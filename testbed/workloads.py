@@ -277,6 +277,10 @@ CORE = Workload(
               "the scale curve's reference: Mininet (Debian's) with userspace OVS, no link\n"
               "emulation, 25 to 1,000 hosts: bring-up by phase, first packet, sampled\n"
               "pingAll, teardown, CPU, PSS, leftovers (docs/scale-mininet.md)"),
+        Bench("cluster", "testbed.bench.cluster:run",
+              "multi-host emulation on two stand-in hosts (namespaces with sshd): added\n"
+              "delay of an ns-3 link whose end is joined across hosts by VXLAN, and the\n"
+              "VXLAN path's TCP rate (iperf3) vs a veth"),
         Bench("analysis", "testbed.bench.analysis:run",
               "packets/s and peak memory of the packet-trace analyzer on a generated capture\n"
               "(~1 GB by default), side by side with tshark -z conv,ip (defaults and with\n"

@@ -4,6 +4,8 @@ namespaces running a real OpenSSH server, joined by an underlay LAN (emulation).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from testbed.bench import cluster as bench
 from testbed.cluster import hosts as cluster_hosts
-from testbed.cluster import placement, split
+from testbed.cluster import placement, remote, split
+from testbed.cluster.standin import StandInHosts
+from testbed.hil.boardsim import SSHD, clean_stale
 from testbed.net.plan import build as build_plan
 from testbed.scenario import ScenarioError, load, parse
 from testbed.scenario.cluster import Cluster
@@ -187,3 +192,61 @@ def test_hosts_inventory_errors(tmp_path: Path) -> None:
     assert [h.name for h in cluster_hosts.resolve(sc, str(QUICKSTART), inv).hosts] == ["h1", "h2"]
     with pytest.raises(cluster_hosts.HostsError, match="no hosts to run on"):
         cluster_hosts.resolve(sc, str(QUICKSTART))
+
+
+# ---- emulation: stand-in hosts, a link end joined across them ---------------------------------
+needs_root = [
+    pytest.mark.emulation,
+    pytest.mark.skipif(os.geteuid() != 0, reason="emulation tests need root (namespaces)"),
+    pytest.mark.skipif(not SSHD.is_file(), reason="openssh-server missing: run make setup"),
+]
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandInHosts]:
+    if os.geteuid() != 0 or not SSHD.is_file():
+        pytest.skip("needs root and openssh-server")
+    clean_stale()
+    with StandInHosts(2) as hs:
+        yield hs
+    assert not Path(f"/run/netns/{hs.netns}").exists()
+    assert not any(Path(f"/run/netns/{h.netns}").exists() for h in hs.hosts)
+
+
+def assert_clean(hs: StandInHosts) -> None:
+    empty = {"processes": [], "interfaces": [], "addresses": [], "rules": []}
+    assert hs.leftovers() == {h.name: empty for h in hs.hosts}
+
+
+@pytest.mark.parametrize("x", [pytest.param(0, marks=needs_root)])
+def test_hosts_are_reached_over_ssh_with_the_boards_code(standin: StandInHosts, x: int) -> None:
+    h1 = standin.cluster().hosts[0]
+    # each "host" is its own network namespace: it sees its management and underlay links
+    out = remote.sh(h1, "ip -o -4 addr show dev data0")
+    assert standin.underlay["h1"] in out
+    assert "0% packet loss" in remote.sh(h1, f"ping -c 1 -W 2 {standin.underlay['h2']}")
+
+
+@pytest.mark.parametrize("x", [pytest.param(0, marks=needs_root)])
+def test_ns3_link_end_joined_across_hosts_by_vxlan(standin: StandInHosts, tmp_path: Path,
+                                                   x: int) -> None:
+    """An ns-3 point-to-point link (5 ms, 50 Mb/s) whose b end is on the other host: the
+    tap sits in h1's gateway namespace, bridged to VXLAN; b's end is a VXLAN device in b's
+    namespace on h2.  RTT within 0.5 ms of the same link on one host, goodput at the link's
+    rate, nothing left on either host."""
+    h1, h2 = standin.cluster().hosts
+    single = bench.ns3_pair(h1, h2, standin.underlay, False, 5.0, 50.0, tmp_path)
+    cross = bench.ns3_pair(h1, h2, standin.underlay, True, 5.0, 50.0, tmp_path)
+    assert cross["loss"] == 0 and single["loss"] == 0
+    assert 10.0 <= cross["median_ms"] < 12.0
+    assert abs(cross["median_ms"] - single["median_ms"]) < 0.5, (single, cross)
+    assert cross["goodput_mbps"] > 0.8 * 50
+    assert_clean(standin)
+
+
+@pytest.mark.parametrize("x", [pytest.param(0, marks=needs_root)])
+def test_vxlan_path_rate_and_mtu(standin: StandInHosts, tmp_path: Path, x: int) -> None:
+    h1, h2 = standin.cluster().hosts
+    out = bench.veth_pair(h1, h2, standin.underlay, True, tmp_path)
+    assert out["goodput_mbps"] > 500 and out["median_ms"] < 1.0
+    assert_clean(standin)

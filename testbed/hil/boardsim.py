@@ -66,13 +66,17 @@ class BoardSim:
 
     user = "root"
     port = 22
+    prefix = "sagin-board"  # of the namespace's name (a stand-in host says sagin-host)
+    # sshd in the machine's mount namespace (nsenter --net) instead of `ip netns exec`'s own:
+    # a stand-in host creates namespaces (ip netns add), which must be visible to all
+    share_mounts = False
     board_data_interface = "data0"
 
     def __init__(self, name: str = "board", *, data_nic: bool = False,
                  base: Path = SIM_BASE) -> None:
         self.name = name
         self.tag = secrets.token_hex(2)
-        self.netns = f"sagin-board-{self.tag}-{name}"
+        self.netns = f"{self.prefix}-{self.tag}-{name}"
         self.dir = base / f"{self.tag}-{name}"
         self.mgmt_veth = f"sgb{self.tag}m"  # root-namespace end of the management link
         self.data_veth = f"sgb{self.tag}d" if data_nic else None  # the "spare NIC"
@@ -171,7 +175,8 @@ class BoardSim:
     def _start_sshd(self, timeout: float = 5.0) -> None:
         log = self.dir / "sshd.log"
         self.sshd = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, str(SSHD), "-D", "-f",
+            [*(["nsenter", f"--net=/run/netns/{self.netns}"] if self.share_mounts
+               else ["ip", "netns", "exec", self.netns]), str(SSHD), "-D", "-f",
              str(self.dir / "sshd_config"), "-E", str(log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)

@@ -268,6 +268,15 @@ def cmd_boards(args: argparse.Namespace, con: Console) -> int:
     return board.main(args.args)
 
 
+def cmd_hosts(args: argparse.Namespace, con: Console) -> int:
+    from testbed.cluster import standin
+
+    if not args.args or args.args[0] != "sim":
+        con.print("usage: python -m testbed hosts sim up [N] | down | status")
+        return 2
+    return standin.main(args.args[1:])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m testbed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -326,6 +335,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("kind", choices=["vm"])
     sp.add_argument("args", nargs=argparse.REMAINDER)
     sp.set_defaults(fn=cmd_boards)
+    sp = sub.add_parser("hosts", help="hosts sim up [N]|down|status: stand-in hosts (namespaces "
+                        "with sshd on an underlay LAN) for multi-host runs (docs/multi-host.md)")
+    sp.add_argument("args", nargs="*")
+    sp.set_defaults(fn=cmd_hosts)
     return p
 
 

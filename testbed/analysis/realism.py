@@ -40,16 +40,16 @@ THROUGHPUT_SCALE = 10.0
 # ---- published values -----------------------------------------------------------------------
 # statistic -> {value, unit, source}.  value None: not found in any text accessible to us.
 REFERENCES: dict[str, dict[str, Any]] = {
-    "osnabrueck.download_mbps_median": {
+    "osnabrueck.download_mbps_per_s_p50": {
         "value": 214.4, "unit": "Mbit/s", "kind": "third-party computation",
         "source": "WetLinks release (github.com/sys-uos/WetLinks, iperf_cleaned_seconds_"
                   "Osnabruck.csv, 1,019,109 1-Hz samples) as summarised by a public analysis "
                   "(median 214.4, p05 71.5, p95 335.6); WetLinks' own Fig. 4a text not "
                   "accessible"},
-    "osnabrueck.download_mbps_p05": {
+    "osnabrueck.download_mbps_per_s_p5": {
         "value": 71.5, "unit": "Mbit/s", "kind": "third-party computation",
         "source": "as above (per-second samples)"},
-    "osnabrueck.download_mbps_p95": {
+    "osnabrueck.download_mbps_per_s_p95": {
         "value": 335.6, "unit": "Mbit/s", "kind": "third-party computation",
         "source": "as above (per-second samples)"},
     "osnabrueck.boundary_dip_ratio": {
@@ -246,6 +246,16 @@ def vantage_stats(run_dir: Path, site: str, sc: dict[str, Any], slot_s: float = 
     for d, rs in runs.items():
         vals = [r["mbps"] * scale for r in rs]
         per_s = [x * scale for r in rs for x in r["per_s"]]
+        if d == "download":  # the second that holds a boundary against the others
+            at, inside = [], []
+            for r in rs:
+                for i, x in enumerate(r["per_s"]):
+                    if r["start_unix"] is None:
+                        continue
+                    a = float(slot_phase(r["start_unix"] + i + shift, slot_s, offset_s))
+                    (at if a > slot_s - 1.0 else inside).append(x)
+            out["boundary_dip_ratio"] = round(float(np.median(at) / np.median(inside)), 3) \
+                if at and inside and np.median(inside) > 0 else None
         out[f"{d}_mbps_runs"] = [round(v, 2) for v in vals]
         out[f"{d}_mbps_median"] = round(float(np.median(vals)), 2) if vals else None
         out[f"{d}_mbps_per_s"] = percentiles(per_s, (5, 50, 95)) if per_s else {}
@@ -298,10 +308,8 @@ def _errors(ours: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if ref["value"] is None or "." not in key:
             continue
         site, stat = key.split(".", 1)
-        if stat == "boundary_dip_ratio":
-            continue
         val = ours.get(site, {}).get(stat)
-        if stat.startswith("download_mbps_p"):
+        if stat.startswith("download_mbps_per_s_p"):
             val = ours.get(site, {}).get("download_mbps_per_s", {}).get(
                 "p" + stat.rsplit("_p", 1)[1])
         out[key] = {"ours": val, "published": ref["value"],
@@ -335,7 +343,7 @@ def run_variant(path: Path, duration: float | None) -> Path:
     if duration:
         argv += ["--duration", f"{duration:g}"]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    m = re.search(r"-> (\S+)", proc.stdout)
+    m = re.search(r"^run \S+ -> (\S+)", proc.stdout, re.MULTILINE)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"run of {path.name} failed (rc {proc.returncode}):\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -68,6 +68,10 @@ class StarlinkAccessSpec(BaseModel):
     other_terminals_mean: float = Field(
         0.5, ge=0.0, le=1000.0,
         description="mean number of other active terminals in the cell (Poisson, per slot)")
+    capacity_cv: float = Field(
+        0.4, ge=0.0, le=2.0,
+        description="slot-to-slot variation of the cell capacity (log-normal, coefficient of "
+        "variation): the serving satellite's beam, MCS and load change at each boundary")
     sched_delay_ms: float = Field(
         9.0, ge=0.0, le=500.0,
         description="mean one-way delay the MAC scheduler and ground segment add on top of "
@@ -109,6 +113,7 @@ class SlotParams:
     extra_delay_ms: float  # one way, added to the geometric delay
     rate_mbps: float  # its share of the cell capacity (before rain)
     cell_terminals: int  # terminals sharing the cell, this one included
+    cell_capacity_mbps: float = 0.0  # the cell's capacity in this slot
 
 
 @dataclass(frozen=True)
@@ -146,8 +151,11 @@ class StarlinkScheduler:
         for term, sat in assignment.items():
             if sat is not None:
                 cells.setdefault(sat, []).append(term)
-        others = {sat: int(np.random.default_rng([self.seed, k, _h(sat), 1])
-                           .poisson(s.other_terminals_mean)) for sat in cells}
+        others, capacity = {}, {}
+        for sat in cells:
+            rng = np.random.default_rng([self.seed, k, _h(sat), 1])
+            others[sat] = int(rng.poisson(s.other_terminals_mean))
+            capacity[sat] = s.cell_capacity_mbps * _lognormal_factor(rng, s.capacity_cv)
         out: dict[str, SlotParams] = {}
         for term, sat in sorted(assignment.items()):
             rng = np.random.default_rng([self.seed, k, _h(term), 2])
@@ -156,7 +164,7 @@ class StarlinkScheduler:
                 out[term] = SlotParams(None, delay, 0.0, 0)
                 continue
             n = len(cells[sat]) + others[sat]
-            out[term] = SlotParams(sat, delay, s.cell_capacity_mbps / n, n)
+            out[term] = SlotParams(sat, delay, capacity[sat] / n, n, capacity[sat])
         return Slot(k, self.boundary(k), out)
 
     # ---- within a slot ----------------------------------------------------------------------
@@ -186,6 +194,31 @@ class StarlinkScheduler:
             return 1.0
         fade = float(rain_attenuation_db(elevation_deg, mm, self.spec.band))
         return shannon_fraction(self.spec.rain_snr_db, fade)
+
+
+def _lognormal_factor(rng: np.random.Generator, cv: float) -> float:
+    """A log-normal factor with mean 1 and coefficient of variation cv (1.0 for cv 0)."""
+    if cv <= 0:
+        return 1.0
+    sigma = math.sqrt(math.log(1.0 + cv * cv))
+    return float(rng.lognormal(-sigma * sigma / 2.0, sigma))
+
+
+def per_second_throughput(spec: StarlinkAccessSpec, slots: int, seed: int = 0,
+                          offered_mbps: float = math.inf) -> np.ndarray:
+    """What one terminal alone in its group gets, second by second, over `slots` slots: the
+    distribution `make eval-realism` compares with WetLinks' per-second iperf samples, and
+    what docs/realism.md fits the capacity parameters on (no emulation needed).  The second
+    that holds a boundary loses the burst's share of the packets."""
+    sch = StarlinkScheduler(spec, 0.0, seed)
+    per_slot = int(round(spec.slot_s))
+    burst = spec.boundary_loss_pct / 100.0 * min(spec.boundary_burst_ms / 1000.0, 1.0)
+    out = np.empty(slots * per_slot)
+    for k in range(slots):
+        rate = min(sch.slot(k, {"t": "sat"}).terminals["t"].rate_mbps, offered_mbps)
+        out[k * per_slot:(k + 1) * per_slot] = rate
+        out[k * per_slot] = rate * (1.0 - burst)
+    return out
 
 
 def shannon_fraction(snr_db: float, fade_db: float) -> float:

@@ -189,3 +189,32 @@ def end_mtu(underlay_mtu: int = 1500) -> int:
     the tunnel, and the engine's end in the gateway namespace, get it, so no packet is
     fragmented or dropped for size on the underlay."""
     return underlay_mtu - VXLAN_OVERHEAD
+
+
+def share_plan(plan: NetworkPlan, share: Share, tag: str) -> NetworkPlan:
+    """The plan one host builds: the global plan under the share's tag, its namespaces and
+    routes limited to the host's nodes, its switches (and their trunks) to the host's
+    switches.  Segments keep every member: a member whose node is elsewhere is a remote end
+    (attached in the gateway namespace) or belongs to a link another host emulates."""
+    new = retag(plan, tag)
+    mine = set(share.nodes)
+    new.namespaces = {n: ns for n, ns in new.namespaces.items() if n in mine}
+    new.routes = {n: rs for n, rs in new.routes.items() if n in mine}
+    new.switches = {n: s for n, s in new.switches.items() if n in share.switches}
+    new.trunks = [t for t in new.trunks if t.a in share.switches]
+    if not new.switches:
+        new.switch_netns = None
+    return new
+
+
+def end_device(plan: NetworkPlan, end: CrossEnd, tag: str) -> str:
+    """The name, under the share's tag, of the device that stands for a cross-host end where
+    it is created: the engine's tap / veth in the gateway namespace, the VXLAN in the node
+    (a switched LAN's host end is the veth's `p` side, as in Network._veths)."""
+    seg = plan.segment_of(end.link)
+    root = f"s{tag}{end.root_name[len(plan.tag) + 1:]}"
+    return root + ("p" if seg.switches else "")
+
+
+def crossing_links(sp: Split) -> set[str]:
+    return {c.link for c in sp.cross}

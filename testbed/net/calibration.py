@@ -62,6 +62,8 @@ def _measure(net: Network, delays: dict[str, float]) -> tuple[float, str, float]
     for delay, name in cands:
         seg = net.plan.segment_of(name)
         a, b = seg.members
+        if a.node not in net.plan.namespaces or b.node not in net.plan.namespaces:
+            continue  # an end on another host (multi-host run): the tunnel is no hop
         rate = net.sc.link(name).rate_mbps or 1000.0
         proc = subprocess.run(
             in_netns(net.plan.namespaces[a.node],

@@ -52,6 +52,8 @@ def targets(net: Network) -> dict[str, dict[str, str]]:
     with net.lock:  # Wi-Fi pairs that cannot hear each other now (hwsim engine)
         apart = {plan.segment_of(link).name: pairs for link, pairs in net.apart.items()}
     for node in routed:
+        if node not in out:  # another host's node (a share of a multi-host run)
+            continue
         t = out[node]
         t.update({plan.primary_ip[o]: f"{o} (primary)" for o in peers
                   if o != node and island[o] == island[node]})
@@ -63,6 +65,8 @@ def targets(net: Network) -> dict[str, dict[str, str]]:
             continue
         pinging = seg.members[:1] if large and len(seg.members) == 2 else seg.members
         for a in pinging:
+            if a.node not in out:
+                continue
             for m in seg.members:
                 if m.node != a.node and frozenset((a.node, m.node)) not in apart.get(
                         seg.name, ()):

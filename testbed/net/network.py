@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +106,28 @@ def reference_speed(setting: str | float, profiles: list[Any], host_cores: int) 
     return round(max(1.0, need / host_cores), 4)
 
 
+@dataclass
+class ShareView:
+    """This host's part of a multi-host run (testbed.cluster; docs/multi-host.md).  The plan
+    handed to Network then holds only this host's nodes (namespaces, routes) and switches;
+    segments keep every member.  A link not in `links` is emulated on another host; a member
+    of a local link whose node is not here (a remote end) is attached in `gateway` instead
+    of a node namespace; `before_configure` (after the engines attached, before addresses)
+    joins the cross-host ends with VXLAN and merges the MACs the other hosts' engines gave
+    their ends into Network.macs."""
+
+    links: frozenset[str]
+    gateway: str
+    before_configure: Callable[[Network], None]
+    mtu: dict[str, int] = field(default_factory=dict)  # link -> MTU of its ends (crossing)
+    static_p2p: bool = True  # point-to-point ends need static neighbours (ns-3)
+
+
 class Network:
     def __init__(self, sc: Scenario, plan: NetworkPlan, ledger: Ledger, sup: Supervisor,
-                 state_dir: Path) -> None:
+                 state_dir: Path, share: ShareView | None = None) -> None:
         self.sc, self.plan, self.ledger, self.sup = sc, plan, ledger, sup
+        self.share = share  # None: a single-host run, everything is here
         self.state_dir = state_dir
         self.timings: dict[str, float] = {}
         self.engines: dict[Medium, LinkEngine] = {}
@@ -138,8 +158,19 @@ class Network:
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine-apply")
 
     # ---- engines --------------------------------------------------------------------------
+    def _local_links(self) -> list[Any]:
+        share = self.share
+        return [lk for lk in self.sc.links if share is None or lk.name in share.links]
+
+    def _netns_of(self, node: str) -> str:
+        """A node's namespace; on a share, a remote end's is the gateway namespace."""
+        if self.share is not None and node not in self.plan.namespaces:
+            return self.share.gateway
+        return self.plan.namespaces[node]
+
     def _choose_engines(self) -> None:
-        media = {link.carried_by for link in self.sc.links}
+        links = self._local_links()
+        media = {link.carried_by for link in links}
         if Medium.P2P in media:
             want = self.sc.engines.p2p
             if want == "netem" or (want == "auto" and features.has_netem()):
@@ -150,13 +181,13 @@ class Network:
                              capture=self.sup.log_dir.parent / "wlan" / "hwsim0.pcap"
                              if cap.enabled else None, snaplen=cap.snaplen)
             self.engines[Medium.WIFI] = hw
-            for link in self.sc.links:
+            for link in links:
                 if link.carried_by is Medium.WIFI:
                     for ep in link.endpoints:
                         self.wifi_engines.setdefault(ep, [hw])
-        carried = [link for link in self.sc.links if link.carried_by not in self.engines
+        carried = [link for link in links if link.carried_by not in self.engines
                    and link.carried_by in (Medium.P2P, Medium.WIFI)]
-        for link in self.sc.links:
+        for link in links:
             if link.carried_by in self.engines:
                 self.link_engine[link.name] = self.engines[link.carried_by]
         groups = shard_links([(link.name, len(link.endpoints)) for link in carried])
@@ -240,6 +271,10 @@ class Network:
             links = [self._engine_link(n) for n, e in self.link_engine.items() if e is engine]
             self.macs.update(engine.attach(links, self.sc.seed))
         self.timings["engine_attach_wait_s"] = round(time.monotonic() - t1, 3)
+        if self.share is not None:
+            t3 = time.monotonic()
+            self.share.before_configure(self)  # cross-host joins, the other hosts' MACs
+            self.timings["cluster_join_s"] = round(time.monotonic() - t3, 3)
         for engine in self._unique_engines():
             self.timings.update(getattr(engine, "timings", {}))
         t2 = time.monotonic()
@@ -258,6 +293,8 @@ class Network:
         their /etc/netns folders, before the first is created."""
         swns = self.plan.switch_netns
         spaces = ([swns] if swns else []) + list(self.plan.namespaces.values())
+        if self.share is not None:
+            spaces.append(self.share.gateway)
         etcs = {node: Path("/etc/netns") / ns for node, ns in self.plan.namespaces.items()}
         self.ledger.add_many("namespaces", spaces)
         self.ledger.add_many("etc_netns", [str(etc) for etc in etcs.values()])
@@ -300,18 +337,18 @@ class Network:
         lines: list[str] = []
         root_side: list[str] = []
         for seg in self.plan.segments:
-            if seg.medium is not Medium.ETHERNET:
+            if seg.medium is not Medium.ETHERNET or not self._here(seg.links[0]):
                 continue
             if seg.switches:
                 for m in seg.members:
                     lines.append(f"link add {m.root_name} netns {swns} type veth peer name "
-                                 f"{m.root_name}p netns {self.plan.namespaces[m.node]}")
+                                 f"{m.root_name}p netns {self._netns_of(m.node)}")
                     root_side.append(m.root_name)
             else:
                 a, b = seg.members
-                lines.append(f"link add {a.root_name} netns {self.plan.namespaces[a.node]} "
+                lines.append(f"link add {a.root_name} netns {self._netns_of(a.node)} "
                              f"type veth peer name {b.root_name} "
-                             f"netns {self.plan.namespaces[b.node]}")
+                             f"netns {self._netns_of(b.node)}")
         for tr in self.plan.trunks:
             lines.append(f"link add {tr.a_name} netns {swns} type veth peer name {tr.b_name} "
                          f"netns {swns}")
@@ -329,7 +366,7 @@ class Network:
         """Wired links' shaping on the switch side (toward the host) here, on the host side
         in _configure: tbf for a rate alone, netem where delay or loss is set too."""
         for seg in self.plan.segments:
-            if seg.medium is Medium.ETHERNET and seg.switches:
+            if seg.medium is Medium.ETHERNET and seg.switches and self._here(seg.links[0]):
                 for m in seg.members:
                     qdisc = self._wired_qdisc(m.link)
                     if qdisc:
@@ -340,6 +377,10 @@ class Network:
             if qdisc:
                 for n in (tr.a_name, tr.b_name):
                     run(["tc", "-n", swns, "qdisc", "replace", "dev", n, "root", *qdisc])
+
+    def _here(self, link: str) -> bool:
+        """Is this link emulated on this host (always, but on a share of a multi-host run)?"""
+        return self.share is None or link in self.share.links
 
     def _wired_qdisc(self, link: str) -> list[str]:
         """The root qdisc of each end of a wired link: netem when it has delay or loss (one
@@ -361,7 +402,7 @@ class Network:
     def _engine_link(self, name: str) -> EngineLink:
         link = self.sc.link(name)
         seg = self.plan.segment_of(name)
-        ends = [EngineEnd(node=m.node, netns=self.plan.namespaces[m.node],
+        ends = [EngineEnd(node=m.node, netns=self._netns_of(m.node),
                           root_name=m.root_name, ifname=m.ifname,
                           position=self.sc.nodes[m.node].position) for m in seg.members]
         wifi = (link.wifi or WifiSettings()).model_dump() if link.carried_by is Medium.WIFI \
@@ -373,6 +414,8 @@ class Network:
 
     def _configure(self) -> None:
         static = {m: e.static_neighbours() for m, e in self.engines.items()}
+        if self.share is not None:  # a joined p2p end whose link no engine here carries
+            static.setdefault(Medium.P2P, self.share.static_p2p)
         config: dict[str, list[str]] = {}  # namespace -> its `ip -batch` lines
         offload: dict[str, list[str]] = {}  # namespace -> its wired interfaces
         shaping: dict[str, list[str]] = {}  # namespace -> its `tc -batch` lines
@@ -388,6 +431,8 @@ class Network:
                 if mac:
                     lines.append(f"link set dev {m.ifname} address {mac}")
                 lines.append(f"addr add {m.ip}/{m.prefixlen} dev {m.ifname}")
+                if self.share is not None and m.link in self.share.mtu:
+                    lines.append(f"link set dev {m.ifname} mtu {self.share.mtu[m.link]}")
                 lines.append(f"link set dev {m.ifname} up")
                 if seg.medium is Medium.P2P and static.get(Medium.P2P):
                     peer = next(p for p in seg.members if p is not m)

@@ -342,12 +342,15 @@ def run_variant(path: Path, duration: float | None) -> Path:
     argv = [sys.executable, "-m", "testbed", "run", "--file", str(path)]
     if duration:
         argv += ["--duration", f"{duration:g}"]
+    name = yaml.safe_load(path.read_text())["name"]
+    latest = ROOT / "results" / name / "latest"
+    before = latest.resolve() if latest.exists() else None
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    m = re.search(r"^run \S+ -> (\S+)", proc.stdout, re.MULTILINE)
-    if proc.returncode != 0 or m is None:
+    run = latest.resolve() if latest.exists() else None
+    if proc.returncode != 0 or run is None or run == before:
         raise RuntimeError(f"run of {path.name} failed (rc {proc.returncode}):\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return Path(m.group(1))
+    return run
 
 
 def evaluate(run_dir: Path, scenario: Path) -> dict[str, Any]:

@@ -104,6 +104,11 @@ def cmd_run(args: argparse.Namespace, con: Console) -> int:
     from testbed.run.summary import render
 
     sc, path = _load(args)
+    if getattr(args, "hosts", None) or getattr(sc, "cluster", None) is not None:
+        from testbed.cluster import command  # one scenario on several hosts
+
+        return command.run(sc, path, args.hosts, con,  # type: ignore[arg-type]
+                           getattr(args, "results", None))
     inventory = Path(args.inventory) if args.inventory else None
     result = Run(sc, str(path), RunOptions(hold=args.hold, console=con,  # type: ignore[arg-type]
                                            inventory=inventory, view=args.view,
@@ -193,6 +198,12 @@ def cmd_clean(args: argparse.Namespace, con: Console) -> int:
         con.print(f"cleaned {run_id}: {counts}")
     if not done:
         con.print("nothing to clean")
+    from testbed.lifecycle.ledger import LEDGER_DIR
+
+    if any((LEDGER_DIR / "cluster").glob("*.json")):  # multi-host runs: clean their hosts too
+        from testbed.cluster import command
+
+        command.clean(con)
     from testbed.vm import board
 
     vms = board.running()
@@ -288,6 +299,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--file")
         sp.add_argument("--inventory", help="hardware in the loop: boards replacing nodes "
                         "(testbed/hil/inventory.example.yaml)")
+        sp.add_argument("--hosts", help="run on several hosts: a hosts file (hosts: [...]; "
+                        "docs/multi-host.md); python -m testbed hosts sim up makes two")
         sp.add_argument("--duration", type=float,
                         help="shorten the run to this many seconds (flows clipped, later "
                         "events dropped)")

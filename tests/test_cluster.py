@@ -4,7 +4,11 @@ namespaces running a real OpenSSH server, joined by an underlay LAN (emulation).
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import statistics
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,11 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testbed.bench import cluster as bench
+from testbed.cluster import coordinator, placement, remote, split
 from testbed.cluster import hosts as cluster_hosts
-from testbed.cluster import placement, remote, split
 from testbed.cluster.standin import StandInHosts
 from testbed.hil.boardsim import SSHD, clean_stale
 from testbed.net.plan import build as build_plan
+from testbed.run.cleanup import leftovers
 from testbed.scenario import ScenarioError, load, parse
 from testbed.scenario.cluster import Cluster
 
@@ -250,3 +255,55 @@ def test_vxlan_path_rate_and_mtu(standin: StandInHosts, tmp_path: Path, x: int) 
     out = bench.veth_pair(h1, h2, standin.underlay, True, tmp_path)
     assert out["goodput_mbps"] > 500 and out["median_ms"] < 1.0
     assert_clean(standin)
+
+
+PAIRS = [("user1", "cloud1"), ("user4", "edge1"), ("uav1", "gs1"), ("user2", "uav2")]
+
+
+def _rtts(ready: dict[str, dict[str, object]]) -> dict[str, float]:
+    """Median RTT of each pair (ping by node name, from this machine: the stand-in hosts'
+    namespaces are this machine's)."""
+    ns: dict[str, str] = {}
+    for r in ready.values():
+        ns.update(r["namespaces"])  # type: ignore[arg-type]
+    out = {}
+    for a, b in PAIRS:
+        p = subprocess.run(["ip", "netns", "exec", ns[a], "ping", "-n", "-c", "25", "-i", "0.05",
+                            b], capture_output=True, text=True, timeout=60)
+        rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", p.stdout)]
+        assert len(rtts) >= 24, p.stdout
+        out[f"{a}->{b}"] = statistics.median(rtts)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("x", [pytest.param(0, marks=needs_root)])
+def test_quickstart_split_over_two_hosts(standin: StandInHosts, tmp_path: Path, x: int) -> None:
+    """The quickstart on two stand-in hosts (the partitioner's cut: radio side / ground side,
+    the backhaul's gs1 end through VXLAN): both shares pass the health check (every node of a
+    share reaches every node, cross-host pairs included), RTTs on the same paths within
+    0.5 ms of the same scenario on one host (everything placed on h1, the same code), the
+    hosts' folders gathered, nothing left on either host."""
+    cluster = standin.cluster()
+    measured: dict[str, dict[str, float]] = {}
+    one = coordinator.run_split(QUICKSTART, cluster, duration_s=6, results_base=tmp_path,
+                                placement=dict.fromkeys(load(QUICKSTART).nodes, "h1"),
+                                during=lambda r: measured.__setitem__("single", _rtts(r)))
+    assert one.status == "done", one.done
+    res = coordinator.run_split(QUICKSTART, cluster, duration_s=6, results_base=tmp_path,
+                                during=lambda r: measured.__setitem__("split", _rtts(r)))
+    assert res.status == "done", res.done
+    assert set(res.placement.values()) == {"h1", "h2"}
+    for h in ("h1", "h2"):
+        assert res.ready[h]["timings"]["pairs"] > 0  # type: ignore[index]
+        assert (res.run_dir / "hosts" / h / "manifest.json").is_file()
+    man = json.loads((res.run_dir / "manifest.json").read_text())
+    assert man["status"] == "done" and [c["node"] for c in man["cross_host_ends"]] == ["gs1"]
+    for pair, single in measured["single"].items():
+        assert abs(measured["split"][pair] - single) < 0.5, measured
+    assert_clean(standin)
+    assert not list(coordinator.RECORDS.glob(f"{res.run_dir.name}*"))
+    assert not Path(f"/tmp/sagin-cluster/{res.run_dir.name}").exists()
+    for ready in (*one.ready.values(), *res.ready.values()):
+        assert leftovers(str(ready["tag"])) == {"namespaces": [], "links": [], "etc_netns": [],
+                                                "cgroups": [], "radios": []}

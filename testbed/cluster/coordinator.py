@@ -42,7 +42,7 @@ from testbed.cluster.share import PREFIX
 from testbed.lifecycle.ledger import LEDGER_DIR, proc_start_ticks
 from testbed.net import plan as planner
 from testbed.run.results import RESULTS, new_run, write_json
-from testbed.scenario import load
+from testbed.scenario import Scenario, dump, load
 from testbed.scenario.cluster import Cluster, Host
 
 RECORDS = LEDGER_DIR / "cluster"
@@ -105,18 +105,24 @@ def _record(run_id: str, cluster: Cluster, work: str) -> Path:
 def run_split(scenario: Path, cluster: Cluster, *, duration_s: float | None = None,
               results_base: Path = RESULTS, placement: dict[str, str] | None = None,
               during: Callable[[dict[str, dict[str, Any]]], Any] | None = None,
-              log: Callable[[str], None] = print) -> ClusterResult:
+              log: Callable[[str], None] = print, sc: Scenario | None = None) -> ClusterResult:
     """One scenario on the hosts of `cluster`.  `placement` overrides the partitioner (tests:
     everything on one host, the single-host baseline through the same code); `during` is
-    called once all shares passed time zero, with each host's ready event."""
+    called once all shares passed time zero, with each host's ready event.  The hosts get the
+    resolved scenario (scenario.resolved.yaml: overrides and --duration applied), so every
+    share builds exactly what the coordinator planned."""
     t_cmd = time.monotonic()
-    sc = load(scenario, cut_to_s=duration_s)
+    if sc is None:
+        sc = load(scenario, cut_to_s=duration_s)
+    duration_s = None  # already applied to sc
     hosts = [h.name for h in cluster.hosts]
     place = placement or placer.partition(sc, hosts, cluster.placement.pins,
                                           cluster.placement.balance)
     global_tag = secrets.token_hex(2)
     sp = split.split(sc, planner.build(sc, global_tag), cluster, place)  # checks, early
     run_id, _, run_dir = new_run(sc.name, results_base)
+    scenario = run_dir / "scenario.resolved.yaml"
+    scenario.write_text(dump(sc))
     work = f"/tmp/sagin-cluster/{run_id}"
     info = {"run_id": run_id, "global_tag": global_tag, "placement": place,
             "cluster": cluster.model_dump(), "duration_s": duration_s, "work": work}

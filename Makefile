@@ -28,7 +28,7 @@ SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(D
 	$(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(VIEW),--view) $(if $(VIEW_PORT),--view-port $(VIEW_PORT))
 
 .PHONY: setup vm-setup browser-setup vm board-vm test-boards scenario scenarios check shell exec status clean bench test lint help sitl \
-	train ship-policies analyze compare view
+	train ship-policies analyze compare view sweep
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -46,6 +46,7 @@ help:
 	@echo "make eval-offload [CONFIG=file] [SEEDS=5]      every controller side by side + the papers' claims"
 	@echo "make eval-cpn [INSTANCE=file] [SEEDS=5]        CPN service mapping: ABS vs baselines, claims, plots"
 	@echo "make eval-<name> [VAR=value ...]  any workload's evaluation (python -m testbed workloads)"
+	@echo "make sweep SPEC=sweeps/x.yaml [RAY_ADDRESS=h:p]  a parameter sweep as Ray tasks -> results/sweeps/<name>/ (docs/sweeps.md)"
 	@echo "make analyze RUN=dir | PCAP=f   packet-trace analysis -> analysis/report.html (runs do it themselves)"
 	@echo "make compare RUNS='a b'         side-by-side tables and overlaid plots of runs"
 	@echo "make vm [CMD='...']             a command as root in Debian's stock kernel (netem, hwsim, OVS module) under qemu"
@@ -114,6 +115,11 @@ view: setup
 # (SEEDS=3 CONFIG=x ...) become the eval's flags (testbed/workloads.py Eval.make_vars)
 eval-%: setup
 	@$(PY) -m testbed eval $* $(MAKEOVERRIDES)
+
+# a parameter sweep (testbed/sweep, docs/sweeps.md): runs as Ray tasks, on a local Ray started
+# and stopped here or on the cluster at RAY_ADDRESS; rerunning resumes it
+sweep: setup
+	@$(PY) -m testbed sweep $(if $(SPEC),$(SPEC),sweeps/quickstart-satdelay.yaml) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS)) $(if $(DRY_RUN),--dry-run)
 
 # regenerate the policies shipped in the repository: default preset, and 10k slots on large
 ship-policies: setup

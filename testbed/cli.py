@@ -10,6 +10,7 @@
     bench  [NAME ...] | --list     benchmarks -> results/bench/*.json (the core's and workloads')
     eval   NAME [VAR=value ...] [-- ARGS]   a workload's evaluation (make eval-NAME)
     workloads                      what each installed workload adds
+    sweep  SPEC [--ray-address A]  a parameter sweep as Ray tasks, one table (docs/sweeps.md)
 """
 
 from __future__ import annotations
@@ -29,8 +30,14 @@ from testbed.scenario import ScenarioError, available, load, resolve
 
 
 def _load(args: argparse.Namespace) -> tuple[object, Path]:
+    from testbed.scenario.overrides import PathError, parse_sets
+
     path = resolve(args.name, args.file)
-    return load(path, cut_to_s=getattr(args, "duration", None)), path
+    try:
+        sets = parse_sets(getattr(args, "set", None) or [])
+    except PathError as exc:
+        raise ScenarioError("--set", [exc.problem]) from None
+    return load(path, cut_to_s=getattr(args, "duration", None), sets=sets), path
 
 
 def cmd_scenarios(args: argparse.Namespace, con: Console) -> int:
@@ -110,9 +117,10 @@ def cmd_run(args: argparse.Namespace, con: Console) -> int:
         return command.run(sc, path, args.hosts, con,  # type: ignore[arg-type]
                            getattr(args, "results", None))
     inventory = Path(args.inventory) if args.inventory else None
+    extra = {"results_base": Path(args.results)} if args.results else {}
     result = Run(sc, str(path), RunOptions(hold=args.hold, console=con,  # type: ignore[arg-type]
                                            inventory=inventory, view=args.view,
-                                           view_port=args.view_port)).execute()
+                                           view_port=args.view_port, **extra)).execute()
     if result.metrics:  # the tables, then each workload's headline (testbed.run.summary)
         text = render(result.metrics, con, result.run_dir)
         (result.run_dir / "summary.txt").write_text(text)
@@ -273,6 +281,12 @@ def cmd_workloads(args: argparse.Namespace, con: Console) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace, con: Console) -> int:
+    from testbed.sweep.execute import main as sweep_main
+
+    return sweep_main(args, con)
+
+
 def cmd_boards(args: argparse.Namespace, con: Console) -> int:
     from testbed.vm import board
 
@@ -304,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--duration", type=float,
                         help="shorten the run to this many seconds (flows clipped, later "
                         "events dropped)")
+        sp.add_argument("--set", action="append", metavar="PATH=VALUE",
+                        help="change one field, e.g. links.sat-up.delay_ms=20 (list items by "
+                        "name; the value is YAML); repeatable")
         if verb == "check":
             sp.add_argument("--plan", action="store_true", help="print subnets and addresses")
             sp.add_argument("--max-rows", type=int, default=40,
@@ -315,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
                             help="the live web view: prints a 127.0.0.1 URL to open")
             sp.add_argument("--view-port", type=int, default=0,
                             help="the view's port (default: any free one)")
+            sp.add_argument("--results", metavar="DIR",
+                            help="write the run under DIR/<scenario>/<run-id> instead of "
+                            "results/ (the sweeps use it)")
         sp.set_defaults(fn=fn)
     sp = sub.add_parser("shell")
     sp.add_argument("node")
@@ -339,6 +359,16 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("args", nargs=argparse.REMAINDER)
     sp.set_defaults(fn=cmd_eval)
     sub.add_parser("workloads").set_defaults(fn=cmd_workloads)
+    sp = sub.add_parser("sweep", help="a parameter sweep as Ray tasks: sweep SPEC.yaml "
+                        "[--ray-address ADDR] (docs/sweeps.md)")
+    sp.add_argument("spec", help="sweeps/<name>.yaml")
+    sp.add_argument("--ray-address", default=None,
+                    help="an existing Ray cluster (default: a local one started and stopped "
+                    "here)")
+    sp.add_argument("--out", default=None, help="default results/sweeps/<name>")
+    sp.add_argument("--dry-run", action="store_true",
+                    help="validate and list the runs, start nothing")
+    sp.set_defaults(fn=cmd_sweep)
     sp = sub.add_parser("summary", help="a finished run's summary and workload headlines again")
     sp.add_argument("run_dir", help="results/<scenario>/<run-id> (or .../latest)")
     sp.add_argument("--write", action="store_true", help="rewrite the run's summary.txt")

@@ -21,6 +21,8 @@ from testbed.scenario import references
 from testbed.scenario.errors import Problem, ScenarioError, field_path
 from testbed.scenario.files import read_or_raise
 from testbed.scenario.model import Scenario
+from testbed.scenario.overrides import PathError
+from testbed.scenario.overrides import apply as apply_sets
 from testbed.scenario.schema import scenario_model
 from testbed.workloads import Registry
 
@@ -196,12 +198,18 @@ def _cut(data: dict[str, Any], duration_s: float) -> dict[str, Any]:
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None,
-         cut_to_s: float | None = None) -> Scenario:
-    """Load, merge includes, apply overrides, optionally shorten the run, validate."""
+         cut_to_s: float | None = None, sets: dict[str, Any] | None = None) -> Scenario:
+    """Load, merge includes, apply overrides and dotted `sets` (testbed.scenario.overrides:
+    `links.sat-up.delay_ms`), optionally shorten the run, validate."""
     path = Path(path)
     data = _read(path, ())
     if overrides:
         data = _merge(data, overrides)
+    if sets:
+        try:
+            data = apply_sets(data, sets)
+        except PathError as exc:
+            raise ScenarioError(path, [exc.problem]) from None
     if cut_to_s is not None:
         data = _cut(data, cut_to_s)
     return parse(data, path)

@@ -1,0 +1,1 @@
+"""Parameter sweeps as Ray tasks: spec (the file), expand (the runs), execute (Ray), table."""

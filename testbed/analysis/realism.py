@@ -103,19 +103,29 @@ def cdf(xs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     return a, np.arange(1, len(a) + 1) / max(len(a), 1)
 
 
-def autocorrelation(x: Sequence[float], max_lag: int) -> np.ndarray:
-    """Sample autocorrelation of a mean-removed series at lags 0..max_lag (acf[0] = 1)."""
+def autocorrelation(x: Sequence[float], max_lag: int,
+                    valid: Sequence[bool] | None = None) -> np.ndarray:
+    """Sample autocorrelation of a mean-removed series at lags 0..max_lag (acf[0] = 1).
+    With `valid`, only pairs of valid points count (gaps neither help nor hurt a lag)."""
     a = np.asarray(x, dtype=float)
-    a = a - a.mean()
-    denom = float(np.dot(a, a))
-    if denom == 0:
+    ok = np.ones(len(a), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if not ok.any():
         return np.zeros(max_lag + 1)
-    return np.array([float(np.dot(a[:len(a) - k], a[k:])) / denom
-                     for k in range(max_lag + 1)])
+    a = np.where(ok, a - a[ok].mean(), 0.0)
+    var = float(np.dot(a, a)) / int(ok.sum())
+    if var == 0:
+        return np.zeros(max_lag + 1)
+    out = []
+    for k in range(max_lag + 1):
+        pairs = ok[:len(a) - k] & ok[k:]
+        n = int(pairs.sum())
+        out.append(float(np.dot(a[:len(a) - k], a[k:])) / n / var if n else 0.0)
+    return np.array(out)
 
 
 def dominant_period(t: Sequence[float], y: Sequence[float], dt: float = 0.1,
-                    lo_s: float = 5.0, hi_s: float = 25.0) -> tuple[float | None, float]:
+                    lo_s: float = 5.0, hi_s: float = 25.0, max_gap_s: float = 0.5
+                    ) -> tuple[float | None, float]:
     """The lag (s) in [lo_s, hi_s] where the autocorrelation of |dy/dt| peaks, y(t) resampled
     on a dt grid (linear interpolation over gaps); and the peak value.
 
@@ -127,7 +137,12 @@ def dominant_period(t: Sequence[float], y: Sequence[float], dt: float = 0.1,
         return None, float("nan")
     grid = np.arange(tt[0], tt[-1], dt)
     series = np.abs(np.diff(np.interp(grid, tt, yy)))
-    acf = autocorrelation(series, int(round(hi_s / dt)))
+    # a grid step is valid when a real sample lies within max_gap_s of both its ends
+    near = np.abs(grid - tt[np.clip(np.searchsorted(tt, grid), 0, len(tt) - 1)])
+    near = np.minimum(near, np.abs(grid - tt[np.clip(np.searchsorted(tt, grid) - 1, 0,
+                                                     len(tt) - 1)]))
+    valid = (near[:-1] <= max_gap_s) & (near[1:] <= max_gap_s)
+    acf = autocorrelation(series, int(round(hi_s / dt)), valid)
     lo = int(round(lo_s / dt))
     k = lo + int(np.argmax(acf[lo:]))
     return round(k * dt, 2), round(float(acf[k]), 3)
@@ -216,12 +231,32 @@ def read_iperf3(path: Path) -> dict[str, Any] | None:
             "lost_percent": s.get("lost_percent"), "per_s": per_s}
 
 
+_SERVER_IV = re.compile(r"^\[\s*\d+\]\s+([\d.]+)-([\d.]+)\s+sec\s+\S+\s+\S+\s+([\d.]+) "
+                        r"([KMG]?)bits/sec\s+[\d.]+ ms\s+\d+/\d+ \(.*\)\s*$")
+
+
+def read_server_seconds(path: Path) -> list[float]:
+    """Per-second receiver throughput (Mbit/s) from an iperf3 server's text log (for UDP the
+    client's JSON intervals are what it *sent*; the receiver's are in the server's log).
+    Whole seconds only: the short last interval and the summary line are left out."""
+    if not path.is_file():
+        return []
+    unit = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        m = _SERVER_IV.match(line)
+        if m and float(m.group(2)) - float(m.group(1)) >= 0.99:
+            out.append(float(m.group(3)) * unit[m.group(4)])
+    return out
+
+
 def vantage_stats(run_dir: Path, site: str, sc: dict[str, Any], slot_s: float = 15.0,
                   offset_s: float = 12.0, scale: float = THROUGHPUT_SCALE) -> dict[str, Any]:
     """WetLinks' statistics for one vantage point of a run: RTT percentiles of the pings sent
-    while the site's own iperf3 runs were idle (WetLinks pings and runs iperf3 one after the
-    other), WetLinks' per-measurement statistic (median of 25-s window means), the 15-s
-    period, loss by slot phase, and the per-run mean throughput down and up (times `scale`)."""
+    while no iperf3 run was on (WetLinks pings and runs iperf3 one after the other, and its two
+    dishes did not share a network), WetLinks' per-measurement statistic (median of 25-s
+    window means), the 15-s period, loss by slot phase, and the per-run mean and per-second
+    throughput down and up (times `scale`)."""
     traffic = run_dir / "flows"
     flows = {f["name"]: f for f in sc.get("traffic", [])}
     # wall clock -> the scheduler's clock: mobility time 0 is the run's time zero and stands
@@ -235,14 +270,20 @@ def vantage_stats(run_dir: Path, site: str, sc: dict[str, Any], slot_s: float = 
     runs: dict[str, list[dict[str, Any]]] = {"download": [], "upload": []}
     busy: list[tuple[float, float]] = []
     for name, f in flows.items():
-        if f.get("kind") != "udp" or site not in (f["src"], f["dst"]):
+        if f.get("kind") != "udp":
             continue
         r = read_iperf3(traffic / f"{name}.iperf3.json")
+        if r is not None and r["start_unix"]:  # any load: WetLinks' dishes were alone
+            busy.append((r["start_unix"] - 1.0, r["start_unix"] + f["duration_s"] + 2.0))
+        if site not in (f["src"], f["dst"]):
+            continue
         if r is None:
             continue
+        received = read_server_seconds(run_dir / "logs" / f["dst"] /
+                                       f"iperf3-server-{name}.log")
+        if received:
+            r["per_s"] = received
         runs["download" if f["dst"] == site else "upload"].append(r)
-        if r["start_unix"]:
-            busy.append((r["start_unix"] - 1.0, r["start_unix"] + f["duration_s"] + 2.0))
     for d, rs in runs.items():
         vals = [r["mbps"] * scale for r in rs]
         per_s = [x * scale for r in rs for x in r["per_s"]]
@@ -272,7 +313,7 @@ def vantage_stats(run_dir: Path, site: str, sc: dict[str, Any], slot_s: float = 
         means = [float(ps.rtt[(win == w) & idle].mean()) for w in np.unique(win)
                  if np.any((win == w) & idle)]
         out["rtt_ms_median_of_25s_means"] = round(float(np.median(means)), 3) if means else None
-        period, peak = dominant_period(ps.t, ps.rtt)
+        period, peak = dominant_period(ps.t[idle], ps.rtt[idle])  # load hides the period
         out.update(rtt_period_s=period, rtt_acf_peak=peak)
         # a step at each boundary: mean |change| across a boundary vs inside a slot
         ph = slot_phase(ps.t + shift, slot_s, offset_s)

@@ -360,3 +360,20 @@ def test_evaluation_sweep_on_the_cluster(cluster: Any, tmp_path: Path) -> None:
         assert r["metrics"]["acceptance"] == pytest.approx(want)
         assert rows[algo]["metrics"]["acceptance"]["mean"] == pytest.approx(want)
         assert 0.0 < want <= 1.0
+
+
+@pytest.mark.emulation
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs on the same two-node cluster")
+def test_cpn_swarms_ray_backend_on_the_cluster(cluster: Any) -> None:
+    """ABS's swarms with --ray-address, which before Ray was installed had only its error
+    tested (tests/test_cpn.py): the same cluster runs them."""
+    import ray
+
+    from controllers.cpn import swarm
+
+    try:
+        got = swarm.run_swarms(lambda x: x * x, [1, 2, 3], "ray", ray_address=cluster.address)
+    finally:
+        ray.shutdown()
+    assert got == [1, 4, 9]

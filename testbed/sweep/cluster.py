@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from testbed.sweep.execute import OBJECT_STORE_BYTES, RAY_ENV, SLOT
+from testbed.sweep.procs import kill, runs_among, session_pids, until
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -34,34 +35,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process of session `sid` (what one `ray start` left, workers included)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.append(int(d.name))
-    return out
 
 
 class LocalCluster:
@@ -120,56 +93,37 @@ class LocalCluster:
         """SIGTERM to each `ray start` we started; after `grace`, SIGKILL what is left of
         Ray in their sessions - but a testbed run still in them (a cancelled task's runner,
         which got SIGTERM when its worker died) is given `runs_s` to tear its network down."""
-        sids = [p.pid for p in self.procs]
         for p in reversed(self.procs):
             try:
                 os.killpg(p.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        self._until(lambda: not self.left(), grace)
+        until(lambda: not self.left(), grace, self._reap)
         runs = self._runs()
-        self._kill([pid for s in sids for pid in session_pids(s) if pid not in runs])
-        self._until(lambda: not (set(self.left()) & self._runs()), runs_s)
-        self._kill([pid for s in sids for pid in session_pids(s)])
+        kill(pid for pid in self.left() if pid not in runs)
+        until(lambda: not self._runs(), runs_s, self._reap)
+        kill(self.left())
         for p in self.procs:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
 
-    def _until(self, done: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not done():
-            for p in self.procs:
-                p.poll()  # reap, so a finished `ray start` is not counted
-            time.sleep(0.2)
+    def _reap(self) -> None:
+        for p in self.procs:
+            p.poll()  # a finished `ray start` is not counted
 
     def _runs(self) -> set[int]:
-        """Runners (python -m testbed run) in our sessions, and all their descendants."""
-        pids = [pid for p in self.procs for pid in session_pids(p.pid)]
-        runners = {pid for pid in pids if b"testbed\0run\0" in _cmdline(pid)}
-        parent = {pid: _ppid(pid) for pid in pids}
-        out = set(runners)
-        changed = True
-        while changed:
-            more = {pid for pid, pp in parent.items() if pp in out} - out
-            changed = bool(more)
-            out |= more
-        return out
-
-    @staticmethod
-    def _kill(pids: list[int]) -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Runners (python -m testbed run) in our sessions, and their descendants."""
+        return runs_among(self.left())
 
     def left(self) -> list[int]:
         return [pid for p in self.procs for pid in session_pids(p.pid)]
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
         self.stop()
+        if kind is None and not self.left():
+            shutil.rmtree(self.temp, ignore_errors=True)  # kept, with its logs, on a failure
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from testbed.scenario.files import RESULTS
 from testbed.sweep import table
 from testbed.sweep.expand import Config, expand
 from testbed.sweep.load import load_spec
+from testbed.sweep.procs import descendants, kill, runs_among, until
 from testbed.sweep.spec import Spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,7 +237,18 @@ def main(args: argparse.Namespace, con: Console) -> int:
     failed: list[dict[str, Any]] = []
     t0 = time.monotonic()
     if todo:
-        failed = submit(spec, scenario, todo, runs_dir, args.ray_address, con)
+        # SIGTERM (a job scheduler, kill) ends the sweep like Ctrl-C: runs cancelled, each
+        # tearing down, and a Ray started here stopped
+        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            failed = submit(spec, scenario, todo, runs_dir, args.ray_address, con)
+        except KeyboardInterrupt:
+            done, todo = pending(configs, runs_dir)
+            con.print(f"[yellow]sweep interrupted[/]: {len(done)} of {len(configs)} runs "
+                      "finished and kept; the same command resumes it")
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, old)
     records = table.read_runs(runs_dir)
     rows = table.aggregate(spec, configs, records)
     files = table.write(out, spec, rows)
@@ -332,3 +344,10 @@ class ray_session:
 
     def __exit__(self, *exc: object) -> None:
         self.ray.shutdown()
+        if not self.address:  # what Ray of ours is still there: runs finish, the rest goes
+            me = os.getpid()
+            until(lambda: not descendants(me), 10.0)
+            runs = runs_among(descendants(me))
+            kill(pid for pid in descendants(me) if pid not in runs)
+            until(lambda: not runs_among(descendants(me)), 120.0)
+            kill(descendants(me))

@@ -159,8 +159,26 @@ def run_split(scenario: Path, cluster: Cluster, *, duration_s: float | None = No
                              "done": done[h].get("timings")} for h in done},
                "nodes_by_host": {h: s.nodes for h, s in sp.shares.items()},
                "cross_host_ends": len(sp.cross)}
+    metrics.update(_combined(run_dir, sp))
     write_json(run_dir / "metrics.json", metrics)
     return ClusterResult(run_dir, status, timings, ready, done, sp.placement)
+
+
+def _combined(run_dir: Path, sp: split.Split) -> dict[str, Any]:
+    """The hosts' measurements as one: each flow from the host of its source, each node's
+    interface counters and probes from its host."""
+    flows: dict[str, Any] = {}
+    per_host: dict[str, Any] = {}
+    for h, share in sp.shares.items():
+        try:
+            m = json.loads((run_dir / "hosts" / h / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue
+        per_host[h] = {"status": m.get("status"), "timings_s": m.get("timings_s")}
+        for name, f in (m.get("flows") or {}).items():
+            if f.get("src") in share.nodes:
+                flows[name] = {**f, "host": h}
+    return {"flows": flows, "host_metrics": per_host}
 
 
 async def _start(s: ShareProc, scenario: Path, info: dict[str, Any]) -> None:

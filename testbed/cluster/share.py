@@ -2,24 +2,28 @@
 
     python -m testbed.cluster.share SCENARIO CLUSTER_JSON HOST
 
-It builds its part with the very code of a single-host run (testbed.net.network.Network with a
-ShareView: its namespaces, the engines of the links it emulates - its own ns-3 shard(s), Open
-vSwitch for its LANs -, its nodes' routes from the one global plan), joins the cross-host ends
-by VXLAN (testbed.cluster.join), runs the same health checks (services, reachability from its
-nodes to every node, cross-host pairs included; ns-3 delay calibration on a local link), then
-waits for the common time zero, holds for the duration and tears down through its own ledger
-(the same teardown as `make clean`, which also finds it after a SIGKILL).
+It is a normal run (testbed.run.runner.Run, the very code of a single-host run) given a
+ShareRuntime: the plan is the one global plan (addresses, routes) limited to this host's
+nodes and switches under this share's own tag; the Network builds only the links this host
+emulates (its own ns-3 shard(s), Open vSwitch for its LANs), attaches remote ends in the
+gateway namespace and joins the cross-host ends by VXLAN (testbed.cluster.join); the health
+checks run from this host's nodes to every node (cross-host pairs included); flows run their
+client where their source is and their server where their destination is; timeline link
+changes are applied by the host that emulates the link, while every host updates its own
+nodes' routes (the same deterministic computation on each); captures and probes cover this
+host's nodes.  Then the common time zero, the timeline, teardown through its own ledger (the
+same teardown as `make clean`, which also finds it after a SIGKILL).
 
 The protocol with the coordinator is line-based: on stdout, `@@cluster {json}` events
 (attached with this host's MACs, ready with its timings, done with its run folder); on stdin,
 the coordinator's answers (the other hosts' MACs, `go` with the wall time of time zero, `stop`).
-Anything else on stdout/stderr is the share's log.  End of stdin (the coordinator or the SSH
+Anything else on stdout is the run's console.  End of stdin (the coordinator or the SSH
 connection died) stops the share: it tears down rather than outlive its coordinator.
 """
-
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,16 +34,12 @@ from typing import Any
 from testbed.cluster import join, split
 from testbed.engines import features
 from testbed.lifecycle.ledger import Ledger
-from testbed.lifecycle.supervisor import Supervisor
-from testbed.mobility.world import World
 from testbed.net import plan as planner
-from testbed.net.calibration import calibrate
-from testbed.net.health import reachability, services
-from testbed.net.network import Network, ShareView, preflight
-from testbed.run.cleanup import teardown
-from testbed.run.results import new_run, write_json
-from testbed.scenario import load
+from testbed.net.network import Network, ShareView
+from testbed.run.runner import Interrupted, Run, RunOptions
+from testbed.scenario import Scenario, load
 from testbed.scenario.cluster import Cluster
+from testbed.scenario.model import EventAction
 
 PREFIX = "@@cluster "
 
@@ -68,124 +68,120 @@ def _read() -> dict[str, Any]:
     return dict(msg)
 
 
-def _raise(signum: int, frame: Any) -> None:
-    raise Stopped(signal.Signals(signum).name)
+class ShareRuntime:
+    """What Run needs of a share (RunOptions.share): see the module's docstring."""
 
+    def __init__(self, info: dict[str, Any], host: str) -> None:
+        self.info, self.host = info, host
+        self.cluster = Cluster.model_validate(info["cluster"])
+        self.me = self.cluster.host(host)
+        self.stop = threading.Event()
+        self.gplan: planner.NetworkPlan | None = None
+        self.sp: split.Split | None = None
 
-def run_share(scenario: Path, info: dict[str, Any], host: str) -> int:
-    t_cmd = time.monotonic()
-    cluster = Cluster.model_validate(info["cluster"])
-    me = cluster.host(host)
-    sc = load(scenario, cut_to_s=info.get("duration_s"))
-    world = World.build(sc, str(scenario))
-    preflight(world.sc, str(scenario))
-    gplan = planner.build(world.sc, info["global_tag"])  # the same on every host
-    sp = split.split(world.sc, gplan, cluster, info["placement"])
-    share = sp.shares[host]
-    base = Path(info["work"]) / host / "results"
-    run_id, tag, run_dir = new_run(sc.name, base)
-    state_dir = Path("/run/sagin-hil") / run_id
-    ledger = Ledger.create(run_id, tag, sc.name, run_dir)
-    ledger.add("state_dirs", str(state_dir))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    sup = Supervisor(ledger, run_dir / "logs")
-    plan = split.share_plan(gplan, share, tag)
-    gw = split.gateway_netns(tag)
-    mtu = split.end_mtu()
-    timings: dict[str, float] = {}
+    @property
+    def share(self) -> split.Share:
+        assert self.sp is not None
+        return self.sp.shares[self.host]
 
-    def before_configure(net: Network) -> None:
-        t = time.monotonic()
-        batches: list[tuple[str | None, list[str]]] = []
-        for c in share.remote_ends:  # engine end in the gateway namespace, bridged to VXLAN
-            dev = split.end_device(gplan, c, tag)
-            tunnel = join.Tunnel(c.vni, me.tunnel_address, cluster.host(c.node_host)
-                                 .tunnel_address, cluster.port)
-            ledger.add("root_links", join.names(tag, c.vni)[0])
-            root, gwl = join.gateway_batches(gw, dev, tag, tunnel, mtu)
-            batches += [(None, root), (gw, gwl)]
-        for c in share.joined_ends:  # a VXLAN in the node, named like the engine's end
-            dev = split.end_device(gplan, c, tag)
-            tunnel = join.Tunnel(c.vni, me.tunnel_address, cluster.host(c.emulated_on)
-                                 .tunnel_address, cluster.port)
-            ledger.add("root_links", dev)
-            root, node = join.joined_batches(plan.namespaces[c.node], dev, tunnel, mtu)
-            batches += [(None, root), (plan.namespaces[c.node], node)]
-        join.apply(batches)
-        timings["vxlan_join_s"] = round(time.monotonic() - t, 3)
-        # MACs by link/node: the names differ per host (tags), the ends do not
-        mine = {f"{m.link}/{m.node}": mac for seg in plan.segments if seg.links[0] in share.links
-                for m in seg.members if (mac := m.mac or net.macs.get(m.root_name))}
-        emit("attached", macs=mine)
-        msg = _read()
-        for m in plan.endpoints():
-            mac = msg.get("macs", {}).get(f"{m.link}/{m.node}")
-            if mac and m.root_name not in net.macs:
-                net.macs[m.root_name] = mac
+    def restrict(self, sc: Scenario) -> Scenario:
+        """The global plan and split from the (expanded) scenario - the same on every host -,
+        and the scenario this host runs: flows with an end here, node actions of its nodes."""
+        self.gplan = planner.build(sc, self.info["global_tag"])
+        self.sp = split.split(sc, self.gplan, self.cluster, self.info["placement"])
+        local = set(self.share.nodes)
+        per_node = (EventAction.EXEC, EventAction.NODE_CRASH, EventAction.NODE_RESTART)
+        return sc.model_copy(update={
+            "traffic": [f for f in sc.traffic if f.src in local or f.dst in local],
+            "timeline": [e for e in sc.timeline if e.action not in per_node or e.node in local]})
 
-    want_netem = sc.engines.p2p == "netem" or (sc.engines.p2p == "auto" and features.has_netem())
-    view = ShareView(links=frozenset(share.links), gateway=gw, before_configure=before_configure,
-                     mtu=dict.fromkeys(split.crossing_links(sp), mtu),
-                     static_p2p=not want_netem)
-    old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    status, error = "failed", None
-    net: Network | None = None
-    man = {"host": host, "share": share.to_dict(), "run_id": run_id, "tag": tag,
-           "global_tag": info["global_tag"], "coordinator_run": info["run_id"]}
-    write_json(run_dir / "manifest.json", man)
-    write_json(run_dir / "network.json", plan.to_dict())
-    try:
-        net = Network(world.sc, plan, ledger, sup, state_dir, share=view)
-        net.build()
-        timings.update(net.timings)
-        t = time.monotonic()
-        services(net)
-        timings.update(reachability(net))
-        timings["health_s"] = round(time.monotonic() - t, 3)
-        timings.update({k: v for k, v in calibrate(net).items() if isinstance(v, float)})
-        timings["command_to_ready_s"] = round(time.monotonic() - t_cmd, 3)
-        emit("ready", timings=timings, namespaces=plan.namespaces, run_dir=str(run_dir),
-             gateway=gw, tag=tag)
+    def make_plan(self, sc: Scenario, tag: str) -> planner.NetworkPlan:
+        assert self.gplan is not None
+        return split.share_plan(self.gplan, self.share, tag)
+
+    def view(self, tag: str, ledger: Ledger) -> ShareView:
+        assert self.sp is not None and self.gplan is not None
+        gplan = self.gplan
+        gw, mtu, share, cluster, me = (split.gateway_netns(tag), split.end_mtu(), self.share,
+                                       self.cluster, self.me)
+
+        def before_configure(net: Network) -> None:
+            batches: list[tuple[str | None, list[str]]] = []
+            for c in share.remote_ends:  # engine end in the gateway namespace, to VXLAN
+                dev = split.end_device(gplan, c, tag)
+                tunnel = join.Tunnel(c.vni, me.tunnel_address,
+                                     cluster.host(c.node_host).tunnel_address, cluster.port)
+                ledger.add("root_links", join.names(tag, c.vni)[0])
+                root, gwl = join.gateway_batches(gw, dev, tag, tunnel, mtu)
+                batches += [(None, root), (gw, gwl)]
+            for c in share.joined_ends:  # a VXLAN in the node, named like the engine's end
+                dev = split.end_device(gplan, c, tag)
+                tunnel = join.Tunnel(c.vni, me.tunnel_address,
+                                     cluster.host(c.emulated_on).tunnel_address, cluster.port)
+                ledger.add("root_links", dev)
+                ns = net.plan.namespaces[c.node]
+                root, node = join.joined_batches(ns, dev, tunnel, mtu)
+                batches += [(None, root), (ns, node)]
+            join.apply(batches)
+            # MACs by link/node: the names differ per host (tags), the ends do not
+            mine = {f"{m.link}/{m.node}": mac for seg in net.plan.segments
+                    if seg.links[0] in share.links for m in seg.members
+                    if (mac := m.mac or net.macs.get(m.root_name))}
+            emit("attached", macs=mine)
+            msg = _read()
+            for m in net.plan.endpoints():
+                mac = msg.get("macs", {}).get(f"{m.link}/{m.node}")
+                if mac and m.root_name not in net.macs:
+                    net.macs[m.root_name] = mac
+
+        p2p = self.info.get("p2p_engine", "auto")
+        want_netem = p2p == "netem" or (p2p == "auto" and features.has_netem())
+        return ShareView(links=frozenset(share.links), gateway=gw,
+                         before_configure=before_configure,
+                         mtu=dict.fromkeys(split.crossing_links(self.sp), mtu),
+                         static_p2p=not want_netem)
+
+    def wait_for_time_zero(self, timings: dict[str, float], net: Network, run_dir: Path) -> None:
+        emit("ready", timings=timings, namespaces=net.plan.namespaces, run_dir=str(run_dir),
+             gateway=split.gateway_netns(net.plan.tag), tag=net.plan.tag)
         go = float(_read()["go"])
-        while time.time() < go:
-            time.sleep(min(0.01, max(0.0, go - time.time())))
-        t_zero = time.monotonic()
-        man["time_zero_wall"] = time.time()
-        stop = threading.Event()
 
         def watch() -> None:
             try:
                 _read()
             except (Stopped, ValueError):
                 pass
-            stop.set()
+            self.stop.set()
 
         threading.Thread(target=watch, daemon=True).start()
-        while time.monotonic() - t_zero < sc.duration_s and not stop.is_set():
-            net.check()
-            time.sleep(0.2)
-        status = "done" if not stop.is_set() else "stopped"
-    except Stopped as exc:
-        status, error = "interrupted", str(exc)
-    except Exception as exc:  # noqa: BLE001 - reported to the coordinator, then torn down
-        error = f"{type(exc).__name__}: {exc}"
-        log(f"share {host} failed: {error}")
-    finally:
-        for s in old:
-            signal.signal(s, signal.SIG_IGN)
-        t = time.monotonic()
-        if net is not None:
-            net.stop_engines()
-        sup.stop_all()
-        counts = teardown(ledger)
-        timings["teardown_s"] = round(time.monotonic() - t, 3)
-        man.update(status=status, error=error, teardown=counts)
-        write_json(run_dir / "manifest.json", man)
-        write_json(run_dir / "metrics.json", {"status": status, "timings_s": timings})
-        emit("done", status=status, error=error, run_dir=str(run_dir), timings=timings)
-        for s, h in old.items():
-            signal.signal(s, h)
-    return 0 if status in ("done", "stopped") else 1
+        while time.time() < go:
+            time.sleep(min(0.01, max(0.0, go - time.time())))
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted("the coordinator said stop (or is gone)")
+
+
+def run_share(scenario: Path, info: dict[str, Any], host: str) -> int:
+    from rich.console import Console
+
+    sc = load(scenario)
+    rt = ShareRuntime(info, host)
+    rt.info.setdefault("p2p_engine", sc.engines.p2p)
+    # SIGHUP (the session's end) tears down like SIGTERM
+    signal.signal(signal.SIGHUP, lambda s, f: os.kill(os.getpid(), signal.SIGTERM))
+    base = Path(info["work"]) / host / "results"
+    opts = RunOptions(results_base=base, analyze=False, share=rt,
+                      console=Console(file=sys.stderr, width=100))
+    try:
+        result = Run(sc, str(scenario), opts).execute()
+    except Exception as exc:  # noqa: BLE001 - before the run existed: report and end
+        emit("done", status="failed", error=f"{type(exc).__name__}: {exc}", run_dir=None,
+             timings={})
+        return 1
+    emit("done", status=result.status, error=result.error, run_dir=str(result.run_dir),
+         timings=result.metrics.get("timings_s", {}))
+    return 0 if result.status == "done" else 1
 
 
 def main(argv: list[str]) -> int:

@@ -471,6 +471,8 @@ class Network:
             if ch.kind == "position":
                 assert ch.node is not None
                 engines = self.wifi_engines.get(ch.node)
+                if not engines and self.share is not None:
+                    continue  # its radio channels are emulated on another host
                 if not engines:
                     raise ValueError(f"{ch.node} moves but is on no Wi-Fi link")
                 for engine in engines:
@@ -478,6 +480,8 @@ class Network:
                 continue
             else:
                 assert ch.link is not None
+                if not self._here(ch.link):
+                    continue  # emulated on another host, which applies it
                 if ch.link not in self.link_engine:
                     wired.append(ch)
                     continue

@@ -118,6 +118,8 @@ class RouteInstaller:
         sent: list[str] = []
         changed = removed = 0
         for node, table in tables.items():
+            if node not in self.namespaces:
+                continue  # another host's node (multi-host run): installed there
             if table is self.installed.get(node):
                 continue  # the very table installed last time (RouteCache): nothing to do
             lines, c, r = diff(self.installed.get(node, []), table)

@@ -24,6 +24,8 @@ class Captures:
         for ep in self.net.plan.endpoints():
             if wanted is not None and ep.link not in wanted:
                 continue
+            if ep.node not in self.net.plan.namespaces:
+                continue  # another host's node (multi-host run): captured there
             pcap = self.dir / f"{ep.link}--{ep.node}.pcap"
             self.procs.append(self.sup.start(
                 f"tcpdump-{ep.link}-{ep.node}",

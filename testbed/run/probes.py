@@ -44,7 +44,8 @@ class Probes:
     def __init__(self, net: Network, sup: Supervisor, out_dir: Path, interval_s: float) -> None:
         self.net, self.sup, self.dir, self.interval = net, sup, out_dir, interval_s
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.pairs = probe_pairs(net)
+        # (a multi-host run's share: only its own nodes probe; the others are probed there)
+        self.pairs = {n: v for n, v in probe_pairs(net).items() if n in net.plan.namespaces}
         self.procs: list[Managed] = []
 
     def start(self) -> None:

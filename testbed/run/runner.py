@@ -60,6 +60,9 @@ class RunOptions:
     analyze: bool = True  # packet-trace analysis of the run's captures at the end
     view: bool = False  # the live web view (testbed.view), its URL printed on the console
     view_port: int = 0  # 0: any free port
+    # one host's share of a multi-host run (testbed.cluster.share.ShareRuntime): its plan,
+    # its part of the network, and the common time zero; None: everything is here
+    share: Any = None
     console: Console = field(default_factory=Console)
 
 
@@ -115,6 +118,8 @@ class Run:
     def execute(self) -> RunResult:
         t_cmd = time.monotonic()
         world = World.build(self.sc, self.source)  # pure; errors before anything exists
+        if self.opt.share is not None:  # this host's flows and node actions only
+            world.sc = self.opt.share.restrict(world.sc)
         preflight(world.sc, self.source)  # on the expanded scenario (constellation links)
         if self.opt.inventory is not None:
             from testbed.hil.boards import HardwareInTheLoop
@@ -136,7 +141,8 @@ class Run:
         self.world = world
         hil = self.hil
         plan = planner.build(world.sc, tag, hil.attached(world.sc) if hil else None,
-                             hil.served_by(world.sc) if hil else None)
+                             hil.served_by(world.sc) if hil else None) \
+            if self.opt.share is None else self.opt.share.make_plan(world.sc, tag)
         self._phase("plan_s", t_cmd)  # expansion (constellations) and the plan, routes too
         self.plan_dict = plan.to_dict()
         write_json(run_dir / "network.json", self.plan_dict)
@@ -178,7 +184,9 @@ class Run:
     def _bring_up(self, plan: planner.NetworkPlan, ledger: Ledger, sup: Supervisor,
                   state_dir: Path, t_cmd: float, man: dict[str, Any]) -> None:
         with self.console.status("building the emulated network (ns-3 import ~10 s)..."):
-            net = Network(self.world.sc, plan, ledger, sup, state_dir)
+            net = Network(self.world.sc, plan, ledger, sup, state_dir,
+                          share=None if self.opt.share is None
+                          else self.opt.share.view(ledger.tag, ledger))
             self.net = net
             net.build()
             if self.world.dyn or self.world.wifi_moving:
@@ -220,6 +228,9 @@ class Run:
                                t_zero_wall=lambda: man.get("time_zero_wall"))
         self.loadlog.start()
         self.counters0 = _counters(self.loadlog)
+        if self.opt.share is not None:  # every host ready: one wall-clock time zero for all
+            self.opt.share.wait_for_time_zero(self.timings, net, self.run_dir)
+            self.counters0 = _counters(self.loadlog)
         self.t_zero = time.monotonic()
         if self.driver is not None:
             self.driver.start(self.t_zero)
@@ -299,6 +310,8 @@ class Run:
             service.check()
         if self.hil is not None:
             self.hil.check()
+        if self.opt.share is not None:
+            self.opt.share.check()  # the coordinator said stop, or is gone
 
     def _finish(self, sup: Supervisor, ledger: Ledger, status: str, error: str | None,
                 man: dict[str, Any]) -> dict[str, Any]:

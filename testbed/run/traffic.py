@@ -27,8 +27,8 @@ class Flows:
     def prepare(self) -> None:
         """iperf3 servers start before time zero so that a flow's first second is real."""
         for flow in self.net.sc.traffic:
-            if flow.kind is FlowKind.PING:
-                continue
+            if flow.kind is FlowKind.PING or flow.dst not in self.net.plan.namespaces:
+                continue  # (a destination on another host: its server starts there)
             self.servers[flow.name] = self.sup.start(
                 f"iperf3-server-{flow.name}",
                 # per-second lines flushed as they come: the live view's goodput
@@ -52,6 +52,8 @@ class Flows:
 
     def start(self, name: str, remaining: float | None = None) -> None:
         flow = self.net.sc.flow(name)
+        if flow.src not in self.net.plan.namespaces:
+            return  # a source on another host (multi-host run): started there
         duration = min(flow.duration_s, remaining) if remaining else flow.duration_s
         ext = "ping.txt" if flow.kind is FlowKind.PING else "iperf3.json"
         self.running[name] = self.sup.start(

@@ -377,3 +377,43 @@ def test_cpn_swarms_ray_backend_on_the_cluster(cluster: Any) -> None:
     finally:
         ray.shutdown()
     assert got == [1, 4, 9]
+
+
+@pytest.mark.emulation
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="emulation needs root (namespaces)")
+@pytest.mark.skipif(shutil.which("ovs-vswitchd") is None, reason="run make setup")
+def test_ctrl_c_stops_the_local_ray_and_the_run_tears_down(tmp_path: Path) -> None:
+    """Without --ray-address the sweep starts Ray in-process; Ctrl-C (SIGINT to the whole
+    process group, as a terminal sends it) mid-run leaves no Ray process and no network."""
+    from testbed.run.cleanup import leftovers
+    from testbed.sweep.procs import session_pids
+
+    spec = spec_file(tmp_path, name="tiny-ctrl-c", duration=5, seeds=[1])
+    out = tmp_path / "out"
+    scratch = Path("/tmp") / f"sagin-sweep-{os.getuid()}" / "tiny-ctrl-c"
+    driver = subprocess.Popen([sys.executable, "-m", "testbed", "sweep", str(spec), "--out",
+                               str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not list(scratch.glob("*/*/*/manifest.json")) and time.monotonic() - t0 < 120:
+            assert driver.poll() is None, driver.communicate()[0]
+            time.sleep(0.2)
+        time.sleep(2.0)  # the network is up
+        os.killpg(driver.pid, signal.SIGINT)
+        text = driver.communicate(timeout=150)[0]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, text
+    assert "sweep interrupted" in text and "resumes it" in " ".join(text.split())
+    t1 = time.monotonic()
+    while session_pids(driver.pid) and time.monotonic() - t1 < 90:
+        time.sleep(0.3)
+    assert session_pids(driver.pid) == []  # raylet, gcs_server, workers and the runner
+    mans = [json.loads(p.read_text()) for p in scratch.glob("*/*/*/manifest.json")]
+    assert mans and all(m["status"] == "interrupted" for m in mans)
+    for m in mans:
+        assert not any(leftovers(m["run_id"].rsplit("-", 1)[1]).values())
+    shutil.rmtree(scratch, ignore_errors=True)

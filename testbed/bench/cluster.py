@@ -7,7 +7,9 @@ real sshd on an underlay LAN):
   median RTT difference;
 * the maximum rate of the VXLAN path: iperf3 (TCP, 3 s) between a node on h1 and a node on h2
   through the real path of a remote end (veth -> gateway bridge -> VXLAN -> underlay ->
-  VXLAN in the node), next to the same pair joined by a plain veth on one host.
+  VXLAN in the node), next to the same pair joined by a plain veth on one host;
+* the start time (command -> time zero) of the quickstart split over two hosts vs on one,
+  through the same coordinator and share code.
 
 Everything a host does is done over SSH on that host (the same login code as the boards).
 What the stand-in cannot show: the underlay here is a veth/bridge inside one kernel (no NIC,
@@ -19,6 +21,7 @@ bounded by the NIC and the per-packet cost of VXLAN on each CPU.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import statistics
@@ -192,13 +195,40 @@ def veth_pair(ha: Host, hb: Host, under: dict[str, str], cross: bool,
     return out
 
 
+def start_times(cluster: Any, work: Path, repeats: int = 2) -> dict[str, Any]:
+    """Command -> time zero of the quickstart (5 s) through the coordinator, everything on h1
+    vs split by the partitioner over h1 and h2 (alternated, `repeats` each)."""
+    from testbed.cluster.coordinator import run_split
+    from testbed.scenario import load
+
+    path = Path(__file__).resolve().parents[2] / "topologies" / "quickstart.yaml"
+    sc = load(path, cut_to_s=5)
+    out: dict[str, list[float]] = {"single": [], "split": []}
+    per_host: dict[str, Any] = {}
+    for _ in range(repeats):
+        for which, place in (("single", dict.fromkeys(sc.nodes, "h1")), ("split", None)):
+            res = run_split(path, cluster, sc=sc, placement=place, results_base=work,
+                            log=lambda _: None)
+            if res.status != "done":
+                raise RuntimeError(f"{which} run failed: {res.done}")
+            out[which].append(res.timings["command_to_time_zero_s"])
+            per_host[which] = {h: {k: (r.get("timings") or {}).get(k)
+                                   for k in ("build_s", "ns3_ready_s", "cluster_join_s",
+                                             "health_s")}
+                               for h, r in res.ready.items()}
+    return {"command_to_time_zero_s": out,
+            "median_s": {k: round(statistics.median(v), 2) for k, v in out.items()},
+            "last_per_host_s": per_host}
+
+
 def run(console: Console) -> dict[str, Any]:
     from testbed.cluster.standin import StandInHosts
     from testbed.hil.boardsim import clean_stale
 
     clean_stale()
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    out: dict[str, Any] = {"link": "ns-3 p2p, 10 ms one way, 100 Mbit/s", "underlay":
+    out: dict[str, Any] = {"load_average_at_start": os.getloadavg(),
+                           "link": "ns-3 p2p, 10 ms one way, 100 Mbit/s", "underlay":
                            "stand-in hosts: veths on a Linux bridge in one kernel, MTU 1500"}
     with StandInHosts(2) as hs:
         h1, h2 = hs.cluster().hosts
@@ -209,6 +239,8 @@ def run(console: Console) -> dict[str, Any]:
         console.print("veth vs the VXLAN path, iperf3 ...")
         out["veth_single"] = veth_pair(h1, h2, hs.underlay, False, work)
         out["vxlan_path"] = veth_pair(h1, h2, hs.underlay, True, work)
+        console.print("quickstart on one host vs split over two (start time) ...")
+        out["start"] = start_times(hs.cluster(), work)
         out["leftovers"] = hs.leftovers()
     out["added_delay_ms"] = round(out["ns3_cross"]["median_ms"]
                                   - out["ns3_single"]["median_ms"], 3)

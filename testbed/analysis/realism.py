@@ -33,9 +33,9 @@ SCENARIO = ROOT / "topologies" / "starlink-access.yaml"
 OUT = ROOT / "results" / "realism"
 CALIBRATION_SITE = "osnabrueck"  # fitted on; the other vantage point validates
 VALIDATION_SITE = "enschede"
-# the scenario's user-side rates are 1/10 of Starlink's (this host's ns-3 cannot carry 350
+# the scenario's user-side rates are 1/20 of Starlink's (this host's ns-3 cannot carry 350
 # Mbit/s in real time; topologies/starlink-access.yaml): measured throughput is multiplied back
-THROUGHPUT_SCALE = 10.0
+THROUGHPUT_SCALE = 20.0
 
 # ---- published values -----------------------------------------------------------------------
 # statistic -> {value, unit, source}.  value None: not found in any text accessible to us.

@@ -239,11 +239,17 @@ def test_done_json_is_written_last_and_only_for_runs_that_ended_well(tmp_path: P
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     from testbed.sweep.cluster import LocalCluster
-
     cl = LocalCluster(nodes=2, cpus=1)
     with cl:
         yield cl
     assert cl.left() == []  # raylet, gcs_server, workers: nothing of ours is left
+
+
+def listening(pids: list[int]) -> set[str]:
+    """The local addresses these processes listen on (TCP), from ss."""
+    out = subprocess.run(["ss", "-H", "-ltnp"], capture_output=True, text=True).stdout
+    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines()
+            if any(f"pid={p}," in line for p in pids)}
 
 
 def _sweep(spec: Path, out: Path, address: str, **kw: Any) -> subprocess.Popen[str]:
@@ -266,6 +272,7 @@ def test_emulation_sweep_on_two_ray_nodes_killed_and_resumed(cluster: Any,
     from testbed.run.cleanup import leftovers
 
     spec = spec_file(tmp_path, name="tiny-2x2", duration=5)
+    shutil.rmtree(Path("/tmp") / f"sagin-sweep-{os.getuid()}" / "tiny-2x2", ignore_errors=True)
     out = tmp_path / "out"
     driver = _sweep(spec, out, cluster.address)
     t0 = time.monotonic()
@@ -392,6 +399,7 @@ def test_ctrl_c_stops_the_local_ray_and_the_run_tears_down(tmp_path: Path) -> No
     spec = spec_file(tmp_path, name="tiny-ctrl-c", duration=5, seeds=[1])
     out = tmp_path / "out"
     scratch = Path("/tmp") / f"sagin-sweep-{os.getuid()}" / "tiny-ctrl-c"
+    shutil.rmtree(scratch, ignore_errors=True)  # an earlier attempt's
     driver = subprocess.Popen([sys.executable, "-m", "testbed", "sweep", str(spec), "--out",
                                str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -401,6 +409,8 @@ def test_ctrl_c_stops_the_local_ray_and_the_run_tears_down(tmp_path: Path) -> No
             assert driver.poll() is None, driver.communicate()[0]
             time.sleep(0.2)
         time.sleep(2.0)  # the network is up
+        addrs = listening(session_pids(driver.pid))  # GCS, raylet, workers: loopback only
+        assert addrs and addrs <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, addrs
         os.killpg(driver.pid, signal.SIGINT)
         text = driver.communicate(timeout=150)[0]
     finally:

@@ -4,11 +4,12 @@ sweeps' tests use it, and it is how to try `--ray-address` without a second mach
     python -m testbed.sweep.cluster up [--nodes 2]    prints the address, keeps running
                                                       until Ctrl-C, then stops every node
 
-Each node is one `ray start --block` in its own session (bound to 127.0.0.1 where Ray allows,
-no dashboard, no usage stats, 100 MB object store, its temp dir under /tmp) advertising one
-emulation slot.  Stopping signals the sessions we started - by their ids, never `ray stop`,
-which would take down other people's Ray too - and waits until none of their processes
-(raylet, gcs_server, workers) is left.
+Each node is one `ray start --block` in its own session (node address 127.0.0.1, no
+dashboard, no usage stats, 100 MB object store, its temp dir under /tmp) advertising one
+emulation slot.  Ray 2.58 still listens on every interface here: the switch that keeps it on
+loopback (execute.LOOPBACK_ENV) refuses a second node.  Stopping signals the sessions we
+started - by their ids, never `ray stop`, which would take down other people's Ray too - and
+waits until none of their processes (raylet, gcs_server, workers) is left.
 """
 
 from __future__ import annotations

@@ -58,6 +58,10 @@ RECORD = "sweep-run.json"
 RAY_ENV = {"RAY_kill_child_processes_on_worker_exit": "0",
            "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper": "0",
            "RAY_USAGE_STATS_ENABLED": "0"}
+# Ray replaces 127.0.0.1 by the host's outside address and listens on every interface; with
+# this (meant for single-machine Ray on macOS and Windows) the local, in-process Ray uses and
+# listens on 127.0.0.1 only.  It also refuses a second node, so a cluster cannot have it.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def require_ray(address: str | None = None) -> Any:
@@ -272,6 +276,7 @@ def main(args: argparse.Namespace, con: Console) -> int:
 def submit(spec: Spec, scenario: Path | None, todo: list[Config], runs_dir: Path,
            address: str | None, con: Console) -> list[dict[str, Any]]:
     """Every run as a Ray task; returns the records of the runs that failed."""
+    ray_env(address)
     ray = require_ray(address)
     runs_dir.mkdir(parents=True, exist_ok=True)
     with ray_session(ray, address):
@@ -320,24 +325,29 @@ def submit(spec: Spec, scenario: Path | None, todo: list[Config], runs_dir: Path
     return failed
 
 
+def ray_env(address: str | None) -> None:
+    """Ray's settings from the environment, before ray is first imported (it reads some of
+    them at import): the in-process Ray on loopback only, runs' teardown never cut short."""
+    for k, v in {**RAY_ENV, **({} if address else LOOPBACK_ENV)}.items():
+        os.environ.setdefault(k, v)
+
+
 class ray_session:
-    """Connected to `address`, or a local cluster started in-process (bound to 127.0.0.1,
-    no dashboard, its temp dir under /tmp, one emulation slot) and stopped again on exit,
-    Ctrl-C included; its processes are this process's children and die with it."""
+    """Connected to `address`, or a local cluster started in-process (listening on 127.0.0.1
+    only, no dashboard, its temp dir under /tmp, one emulation slot) and stopped again on
+    exit, Ctrl-C included; its processes are this process's children and die with it."""
 
     def __init__(self, ray: Any, address: str | None) -> None:
         self.ray, self.address = ray, address
 
     def __enter__(self) -> ray_session:
-        for k, v in RAY_ENV.items():
-            os.environ.setdefault(k, v)
         if self.address:
             self.ray.init(address=self.address, log_to_driver=False,
                           logging_level="warning")
         else:
             self.ray.init(num_cpus=os.cpu_count() or 1, resources={SLOT: 1},
                           object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-                          _node_ip_address="127.0.0.1", log_to_driver=False,
+                          log_to_driver=False,
                           logging_level="warning",
                           _temp_dir=str(Path(tempfile.gettempdir()) / f"ray-sagin-{os.getuid()}"))
         return self

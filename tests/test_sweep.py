@@ -6,6 +6,7 @@ and the combined table checked against the runs' own metrics.json."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -324,7 +325,8 @@ def test_emulation_sweep_on_two_ray_nodes_killed_and_resumed(cluster: Any,
         assert not any(leftovers(man["run_id"].rsplit("-", 1)[1]).values())
         assert man["status"] in ("interrupted", "done")
     shutil.rmtree(Path("/tmp") / f"sagin-sweep-{os.getuid()}" / "tiny-2x2", ignore_errors=True)
-
+    with contextlib.suppress(OSError):
+        (Path("/tmp") / f"sagin-sweep-{os.getuid()}").rmdir()
     # the combined table is the runs' own metrics.json, mean +- Student t half-width
     rows = json.loads((out / "table.json").read_text())
     assert len(rows) == 2
@@ -427,3 +429,5 @@ def test_ctrl_c_stops_the_local_ray_and_the_run_tears_down(tmp_path: Path) -> No
     for m in mans:
         assert not any(leftovers(m["run_id"].rsplit("-", 1)[1]).values())
     shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch.parent.rmdir()

@@ -23,6 +23,7 @@ from testbed.channels.access import (
     StarlinkAccessSpec,
     StarlinkScheduler,
     assign,
+    cell_id,
     per_second_throughput,
     shannon_fraction,
 )
@@ -65,8 +66,9 @@ def test_a_slot_is_the_same_however_it_is_reached_and_seeds_differ() -> None:
 def test_cell_capacity_is_shared_and_shares_sum_to_it() -> None:
     s = _sched(cell_capacity_mbps=300.0, other_terminals_mean=2.0)
     asg = {f"t{i}": ("satA" if i < 3 else "satB") for i in range(5)}
+    same_cell = dict.fromkeys(asg, "c1")
     for k in range(20):
-        slot = s.slot(k, asg)
+        slot = s.slot(k, asg, same_cell)
         for sat in ("satA", "satB"):
             mine = [p for p in slot.terminals.values() if p.satellite == sat]
             n = mine[0].cell_terminals  # ours plus the cell's other (Poisson) terminals
@@ -75,6 +77,19 @@ def test_cell_capacity_is_shared_and_shares_sum_to_it() -> None:
             assert all(p.rate_mbps == pytest.approx(cap / n) for p in mine)
             assert sum(p.rate_mbps for p in mine) + (n - len(mine)) * cap / n == \
                 pytest.approx(cap)
+
+
+@pytest.mark.unit
+def test_one_satellite_two_cells_do_not_share() -> None:
+    """Osnabrück and Enschede (80 km apart) on one satellite are in different ground cells:
+    separate beams, separate capacity."""
+    s = _sched(other_terminals_mean=0.0, capacity_cv=0.0)
+    cells = {"osn": cell_id(52.282, 8.023, 25.0), "ens": cell_id(52.239, 6.856, 25.0)}
+    assert cells["osn"] != cells["ens"]
+    slot = s.slot(1, {"osn": "satA", "ens": "satA"}, cells)
+    assert slot.terminals["osn"].rate_mbps == slot.terminals["ens"].rate_mbps == 300.0
+    shared = s.slot(1, {"osn": "satA", "ens": "satA"}, {"osn": "x", "ens": "x"})
+    assert shared.terminals["osn"].rate_mbps == 150.0
 
 
 @pytest.mark.unit

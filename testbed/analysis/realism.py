@@ -272,11 +272,13 @@ def vantage_stats(run_dir: Path, site: str, sc: dict[str, Any], slot_s: float = 
     for name, f in flows.items():
         if f.get("kind") != "udp":
             continue
-        r = read_iperf3(traffic / f"{name}.iperf3.json")
-        if r is not None and r["start_unix"]:  # any load: WetLinks' dishes were alone
-            busy.append((r["start_unix"] - 1.0, r["start_unix"] + f["duration_s"] + 2.0))
+        # any load, from the schedule (a run whose iperf3 failed still loaded the network):
+        # WetLinks' dishes were alone on their networks
+        t_start = float(manifest["time_zero_wall"]) + float(f.get("start_s", 0.0))
+        busy.append((t_start - 1.0, t_start + float(f["duration_s"]) + 3.0))
         if site not in (f["src"], f["dst"]):
             continue
+        r = read_iperf3(traffic / f"{name}.iperf3.json")
         if r is None:
             continue
         received = read_server_seconds(run_dir / "logs" / f["dst"] /
@@ -414,7 +416,10 @@ def run_variant(path: Path, duration: float | None) -> Path:
 
 
 def evaluate(run_dir: Path, scenario: Path) -> dict[str, Any]:
-    sc = yaml.safe_load(scenario.read_text())
+    """The statistics of one run, read against the scenario it ran (its resolved copy in the
+    run folder: flows, schedule and clock as they were)."""
+    resolved = run_dir / "scenario.resolved.yaml"
+    sc = yaml.safe_load((resolved if resolved.is_file() else scenario).read_text())
     sched = next((g.get("scheduler") for g in sc["access"] if g.get("scheduler")), None) or {}
     slot_s, offset_s = sched.get("slot_s", 15.0), sched.get("offset_s", 12.0)
     sites = [CALIBRATION_SITE, VALIDATION_SITE]

@@ -65,6 +65,11 @@ class StarlinkAccessSpec(BaseModel):
     cell_capacity_mbps: float = Field(
         300.0, gt=0.0, le=100_000.0,
         description="downlink capacity of one satellite cell, shared among its terminals")
+    cell_km: float = Field(
+        25.0, gt=0.0, le=2000.0,
+        description="size of a ground cell: terminals share capacity only when the same "
+        "satellite serves them in the same cell (a satellite serves many cells by separate "
+        "beams)")
     other_terminals_mean: float = Field(
         0.5, ge=0.0, le=1000.0,
         description="mean number of other active terminals in the cell (Poisson, per slot)")
@@ -143,14 +148,19 @@ class StarlinkScheduler:
         return k * self.spec.slot_s - self._phase
 
     # ---- one slot ---------------------------------------------------------------------------
-    def slot(self, k: int, assignment: Mapping[str, str | None]) -> Slot:
-        """Parameters of slot k for every terminal, given who serves whom in it.  Draws depend
-        on (seed, k, terminal) only, so a slot is the same however it is reached."""
+    def slot(self, k: int, assignment: Mapping[str, str | None],
+             cell_of: Mapping[str, str] | None = None) -> Slot:
+        """Parameters of slot k for every terminal, given who serves whom in it and which
+        ground cell each terminal is in (`cell_of`, default: a cell of its own; `cell_id`).
+        Draws depend on (seed, k, satellite, cell, terminal) only, so a slot is the same
+        however it is reached."""
         s = self.spec
         cells: dict[str, list[str]] = {}
+        key: dict[str, str] = {}
         for term, sat in assignment.items():
             if sat is not None:
-                cells.setdefault(sat, []).append(term)
+                key[term] = f"{sat}/{(cell_of or {}).get(term, term)}"
+                cells.setdefault(key[term], []).append(term)
         others, capacity = {}, {}
         for sat in cells:
             rng = np.random.default_rng([self.seed, k, _h(sat), 1])
@@ -163,8 +173,9 @@ class StarlinkScheduler:
             if sat is None:
                 out[term] = SlotParams(None, delay, 0.0, 0)
                 continue
-            n = len(cells[sat]) + others[sat]
-            out[term] = SlotParams(sat, delay, capacity[sat] / n, n, capacity[sat])
+            c = key[term]
+            n = len(cells[c]) + others[c]
+            out[term] = SlotParams(sat, delay, capacity[c] / n, n, capacity[c])
         return Slot(k, self.boundary(k), out)
 
     # ---- within a slot ----------------------------------------------------------------------
@@ -194,6 +205,14 @@ class StarlinkScheduler:
             return 1.0
         fade = float(rain_attenuation_db(elevation_deg, mm, self.spec.band))
         return shannon_fraction(self.spec.rain_snr_db, fade)
+
+
+def cell_id(lat_deg: float, lon_deg: float, cell_km: float) -> str:
+    """The ground cell a position falls in: a grid of ~cell_km squares (longitude steps
+    widened by 1/cos(latitude)); a stand-in for Starlink's hexagonal service cells."""
+    step = cell_km / 111.32
+    lon_step = step / max(math.cos(math.radians(lat_deg)), 0.01)
+    return f"{math.floor(lat_deg / step)}:{math.floor(lon_deg / lon_step)}"
 
 
 def _lognormal_factor(rng: np.random.Generator, cv: float) -> float:

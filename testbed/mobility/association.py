@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed.channels.access import Slot, StarlinkScheduler
+from testbed.channels.access import Slot, StarlinkScheduler, cell_id
 from testbed.mobility.handover import choose_scored
 from testbed.mobility.world import Snapshot, World
 
@@ -38,6 +38,15 @@ class Associator:
                                                           world.sc.seed)
                            for g in world.groups if g.spec.scheduler is not None}
         self.slots: dict[str, Slot] = {}
+        self.cells: dict[str, dict[str, str]] = {}  # group -> terminal -> ground cell
+        for g in world.groups:
+            if g.spec.scheduler is None:
+                continue
+            cells = self.cells.setdefault(g.spec.name, {})
+            for term in g.links:
+                loc = world.sc.nodes[term].location if term in world.sc.nodes else None
+                if loc is not None:
+                    cells[term] = cell_id(loc.lat_deg, loc.lon_deg, g.spec.scheduler.cell_km)
 
     def decide(self, snap: Snapshot) -> list[Decision]:
         """Run every access group's policy on this snapshot; return the changes.  Each
@@ -85,7 +94,8 @@ class Associator:
                 slot = self.slots.get(g.spec.name)
                 if boundary or slot is None or any(
                         slot.terminals[t].satellite != s for t, s in assignment.items()):
-                    self.slots[g.spec.name] = sched.slot(k_slot, assignment)
+                    self.slots[g.spec.name] = sched.slot(k_slot, assignment,
+                                                         self.cells.get(g.spec.name))
         return out
 
     def overrides(self, snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray,

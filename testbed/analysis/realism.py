@@ -204,13 +204,22 @@ def read_ping(path: Path, interval_s: float) -> PingSeries:
         z = np.zeros(0)
         return PingSeries(z, z, z, np.zeros(0, dtype=bool))
     s, t, r = np.array(seqs), np.array(ts), np.array(rtts)
-    t0 = float(np.median(t - r / 1e3 - (s - 1) * interval_s))
     last = int(s.max())
     sent_seq = np.arange(1, last + 1)
     got = np.zeros(last, dtype=bool)
     got[s - 1] = True
-    order = np.argsort(t)
-    return PingSeries(t[order], r[order], t0 + (sent_seq - 1) * interval_s, ~got)
+    order = np.argsort(s)
+    # a reply's send time is its arrival minus its RTT; a lost packet's is interpolated
+    # between its answered neighbours (ping's real spacing drifts from the nominal interval,
+    # so seq x interval would slide across the slot phase over minutes)
+    sent_known = (t - r / 1e3)[order]
+    sent = np.interp(sent_seq, s[order], sent_known)
+    if len(s) == 1 or sent_seq[0] < s[order][0] or sent_seq[-1] > s[order][-1]:
+        t0 = float(np.median(t - r / 1e3 - (s - 1) * interval_s))
+        outside = (sent_seq < s[order][0]) | (sent_seq > s[order][-1])
+        sent[outside] = t0 + (sent_seq[outside] - 1) * interval_s
+    by_t = np.argsort(t)
+    return PingSeries(t[by_t], r[by_t], sent, ~got)
 
 
 def read_iperf3(path: Path) -> dict[str, Any] | None:

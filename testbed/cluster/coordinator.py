@@ -304,8 +304,11 @@ def clean_hosts() -> list[str]:
         cluster = Cluster.model_validate(rec["cluster"])
         for h in cluster.hosts:
             try:
+                # the run cleanup only (not `python -m testbed clean`, which would read this
+                # very record again where hosts share a filesystem, as the stand-ins do)
                 remote.sh(h, f"cd {shlex.quote(project_of(h))} && "
-                          f"{shlex.quote(python_of(h))} -m testbed clean; "
+                          f"{shlex.quote(python_of(h))} -c 'from testbed.run.cleanup import "
+                          "clean; clean()'; "
                           f"rm -rf {shlex.quote(rec['work'] + '/' + h.name)}", timeout=120,
                           what="make clean")
                 out.append(f"{rec['run_id']}@{h.name}")
@@ -314,4 +317,7 @@ def clean_hosts() -> list[str]:
                 break
         else:
             path.unlink(missing_ok=True)
+            work = Path(rec["work"])
+            if work.is_dir() and not any(work.iterdir()):
+                work.rmdir()  # (where the coordinator is a host too, e.g. the stand-ins)
     return out

@@ -9,7 +9,9 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -366,3 +368,41 @@ def test_quickstart_split_over_two_hosts(standin: StandInHosts, tmp_path: Path, 
     for ready in (*one.ready.values(), *res.ready.values()):
         assert leftovers(str(ready["tag"])) == {"namespaces": [], "links": [], "etc_netns": [],
                                                 "cgroups": [], "radios": []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("x", [pytest.param(0, marks=needs_root)])
+def test_coordinator_killed_shares_tear_down_and_clean_cleans_hosts(
+        standin: StandInHosts, tmp_path: Path, x: int) -> None:
+    """SIGKILL of the coordinating command mid-run: every share sees its input end and tears
+    down; `make clean` (cmd_clean -> clean_hosts) runs the cleanup on every host of the
+    orphaned record and drops it; nothing is left on either host."""
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(yaml.safe_dump(standin.inventory()))
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", "quickstart",
+                                 "--hosts", str(inv), "--duration", "60"],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "COLUMNS": "200",
+                                     "SAGIN_RESULTS": str(tmp_path / "results")})
+    try:
+        deadline = time.monotonic() + 120
+        while "time zero after" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        records = list(coordinator.RECORDS.glob("*.json"))
+        assert records, "the run is recorded before any share starts"
+        run_id = json.loads(records[0].read_text())["run_id"]
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-f", f"sagin-cluster/{run_id}/"],
+                         capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "a share outlived its coordinator"
+        time.sleep(0.2)
+    assert [r.split("@")[1] for r in coordinator.clean_hosts() if run_id in r] == ["h1", "h2"]
+    assert not (coordinator.RECORDS / f"{run_id}.json").exists()
+    assert not Path(f"/tmp/sagin-cluster/{run_id}").exists()
+    assert_clean(standin)

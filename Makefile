@@ -21,14 +21,15 @@ SLOTS   ?=
 PCAP    ?=
 RUNS    ?=
 INVENTORY ?=
+HOSTS   ?=
 
 VIEW    ?=
 VIEW_PORT ?=
 SCEN_ARGS = $(if $(FILE),--file $(FILE),$(NAME)) $(if $(DURATION),--duration $(DURATION)) $(if $(HOLD),--hold) \
-	$(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(VIEW),--view) $(if $(VIEW_PORT),--view-port $(VIEW_PORT))
+	$(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(HOSTS),--hosts $(HOSTS)) $(if $(VIEW),--view) $(if $(VIEW_PORT),--view-port $(VIEW_PORT))
 
 .PHONY: setup vm-setup browser-setup vm board-vm test-boards scenario scenarios check shell exec status clean bench test lint help sitl \
-	train ship-policies analyze compare view sweep
+	train ship-policies analyze compare view sweep hosts-sim
 
 help:
 	@echo "make scenario NAME=quickstart   build, run (~60 s), measure and tear down a scenario"
@@ -47,6 +48,8 @@ help:
 	@echo "make eval-cpn [INSTANCE=file] [SEEDS=5]        CPN service mapping: ABS vs baselines, claims, plots"
 	@echo "make eval-<name> [VAR=value ...]  any workload's evaluation (python -m testbed workloads)"
 	@echo "make sweep SPEC=sweeps/x.yaml [RAY_ADDRESS=h:p]  a parameter sweep as Ray tasks -> results/sweeps/<name>/ (docs/sweeps.md)"
+	@echo "make scenario NAME=x HOSTS=f.yaml  one scenario split over several hosts (SSH + VXLAN; docs/multi-host.md)"
+	@echo "make hosts-sim [ACTION=up|down|status]  two stand-in hosts on this machine + their hosts file"
 	@echo "make analyze RUN=dir | PCAP=f   packet-trace analysis -> analysis/report.html (runs do it themselves)"
 	@echo "make compare RUNS='a b'         side-by-side tables and overlaid plots of runs"
 	@echo "make vm [CMD='...']             a command as root in Debian's stock kernel (netem, hwsim, OVS module) under qemu"
@@ -120,6 +123,10 @@ eval-%: setup
 # and stopped here or on the cluster at RAY_ADDRESS; rerunning resumes it
 sweep: setup
 	@$(PY) -m testbed sweep $(if $(SPEC),$(SPEC),sweeps/quickstart-satdelay.yaml) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS)) $(if $(DRY_RUN),--dry-run)
+
+# stand-in hosts for multi-host runs (testbed/cluster/standin.py): namespaces with a real sshd
+hosts-sim: setup
+	@$(PY) -m testbed hosts sim $(if $(ACTION),$(ACTION),up)
 
 # regenerate the policies shipped in the repository: default preset, and 10k slots on large
 ship-policies: setup

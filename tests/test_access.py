@@ -229,6 +229,52 @@ def test_read_ping_reconstructs_losses(tmp_path: Path) -> None:
     assert ps.sent_t[2] == pytest.approx(100.2)
 
 
+@pytest.mark.unit
+def test_window_means_are_wetlinks_measurements() -> None:
+    """25-s windows of 0.1-s pings (250 each), cut at gaps, incomplete windows dropped: the
+    eval's cadence (DURATION=600, an iperf3 run every 120 s) gives 20 idle windows."""
+    t = np.arange(0.0, 60.0, 0.1)
+    y = np.where(t < 25.0, 50.0, 70.0)
+    assert realism.window_means(t, y) == pytest.approx([50.0, 70.0])  # 50-60 s dropped
+    gap = np.concatenate([np.arange(0.0, 30.0, 0.1), np.arange(40.0, 66.0, 0.1)])
+    assert len(realism.window_means(gap, np.ones(len(gap)))) == 2  # none spans the gap
+    assert realism.window_means([], []) == []
+    traffic = yaml.safe_load(SCENARIO.read_text())["traffic"]
+    flows = realism._cadence(traffic, 600.0)
+    runs = [f for f in flows if f["kind"] == "udp"]
+    assert sorted({f["start_s"] for f in runs}) == [120, 240, 360, 480]
+    ping = np.arange(1.0, 599.0, 0.1)
+    idle = np.ones(len(ping), dtype=bool)
+    for f in runs:  # vantage_stats' busy margin
+        idle &= ~((ping >= f["start_s"] - 1) & (ping <= f["start_s"] + f["duration_s"] + 3))
+    assert len(realism.window_means(ping[idle], np.ones(int(idle.sum())))) == 20
+
+
+@pytest.mark.unit
+def test_references_are_wetlinks_figures_and_errors_use_them() -> None:
+    """The published values (WetLinks Fig. 7a/4a/4b, read from the released vector PDFs) and
+    the error arithmetic, including the p95 the figure only bounds."""
+    ref = {k: v["value"] for k, v in realism.REFERENCES.items()}
+    assert ref["osnabrueck.rtt_ms_window_p50"] == 60.97
+    assert (ref["osnabrueck.rtt_ms_window_p25"], ref["osnabrueck.rtt_ms_window_p75"]) == \
+        (56.11, 65.97)
+    assert ref["enschede.rtt_ms_window_p50"] == 62.88
+    assert ref["osnabrueck.rtt_ms_window_p99"] == 83.17
+    assert ref["osnabrueck.download_mbps_run_p50"] == 215.32
+    assert ref["enschede.upload_mbps_run_p50"] == 16.18
+    assert ref["osnabrueck.rtt_ms_window_p95"] is None  # bounded, not pinned
+    assert all("Fig." in v["source"] or "secondary" in v["kind"] or "." not in k
+               for k, v in realism.REFERENCES.items())
+    err = realism._errors({"osnabrueck": {"rtt_ms_window_p50": 67.067,
+                                          "rtt_ms_window_p95": 70.0}, "enschede": {}})
+    assert err["osnabrueck.rtt_ms_window_p50"]["rel_error"] == pytest.approx(0.1)
+    assert err["osnabrueck.rtt_ms_window_p95"]["within"] is True
+    assert err["enschede.rtt_ms_window_p50"]["rel_error"] is None
+    # the RTT parameter says what it was fitted on
+    desc = StarlinkAccessSpec.model_fields["sched_delay_ms"].description or ""
+    assert "WetLinks Fig. 7a Osnabrück median/IQR" in desc
+
+
 # ---- in a real emulation ---------------------------------------------------------------------
 @pytest.mark.emulation
 def test_slot_boundaries_in_a_namespace_run(tmp_path: Path) -> None:

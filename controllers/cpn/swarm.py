@@ -17,22 +17,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from testbed.sweep import rayenv
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 BACKENDS = ("serial", "thread", "process", "ray")
-RAY_PIN = "ray==2.58.0"
 
 
 def require_ray(address: str | None = None) -> Any:
-    """The ray module, or a RuntimeError telling the user what to install."""
-    try:
-        import ray
-    except ImportError:
-        where = f" (--ray-address {address})" if address else ""
-        raise RuntimeError(f"the Ray backend was requested{where} but ray is not installed; "
-                           f"install it with: pip install {RAY_PIN}") from None
-    return ray
+    """The ray module (testbed.sweep.rayenv), or an error naming the pin to install."""
+    return rayenv.require_ray(address, "the Ray backend was requested")
 
 
 def run_swarms(fn: Callable[[T], R], tasks: Sequence[T], backend: str = "serial", *,

@@ -7,7 +7,7 @@ sweeps' tests use it, and it is how to try `--ray-address` without a second mach
 Each node is one `ray start --block` in its own session (node address 127.0.0.1, no
 dashboard, no usage stats, 100 MB object store, its temp dir under /tmp) advertising one
 emulation slot.  Ray 2.58 still listens on every interface here: the switch that keeps it on
-loopback (execute.LOOPBACK_ENV) refuses a second node.  Stopping signals the sessions we
+loopback (rayenv.LOOPBACK_ENV) refuses a second node.  Stopping signals the sessions we
 started - by their ids, never `ray stop`, which would take down other people's Ray too - and
 waits until none of their processes (raylet, gcs_server, workers) is left.
 """
@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from testbed.sweep.execute import OBJECT_STORE_BYTES, RAY_ENV, SLOT
+from testbed.sweep.execute import OBJECT_STORE_BYTES
 from testbed.sweep.procs import kill, runs_among, session_pids, until
+from testbed.sweep.rayenv import RAY_ENV, SLOT
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

@@ -24,6 +24,7 @@ from testbed.channels.access import (
     StarlinkScheduler,
     assign,
     cell_id,
+    per_run_throughput,
     per_second_throughput,
     shannon_fraction,
 )
@@ -100,6 +101,16 @@ def test_the_fitted_defaults_give_osnabruecks_per_second_throughput() -> None:
                               offered_mbps=350.0)
     for q, ref in ((5, 71.5), (50, 214.4), (95, 335.6)):
         assert float(np.percentile(x, q)) == pytest.approx(ref, rel=0.10), q
+
+
+@pytest.mark.unit
+def test_the_defaults_give_osnabruecks_per_run_download_quartiles() -> None:
+    """Per-run means (WetLinks Fig. 4a's statistic) of the fitted model, no emulation:
+    Osnabrück's quartiles 167.17 / 215.32 / 256.90 Mbit/s within 10 %."""
+    runs = per_run_throughput(StarlinkAccessSpec(model="starlink"), 2000, seed=1,
+                              offered_mbps=350.0)
+    for q, ref in ((25, 167.17), (50, 215.32), (75, 256.90)):
+        assert float(np.percentile(runs, q)) == pytest.approx(ref, rel=0.10), q
 
 
 @pytest.mark.unit

@@ -245,6 +245,17 @@ def per_second_throughput(spec: StarlinkAccessSpec, slots: int, seed: int = 0,
     return out
 
 
+def per_run_throughput(spec: StarlinkAccessSpec, slots: int, seed: int = 0,
+                       offered_mbps: float = math.inf, run_s: int = 15, step_s: int = 7
+                       ) -> np.ndarray:
+    """Mean throughput of 15-s runs (WetLinks' Fig. 4 statistic: one iperf3 run's mean)
+    started every `step_s` seconds over `per_second_throughput`, so runs begin at every phase
+    of the slot (7 and 15 are coprime) as WetLinks' runs did.  What the emulated eval's few
+    runs per site are a sample of."""
+    x = per_second_throughput(spec, slots, seed, offered_mbps)
+    return np.array([x[s:s + run_s].mean() for s in range(0, len(x) - run_s + 1, step_s)])
+
+
 def shannon_fraction(snr_db: float, fade_db: float) -> float:
     """log2(1 + SNR after the fade) / log2(1 + SNR): the share of spectral efficiency left."""
     clear = math.log2(1.0 + 10 ** (snr_db / 10.0))

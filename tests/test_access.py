@@ -243,7 +243,8 @@ def test_read_ping_reconstructs_losses(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_window_means_are_wetlinks_measurements() -> None:
     """25-s windows of 0.1-s pings (250 each), cut at gaps, incomplete windows dropped: the
-    eval's cadence (DURATION=600, an iperf3 run every 120 s) gives 20 idle windows."""
+    eval's cadence (an iperf3 run every 120 s) gives 20 idle windows at DURATION=610, 19 at
+    600 (the pings end 2 s before the run, so the last idle stretch is 1 s short of 4)."""
     t = np.arange(0.0, 60.0, 0.1)
     y = np.where(t < 25.0, 50.0, 70.0)
     assert realism.window_means(t, y) == pytest.approx([50.0, 70.0])  # 50-60 s dropped
@@ -251,14 +252,16 @@ def test_window_means_are_wetlinks_measurements() -> None:
     assert len(realism.window_means(gap, np.ones(len(gap)))) == 2  # none spans the gap
     assert realism.window_means([], []) == []
     traffic = yaml.safe_load(SCENARIO.read_text())["traffic"]
-    flows = realism._cadence(traffic, 600.0)
-    runs = [f for f in flows if f["kind"] == "udp"]
-    assert sorted({f["start_s"] for f in runs}) == [120, 240, 360, 480]
-    ping = np.arange(1.0, 599.0, 0.1)
-    idle = np.ones(len(ping), dtype=bool)
-    for f in runs:  # vantage_stats' busy margin
-        idle &= ~((ping >= f["start_s"] - 1) & (ping <= f["start_s"] + f["duration_s"] + 3))
-    assert len(realism.window_means(ping[idle], np.ones(int(idle.sum())))) == 20
+    for duration, windows in ((610.0, 20), (600.0, 19)):
+        flows = realism._cadence(traffic, duration)
+        runs = [f for f in flows if f["kind"] == "udp"]
+        assert sorted({f["start_s"] for f in runs}) == [120, 240, 360, 480]
+        p = next(f for f in flows if f["kind"] == "ping")
+        ping = np.arange(p["start_s"], p["start_s"] + p["duration_s"], 0.1)
+        idle = np.ones(len(ping), dtype=bool)
+        for f in runs:  # vantage_stats' busy margin
+            idle &= ~((ping >= f["start_s"] - 1) & (ping <= f["start_s"] + f["duration_s"] + 3))
+        assert len(realism.window_means(ping[idle], np.ones(int(idle.sum())))) == windows
 
 
 @pytest.mark.unit

@@ -467,8 +467,8 @@ def _cadence(traffic: list[dict[str, Any]], duration: float, every_s: float = 12
     """The scenario's measurement cadence stretched to `duration`: pings over the whole run,
     a 15-s iperf3 run (down and up, both sites) every `every_s` from `every_s` on, as many
     as fit, so a longer eval samples more slots.  120 s is WetLinks' spacing; it leaves
-    ~100-s idle stretches, i.e. 4 complete 25-s RTT windows per stretch (DURATION=600: 20
-    windows and 4 iperf3 runs per site)."""
+    ~100-s idle stretches, i.e. 4 complete 25-s RTT windows per stretch (DURATION=610: 20
+    windows and 4 iperf3 runs per site; 600 gives 19, its last stretch 1 s short)."""
     pings = [dict(f, duration_s=duration - f.get("start_s", 0) - 2) for f in traffic
              if f["kind"] == "ping"]
     first = {f["name"].rsplit("-", 1)[0]: f for f in traffic if f["kind"] == "udp"}
@@ -580,7 +580,8 @@ def plots(results: dict[str, dict[str, Any]], out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="make eval-realism", description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=None,
-                    help="seconds per variant (default: the scenario's 180)")
+                    help="seconds per variant (default: the scenario's 240, ~5 RTT windows; "
+                    "610 gives 20 windows and 4 iperf3 runs per site)")
     ap.add_argument("--only", choices=["access", "static"], default=None)
     ap.add_argument("--runs", nargs=2, metavar=("ACCESS_RUN", "STATIC_RUN"), default=None,
                     help="evaluate finished runs instead of running")

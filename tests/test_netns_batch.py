@@ -134,7 +134,7 @@ def _network(tag: str, n: int, tmp_path: Path) -> Network:
     ledger.save()
     net = Network.__new__(Network)
     net.plan, net.ledger, net.engines, net.macs = plan, ledger, {}, {}
-    net.wired = {}
+    net.wired, net.share = {}, None  # a single-host run
     net.sc = SimpleNamespace(link=lambda name: SimpleNamespace(
         delay_ms=None, rate_mbps=8.0, loss_pct=None, queue_packets=None))
     return net

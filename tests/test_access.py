@@ -76,6 +76,9 @@ def test_cell_capacity_is_shared_and_shares_sum_to_it() -> None:
             cap = mine[0].cell_capacity_mbps  # this slot's (log-normal around 300)
             assert n >= len(mine) and cap > 0
             assert all(p.rate_mbps == pytest.approx(cap / n) for p in mine)
+            # the uplink is shared the same way, with the same slot factor
+            assert all(p.uplink_rate_mbps == pytest.approx(cap / n * 20.5 / 300.0)
+                       for p in mine)
             assert sum(p.rate_mbps for p in mine) + (n - len(mine)) * cap / n == \
                 pytest.approx(cap)
 
@@ -110,6 +113,16 @@ def test_the_defaults_give_osnabruecks_per_run_download_quartiles() -> None:
     runs = per_run_throughput(StarlinkAccessSpec(model="starlink"), 2000, seed=1,
                               offered_mbps=350.0)
     for q, ref in ((25, 167.17), (50, 215.32), (75, 256.90)):
+        assert float(np.percentile(runs, q)) == pytest.approx(ref, rel=0.10), q
+
+
+@pytest.mark.unit
+def test_the_defaults_give_osnabruecks_per_run_upload_quartiles() -> None:
+    """The same for the upload (Fig. 4b, WetLinks' 50 Mbit/s UDP target): the median was
+    fitted (cell_uplink_mbps), the quartiles 11.58 / 18.95 Mbit/s follow within 10 %."""
+    runs = per_run_throughput(StarlinkAccessSpec(model="starlink"), 2000, seed=1,
+                              offered_mbps=50.0, direction="up")
+    for q, ref in ((25, 11.58), (50, 14.88), (75, 18.95)):
         assert float(np.percentile(runs, q)) == pytest.approx(ref, rel=0.10), q
 
 
@@ -151,15 +164,21 @@ def test_overrides_add_delay_cap_rate_and_burst_loss() -> None:
         assoc.decide(world.snapshot(t))
     plain = world.snapshot(t_b)
     snap = world.snapshot(t_b)
-    rows, extra, cap, loss = assoc.overrides(snap)
-    _apply_overrides(snap, (rows, extra, cap, loss))
+    rows, extra, up, down, loss = assoc.overrides(snap)
+    _apply_overrides(snap, (rows, extra, up, down, loss))
     assert np.all(snap.table.delay_ms[rows] == pytest.approx(plain.table.delay_ms[rows] + extra))
-    assert np.all(snap.table.rate_mbps[rows] <= cap + 1e-9)
+    # access links are [terminal, satellite]: forward = uplink, back = downlink
+    assert np.all(snap.table.rate_mbps[rows] <= up + 1e-9)
+    assert snap.table.rate_back_mbps is not None
+    assert np.all(snap.table.rate_back_mbps[rows] <= down + 1e-9)
     user = [k for k in rows.tolist() if world.dyn[world.link_names[k]].group == "user"]
     assert len(user) == 2
     assert np.all(snap.table.loss_pct[user] == 60.0)  # inside the 100 ms burst
+    assert np.all(snap.table.rate_mbps[user] < snap.table.rate_back_mbps[user])
+    others = np.setdiff1d(np.arange(len(world.link_names)), rows)
+    assert np.all(np.isnan(snap.table.rate_back_mbps[others]))  # symmetric elsewhere
     later = world.snapshot(t_b + 0.5)
-    assert np.all(assoc.overrides(later)[3] == 0.0)
+    assert np.all(assoc.overrides(later)[4] == 0.0)
 
 
 @pytest.mark.unit

@@ -129,6 +129,29 @@ def test_link_parameter_changes_are_observed(tmp_path: Path) -> None:
     assert_clean(tag)
 
 
+def test_asymmetric_point_to_point_rates(tmp_path: Path) -> None:
+    """rate_back_mbps: each ns-3 device sends at its own direction's rate, from the scenario
+    and from runtime changes (rate_mbps resets both directions, rate_back_mbps then the
+    second endpoint's alone)."""
+    sc = parse({"name": "emu-asym", "duration_s": 60, "capture": {"enabled": False},
+                "nodes": {"term": {"kind": "ground_user"}, "sat": {"kind": "satellite"}},
+                "links": [{"name": "gsl", "kind": "satellite", "endpoints": ["term", "sat"],
+                           "delay_ms": 5, "rate_mbps": 2, "rate_back_mbps": 8}]}, "asym")
+    with emulated(sc, tmp_path) as emu:
+        tag = emu.net.plan.tag
+        up, down = emu.goodput_mbps("term", "sat", 3), emu.goodput_mbps("sat", "term", 3)
+        assert 0.8 * 2 <= up <= 2 * 1.05, up
+        assert 0.8 * 8 <= down <= 8 * 1.05, down
+        emu.net.apply([Change("set", link="gsl", rate_mbps=6.0)])  # symmetric again
+        both = emu.goodput_mbps("sat", "term", 3)
+        assert 0.8 * 6 <= both <= 6 * 1.05, both
+        emu.net.apply([Change("set", link="gsl", rate_mbps=8.0, rate_back_mbps=1.5)])
+        up, down = emu.goodput_mbps("term", "sat", 3), emu.goodput_mbps("sat", "term", 3)
+        assert 0.8 * 8 <= up <= 8 * 1.05, up
+        assert 0.8 * 1.5 <= down <= 1.5 * 1.05, down
+    assert_clean(tag)
+
+
 def _start_run(tmp_path: Path, scenario: dict[str, Any]) -> tuple[subprocess.Popen[str], Path]:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))

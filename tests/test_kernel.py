@@ -9,12 +9,10 @@ from 2 ms (`make bench BENCH=engines` measures the errors).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +39,6 @@ def ping(emu: Emulation, src: str, dst_ip: str, count: int = 8, interval: float 
             if "time=" in x]
 
 
-def goodput_mbps(emu: Emulation, src: str, dst: str, seconds: int = 4) -> float:
-    server = emu.popen(dst, ["iperf3", "-s", "-1", "-B", emu.ip(dst)])
-    try:
-        time.sleep(1.0)
-        # -O 1: TCP's slow start (0.5 s at 50 ms RTT under TCG) is not the link's rate
-        res = emu.run(src, ["iperf3", "-c", emu.ip(dst), "-t", str(seconds), "-O", "1", "-J",
-                            "-B", emu.ip(src)], timeout=60)
-        data = json.loads(res.stdout)
-        return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
-    finally:
-        server.kill()
-        server.wait()
-
-
 def assert_clean(tag: str) -> None:
     left = leftovers(tag)
     assert all(not v for v in left.values()), left
@@ -72,7 +56,7 @@ def wired_and_p2p() -> dict[str, Any]:
                   "edge": {"kind": "edge_server"}, "sw": {"kind": "switch"}},
         "links": [
             {"name": "sat", "kind": "satellite", "endpoints": ["gs", "cloud"],
-             "delay_ms": 25, "rate_mbps": 10},
+             "delay_ms": 25, "rate_mbps": 10, "rate_back_mbps": 4},
             {"name": "lan-gs", "kind": "wired", "endpoints": ["gs", "sw"], "rate_mbps": 100},
             {"name": "lan-edge", "kind": "wired", "endpoints": ["edge", "sw"],
              "delay_ms": 5, "rate_mbps": 100},
@@ -97,8 +81,11 @@ def test_netem_links_and_the_ovs_kernel_datapath() -> None:
         # configured 50 ms RTT; TCG adds a few ms, nothing like a second unshaped hop
         rtt = statistics.median(ping(emu, "gs", emu.ip("cloud")))
         assert 49.0 <= rtt <= 50.0 * 1.25 + 10, rtt
-        got = goodput_mbps(emu, "gs", "cloud")
+        got = emu.goodput_mbps("gs", "cloud")
         assert 0.7 * 10 <= got <= 10 * 1.05, got
+        # an asymmetric link: the second endpoint's qdisc sends at rate_back_mbps
+        back = emu.goodput_mbps("cloud", "gs")
+        assert 0.7 * 4 <= back <= 4 * 1.05, back
 
         # a wired link with delay: netem on both veth ends, through the kernel datapath
         lan = statistics.median(ping(emu, "edge", emu.ip("gs")))

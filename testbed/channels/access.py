@@ -65,6 +65,11 @@ class StarlinkAccessSpec(BaseModel):
     cell_capacity_mbps: float = Field(
         300.0, gt=0.0, le=100_000.0,
         description="downlink capacity of one satellite cell, shared among its terminals")
+    cell_uplink_mbps: float = Field(
+        20.5, gt=0.0, le=100_000.0,
+        description="uplink capacity of a cell, shared the same way (same slot-to-slot factor: "
+        "one beam, one MCS).  Fitted on WetLinks Fig. 4b Osnabrück upload median (14.88 Mbit/s) "
+        "with per_run_throughput(direction='up'); Enschede validates")
     cell_km: float = Field(
         25.0, gt=0.0, le=2000.0,
         description="size of a ground cell: terminals share capacity only when the same "
@@ -121,9 +126,10 @@ class SlotParams:
 
     satellite: str | None
     extra_delay_ms: float  # one way, added to the geometric delay
-    rate_mbps: float  # its share of the cell capacity (before rain)
+    rate_mbps: float  # its share of the cell's downlink capacity (before rain)
     cell_terminals: int  # terminals sharing the cell, this one included
-    cell_capacity_mbps: float = 0.0  # the cell's capacity in this slot
+    cell_capacity_mbps: float = 0.0  # the cell's downlink capacity in this slot
+    uplink_rate_mbps: float = 0.0  # its share of the cell's uplink capacity (before rain)
 
 
 @dataclass(frozen=True)
@@ -166,11 +172,11 @@ class StarlinkScheduler:
             if sat is not None:
                 key[term] = f"{sat}/{(cell_of or {}).get(term, term)}"
                 cells.setdefault(key[term], []).append(term)
-        others, capacity = {}, {}
+        others, factor = {}, {}
         for sat in cells:
             rng = np.random.default_rng([self.seed, k, _h(sat), 1])
             others[sat] = int(rng.poisson(s.other_terminals_mean))
-            capacity[sat] = s.cell_capacity_mbps * _lognormal_factor(rng, s.capacity_cv)
+            factor[sat] = _lognormal_factor(rng, s.capacity_cv)
         out: dict[str, SlotParams] = {}
         for term, sat in sorted(assignment.items()):
             rng = np.random.default_rng([self.seed, k, _h(term), 2])
@@ -180,7 +186,9 @@ class StarlinkScheduler:
                 continue
             c = key[term]
             n = len(cells[c]) + others[c]
-            out[term] = SlotParams(sat, delay, capacity[c] / n, n, capacity[c])
+            down = s.cell_capacity_mbps * factor[c]
+            out[term] = SlotParams(sat, delay, down / n, n, down,
+                                   s.cell_uplink_mbps * factor[c] / n)
         return Slot(k, self.boundary(k), out)
 
     # ---- within a slot ----------------------------------------------------------------------
@@ -229,7 +237,8 @@ def _lognormal_factor(rng: np.random.Generator, cv: float) -> float:
 
 
 def per_second_throughput(spec: StarlinkAccessSpec, slots: int, seed: int = 0,
-                          offered_mbps: float = math.inf) -> np.ndarray:
+                          offered_mbps: float = math.inf,
+                          direction: Literal["down", "up"] = "down") -> np.ndarray:
     """What one terminal alone in its group gets, second by second, over `slots` slots: the
     distribution `make eval-realism` compares with WetLinks' per-second iperf samples, and
     what docs/realism.md fits the capacity parameters on (no emulation needed).  The second
@@ -239,20 +248,21 @@ def per_second_throughput(spec: StarlinkAccessSpec, slots: int, seed: int = 0,
     burst = spec.boundary_loss_pct / 100.0 * min(spec.boundary_burst_ms / 1000.0, 1.0)
     out = np.empty(slots * per_slot)
     for k in range(slots):
-        rate = min(sch.slot(k, {"t": "sat"}).terminals["t"].rate_mbps, offered_mbps)
+        p = sch.slot(k, {"t": "sat"}).terminals["t"]
+        rate = min(p.rate_mbps if direction == "down" else p.uplink_rate_mbps, offered_mbps)
         out[k * per_slot:(k + 1) * per_slot] = rate
         out[k * per_slot] = rate * (1.0 - burst)
     return out
 
 
 def per_run_throughput(spec: StarlinkAccessSpec, slots: int, seed: int = 0,
-                       offered_mbps: float = math.inf, run_s: int = 15, step_s: int = 7
-                       ) -> np.ndarray:
+                       offered_mbps: float = math.inf, run_s: int = 15, step_s: int = 7,
+                       direction: Literal["down", "up"] = "down") -> np.ndarray:
     """Mean throughput of 15-s runs (WetLinks' Fig. 4 statistic: one iperf3 run's mean)
     started every `step_s` seconds over `per_second_throughput`, so runs begin at every phase
     of the slot (7 and 15 are coprime) as WetLinks' runs did.  What the emulated eval's few
     runs per site are a sample of."""
-    x = per_second_throughput(spec, slots, seed, offered_mbps)
+    x = per_second_throughput(spec, slots, seed, offered_mbps, direction)
     return np.array([x[s:s + run_s].mean() for s in range(0, len(x) - run_s + 1, step_s)])
 
 

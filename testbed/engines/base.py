@@ -36,7 +36,8 @@ class EngineLink:
     medium: Medium
     ends: list[EngineEnd]
     delay_ms: float = 0.0
-    rate_mbps: float = 0.0
+    rate_mbps: float = 0.0  # both directions, or ends[0] -> ends[1] with rate_back_mbps
+    rate_back_mbps: float | None = None  # p2p: ends[1] -> ends[0]; None: rate_mbps
     loss_pct: float = 0.0
     queue_packets: int = 100
     wifi: dict[str, Any] = field(default_factory=dict)
@@ -45,20 +46,23 @@ class EngineLink:
 @dataclass
 class Change:
     """One runtime change. kind: 'set' (delay/rate/loss/up on a link, or one Wi-Fi member's
-    radio when node is given) or 'position' (node moves; Wi-Fi links follow)."""
+    radio when node is given) or 'position' (node moves; Wi-Fi links follow).  rate_mbps sets
+    both directions of a point-to-point link; rate_back_mbps, applied after it, sets the
+    second end's sending rate alone (an asymmetric link is one change with both)."""
 
     kind: str
     link: str | None = None
     node: str | None = None
     delay_ms: float | None = None
     rate_mbps: float | None = None
+    rate_back_mbps: float | None = None
     loss_pct: float | None = None
     up: bool | None = None
     xyz: tuple[float, float, float] | None = None
 
     def as_op(self) -> dict[str, Any]:
         op: dict[str, Any] = {"op": self.kind}
-        for k in ("link", "node", "delay_ms", "rate_mbps", "loss_pct", "up"):
+        for k in ("link", "node", "delay_ms", "rate_mbps", "rate_back_mbps", "loss_pct", "up"):
             v = getattr(self, k)
             if v is not None:
                 op[k] = v

@@ -3,8 +3,9 @@
 Used automatically for p2p links where the kernel has sch_netem (stock Debian, Ubuntu and
 Fedora kernels); the build host's kernel has none, so there it is detected as absent and ns-3
 carries those links (its tests run in testbed.vm).
-Cheaper than ns-3 (no user-space copy), but netem's rate limiting and delay are per
-direction, and Wi-Fi cannot be expressed with it.
+Cheaper than ns-3 (no user-space copy).  netem shapes what leaves an interface, so each
+end's qdisc carries its own direction's rate (an asymmetric link: rate_back_mbps on the
+second end); Wi-Fi cannot be expressed with it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class NetemEngine:
                       f"{b.root_name} netns {b.netns}"])
             self.links[link.name] = link
             self.state[link.name] = {"delay_ms": link.delay_ms, "rate_mbps": link.rate_mbps,
+                                     "rate_back_mbps": link.rate_back_mbps,
                                      "loss_pct": link.loss_pct, "up": True}
         return {}
 
@@ -64,9 +66,10 @@ class NetemEngine:
         for link in links:
             st = self.state[link.name]
             loss = 100.0 if not st["up"] else st["loss_pct"]
-            args = " ".join(netem_args(st["delay_ms"], st["rate_mbps"], loss,
-                                       link.queue_packets))
-            for end in link.ends:
+            # each end's qdisc shapes what that end sends: ends[1] sends at rate_back_mbps
+            rates = (st["rate_mbps"], st["rate_back_mbps"] or st["rate_mbps"])
+            for end, rate in zip(link.ends, rates, strict=True):
+                args = " ".join(netem_args(st["delay_ms"], rate, loss, link.queue_packets))
                 batches.setdefault(end.netns, []).append(
                     f"qdisc {verb} dev {end.ifname} root {args}")
         for netns, lines in batches.items():
@@ -82,7 +85,9 @@ class NetemEngine:
             if ch.kind != "set" or ch.link not in self.links:
                 raise ValueError(f"netem engine cannot apply {ch}")
             st = self.state[ch.link]
-            for k in ("delay_ms", "rate_mbps", "loss_pct", "up"):
+            if ch.rate_mbps is not None:  # both directions (Change), then rate_back_mbps
+                st["rate_back_mbps"] = None
+            for k in ("delay_ms", "rate_mbps", "rate_back_mbps", "loss_pct", "up"):
                 v = getattr(ch, k)
                 if v is not None:
                     st[k] = v

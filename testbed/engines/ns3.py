@@ -105,7 +105,9 @@ class Ns3Engine:
             if link.medium is Medium.P2P:
                 self.p2p_delay[link.name] = link.delay_ms
                 spec["p2p"].append({"name": link.name, "delay_ms": link.delay_ms,
-                                    "rate_mbps": link.rate_mbps, "loss_pct": link.loss_pct,
+                                    "rate_mbps": link.rate_mbps,
+                                    "rate_back_mbps": link.rate_back_mbps,
+                                    "loss_pct": link.loss_pct,
                                     "queue_packets": link.queue_packets, "ends": ends})
             else:
                 spec["wifi"].append({"name": link.name, **link.wifi, "ends": ends})

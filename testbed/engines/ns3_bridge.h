@@ -65,6 +65,7 @@ struct Op
     double b;  // rate Mbit/s | y
     double c;  // loss % | z
     int up;    // 1 up, 0 down, -1 unchanged
+    double d;  // point-to-point: the second device's rate Mbit/s, after b (an asymmetric link)
 };
 
 // Lag thresholds (ms) of the per-second histogram: ticks lagging more than each.
@@ -197,12 +198,13 @@ class Engine
                                            const double* b,
                                            const double* c,
                                            const int* up,
+                                           const double* d,
                                            double atWall)
     {
         std::vector<Op> ops(n);
         for (int i = 0; i < n; ++i)
         {
-            ops[i] = Op{kind[i], index[i], a[i], b[i], c[i], up[i]};
+            ops[i] = Op{kind[i], index[i], a[i], b[i], c[i], up[i], d[i]};
         }
         return Submit(ops, atWall);
     }
@@ -278,6 +280,11 @@ class Engine
             {
                 d->SetDataRate(ns3::DataRate(static_cast<uint64_t>(std::llround(op.b * 1e6))));
             }
+        }
+        if (!std::isnan(op.d))
+        {
+            l.devs[1]->SetDataRate(
+                ns3::DataRate(static_cast<uint64_t>(std::llround(op.d * 1e6))));
         }
         if (!std::isnan(op.c))
         {

@@ -109,7 +109,8 @@ class Sim:
         for i in range(2):
             self._attach(devs.Get(i), link["ends"][i]["tap"], ip_only=True)
         self.engine.ApplyOne(self._op(0, index, link["delay_ms"], link["rate_mbps"],
-                                      link.get("loss_pct", 0.0), -1))
+                                      link.get("loss_pct", 0.0), -1,
+                                      link.get("rate_back_mbps")))
 
     def _build_wifi(self, link: dict[str, Any]) -> None:
         ns = self.ns
@@ -162,12 +163,13 @@ class Sim:
 
     # ---- runtime changes ------------------------------------------------------------------
     def _op(self, kind: int, index: int, a: float | None = None, b: float | None = None,
-            c: float | None = None, up: int = -1) -> Any:
+            c: float | None = None, up: int = -1, d: float | None = None) -> Any:
         op = self.sagin.Op()
         op.kind, op.index, op.up = kind, index, up
         op.a = NAN if a is None else float(a)
         op.b = NAN if b is None else float(b)
         op.c = NAN if c is None else float(c)
+        op.d = NAN if d is None else float(d)
         return op
 
     def ops(self, op: dict[str, Any], out: Batch) -> None:
@@ -183,9 +185,10 @@ class Sim:
             up = -1 if op.get("up") is None else int(bool(op["up"]))
             if link in self.p2p:
                 out.add(0, self.p2p[link], op.get("delay_ms"), op.get("rate_mbps"),
-                        op.get("loss_pct"), up)
+                        op.get("loss_pct"), up, op.get("rate_back_mbps"))
             elif link in self.radios:
-                if any(op.get(k) is not None for k in ("delay_ms", "rate_mbps", "loss_pct")):
+                if any(op.get(k) is not None for k in ("delay_ms", "rate_mbps", "rate_back_mbps",
+                                                       "loss_pct")):
                     raise ValueError(f"Wi-Fi link {link}: only up/down and positions change")
                 radios = self.radios[link]
                 targets = [op["node"]] if op.get("node") else list(radios)
@@ -214,22 +217,23 @@ class Batch:
 
     def __init__(self) -> None:
         self.kind, self.index, self.up = array("i"), array("i"), array("i")
-        self.a, self.b, self.c = array("d"), array("d"), array("d")
+        self.a, self.b, self.c, self.d = array("d"), array("d"), array("d"), array("d")
 
     def add(self, kind: int, index: int, a: float | None, b: float | None, c: float | None,
-            up: int) -> None:
+            up: int, d: float | None = None) -> None:
         self.kind.append(kind)
         self.index.append(index)
         self.a.append(NAN if a is None else a)
         self.b.append(NAN if b is None else b)
         self.c.append(NAN if c is None else c)
         self.up.append(up)
+        self.d.append(NAN if d is None else d)
 
     def submit(self, engine: Any, at: float | None = None) -> tuple[float, float]:
         """Apply in the simulator thread, at wall time `at` (now when None or past); returns
         the (simulator time, wall time) it was applied at."""
         when = engine.SubmitArrays(len(self.kind), self.kind, self.index, self.a, self.b,
-                                   self.c, self.up, float(at or 0.0))
+                                   self.c, self.up, self.d, float(at or 0.0))
         return float(when.first), float(when.second)
 
 

@@ -99,13 +99,16 @@ class Associator:
         return out
 
     def overrides(self, snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                  np.ndarray] | None:
+                                                  np.ndarray, np.ndarray] | None:
         """What the access schedulers change on the chosen links at this snapshot: (rows,
-        extra one-way delay ms, rate cap Mbit/s, loss floor %).  None without schedulers.
-        A few scalar reads per terminal: the slot's draws were made at its boundary."""
+        extra one-way delay ms, uplink rate cap, downlink rate cap (Mbit/s), loss floor %).
+        An access link's endpoints are [terminal, candidate], so the uplink is its forward
+        direction (rate_mbps) and the downlink its back direction (rate_back_mbps).  None
+        without schedulers.  A few scalar reads per terminal: the slot's draws were made at
+        its boundary."""
         if not self.schedulers:
             return None
-        rows, delay, rate, loss = [], [], [], []
+        rows, delay, up, down, loss = [], [], [], [], []
         tab = snap.table
         for g in self.world.groups:
             sched, slot = self.schedulers.get(g.spec.name), self.slots.get(g.spec.name)
@@ -119,10 +122,12 @@ class Associator:
                 k = tab.index[cands[p.satellite]]
                 rows.append(k)
                 delay.append(p.extra_delay_ms + spike)
-                rate.append(p.rate_mbps * sched.rain_factor(snap.t,
-                                                            float(tab.elevation_deg[k])))
+                rain = sched.rain_factor(snap.t, float(tab.elevation_deg[k]))
+                up.append(p.uplink_rate_mbps * rain)
+                down.append(p.rate_mbps * rain)
                 loss.append(burst)
-        return (np.array(rows, dtype=int), np.array(delay), np.array(rate), np.array(loss))
+        return (np.array(rows, dtype=int), np.array(delay), np.array(up), np.array(down),
+                np.array(loss))
 
     def _rows(self, group: str, term: str, cands: dict[str, str], index: dict[str, int]
               ) -> tuple[list[str], list[str], np.ndarray]:

@@ -56,6 +56,7 @@ class Applied:
     delay_ms: float
     rate_mbps: float
     loss_pct: float
+    rate_back_mbps: float | None = None  # the second endpoint's rate, where it differs
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _AppliedColumns:
     delay_ms: np.ndarray
     rate_mbps: np.ndarray
     loss_pct: np.ndarray
+    rate_back_mbps: np.ndarray  # NaN: the same as rate_mbps
 
 
 @dataclass
@@ -187,31 +189,40 @@ class MobilityDriver:
                 {names[k] for k in unroutable_rows.tolist()})
 
     def _changes(self, desired: LinkStates) -> tuple[list[Change], list[str]]:
-        """The links whose applied state must change (delay by >= 1 us, rate by >= 0.5 %,
-        loss by >= 0.05 points, or up/down), compared in numpy against what was applied."""
+        """The links whose applied state must change (delay by >= 1 us, a direction's rate by
+        >= 0.5 %, loss by >= 0.05 points, or up/down), compared in numpy against what was
+        applied.  A change carries rate_mbps (both directions) and, on an asymmetric link,
+        rate_back_mbps after it, so the engine never keeps a stale back rate."""
         tab = desired.table
+        n = len(tab.names)
         if self._applied is None:
-            n = len(tab.names)
             self._applied = _AppliedColumns(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
-                                            np.zeros(n), np.zeros(n), np.zeros(n))
+                                            np.zeros(n), np.zeros(n), np.zeros(n),
+                                            np.full(n, np.nan))
         ap = self._applied
         rate = np.maximum(tab.rate_mbps, 0.01)
+        back = tab.rate_back_mbps if tab.rate_back_mbps is not None else np.full(n, np.nan)
+        both_nan = np.isnan(back) & np.isnan(ap.rate_back_mbps)
         same = ap.known & (ap.up == tab.up) & \
             (np.abs(ap.delay_ms - tab.delay_ms) < self.delay_resolution) & \
             (np.abs(ap.rate_mbps - rate) <= 0.005 * ap.rate_mbps) & \
+            (both_nan | (np.abs(ap.rate_back_mbps - back) <= 0.005 * ap.rate_back_mbps)) & \
             (np.abs(ap.loss_pct - tab.loss_pct) < 0.05)
         rows = np.flatnonzero(~same)
         flip = rows[~ap.known[rows] | (ap.up[rows] != tab.up[rows])]
         names = tab.names
         changes = [Change("set", link=names[k], delay_ms=round(d, 6), rate_mbps=round(r, 4),
+                          rate_back_mbps=None if math.isnan(b) else round(b, 4),
                           loss_pct=round(loss, 4), up=u)
-                   for k, d, r, loss, u in zip(rows.tolist(), tab.delay_ms[rows].tolist(),
-                                               rate[rows].tolist(), tab.loss_pct[rows].tolist(),
-                                               tab.up[rows].tolist(), strict=True)]
+                   for k, d, r, b, loss, u in zip(
+                       rows.tolist(), tab.delay_ms[rows].tolist(), rate[rows].tolist(),
+                       back[rows].tolist(), tab.loss_pct[rows].tolist(), tab.up[rows].tolist(),
+                       strict=True)]
         ap.known[rows] = True
         ap.up[rows] = tab.up[rows]
         ap.delay_ms[rows] = tab.delay_ms[rows]
         ap.rate_mbps[rows] = rate[rows]
+        ap.rate_back_mbps[rows] = back[rows]
         ap.loss_pct[rows] = tab.loss_pct[rows]
         return changes, [names[k] for k in flip.tolist()]
 
@@ -223,7 +234,9 @@ class MobilityDriver:
             return {}
         names = self.world.link_names
         return {names[k]: Applied(bool(ap.up[k]), float(ap.delay_ms[k]),
-                                  float(ap.rate_mbps[k]), float(ap.loss_pct[k]))
+                                  float(ap.rate_mbps[k]), float(ap.loss_pct[k]),
+                                  None if np.isnan(ap.rate_back_mbps[k])
+                                  else float(ap.rate_back_mbps[k]))
                 for k in np.flatnonzero(ap.known).tolist()}
 
     # ---- one tick ----------------------------------------------------------------------------
@@ -307,7 +320,7 @@ class MobilityDriver:
              flipped: list[str], rel: float) -> None:
         w = self._csv("link-state.csv", ["t_s", "t_mobility_s", "link", "role", "up", "routed",
                                          "delay_ms", "rate_mbps", "loss_pct", "range_km",
-                                         "elevation_deg", "snr_db"])
+                                         "elevation_deg", "snr_db", "rate_back_mbps"])
         full = rel - self.last_log >= 1.0 or self.last_log < 0
         tab = desired.table
         rows = range(len(tab.names)) if full else [tab.index[n] for n in flipped]
@@ -315,14 +328,18 @@ class MobilityDriver:
             rows = np.asarray(rows, dtype=int)
             t_s, t_mob = f"{rel:.3f}", f"{snap.t:.3f}"
             dyn = self.world.dyn
+            back = tab.rate_back_mbps[rows].tolist() if tab.rate_back_mbps is not None \
+                else [math.nan] * len(rows)
             w.writerows(
                 [t_s, t_mob, name, dyn[name].role, int(up), int(name not in unroutable),
-                 f"{d:.6f}", f"{r:.3f}", f"{loss:.4f}", f"{rng:.3f}", f"{el:.3f}", f"{snr:.2f}"]
-                for name, up, d, r, loss, rng, el, snr in zip(
+                 f"{d:.6f}", f"{r:.3f}", f"{loss:.4f}", f"{rng:.3f}", f"{el:.3f}", f"{snr:.2f}",
+                 "" if math.isnan(rb) else f"{rb:.3f}"]
+                for name, up, d, r, loss, rng, el, snr, rb in zip(
                     [tab.names[k] for k in rows.tolist()], tab.up[rows].tolist(),
                     tab.delay_ms[rows].tolist(), tab.rate_mbps[rows].tolist(),
                     tab.loss_pct[rows].tolist(), tab.range_km[rows].tolist(),
-                    tab.elevation_deg[rows].tolist(), tab.snr_db[rows].tolist(), strict=True))
+                    tab.elevation_deg[rows].tolist(), tab.snr_db[rows].tolist(), back,
+                    strict=True))
         if self.world.vehicles:
             on_map = set(self.world.vehicles) - snap.absent
             if on_map != self.on_map:
@@ -389,6 +406,14 @@ class MobilityDriver:
         self._path_memo = (g, memo)
 
     def _hop_ms(self, segment: str, u: str, v: str, snap: Snapshot) -> float:
+        tab = snap.table
+        k = tab.index.get(segment)
+        if k is not None:
+            rate = float(tab.rate_mbps[k])
+            if tab.rate_back_mbps is not None and u == self.world.dyn[segment].b and \
+                    not math.isnan(tab.rate_back_mbps[k]):
+                rate = float(tab.rate_back_mbps[k])  # sent by the second endpoint
+            return float(tab.delay_ms[k]) + PING_BYTES * 8 / (max(rate, 0.01) * 1e3)
         st = snap.links.get(segment)
         if st is not None:
             return st.delay_ms + PING_BYTES * 8 / (max(st.rate_mbps, 0.01) * 1e3)
@@ -397,7 +422,9 @@ class MobilityDriver:
             return 0.0
         link = self.world.sc.link(segment)
         if seg.medium is Medium.P2P:
-            return (link.delay_ms or 0.0) + PING_BYTES * 8 / ((link.rate_mbps or 1e3) * 1e3)
+            rate = link.rate_back_mbps if link.rate_back_mbps and u == link.endpoints[1] \
+                else link.rate_mbps
+            return (link.delay_ms or 0.0) + PING_BYTES * 8 / ((rate or 1e3) * 1e3)
         pu, pv = snap.ecef.get(u), snap.ecef.get(v)
         if pu is None or pv is None:
             return 0.0
@@ -502,10 +529,14 @@ def _apply_overrides(snap: Snapshot, ov: tuple[np.ndarray, ...] | None) -> None:
     place: the applied batch, the link-state log and the predicted RTT all see them)."""
     if ov is None or not len(ov[0]):
         return
-    rows, delay, rate, loss = ov
+    rows, delay, up, down, loss = ov
     tab = snap.table
     tab.delay_ms[rows] += delay
-    tab.rate_mbps[rows] = np.maximum(np.minimum(tab.rate_mbps[rows], rate), 0.01)
+    radio = tab.rate_mbps[rows]  # what the channel allows, either way
+    if tab.rate_back_mbps is None:
+        tab.rate_back_mbps = np.full(len(tab.names), np.nan)
+    tab.rate_mbps[rows] = np.maximum(np.minimum(radio, up), 0.01)
+    tab.rate_back_mbps[rows] = np.maximum(np.minimum(radio, down), 0.01)
     tab.loss_pct[rows] = np.maximum(tab.loss_pct[rows], loss)
 
 

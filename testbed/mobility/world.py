@@ -97,6 +97,9 @@ class LinkTable:
     range_km: np.ndarray
     elevation_deg: np.ndarray
     snr_db: np.ndarray
+    # the back direction (second endpoint -> first) where it differs, NaN elsewhere; None
+    # while no link is asymmetric (only access schedulers make them so)
+    rate_back_mbps: np.ndarray | None = None
 
     def state(self, k: int) -> LinkState:
         return LinkState(bool(self.up[k]), float(self.delay_ms[k]), float(self.rate_mbps[k]),

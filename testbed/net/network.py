@@ -410,6 +410,7 @@ class Network:
         queue = link.queue_packets or default_queue(link.rate_mbps or 0, link.delay_ms or 0)
         return EngineLink(name=name, medium=link.carried_by, ends=ends,
                           delay_ms=link.delay_ms or 0.0, rate_mbps=link.rate_mbps or 0.0,
+                          rate_back_mbps=link.rate_back_mbps,
                           loss_pct=link.loss_pct or 0.0, queue_packets=queue, wifi=wifi)
 
     def _configure(self) -> None:
@@ -507,6 +508,9 @@ class Network:
         """A wired link changes: up/down on its veths, rate, delay and loss in its qdiscs
         (delay and loss only where the kernel has sch_netem)."""
         assert ch.link is not None
+        if ch.rate_back_mbps is not None:
+            raise ValueError(f"wired link {ch.link}: one rate for both directions "
+                             "(rate_back_mbps is for point-to-point links)")
         if (ch.delay_ms is not None or ch.loss_pct is not None) and not features.has_netem():
             raise ValueError(f"wired link {ch.link}: delay/loss need tc netem (absent here)")
         ends = self._ethernet_ends(ch.link)

@@ -4,6 +4,7 @@ walk as a run's, whatever happens inside the `with` block."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -51,6 +52,20 @@ class Emulation:
     def popen(self, node: str, argv: Sequence[str]) -> subprocess.Popen[str]:
         return subprocess.Popen(in_netns(self.net.plan.namespaces[node], argv),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def goodput_mbps(self, src: str, dst: str, seconds: int = 4) -> float:
+        """TCP goodput src -> dst with iperf3 (receiver side, Mbit/s).  The first second is
+        omitted (-O 1): slow start at tens of ms of RTT is not the link's rate."""
+        server = self.popen(dst, ["iperf3", "-s", "-1", "-B", self.ip(dst)])
+        try:
+            time.sleep(1.0)
+            res = self.run(src, ["iperf3", "-c", self.ip(dst), "-t", str(seconds), "-O", "1",
+                                 "-J", "-B", self.ip(src)], timeout=60)
+            data = json.loads(res.stdout)
+            return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
+        finally:
+            server.kill()
+            server.wait()
 
 
 @contextmanager

@@ -111,7 +111,7 @@ class Timeline:
             return None
         if a is EventAction.SET_LINK:
             net.apply([Change("set", link=ev.link, delay_ms=ev.delay_ms, rate_mbps=ev.rate_mbps,
-                              loss_pct=ev.loss_pct)])
+                              rate_back_mbps=ev.rate_back_mbps, loss_pct=ev.loss_pct)])
             return None
         if a is EventAction.MOVE:
             assert ev.position is not None and ev.node is not None
@@ -179,7 +179,7 @@ def set_link_state(net: Network, link: str, node: str | None, up: bool) -> None:
 
 def _fields(ev: Event) -> dict[str, Any]:
     out: dict[str, Any] = {"action": ev.action.value}
-    for k in ("link", "node", "flow", "delay_ms", "rate_mbps", "loss_pct"):
+    for k in ("link", "node", "flow", "delay_ms", "rate_mbps", "rate_back_mbps", "loss_pct"):
         v = getattr(ev, k)
         if v is not None:
             out[k] = v
@@ -188,8 +188,8 @@ def _fields(ev: Event) -> dict[str, Any]:
 
 def _describe(ev: Event) -> str:
     parts = [ev.action.value]
-    for k in ("link", "node", "flow", "delay_ms", "rate_mbps", "loss_pct", "position",
-              "command"):
+    for k in ("link", "node", "flow", "delay_ms", "rate_mbps", "rate_back_mbps", "loss_pct",
+              "position", "command"):
         v = getattr(ev, k)
         if v is not None:
             parts.append(f"{k}={v}")

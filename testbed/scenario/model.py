@@ -256,7 +256,13 @@ class Link(Strict):
     endpoints: list[Name] = Field(min_length=2)
     medium: Medium | None = None
     delay_ms: float | None = Field(default=None, ge=0.0, le=10_000.0, description="one way")
-    rate_mbps: float | None = Field(default=None, gt=0.0, le=10_000.0)
+    rate_mbps: float | None = Field(
+        default=None, gt=0.0, le=10_000.0,
+        description="both directions, or, with rate_back_mbps, the first endpoint's sending rate")
+    rate_back_mbps: float | None = Field(
+        default=None, gt=0.0, le=10_000.0,
+        description="p2p only: rate from the second endpoint to the first (an asymmetric link, "
+        "e.g. a satellite terminal's upload); default: rate_mbps")
     loss_pct: float | None = Field(default=None, ge=0.0, le=100.0)
     queue_packets: int | None = Field(default=None, ge=1, le=100_000)
     wifi: WifiSettings | None = None
@@ -293,6 +299,11 @@ class Link(Strict):
                                  "this link")
             if len(self.wifi.aps) == len(self.endpoints):
                 raise ValueError("mode ap needs at least one station: an endpoint not in aps")
+        if self.rate_back_mbps is not None and (medium is not Medium.P2P or
+                                                 self.channel is not None):
+            raise ValueError("rate_back_mbps is for point-to-point links with a fixed rate "
+                             "(medium: p2p, rate_mbps set, no channel); a channel model or an "
+                             "access scheduler sets each direction itself")
         if self.channel is not None:
             if medium is not Medium.P2P:
                 raise ValueError("a channel model drives medium: p2p links only (Wi-Fi links "
@@ -356,7 +367,11 @@ class Event(Strict):
     node: Name | None = None
     flow: Name | None = None
     delay_ms: float | None = Field(default=None, ge=0.0, le=10_000.0)
-    rate_mbps: float | None = Field(default=None, gt=0.0, le=10_000.0)
+    rate_mbps: float | None = Field(default=None, gt=0.0, le=10_000.0,
+                                    description="set_link: both directions (then rate_back_mbps)")
+    rate_back_mbps: float | None = Field(
+        default=None, gt=0.0, le=10_000.0,
+        description="set_link on a point-to-point link: the second endpoint's sending rate")
     loss_pct: float | None = Field(default=None, ge=0.0, le=100.0)
     position: tuple[float, float, float] | None = None
     command: str | None = None
@@ -385,9 +400,11 @@ class Event(Strict):
         if self.restart is not None and a is not EventAction.EXEC:
             raise ValueError("restart is for exec events only")
         if a is EventAction.SET_LINK and all(
-            getattr(self, f) is None for f in ("delay_ms", "rate_mbps", "loss_pct")
+            getattr(self, f) is None for f in ("delay_ms", "rate_mbps", "rate_back_mbps",
+                                               "loss_pct")
         ):
-            raise ValueError("set_link needs at least one of delay_ms, rate_mbps, loss_pct")
+            raise ValueError("set_link needs at least one of delay_ms, rate_mbps, "
+                             "rate_back_mbps, loss_pct")
         return self
 
 

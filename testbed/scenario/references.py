@@ -100,6 +100,11 @@ def check(sc: Scenario, registry: Registry | None = None) -> list[Problem]:
             if ev.action is EventAction.SET_LINK and link.carried_by is Medium.WIFI:
                 problems.append(Problem(path, f"set_link on Wi-Fi link '{link.name}'",
                                         "Wi-Fi links change by moving nodes (action: move)"))
+            elif ev.rate_back_mbps is not None and link.carried_by is not Medium.P2P:
+                problems.append(Problem(f"{path}.rate_back_mbps", f"'{link.name}' is a "
+                                        f"{link.carried_by.value} link; only point-to-point "
+                                        "links have a rate per direction",
+                                        "use rate_mbps (both directions)"))
             if ev.node is not None and ev.node not in link.endpoints:
                 problems.append(Problem(f"{path}.node", f"'{ev.node}' is not an endpoint of "
                                         f"'{link.name}'", f"use one of {link.endpoints}"))

@@ -261,6 +261,10 @@ CORE = Workload(
               "vs the namespace stand-in, measured speed vs profile, a 4 s link cut"),
         Bench("lifecycle", "testbed.bench.lifecycle:run",
               "quickstart: command -> time zero, and teardown time"),
+        Bench("emulators", "testbed.bench.emulators:run",
+              "emulator-eval (the setting of arXiv 2604.04498: 220 satellites of a 72x22\n"
+              "shell): bring-up by phase, CPU (total, steady %, per core), memory,\n"
+              "constellation-update delay, beside StarryNet/OpenSN/Celestial's figures"),
         Bench("mobility", "testbed.bench.mobility:run",
               "leo-handover: measured RTT vs geometric prediction, outage per handover,\n"
               "route install time; a 100-satellite shell with 200 ISLs updated at 10 Hz:\n"

@@ -83,8 +83,8 @@ REFERENCES: dict[str, dict[str, Any]] = {
     "enschede.download_mbps_run_p50": _wl(240.17, "Mbit/s", "4a"),
     "enschede.download_mbps_run_p25": _wl(198.47, "Mbit/s", "4a"),
     "enschede.download_mbps_run_p75": _wl(278.33, "Mbit/s", "4a"),
-    # upload: reported beside ours; the testbed's links carry one rate for both directions,
-    # so ours is the UDP target, not a model of the uplink (docs/realism.md)
+    # upload: the access model's cell uplink (cell_uplink_mbps) was fitted on Osnabrück's
+    # median; Enschede's is validation
     "osnabrueck.upload_mbps_run_p50": _wl(14.88, "Mbit/s", "4b"),
     "osnabrueck.upload_mbps_run_p25": _wl(11.58, "Mbit/s", "4b"),
     "osnabrueck.upload_mbps_run_p75": _wl(18.95, "Mbit/s", "4b"),
@@ -442,7 +442,7 @@ def _errors(ours: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _variant(static: bool, duration: float | None) -> Path:
+def _variant(static: bool, duration: float | None, every_s: float = 120.0) -> Path:
     """The scenario file of one variant (static: the access model removed)."""
     sc = yaml.safe_load(SCENARIO.read_text())
     if static:
@@ -453,9 +453,9 @@ def _variant(static: bool, duration: float | None) -> Path:
             g.pop("scheduler", None)
             if g["name"] == "user":  # geometric emulators: the terminal keeps its satellite
                 g["hysteresis"] = 2
-    if duration and duration != sc["duration_s"]:
-        sc["duration_s"] = duration
-        sc["traffic"] = _cadence(sc["traffic"], duration)
+    if (duration and duration != sc["duration_s"]) or every_s != 120.0:
+        sc["duration_s"] = duration = duration or sc["duration_s"]
+        sc["traffic"] = _cadence(sc["traffic"], duration, every_s)
     path = OUT / "scenarios" / f"{sc['name']}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(sc, sort_keys=False))
@@ -468,7 +468,9 @@ def _cadence(traffic: list[dict[str, Any]], duration: float, every_s: float = 12
     a 15-s iperf3 run (down and up, both sites) every `every_s` from `every_s` on, as many
     as fit, so a longer eval samples more slots.  120 s is WetLinks' spacing; it leaves
     ~100-s idle stretches, i.e. 4 complete 25-s RTT windows per stretch (DURATION=610: 20
-    windows and 4 iperf3 runs per site; 600 gives 19, its last stretch 1 s short)."""
+    windows and 4 iperf3 runs per site; 600 gives 19, its last stretch 1 s short).  60 s
+    (EVERY=60) trades RTT windows for throughput runs: one window per ~42-s idle stretch,
+    twice the runs per hour."""
     pings = [dict(f, duration_s=duration - f.get("start_s", 0) - 2) for f in traffic
              if f["kind"] == "ping"]
     first = {f["name"].rsplit("-", 1)[0]: f for f in traffic if f["kind"] == "udp"}
@@ -510,25 +512,30 @@ def evaluate(run_dir: Path, scenario: Path) -> dict[str, Any]:
 
 
 def model_per_run(slots: int = 4000, seed: int = 1) -> dict[str, Any]:
-    """The access model's per-run download distribution without emulation (the scenario's
-    scheduler with WetLinks' 350 Mbit/s UDP target, x the scale): a 600-s eval holds only 4
-    runs per site, too few for quartiles, so this says what they are a sample of.  Both
+    """The access model's per-run download and upload distributions without emulation (the
+    scenario's scheduler with WetLinks' 350 / 50 Mbit/s UDP targets, x the scale): an eval
+    holds few runs per site, too few for quartiles, so this says what they are a sample of.  Both
     sites have the same parameters, so one distribution stands for both; its errors are
     against each site's Fig. 4a quartiles."""
     from testbed.channels.access import StarlinkAccessSpec, per_run_throughput
 
     sc = yaml.safe_load(SCENARIO.read_text())
     user = next(g for g in sc["access"] if g["name"] == "user")
-    spec = StarlinkAccessSpec(**dict(user["scheduler"], cell_capacity_mbps=float(
-        user["scheduler"]["cell_capacity_mbps"]) * THROUGHPUT_SCALE))
-    runs = per_run_throughput(spec, slots, seed, offered_mbps=350.0)
-    pc = percentiles(runs, (25, 50, 75))
-    out: dict[str, Any] = {"runs": int(len(runs)), "download_mbps_run": pc, "errors": {}}
-    for site in (CALIBRATION_SITE, VALIDATION_SITE):
-        for q, v in pc.items():
-            ref = REFERENCES[f"{site}.download_mbps_run_{q}"]["value"]
-            out["errors"][f"{site}.download_mbps_run_{q}"] = {
-                "ours": v, "published": ref, "rel_error": round((v - ref) / ref, 3)}
+    spec = StarlinkAccessSpec(**dict(
+        user["scheduler"],
+        cell_capacity_mbps=float(user["scheduler"]["cell_capacity_mbps"]) * THROUGHPUT_SCALE,
+        cell_uplink_mbps=float(user["scheduler"]["cell_uplink_mbps"]) * THROUGHPUT_SCALE))
+    out: dict[str, Any] = {"errors": {}}
+    for d, offered in (("download", 350.0), ("upload", 50.0)):
+        runs = per_run_throughput(spec, slots, seed, offered_mbps=offered,
+                                  direction="down" if d == "download" else "up")
+        pc = percentiles(runs, (25, 50, 75))
+        out["runs"], out[f"{d}_mbps_run"] = int(len(runs)), pc
+        for site in (CALIBRATION_SITE, VALIDATION_SITE):
+            for q, v in pc.items():
+                ref = REFERENCES[f"{site}.{d}_mbps_run_{q}"]["value"]
+                out["errors"][f"{site}.{d}_mbps_run_{q}"] = {
+                    "ours": v, "published": ref, "rel_error": round((v - ref) / ref, 3)}
     return out
 
 
@@ -582,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds per variant (default: the scenario's 240, ~5 RTT windows; "
                     "610 gives 20 windows and 4 iperf3 runs per site)")
+    ap.add_argument("--every", type=float, default=120.0,
+                    help="seconds between iperf3 runs (WetLinks: 120; 60 doubles the runs "
+                    "and keeps one RTT window per idle stretch)")
     ap.add_argument("--only", choices=["access", "static"], default=None)
     ap.add_argument("--runs", nargs=2, metavar=("ACCESS_RUN", "STATIC_RUN"), default=None,
                     help="evaluate finished runs instead of running")
@@ -590,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     variants = ["access", "static"] if args.only is None else [args.only]
     for i, v in enumerate(variants):
-        path = _variant(v == "static", args.duration)
+        path = _variant(v == "static", args.duration, args.every)
         if args.runs:
             run = Path(args.runs[i])
         else:
@@ -617,7 +627,8 @@ def _print(summary: dict[str, Any]) -> None:
             "rtt_ms_window_p95", "rtt_ms_window_p99", "rtt_ms_median", "rtt_ms_p95",
             "rtt_period_s", "rtt_acf_peak", "rtt_step_ms_at_boundary",
             "rtt_step_ms_inside_slot", "ping_loss_pct", "download_mbps_run_p25",
-            "download_mbps_run_p50", "download_mbps_run_p75", "upload_mbps_run_p50"]
+            "download_mbps_run_p50", "download_mbps_run_p75", "upload_mbps_run_p25",
+            "upload_mbps_run_p50", "upload_mbps_run_p75"]
     variants = summary["variants"]
     for site in (CALIBRATION_SITE, VALIDATION_SITE):
         print(f"\n{site} ({'calibration' if site == CALIBRATION_SITE else 'validation'})")
@@ -636,8 +647,8 @@ def _print(summary: dict[str, Any]) -> None:
                       f"error {e['rel_error']}")
     mc = summary.get("model_monte_carlo")
     if mc:
-        print(f"\nmodel Monte Carlo ({mc['runs']} runs, no emulation), download per-run "
-              f"quartiles {mc['download_mbps_run']}")
+        print(f"\nmodel Monte Carlo ({mc['runs']} runs, no emulation), per-run quartiles: "
+              f"download {mc['download_mbps_run']}, upload {mc['upload_mbps_run']}")
         for key, e in mc["errors"].items():
             print(f"  model   {key}: {e['ours']} vs {e['published']} -> error {e['rel_error']}")
     print(f"\nresults/realism/summary.json, plots: {', '.join(summary['plots'])}")

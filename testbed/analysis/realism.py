@@ -374,9 +374,12 @@ def vantage_stats(run_dir: Path, site: str, sc: dict[str, Any], slot_s: float = 
             out[f"{d}_mbps_run_{q}"] = v
         out[f"{d}_mbps_per_s"] = percentiles(per_s, (5, 50, 95)) if per_s else {}
     if len(ps.t):
+        # idle by send time: a reply that arrives after the load ended, from a packet sent
+        # during it (seconds late behind a full uplink queue), belongs to the load
+        sent = ps.t - ps.rtt / 1e3
         idle = np.ones(len(ps.t), dtype=bool)
         for a, b in busy:
-            idle &= ~((ps.t >= a) & (ps.t <= b))
+            idle &= ~((sent >= a) & (sent <= b))
         rtt = ps.rtt[idle] if idle.any() else ps.rtt
         pc = percentiles(rtt)
         out.update(rtt_ms_median=pc.get("p50"), rtt_ms_p95=pc.get("p95"), rtt_ms=pc,

@@ -337,6 +337,7 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
     argv = [sys.executable, "-m", "testbed", "run", SCENARIO]
     if duration_s:
         argv += ["--duration", str(duration_s)]
+    before = _run_dirs()
     avail0 = _mem_available_kb()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
@@ -354,7 +355,7 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
                     proc.wait(timeout=120)
                     break
                 if tz is None:
-                    tz = _time_zero(t0)
+                    tz = _time_zero(before)
                     if tz is not None:
                         sampler.mid_wall = tz + dur / 2
                 elif not mem and time.time() > tz + 2.0:
@@ -374,7 +375,7 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
     out: dict[str, Any] = {
         "cpu_s_total": round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 2),
         "wall_s_total": round(time.time() - t0, 2), **mem}
-    run_dir = _run_dir_after(t0)
+    run_dir = _new_run_dir(before)
     if run_dir is None or not (run_dir / "metrics.json").exists():
         return {**out, "status": "failed", "error": tail}
     man = json.loads((run_dir / "manifest.json").read_text())
@@ -406,8 +407,8 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
     return out
 
 
-def _time_zero(t0: float) -> float | None:
-    d = _run_dir_after(t0)
+def _time_zero(before: set[str]) -> float | None:
+    d = _new_run_dir(before)
     if d is None:
         return None
     try:
@@ -416,13 +417,17 @@ def _time_zero(t0: float) -> float | None:
         return None
 
 
-def _run_dir_after(t0: float) -> Path | None:
-    latest = RESULTS / SCENARIO / "latest"
-    if latest.is_symlink() or latest.exists():
-        d = latest.resolve()
-        if d.stat().st_mtime >= t0 - 1:
-            return d
-    return None
+def _run_dirs() -> set[str]:
+    base = RESULTS / SCENARIO
+    return {d.name for d in base.iterdir() if d.is_dir() and not d.is_symlink()} \
+        if base.is_dir() else set()
+
+
+def _new_run_dir(before: set[str]) -> Path | None:
+    """The run folder this measurement's run made: the one not there before it started (a
+    previous run's folder, still `latest` when the next starts, must not be read)."""
+    new = sorted(_run_dirs() - before)
+    return RESULTS / SCENARIO / new[-1] if new else None
 
 
 def _flows(flows: dict[str, Any]) -> dict[str, Any]:

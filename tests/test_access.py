@@ -271,10 +271,12 @@ def test_window_means_are_wetlinks_measurements() -> None:
     assert len(realism.window_means(gap, np.ones(len(gap)))) == 2  # none spans the gap
     assert realism.window_means([], []) == []
     traffic = yaml.safe_load(SCENARIO.read_text())["traffic"]
-    for duration, windows in ((610.0, 20), (600.0, 19)):
-        flows = realism._cadence(traffic, duration)
+    for duration, every, windows, starts in (
+            (610.0, 120.0, 20, [120, 240, 360, 480]), (600.0, 120.0, 19, [120, 240, 360, 480]),
+            (1210.0, 60.0, 21, list(range(60, 1141, 60)))):  # EVERY=60: 19 runs, 21 windows
+        flows = realism._cadence(traffic, duration, every)
         runs = [f for f in flows if f["kind"] == "udp"]
-        assert sorted({f["start_s"] for f in runs}) == [120, 240, 360, 480]
+        assert sorted({f["start_s"] for f in runs}) == starts
         p = next(f for f in flows if f["kind"] == "ping")
         ping = np.arange(p["start_s"], p["start_s"] + p["duration_s"], 0.1)
         idle = np.ones(len(ping), dtype=bool)

@@ -140,3 +140,88 @@ def test_ten_seconds_of_the_scenario_ping_and_update(tmp_path: Path) -> None:
         assert u["batches"] > 50 and u["changes_total"] > 0
     finally:
         assert not any(leftovers(res.run_dir.name.rsplit("-", 1)[-1]).values())
+
+
+@pytest.mark.unit
+def test_own_papers_normalisation_per_100_satellites_and_per_core() -> None:
+    # 5.556 s for 220 satellites on 2 cores vs 1272 s for 4408 satellites on 56 cores
+    assert em.per_100_sats("bring_up_s", 5.556, 220) == pytest.approx(2.5255, abs=1e-4)
+    assert em.per_100_sats("bring_up_s", 1272.0, 4408) == pytest.approx(28.8566, abs=1e-4)
+    assert em.core_s_per_100_sats("bring_up_s", 5.556, 220, 2) == pytest.approx(5.0509,
+                                                                                 abs=1e-4)
+    assert em.core_s_per_100_sats("bring_up_s", 1272.0, 4408, 56) == pytest.approx(
+        1615.971, abs=1e-3)
+    # a latency is not normalised per satellite; per core is only defined for bring-up
+    assert em.per_100_sats("update_delay_ms", 2.0, 220) is None
+    assert em.core_s_per_100_sats("cpu", 0.25, 220, 2) is None
+    assert em.per_100_sats("memory", 300.0, None) is None
+    assert em.ratio_sig(5.0509, 1615.971) == pytest.approx(0.00313)
+    assert em.ratio_sig(1.0, 0.0) is None and em.ratio_sig(None, 2.0) is None
+
+
+@pytest.mark.unit
+def test_own_papers_comparison_on_given_inputs() -> None:
+    figs = [
+        em.OwnFigure("A", "bring_up_s", 100.0, "s", 1000, 8, "test A"),
+        em.OwnFigure("A", "cpu", 2.0, "cores used", 500, 16, "test A"),
+        em.OwnFigure("B", "cpu", 40.0, "%", 4408, None, "test B", comparable=False),
+        em.OwnFigure("C", "bring_up_s", None, "s", None, None, "test C",
+                     relative="5-10x faster than A"),
+        em.OwnFigure("D", "update_delay_ms", None, "ms", None, None, "test D"),
+        em.OwnFigure("E", "update_delay_ms", 10.0, "ms", 1584, 8, "test E",
+                     inferred="size"),
+    ]
+    ours = {"bring_up_s": 5.0, "run_cores": 0.25, "memory_mb": 280.0,
+            "update_delay_ms": 2.0, "cores": 2}
+    rows = em.compare_own_papers(ours, figures=figs, our_satellites=200)
+    a_up, a_cpu, b_cpu, c_up, d_upd, e_upd = rows
+    # bring-up: 5 s / 200 sats = 2.5 s per 100; theirs 10 s per 100 -> 0.25; per core:
+    # 5 x 2 / 200 x 100 = 5 core-s vs 100 x 8 / 1000 x 100 = 80 core-s -> 0.0625
+    assert a_up["ratio_raw"] == pytest.approx(0.05)
+    assert a_up["ratio_per_100_sats"] == pytest.approx(0.25)
+    assert a_up["ratio_per_core"] == pytest.approx(0.0625)
+    assert a_up["status"] == "compared"
+    # CPU in cores used: 0.125 vs 0.4 cores per 100 satellites
+    assert a_cpu["ratio_per_100_sats"] == pytest.approx(0.3125, rel=1e-2)  # 3 sig. figures
+    assert a_cpu["ratio_per_core"] is None
+    # a percentage of an unstated basis: shown, never divided
+    assert b_cpu["theirs"] == 40.0 and b_cpu["status"] == "shown, not compared"
+    assert b_cpu["ratio_raw"] is b_cpu["ratio_per_100_sats"] is None
+    # a relative factor stays text; nothing is derived from it
+    assert c_up["status"] == "relative factor only" and c_up["ratio_raw"] is None
+    assert c_up["relative"] == "5-10x faster than A"
+    assert d_upd["status"] == "not found" and d_upd["ratio_raw"] is None
+    # a latency: raw ratio only, and an inferred size is said so in the status
+    assert e_upd["ratio_raw"] == pytest.approx(0.2) and e_upd["ratio_per_100_sats"] is None
+    assert e_upd["status"].startswith("compared (inferred")
+    assert all(r["source_kind"] == em.OWN_LABEL for r in rows)
+    with pytest.raises(ValueError, match="unknown metric"):
+        em.compare_own_papers(ours, figures=[em.OwnFigure("X", "cpu_pct", 1.0, "%", 1, 1,
+                                                          "x")])
+
+
+@pytest.mark.unit
+def test_own_papers_table_is_labelled_and_recomputes_from_json(tmp_path: Path) -> None:
+    # every figure is the emulator's own paper's, never arXiv 2604.04498's; missing = None
+    for f in em.OWN_PAPERS:
+        assert f.metric in em.OWN_METRICS
+        assert "2604.04498" not in f.citation
+        if f.value is None:
+            assert f.relative or "no value" in f.note
+    assert "not arXiv 2604.04498" in em.OWN_LABEL
+    doc = {"machine": {"cores": 2},
+           "ours": {"bring_up_s": 5.556, "run_cores": 0.248, "memory_mb": 288.8,
+                    "update_delay_ms": 1.985, "cores": 2}}
+    path = tmp_path / "emulators.json"
+    path.write_text(json.dumps(doc))
+    own = em.own_papers_from_json(path)
+    assert own["rows"] == em.compare_own_papers(doc["ours"], 2)
+    sn = next(r for r in own["rows"] if r["emulator"] == "StarryNet" and
+              r["metric"] == "bring_up_s" and r["their_satellites"] == 4408)
+    assert sn["ratio_per_100_sats"] == pytest.approx(0.0875, rel=1e-2)
+    assert sn["ratio_per_core"] == pytest.approx(0.00313, rel=1e-2)
+    assert em.main(["--from-json", str(path), "--json"]) == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit, match="no 'ours'"):
+        em.own_papers_from_json(bad)

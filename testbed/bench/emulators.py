@@ -28,6 +28,13 @@ satellite per emulated second; bring-up as seconds and as core-seconds of capaci
 (seconds x cores, an upper bound of the work a parallel bring-up could have used).  Latencies
 (update delay) are not normalised.  Where the paper gives no value, or gives it only in a
 figure we could not read, the cell says so (`PUBLISHED` below, docs/emulator-eval.md).
+
+Beside the emulators' OWN papers (`OWN_PAPERS`, `compare_own_papers`): what StarryNet (NSDI
+2023), OpenSN (TPDS 2025 / arXiv 2507.03248) and Celestial (Middleware 2022) report about
+themselves, on their own setting and hardware - never arXiv 2604.04498's values.  Normalised
+per 100 nodes (value / nodes x 100, linear scaling assumed) and, for bring-up, per core
+(seconds x cores / nodes x 100: core-seconds of capacity per 100 nodes); update delay is not
+normalised (`OWN_NORMALISATION`).  `--from-json PATH` recomputes it from a saved result.
 """
 
 from __future__ import annotations
@@ -166,6 +173,236 @@ def compare(ours: dict[str, float | None], our_cores: int,
             }
         out[emu.name] = rows
     return out
+
+
+# ------------------------------------------- beside the emulators' OWN papers (pure)
+#
+# Not arXiv 2604.04498's values: what each emulator's own paper reports, measured on its own
+# setting (constellation size, links) and its own hardware.  Kept apart from `PUBLISHED` so the
+# two can never be mixed up; every row carries OWN_LABEL.
+
+OWN_LABEL = ("from the emulator's own paper, on its own setting and hardware "
+             "(not arXiv 2604.04498's values)")
+NODES = 224  # what emulator-eval instantiates: 220 satellites + 2 user sites, gateway, server
+LINKS = 475  # 418 ISLs + 56 GSL candidates + 1 fibre (make check NAME=emulator-eval)
+NOT_READ = "no value in the text of the paper we could read"
+
+OWN_METRICS = {  # key: (label, our unit, key in our summary `ours`)
+    "bring_up_s": ("bring-up (start -> emulated network ready)", "s", "bring_up_s"),
+    "cpu": ("CPU, steady state", "cores used", "run_cores"),
+    "memory": ("memory, steady state", "MB (PSS)", "memory_mb"),
+    "update_delay_ms": ("constellation/link-state update", "ms", "update_delay_ms"),
+}
+
+OWN_NORMALISATION = (
+    "Per 100 satellites: value / satellites x 100 (bring-up s, CPU cores, memory MB), "
+    "satellites because the papers give constellation sizes in satellites (ours: 220; our 4 "
+    "ground nodes are not counted); this assumes the cost grows linearly with the "
+    "constellation, which neither side has shown across the other's size.  Per core: bring-up "
+    "x cores / satellites x 100 = core-seconds of machine capacity per 100 satellites (a "
+    "bring-up on a bigger machine may use more cores; this charges it all of them).  CPU "
+    "compares cores used; a percentage whose basis (which machine, how many cores) is not "
+    "stated is shown but not compared.  Update delay is a latency: not normalised.  Ratios "
+    "are ours / theirs (< 1: ours is smaller).  Satellites, links, core speed, container vs "
+    "namespace, and what 'ready' means differ between papers: a ratio is an order of "
+    "magnitude, not a ranking.")
+
+
+@dataclass(frozen=True)
+class OwnFigure:
+    """One overhead figure from an emulator's own paper, as reported (value in `unit`).
+
+    `value` None = not found in the text we could read (never estimated).  `comparable`
+    False = the number is shown but no ratio is formed (e.g. a CPU % whose machine/cores
+    basis is not stated).  `inferred` names what is our reading rather than stated next to the
+    number (e.g. which table row a size belongs to).  `relative` = a factor the paper gives
+    against another emulator instead of an absolute value (OpenSN: 5-10x faster than
+    StarryNet), kept as text and never turned into a number: the baseline ran on the citing
+    paper's setting and machine, not on the baseline's own."""
+
+    emulator: str
+    metric: str  # key of OWN_METRICS
+    value: float | None
+    unit: str
+    satellites: int | None  # constellation size the value was measured at
+    cores: int | None  # physical cores of the machine(s) it was measured on
+    citation: str
+    note: str = ""
+    comparable: bool = True
+    inferred: str = ""
+    relative: str | None = None
+
+
+OWN_HARDWARE: dict[str, dict[str, Any]] = {
+    "StarryNet": {
+        "machine": "8 x Dell R740, each 2 x Intel Xeon 5222 (4 cores, 3.8 GHz) = 8 cores, "
+                   "8 x 32 GB DDR4, Ubuntu 20.04-LTS, on one LAN (64 cores in all); 1 to 7 "
+                   "of them as workers depending on the constellation (Table 2)",
+        "cores_per_server": 8, "servers": 8,
+        "sizes": "Table 2: from about 300 satellites (Telesat T1, 27x13) to 4408 (Starlink "
+                 "phase I, five shells); also Kuiper full 3236, Telesat full 1671",
+        "citation": "Lai et al., StarryNet, USENIX NSDI 2023, §6 and Table 2",
+        "read_in": "third-party texts, not the PDF: a transcription of §6 "
+                   "(blog.bxhu2004.com/sci/Networks/StarryNet/eva: machine) and public "
+                   "reading notes that quote Table 2 (a GitHub markdown, search-index id "
+                   "67162333925: times, CPU %, memory %, workers); verify against the PDF",
+    },
+    "OpenSN": {
+        "machine": None,
+        "sizes": "five-shell Starlink, 4408 satellites, emulated (abstract)",
+        "citation": "Lu et al., OpenSN, IEEE TPDS 36(8):1574-1590, 2025 (arXiv 2507.03248v1); "
+                    "APNet 2024 version",
+        "read_in": "abstracts only (arXiv 2507.03248, APNet 2024 via research.buaa.edu.cn); "
+                   "the body of the stored arXiv HTML was not reachable",
+    },
+    "Celestial": {
+        "machine": None,
+        "sizes": None,
+        "citation": "Pfandzelter & Bermbach, Celestial, ACM/IFIP Middleware 2022, "
+                    "doi:10.1145/3528535.3531517 (arXiv 2204.06282)",
+        "read_in": "abstract and project docs only (openfogstack.github.io/celestial); the "
+                   "docs' limits (254 shells, 16,384 satellites per shell) are not overhead",
+    },
+}
+
+_SN = "Lai et al., StarryNet, NSDI 2023, Table 2 (via third-party notes; see read_in)"
+_OSN = "Lu et al., OpenSN, IEEE TPDS 2025 / arXiv 2507.03248, abstract"
+_CEL = "Pfandzelter & Bermbach, Celestial, Middleware 2022, abstract"
+_PCT = ("percentage of a machine whose basis (one worker, all workers, cores or threads) the "
+        "notes do not state: not compared")
+OWN_PAPERS: list[OwnFigure] = [
+    OwnFigure("StarryNet", "bring_up_s", 1272.0, "s", 4408, 56, _SN,
+              "21.2 min = 13.3 min nodes + 7.9 min links; Starlink phase I, 5 shells; 7 "
+              "workers x 8 cores"),
+    OwnFigure("StarryNet", "bring_up_s", 192.0, "s", 351, 8, _SN,
+              "3.2 min, the notes' 'small scale'",
+              inferred="that it is the Telesat T1 row (27x13 = 351 satellites, the smallest in "
+                       "Table 2) on 1 worker is our reading of the notes"),
+    OwnFigure("StarryNet", "cpu", 39.6, "%", 4408, None, _SN,
+              f"1-s update interval; {_PCT}", comparable=False),
+    OwnFigure("StarryNet", "cpu", 7.2, "%", 1584, None, _SN,
+              f"Starlink one shell, 1-s update interval; {_PCT}", comparable=False),
+    OwnFigure("StarryNet", "memory", 10.4, "%", 4408, None, _SN,
+              "1-s update interval; percentage of RAM whose basis is not stated: not "
+              "compared", comparable=False),
+    OwnFigure("StarryNet", "update_delay_ms", None, "ms", None, None, _SN,
+              f"{NOT_READ} (§4.4.2 describes per-satellite event threads, no delay figure in "
+              "the notes)"),
+    OwnFigure("OpenSN", "bring_up_s", None, "s", None, None, _OSN,
+              f"{NOT_READ}: seconds, sizes and machine are in the body/figures",
+              relative="constructs mega-constellations 5-10x faster than StarryNet"),
+    OwnFigure("OpenSN", "cpu", None, "cores", None, None, _OSN, NOT_READ),
+    OwnFigure("OpenSN", "memory", None, "MB", None, None, _OSN, NOT_READ),
+    OwnFigure("OpenSN", "update_delay_ms", None, "ms", None, None, _OSN,
+              f"{NOT_READ}: ms, sizes and machine are in the body/figures",
+              relative="updates link state 2-4x faster than LeoEM (Mininet-based; the APNet "
+                       "abstract says 'than Mininet')"),
+    *(OwnFigure("Celestial", m, None, u, None, None, _CEL,
+                f"{NOT_READ}: the abstract says it emulates 'efficiently ... which we show "
+                "empirically'; the numbers are in the body")
+      for m, u in (("bring_up_s", "s"), ("cpu", "cores"), ("memory", "MB"),
+                   ("update_delay_ms", "ms"))),
+]
+
+
+def ratio_sig(ours: float | None, theirs: float | None, digits: int = 3) -> float | None:
+    """ours / theirs to `digits` significant figures (ratios against other papers span orders
+    of magnitude; a fixed 3 decimals would round 0.0031 to 0.003), None where either side is
+    missing or theirs is zero."""
+    if ours is None or theirs is None or theirs == 0:
+        return None
+    return float(f"{ours / theirs:.{digits}g}")
+
+
+def per_100_sats(metric: str, value: float | None, satellites: int | None) -> float | None:
+    """value / satellites x 100 for the additive costs (bring-up s, CPU cores, memory MB);
+    None for the update delay (a latency does not add up per satellite) and where a side is
+    unknown.  Assumes linear scaling in the constellation size."""
+    if value is None or not satellites or metric == "update_delay_ms":
+        return None
+    return round(value / satellites * 100.0, 4)
+
+
+def core_s_per_100_sats(metric: str, value: float | None, satellites: int | None,
+                        cores: int | None) -> float | None:
+    """Bring-up x cores per 100 satellites: core-seconds of machine capacity per 100
+    satellites (a bring-up on a bigger machine may use more cores; this charges it all of
+    them).  Only defined for bring-up."""
+    if metric != "bring_up_s" or value is None or not satellites or not cores:
+        return None
+    return round(value * cores / satellites * 100.0, 4)
+
+
+def compare_own_papers(ours: dict[str, Any], our_cores: int | None = None,
+                       our_satellites: int = SATELLITES,
+                       figures: list[OwnFigure] | None = None) -> list[dict[str, Any]]:
+    """One row per figure of `figures` (default OWN_PAPERS): their value, unit, size and
+    cores; ours (from a bench summary: results/bench/emulators.json["ours"]) in our unit; both
+    per 100 satellites and, for bring-up, in core-seconds per 100 satellites; the ratios
+    ours / theirs raw, per 100 satellites and per core (None where the figure is missing, not
+    comparable, or a side's size/cores is unknown).  Normalisation: OWN_NORMALISATION.
+    `status`: compared | compared (inferred: ...) | shown, not compared | relative factor
+    only | not found."""
+    cores = our_cores if our_cores is not None else ours.get("cores")
+    rows: list[dict[str, Any]] = []
+    for f in figures if figures is not None else OWN_PAPERS:
+        if f.metric not in OWN_METRICS:
+            raise ValueError(f"OwnFigure {f.emulator}: unknown metric {f.metric!r} "
+                             f"(one of {', '.join(OWN_METRICS)})")
+        label, our_unit, our_key = OWN_METRICS[f.metric]
+        mine = ours.get(our_key)
+        mine = mine if isinstance(mine, int | float) else None
+        use = f.value is not None and f.comparable
+        theirs = f.value if use else None
+        o100 = per_100_sats(f.metric, mine, our_satellites)
+        t100 = per_100_sats(f.metric, theirs, f.satellites)
+        ocore = core_s_per_100_sats(f.metric, mine, our_satellites, cores)
+        tcore = core_s_per_100_sats(f.metric, theirs, f.satellites, f.cores)
+        if f.value is None:
+            status = "relative factor only" if f.relative else "not found"
+        elif not f.comparable:
+            status = "shown, not compared"
+        else:
+            status = f"compared (inferred: {f.inferred})" if f.inferred else "compared"
+        rows.append({
+            "emulator": f.emulator, "metric": f.metric, "label": label,
+            "source_kind": OWN_LABEL, "citation": f.citation, "note": f.note,
+            "theirs": f.value, "their_unit": f.unit, "their_satellites": f.satellites,
+            "their_cores": f.cores, "relative": f.relative, "inferred": f.inferred or None,
+            "ours": mine, "our_unit": our_unit, "our_satellites": our_satellites,
+            "our_cores": cores,
+            "ours_per_100_sats": o100, "theirs_per_100_sats": t100,
+            "ours_core_s_per_100_sats": ocore, "theirs_core_s_per_100_sats": tcore,
+            "ratio_raw": ratio_sig(mine, theirs) if f.unit == our_unit else None,
+            "ratio_per_100_sats": ratio_sig(o100, t100),
+            "ratio_per_core": ratio_sig(ocore, tcore),
+            "status": status,
+        })
+    return rows
+
+
+def own_papers_from_json(path: Path) -> dict[str, Any]:
+    """Recompute the own-papers comparison from a saved bench result (no run): reads `ours`
+    and `machine.cores` of results/bench/emulators.json (or any file of that shape)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"{path}: cannot read a bench result ({e}); give the JSON written by "
+                         "`make bench BENCH=emulators` (results/bench/emulators.json)") from e
+    ours = doc.get("ours")
+    if not isinstance(ours, dict):
+        raise SystemExit(f"{path}: no 'ours' summary in it; give the JSON written by "
+                         "`make bench BENCH=emulators`")
+    cores = ours.get("cores") or (doc.get("machine") or {}).get("cores")
+    return own_papers_doc(ours, cores)
+
+
+def own_papers_doc(ours: dict[str, Any], cores: int | None) -> dict[str, Any]:
+    return {"label": OWN_LABEL, "normalisation": OWN_NORMALISATION,
+            "our_satellites": SATELLITES, "our_nodes": NODES, "our_links": LINKS,
+            "our_cores": cores,
+            "hardware": OWN_HARDWARE,
+            "rows": compare_own_papers(ours, cores)}
 
 
 def percentile(xs: list[float], q: float) -> float | None:
@@ -515,6 +752,7 @@ def run(console: Console, runs: int | None = None,
     cores = host["cores"] or 1
     doc["ours"] = summarise(doc["runs"], cores)
     doc["comparison"] = compare(doc["ours"], cores)
+    doc["own_papers"] = own_papers_doc(doc["ours"], cores)
     doc["normalisation"] = (
         "CPU: utilisation % of the machine x cores / 100 = cores used, and CPU-seconds per "
         "satellite per emulated second (run's process tree, steady state); bring-up: seconds "
@@ -584,16 +822,55 @@ def _print(console: Console, doc: dict[str, Any]) -> None:
     console.print("per core: utilisation -> cores used (% x cores / 100), bring-up -> "
                   "core-seconds (s x cores); memory and delay as measured")
     console.print(f"n/a: {NOT_ACCESSIBLE}; docs/emulator-eval.md")
+    if "own_papers" in doc:
+        _print_own(console, doc["own_papers"])
+
+
+def _print_own(console: Console, own: dict[str, Any]) -> None:
+    """The comparison with the emulators' own papers, one row per figure."""
+    t = Table(title=f"beside the emulators' own papers - {own['label']}")
+    for col in ("emulator", "metric", "theirs (sats, cores)", "ours", "ours /100 sats",
+                "theirs /100 sats", "ours / theirs: raw, /100 sats, per core", "status"):
+        t.add_column(col)
+    for r in own["rows"]:
+        theirs = (r["relative"] if r["theirs"] is None and r["relative"] else
+                  "-" if r["theirs"] is None else
+                  f"{r['theirs']} {r['their_unit']} ({_fmt(r['their_satellites'])}, "
+                  f"{_fmt(r['their_cores'])})")
+        t.add_row(r["emulator"], r["label"], theirs, f"{_fmt(r['ours'])} {r['our_unit']}",
+                  _fmt(r["ours_per_100_sats"]), _fmt(r["theirs_per_100_sats"]),
+                  f"{_fmt(r['ratio_raw'])} / {_fmt(r['ratio_per_100_sats'])} / "
+                  f"{_fmt(r['ratio_per_core'])}", r["status"])
+    console.print(t)
+    console.print(f"ours: {own['our_satellites']} satellites ({own['our_nodes']} nodes, "
+                  f"{own['our_links']} links), {own['our_cores']} cores.  "
+                  f"{own['normalisation']}")
+    for emu, hw in own["hardware"].items():
+        console.print(f"{emu}: machine {hw.get('machine') or 'not found'}; sizes "
+                      f"{hw.get('sizes') or 'not found'}; {hw['citation']}; read in: "
+                      f"{hw['read_in']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m testbed.bench.emulators [--runs 1] [--duration 30]`: a quick look."""
+    """`python -m testbed.bench.emulators [--runs 1] [--duration 30]`: a quick look.
+    `--from-json results/bench/emulators.json [--json]`: no run; recompute the comparison with
+    the emulators' own papers from a saved result and print it (as JSON with --json)."""
     import argparse
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                    help="recompute the own-papers comparison from a saved bench JSON")
+    ap.add_argument("--json", action="store_true", help="with --from-json: print JSON")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        own = own_papers_from_json(args.from_json)
+        if args.json:
+            print(json.dumps(own, indent=1, ensure_ascii=False))
+        else:
+            _print_own(Console(width=200), own)
+        return 0
     doc = run(Console(), runs=args.runs, duration_s=args.duration)
     print(json.dumps(doc["ours"], indent=1))
     return 0

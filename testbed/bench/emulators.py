@@ -55,6 +55,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from testbed.bench.scale import mem_available_kb
 from testbed.mobility.driver import LEAD_S
 from testbed.run.results import RESULTS
 
@@ -456,14 +457,6 @@ def update_delays(records: list[dict[str, Any]], rate_hz: float = 10.0) -> dict[
 # ------------------------------------------------------------------ measuring one run
 
 
-def _mem_available_kb() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1])
-    return 0
-
-
 def _machine_jiffies() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot."""
     with open("/proc/stat") as f:
@@ -575,7 +568,7 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
     if duration_s:
         argv += ["--duration", str(duration_s)]
     before = _run_dirs()
-    avail0 = _mem_available_kb()
+    avail0 = mem_available_kb()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     mem: dict[str, Any] = {}
@@ -597,7 +590,7 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
                         sampler.mid_wall = tz + dur / 2
                 elif not mem and time.time() > tz + 2.0:
                     mem = {"mem_available_drop_mb": round(
-                        (avail0 - _mem_available_kb()) / 1024, 1)}
+                        (avail0 - mem_available_kb()) / 1024, 1)}
                 time.sleep(0.25)
         except BaseException:
             proc.terminate()

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = [25, 50, 100, 200, 500, 1000]
 
 
-def _mem_available_kb() -> int:
+def mem_available_kb() -> int:
+    """The kernel's MemAvailable (kB): a run's memory is the drop in it, kernel included."""
     with open("/proc/meminfo") as f:
         for line in f:
             if line.startswith("MemAvailable:"):
@@ -62,7 +63,7 @@ def measure(argv: list[str], name: str, timeout_s: float = 900.0) -> dict[str, A
     """One run as a user starts it (`python -m testbed run ...`): command -> time zero from
     the command's own start, memory sampled 2 s after time zero, CPU of every process of the
     run (they are all reaped by the time the command returns), then its metrics."""
-    avail0 = _mem_available_kb()
+    avail0 = mem_available_kb()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     with tempfile.TemporaryFile("w+") as log:
@@ -85,7 +86,7 @@ def measure(argv: list[str], name: str, timeout_s: float = 900.0) -> dict[str, A
                     tz = man.get("time_zero_wall")
                     if tz and time.time() > tz + 2.0:
                         mem = {"mem_available_drop_mb": round(
-                            (avail0 - _mem_available_kb()) / 1024, 1)}
+                            (avail0 - mem_available_kb()) / 1024, 1)}
                 time.sleep(0.5)
         except BaseException:
             proc.terminate()

@@ -398,7 +398,8 @@ def test_ctrl_c_stops_the_local_ray_and_the_run_tears_down(tmp_path: Path) -> No
     from testbed.run.cleanup import leftovers
     from testbed.sweep.procs import session_pids
 
-    spec = spec_file(tmp_path, name="tiny-ctrl-c", duration=5, seeds=[1])
+    # 30-s runs: Ctrl-C lands mid-run however long the wait for the first manifest took
+    spec = spec_file(tmp_path, name="tiny-ctrl-c", duration=30, seeds=[1])
     out = tmp_path / "out"
     scratch = Path("/tmp") / f"sagin-sweep-{os.getuid()}" / "tiny-ctrl-c"
     shutil.rmtree(scratch, ignore_errors=True)  # an earlier attempt's

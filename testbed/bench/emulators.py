@@ -40,14 +40,14 @@ normalised (`OWN_NORMALISATION`).  `--from-json PATH` recomputes it from a saved
 from __future__ import annotations
 
 import json
+import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from testbed.bench.scale import mem_available_kb
+from testbed.bench.scale import time_zero_of, watch_run
 from testbed.mobility.driver import LEAD_S
 from testbed.run.results import RESULTS
 
@@ -521,6 +521,16 @@ class Sampler(threading.Thread):
         self.pss_mb: float | None = None
         self.stop_event = threading.Event()
 
+    def watch(self, proc: subprocess.Popen[str]) -> Callable[[], None]:
+        """Sample `proc`'s tree from now on; returns what stops it (watch_run's on_start)."""
+        self.pid = proc.pid
+        self.start()
+        return self.stop
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+
     def run(self) -> None:
         while not self.stop_event.is_set():
             pids = _tree(self.pid)
@@ -568,43 +578,15 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
     if duration_s:
         argv += ["--duration", str(duration_s)]
     before = _run_dirs()
-    avail0 = mem_available_kb()
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.time()
-    mem: dict[str, Any] = {}
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        sampler = Sampler(proc.pid, mid_wall=t0 + 1e9)
-        sampler.start()
-        tz: float | None = None
-        deadline = t0 + timeout_s
-        try:
-            while proc.poll() is None:
-                if time.time() > deadline:
-                    proc.terminate()  # the run tears down on SIGTERM
-                    proc.wait(timeout=120)
-                    break
-                if tz is None:
-                    tz = _time_zero(before)
-                    if tz is not None:
-                        sampler.mid_wall = tz + dur / 2
-                elif not mem and time.time() > tz + 2.0:
-                    mem = {"mem_available_drop_mb": round(
-                        (avail0 - mem_available_kb()) / 1024, 1)}
-                time.sleep(0.25)
-        except BaseException:
-            proc.terminate()
-            proc.wait(timeout=120)
-            raise
-        finally:
-            sampler.stop_event.set()
-            sampler.join(timeout=5)
-        log.seek(0)
-        tail = log.read()[-3000:]
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out: dict[str, Any] = {
-        "cpu_s_total": round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 2),
-        "wall_s_total": round(time.time() - t0, 2), **mem}
+    sampler = Sampler(0, mid_wall=math.inf)  # PSS in the middle of the run, once it is known
+
+    def heard_time_zero(tz: float) -> None:
+        sampler.mid_wall = tz + dur / 2
+
+    w = watch_run(argv, lambda _t0: time_zero_of(_new_run_dir(before)), timeout_s, poll_s=0.25,
+                  on_start=sampler.watch, on_time_zero=heard_time_zero)
+    t0, tail, tz = w.t0, w.tail, w.time_zero
+    out: dict[str, Any] = {"cpu_s_total": w.cpu_s, "wall_s_total": w.wall_s, **w.mem}
     run_dir = _new_run_dir(before)
     if run_dir is None or not (run_dir / "metrics.json").exists():
         return {**out, "status": "failed", "error": tail}
@@ -635,16 +617,6 @@ def measure(duration_s: float | None = None, timeout_s: float = 900.0) -> dict[s
     out["ns3_max_lag_ms"] = (m.get("ns3_realtime") or {}).get("max_lag_ms")
     out["flows"] = _flows(m.get("flows") or {})
     return out
-
-
-def _time_zero(before: set[str]) -> float | None:
-    d = _new_run_dir(before)
-    if d is None:
-        return None
-    try:
-        return json.loads((d / "manifest.json").read_text()).get("time_zero_wall")
-    except (OSError, ValueError):  # not written yet
-        return None
 
 
 def _run_dirs() -> set[str]:

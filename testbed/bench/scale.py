@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,45 +61,83 @@ def _run_dir_after(name: str, t0: float) -> Path | None:
     return None
 
 
-def measure(argv: list[str], name: str, timeout_s: float = 900.0) -> dict[str, Any]:
-    """One run as a user starts it (`python -m testbed run ...`): command -> time zero from
-    the command's own start, memory sampled 2 s after time zero, CPU of every process of the
-    run (they are all reaped by the time the command returns), then its metrics."""
+@dataclass
+class Watched:
+    """What watching one command from outside gives (`watch_run`)."""
+
+    t0: float  # wall time the command was started
+    time_zero: float | None  # the run's time zero, as `time_zero` first reported it
+    cpu_s: float  # CPU of every process of the run (all reaped when the command returns)
+    wall_s: float
+    mem: dict[str, Any]  # {"mem_available_drop_mb": ...} 2 s after time zero, if reached
+    tail: str  # the last 3,000 characters of its output
+
+
+def watch_run(argv: list[str], time_zero: Callable[[float], float | None],
+              timeout_s: float = 900.0, poll_s: float = 0.5,
+              on_start: Callable[[subprocess.Popen[str]], Callable[[], None]] | None = None,
+              on_time_zero: Callable[[float], None] | None = None) -> Watched:
+    """Run a command as a user starts it and wait for it, measured from outside: the drop in
+    MemAvailable 2 s after the run's time zero (`time_zero(t0)`, polled until known), the CPU
+    of all its processes, its output's tail.  SIGTERM at the timeout (a run tears down on
+    it).  `on_start(proc)` may start a sampler and return what stops it; `on_time_zero` hears
+    the time zero once."""
     avail0 = mem_available_kb()
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
+    mem: dict[str, Any] = {}
+    tz: float | None = None
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", *argv], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
-        mem: dict[str, Any] = {}
-        deadline = time.time() + timeout_s
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        stop = on_start(proc) if on_start is not None else None
+        deadline = t0 + timeout_s
         try:
             while proc.poll() is None:
                 if time.time() > deadline:
-                    proc.terminate()  # the run tears down on SIGTERM
+                    proc.terminate()
                     proc.wait(timeout=120)
                     break
-                run_dir = _run_dir_after(name, t0)
-                if run_dir is not None and not mem:
-                    try:
-                        man = json.loads((run_dir / "manifest.json").read_text())
-                    except (OSError, ValueError):  # not written yet
-                        man = {}
-                    tz = man.get("time_zero_wall")
-                    if tz and time.time() > tz + 2.0:
-                        mem = {"mem_available_drop_mb": round(
-                            (avail0 - mem_available_kb()) / 1024, 1)}
-                time.sleep(0.5)
+                if tz is None:
+                    tz = time_zero(t0)
+                    if tz is not None and on_time_zero is not None:
+                        on_time_zero(tz)
+                elif not mem and time.time() > tz + 2.0:
+                    mem = {"mem_available_drop_mb": round(
+                        (avail0 - mem_available_kb()) / 1024, 1)}
+                time.sleep(poll_s)
         except BaseException:
             proc.terminate()
             proc.wait(timeout=120)
             raise
+        finally:
+            if stop is not None:
+                stop()
         log.seek(0)
         tail = log.read()[-3000:]
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Watched(t0, tz, round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 2),
+                   round(time.time() - t0, 2), mem, tail)
+
+
+def time_zero_of(run_dir: Path | None) -> float | None:
+    """A run folder's time zero (wall), None until its manifest has it."""
+    if run_dir is None:
+        return None
+    try:
+        return json.loads((run_dir / "manifest.json").read_text()).get("time_zero_wall")
+    except (OSError, ValueError):  # not written yet
+        return None
+
+
+def measure(argv: list[str], name: str, timeout_s: float = 900.0) -> dict[str, Any]:
+    """One run as a user starts it (`python -m testbed run ...`): command -> time zero from
+    the command's own start, memory sampled 2 s after time zero, CPU of every process of the
+    run (they are all reaped by the time the command returns), then its metrics."""
+    w = watch_run([sys.executable, "-m", "testbed", "run", *argv],
+                  lambda t0: time_zero_of(_run_dir_after(name, t0)), timeout_s)
+    t0, tail = w.t0, w.tail
     run_dir = _run_dir_after(name, t0)
-    out: dict[str, Any] = {"cpu_s": round(cpu1.ru_utime - cpu0.ru_utime
-                                          + cpu1.ru_stime - cpu0.ru_stime, 2), **mem}
+    out: dict[str, Any] = {"cpu_s": w.cpu_s, **w.mem}
     if run_dir is None or not (run_dir / "metrics.json").exists():
         return {**out, "status": "failed", "error": tail}
     man = json.loads((run_dir / "manifest.json").read_text())

@@ -48,11 +48,8 @@ def parse(data: Any, source: Path | str) -> Cluster:
 
 def load_inventory(path: str | Path) -> Cluster:
     path = Path(path)
-    try:
-        data = read_or_raise(path, HostsError)
-    except FileNotFoundError:
-        raise HostsError(path, [Problem("", "no such file", "give the path of a hosts YAML "
-                                        "file (docs/multi-host.md)")]) from None
+    data = read_or_raise(path, HostsError,
+                         missing="give the path of a hosts YAML file (docs/multi-host.md)")
     return parse(data, path)
 
 

@@ -218,12 +218,9 @@ def parse(data: Any, source: Path | str) -> LoadedInventory:
 
 def load(path: str | Path) -> LoadedInventory:
     path = Path(path)
-    try:
-        data = read_or_raise(path, InventoryError)
-    except FileNotFoundError:
-        raise InventoryError(path, [Problem("", "no such file",
-                                            "give the path of an inventory YAML file "
-                                            "(see testbed/hil/inventory.example.yaml)")]) from None
+    data = read_or_raise(path, InventoryError,
+                         missing="give the path of an inventory YAML file "
+                         "(see testbed/hil/inventory.example.yaml)")
     return parse(data, path)
 
 

@@ -133,13 +133,16 @@ def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a finite number (and not JSON)")
 
 
-def read_or_raise(path: Path, error: type[ScenarioError]) -> Any:
-    """read_yaml with every problem but a missing file (which callers word themselves) raised
-    as `error` (ScenarioError or a subclass) naming the file."""
+def read_or_raise(path: Path, error: type[ScenarioError], missing: str | None = None) -> Any:
+    """read_yaml with every problem raised as `error` (ScenarioError or a subclass) naming the
+    file; a missing file too when `missing` (the fix to suggest) is given, else it is left to
+    the caller to word (FileNotFoundError: a missing include is the including file's problem)."""
     try:
         return read_yaml(path)
     except FileNotFoundError:
-        raise
+        if missing is None:
+            raise
+        raise error(path, [Problem("", "no such file", missing)]) from None
     except IsADirectoryError:
         raise error(path, [Problem("", "a directory, not a file",
                                    "give the YAML file")]) from None

@@ -18,11 +18,8 @@ from testbed.sweep.spec import Spec, SweepError, problem
 def load_spec(path: str | Path) -> tuple[Spec, Path | None]:
     """The validated spec and, for a scenario sweep, the scenario file it names."""
     path = Path(path)
-    try:
-        data = read_or_raise(path, SweepError)
-    except FileNotFoundError:
-        raise SweepError(path, [Problem("", "no such file", "give a sweep file such as "
-                                        "sweeps/quickstart-satdelay.yaml")]) from None
+    data = read_or_raise(path, SweepError,
+                         missing="give a sweep file such as sweeps/quickstart-satdelay.yaml")
     if not isinstance(data, dict):
         raise SweepError(path, [Problem("", "the file must be a mapping (name:, scenario:, "
                                         "parameters:, metrics:)", "see docs/sweeps.md")])

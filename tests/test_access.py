@@ -314,7 +314,7 @@ def test_references_are_wetlinks_figures_and_errors_use_them() -> None:
 @pytest.mark.emulation
 def test_slot_boundaries_in_a_namespace_run(tmp_path: Path) -> None:
     """starlink-access for 35 s: ping RTT steps at the 12 s and 27 s boundaries more than
-    inside the slots, and the lost pings cluster right after a boundary."""
+    inside the slots, and the lost pings cluster at a boundary, most right after it."""
     if shutil.which("ip") is None:
         pytest.skip("needs iproute2")
     sc = yaml.safe_load(SCENARIO.read_text())
@@ -335,7 +335,12 @@ def test_slot_boundaries_in_a_namespace_run(tmp_path: Path) -> None:
         assert stats["rtt_step_ms_at_boundary"] > 2 * stats["rtt_step_ms_inside_slot"], stats
         loss = stats["ping_loss"]
         assert loss["lost"] >= 4, loss  # two boundaries (12 s, 27 s), ~3 pings each
-        assert loss["share_of_losses_near_boundary"] >= 0.8, loss
+        # the burst starts at the boundary, so a ping sent in the last ~RTT before it loses its
+        # reply (seen in the last 1-s phase bin; more of them when the machine is busy);
+        # the model has no other loss, so every loss lies in the second either side
+        by_phase = loss["lost_by_phase_s"]
+        assert (by_phase[0] + by_phase[-1]) / loss["lost"] >= 0.9, loss
+        assert loss["share_of_losses_near_boundary"] >= 0.6, loss
     finally:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert "starlink-access-test" not in out

@@ -220,8 +220,10 @@ def main(args: argparse.Namespace, con: Console) -> int:
     t0 = time.monotonic()
     if todo:
         # SIGTERM (a job scheduler, kill) ends the sweep like Ctrl-C: runs cancelled, each
-        # tearing down, and a Ray started here stopped
-        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # tearing down, and a Ray started here stopped. SIGINT is set too, as the runner does:
+        # a shell starts background commands with it ignored, and Python keeps that
+        old = {s: signal.signal(s, signal.default_int_handler)
+               for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             failed = submit(spec, scenario, todo, runs_dir, args.ray_address, con)
         except KeyboardInterrupt:
@@ -230,7 +232,8 @@ def main(args: argparse.Namespace, con: Console) -> int:
                       "finished and kept; the same command resumes it")
             return 130
         finally:
-            signal.signal(signal.SIGTERM, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
     records = table.read_runs(runs_dir)
     rows = table.aggregate(spec, configs, records)
     files = table.write(out, spec, rows)

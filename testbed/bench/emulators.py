@@ -645,39 +645,35 @@ def summarise(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
     """Medians over the successful runs, in the metric keys of `METRICS` plus detail."""
     ok = [r for r in runs if r.get("status") == "done"]
 
-    def med(get: Any, digits: int = 3) -> float | None:
-        vals = [v for v in (get(r) for r in ok) if isinstance(v, int | float)]
+    def med(section: str | None, key: str, digits: int = 3) -> float | None:
+        recs = [r if section is None else (r.get(section) or {}) for r in ok]
+        vals = [v for v in (rec.get(key) for rec in recs) if isinstance(v, int | float)]
         return round(statistics.median(vals), digits) if vals else None
 
-    s: dict[str, Any] = {
-        "runs_ok": len(ok), "runs": len(runs),
-        "bring_up_s": med(lambda r: r.get("command_to_time_zero_s")),
-        "bring_up_cpu_s": med(lambda r: r.get("bring_up_cpu_s")),
-        "cpu_util_pct": med(lambda r: (r.get("steady") or {}).get("run_util_pct")),
-        "run_cores": med(lambda r: (r.get("steady") or {}).get("run_cores")),
-        "machine_util_pct": med(lambda r: (r.get("steady") or {}).get("machine_util_pct")),
-        "cpu_s_per_sat_per_s": med(lambda r: (r.get("steady") or {}).get(
-            "cpu_s_per_sat_per_s"), 6),
-        "cpu_s_total": med(lambda r: r.get("cpu_s_total")),
-        "memory_mb": med(lambda r: r.get("pss_mb_steady")),
-        "mem_available_drop_mb": med(lambda r: r.get("mem_available_drop_mb")),
-        "update_lateness_ms_p50": med(lambda r: (r.get("updates") or {}).get(
-            "lateness_ms_p50")),
-        "update_lateness_ms_p99": med(lambda r: (r.get("updates") or {}).get(
-            "lateness_ms_p99")),
-        "update_compute_ms_p50": med(lambda r: (r.get("mobility") or {}).get(
-            "compute_ms_p50")),
-        "update_delivery_ms_p50": med(lambda r: (r.get("updates") or {}).get(
-            "delivery_ms_p50")),
-        "changes_per_update_mean": med(lambda r: (r.get("updates") or {}).get(
-            "changes_per_update_mean")),
-        "changes_per_update_max": med(lambda r: (r.get("updates") or {}).get(
-            "changes_per_update_max")),
-        "teardown_s": med(lambda r: (r.get("timings_s") or {}).get("teardown_s")),
+    # summary key -> (section of a run's record, or None for top level; key in it)
+    fields: dict[str, tuple[str | None, str]] = {
+        "bring_up_s": (None, "command_to_time_zero_s"),
+        "bring_up_cpu_s": (None, "bring_up_cpu_s"),
+        "cpu_util_pct": ("steady", "run_util_pct"),
+        "run_cores": ("steady", "run_cores"),
+        "machine_util_pct": ("steady", "machine_util_pct"),
+        "cpu_s_total": (None, "cpu_s_total"),
+        "memory_mb": (None, "pss_mb_steady"),
+        "mem_available_drop_mb": (None, "mem_available_drop_mb"),
+        "update_lateness_ms_p50": ("updates", "lateness_ms_p50"),
+        "update_lateness_ms_p99": ("updates", "lateness_ms_p99"),
+        "update_compute_ms_p50": ("mobility", "compute_ms_p50"),
+        "update_delivery_ms_p50": ("updates", "delivery_ms_p50"),
+        "changes_per_update_mean": ("updates", "changes_per_update_mean"),
+        "changes_per_update_max": ("updates", "changes_per_update_max"),
+        "teardown_s": ("timings_s", "teardown_s"),
     }
+    s: dict[str, Any] = {"runs_ok": len(ok), "runs": len(runs)}
+    s.update({name: med(*where) for name, where in fields.items()})
+    s["cpu_s_per_sat_per_s"] = med("steady", "cpu_s_per_sat_per_s", 6)
     for ph in ("plan_s", "namespaces_and_veths_s", "ns3_ready_s", "ns3_tap_attach_s",
                "configure_s", "build_s", "health_s"):
-        s[f"phase_{ph}"] = med(lambda r, ph=ph: (r.get("timings_s") or {}).get(ph))
+        s[f"phase_{ph}"] = med("timings_s", ph)
     # the update delay comparable to an emulator's "time to apply a topology update": the
     # work of one update (compute + delivery) plus how late it landed (medians)
     parts = [s["update_compute_ms_p50"], s["update_delivery_ms_p50"],

@@ -194,14 +194,14 @@ class MobilityDriver:
         applied.  A change carries rate_mbps (both directions) and, on an asymmetric link,
         rate_back_mbps after it, so the engine never keeps a stale back rate."""
         tab = desired.table
-        n = len(tab.names)
         if self._applied is None:
+            n = len(tab.names)
             self._applied = _AppliedColumns(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
                                             np.zeros(n), np.zeros(n), np.zeros(n),
                                             np.full(n, np.nan))
         ap = self._applied
         rate = np.maximum(tab.rate_mbps, 0.01)
-        back = tab.rate_back_mbps if tab.rate_back_mbps is not None else np.full(n, np.nan)
+        back = tab.rate_back_mbps
         both_nan = np.isnan(back) & np.isnan(ap.rate_back_mbps)
         same = ap.known & (ap.up == tab.up) & \
             (np.abs(ap.delay_ms - tab.delay_ms) < self.delay_resolution) & \
@@ -328,8 +328,7 @@ class MobilityDriver:
             rows = np.asarray(rows, dtype=int)
             t_s, t_mob = f"{rel:.3f}", f"{snap.t:.3f}"
             dyn = self.world.dyn
-            back = tab.rate_back_mbps[rows].tolist() if tab.rate_back_mbps is not None \
-                else [math.nan] * len(rows)
+            back = tab.rate_back_mbps[rows].tolist()
             w.writerows(
                 [t_s, t_mob, name, dyn[name].role, int(up), int(name not in unroutable),
                  f"{d:.6f}", f"{r:.3f}", f"{loss:.4f}", f"{rng:.3f}", f"{el:.3f}", f"{snr:.2f}",
@@ -410,13 +409,9 @@ class MobilityDriver:
         k = tab.index.get(segment)
         if k is not None:
             rate = float(tab.rate_mbps[k])
-            if tab.rate_back_mbps is not None and u == self.world.dyn[segment].b and \
-                    not math.isnan(tab.rate_back_mbps[k]):
+            if u == self.world.dyn[segment].b and not math.isnan(tab.rate_back_mbps[k]):
                 rate = float(tab.rate_back_mbps[k])  # sent by the second endpoint
             return float(tab.delay_ms[k]) + PING_BYTES * 8 / (max(rate, 0.01) * 1e3)
-        st = snap.links.get(segment)
-        if st is not None:
-            return st.delay_ms + PING_BYTES * 8 / (max(st.rate_mbps, 0.01) * 1e3)
         seg = self.net.plan.segment_of(segment) if ":" not in segment else None
         if seg is None or seg.medium is Medium.ETHERNET:
             return 0.0
@@ -533,8 +528,6 @@ def _apply_overrides(snap: Snapshot, ov: tuple[np.ndarray, ...] | None) -> None:
     tab = snap.table
     tab.delay_ms[rows] += delay
     radio = tab.rate_mbps[rows]  # what the channel allows, either way
-    if tab.rate_back_mbps is None:
-        tab.rate_back_mbps = np.full(len(tab.names), np.nan)
     tab.rate_mbps[rows] = np.maximum(np.minimum(radio, up), 0.01)
     tab.rate_back_mbps[rows] = np.maximum(np.minimum(radio, down), 0.01)
     tab.loss_pct[rows] = np.maximum(tab.loss_pct[rows], loss)

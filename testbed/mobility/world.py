@@ -97,9 +97,9 @@ class LinkTable:
     range_km: np.ndarray
     elevation_deg: np.ndarray
     snr_db: np.ndarray
-    # the back direction (second endpoint -> first) where it differs, NaN elsewhere; None
-    # while no link is asymmetric (only access schedulers make them so)
-    rate_back_mbps: np.ndarray | None = None
+    # the back direction (second endpoint -> first) where it differs, NaN elsewhere (only
+    # access schedulers make a link asymmetric)
+    rate_back_mbps: np.ndarray
 
     def state(self, k: int) -> LinkState:
         return LinkState(bool(self.up[k]), float(self.delay_ms[k]), float(self.rate_mbps[k]),
@@ -157,7 +157,7 @@ class Eligibility(Mapping[str, bool]):
 
 def _empty_table() -> LinkTable:
     z = np.zeros(0)
-    return LinkTable([], {}, np.zeros(0, dtype=bool), z, z, z, z, z, z)
+    return LinkTable([], {}, np.zeros(0, dtype=bool), z, z, z, z, z, z, z)
 
 
 @dataclass
@@ -359,7 +359,7 @@ class World:
         up = np.where(self._isl, isl_up, up)
         ok = self._access & up & (el >= self._min_el) & (rng <= self._max_range)
         table = LinkTable(self._links, self._link_pos, up, delay, q_rate, q_loss, rng, el,
-                          q_snr)
+                          q_snr, np.full(len(self._links), np.nan))
         return Snapshot(t, ecef, LinkStates(table), Eligibility(table, ok, self._access_rows),
                         absent, table, ok, p)
 

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "topologies" / "starlink-access.yaml"
 OUT = ROOT / "results" / "realism"
 CALIBRATION_SITE = "osnabrueck"  # fitted on; the other vantage point validates
+WETLINKS_EVERY_S = 120.0  # WetLinks' spacing of iperf3 runs
 VALIDATION_SITE = "enschede"
 # the scenario's user-side rates are 1/20 of Starlink's (this host's ns-3 cannot carry 350
 # Mbit/s in real time; topologies/starlink-access.yaml): measured throughput is multiplied back
@@ -445,7 +446,8 @@ def _errors(ours: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _variant(static: bool, duration: float | None, every_s: float = 120.0) -> Path:
+def _variant(static: bool, duration: float | None, every_s: float = WETLINKS_EVERY_S
+             ) -> Path:
     """The scenario file of one variant (static: the access model removed)."""
     sc = yaml.safe_load(SCENARIO.read_text())
     if static:
@@ -456,7 +458,7 @@ def _variant(static: bool, duration: float | None, every_s: float = 120.0) -> Pa
             g.pop("scheduler", None)
             if g["name"] == "user":  # geometric emulators: the terminal keeps its satellite
                 g["hysteresis"] = 2
-    if (duration and duration != sc["duration_s"]) or every_s != 120.0:
+    if (duration and duration != sc["duration_s"]) or every_s != WETLINKS_EVERY_S:
         sc["duration_s"] = duration = duration or sc["duration_s"]
         sc["traffic"] = _cadence(sc["traffic"], duration, every_s)
     path = OUT / "scenarios" / f"{sc['name']}.yaml"
@@ -465,8 +467,8 @@ def _variant(static: bool, duration: float | None, every_s: float = 120.0) -> Pa
     return path
 
 
-def _cadence(traffic: list[dict[str, Any]], duration: float, every_s: float = 120.0
-             ) -> list[dict[str, Any]]:
+def _cadence(traffic: list[dict[str, Any]], duration: float,
+             every_s: float = WETLINKS_EVERY_S) -> list[dict[str, Any]]:
     """The scenario's measurement cadence stretched to `duration`: pings over the whole run,
     a 15-s iperf3 run (down and up, both sites) every `every_s` from `every_s` on, as many
     as fit, so a longer eval samples more slots.  120 s is WetLinks' spacing; it leaves
@@ -592,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds per variant (default: the scenario's 240, ~5 RTT windows; "
                     "610 gives 20 windows and 4 iperf3 runs per site)")
-    ap.add_argument("--every", type=float, default=120.0,
+    ap.add_argument("--every", type=float, default=WETLINKS_EVERY_S,
                     help="seconds between iperf3 runs (WetLinks: 120; 60 doubles the runs "
                     "and keeps one RTT window per idle stretch)")
     ap.add_argument("--only", choices=["access", "static"], default=None)

@@ -58,6 +58,7 @@ from rich.table import Table
 from testbed.bench.scale import time_zero_of, watch_run
 from testbed.mobility.driver import LEAD_S
 from testbed.run.results import RESULTS
+from testbed.sweep.procs import descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "emulator-eval"
@@ -466,25 +467,6 @@ def _machine_jiffies() -> tuple[int, int]:
     return total - idle, total
 
 
-def _tree(root: int) -> list[int]:
-    """root and every descendant, from the ppid field of /proc/<pid>/stat."""
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
-
-
 def _tree_cpu_s(pids: list[int]) -> float:
     """utime + stime of live processes + cutime + cstime (their reaped children)."""
     ticks = 0
@@ -533,7 +515,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            pids = _tree(self.pid)
+            pids = [self.pid, *descendants(self.pid)]
             busy, total = _machine_jiffies()
             self.samples.append((time.time(), _tree_cpu_s(pids), busy, total))
             if self.pss_mb is None and time.time() >= self.mid_wall:
